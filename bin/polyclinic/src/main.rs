@@ -1,0 +1,134 @@
+//! `polyclinic`: run the platform, one service, migrations, or print the OpenAPI document.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use polyclinic_config::{Config, Service};
+use polyclinic_http::CancellationToken;
+
+/// Polyclinic: a clinic management platform.
+///
+/// Configuration comes from compiled defaults, then a TOML file, then environment
+/// variables (`POLYCLINIC_<KEY>`, plus `DATABASE_URL`); `polyclinic config` lists them all.
+#[derive(Debug, Parser)]
+#[command(name = "polyclinic", version, about, long_about)]
+struct Cli {
+    /// The TOML configuration file; without it, ./polyclinic.toml is read when it exists.
+    #[arg(long, global = true, env = "POLYCLINIC_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start every service in one process, each on its own port (8080-8086)
+    All,
+    /// Start the API gateway (port 8080)
+    Gateway,
+    /// Start the identity service: users, departments, rooms, tokens (port 8081)
+    Identity,
+    /// Start the appointments service: schedules and bookings (port 8083)
+    Appointments,
+    /// Start the payments service (port 8084)
+    Payments,
+    /// Start the notifications service (port 8085)
+    Notifications,
+    /// Start the prescriptions and medical records service (port 8086)
+    Prescriptions,
+    /// Apply every service's database migrations, then exit
+    Migrate,
+    /// Print the merged OpenAPI document of every service as JSON
+    Openapi,
+    /// Print every configuration key, its environment variable and its effective value
+    Config,
+}
+
+impl Command {
+    fn services(&self) -> Option<Vec<Service>> {
+        let one = match self {
+            Command::All => return Some(Service::ALL.to_vec()),
+            Command::Gateway => Service::Gateway,
+            Command::Identity => Service::Identity,
+            Command::Appointments => Service::Appointments,
+            Command::Payments => Service::Payments,
+            Command::Notifications => Service::Notifications,
+            Command::Prescriptions => Service::Prescriptions,
+            Command::Migrate | Command::Openapi | Command::Config => return None,
+        };
+        Some(vec![one])
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+
+    if let Command::Openapi = cli.command {
+        return match serde_json::to_string_pretty(&polyclinic::openapi()) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(&anyhow::Error::new(err)),
+        };
+    }
+
+    let file = cli.config.clone().or_else(|| {
+        let default = PathBuf::from("polyclinic.toml");
+        default.exists().then_some(default)
+    });
+    let config = match Config::load(file.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("polyclinic: {err}");
+            return ExitCode::from(2);
+        }
+    };
+
+    if let Command::Config = cli.command {
+        return match polyclinic::describe_config(&config) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(&err),
+        };
+    }
+
+    if let Err(err) = polyclinic_telemetry::init(&config.log) {
+        eprintln!("polyclinic: {err}");
+        return ExitCode::from(2);
+    }
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&anyhow::Error::new(err)),
+    };
+    match runtime.block_on(execute(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
+    let Some(services) = command.services() else {
+        return polyclinic::migrate(&config).await;
+    };
+    let listeners = polyclinic::bind(&config, &services).await?;
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        polyclinic_http::shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        on_signal.cancel();
+    });
+    polyclinic::run(config, listeners, shutdown).await
+}
+
+fn fail(err: &anyhow::Error) -> ExitCode {
+    tracing::error!(error = %format!("{err:#}"), "polyclinic stopped");
+    eprintln!("polyclinic: {err:#}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,101 @@
+use std::process::Command;
+
+use serde_json::Value;
+
+fn polyclinic() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_polyclinic"));
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("POLYCLINIC_CONFIG");
+    command
+}
+
+#[test]
+fn a_bad_configuration_value_stops_start_up_naming_the_key() {
+    let output = polyclinic()
+        .arg("all")
+        .env("POLYCLINIC_APPOINTMENTS_PORT", "not-a-port")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`appointments.port`"), "{stderr}");
+    assert!(stderr.contains("POLYCLINIC_APPOINTMENTS_PORT"), "{stderr}");
+}
+
+#[test]
+fn a_bad_value_in_the_configuration_file_names_the_file_and_key() {
+    let path = std::env::temp_dir().join(format!("polyclinic-cli-{}.toml", std::process::id()));
+    std::fs::write(&path, "[log]\nformat = \"xml\"\n").unwrap();
+    let output = polyclinic()
+        .arg("--config")
+        .arg(&path)
+        .arg("all")
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`log.format`"), "{stderr}");
+    assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
+}
+
+#[test]
+fn the_config_command_shows_the_environment_wins_and_masks_passwords() {
+    let output = polyclinic()
+        .arg("config")
+        .env(
+            "DATABASE_URL",
+            "postgres://app:s3cret@db.internal:5432/clinic",
+        )
+        .env("POLYCLINIC_GATEWAY_PORT", "9080")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("gateway.port = 9080    # POLYCLINIC_GATEWAY_PORT"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("postgres://app:***@db.internal:5432/clinic"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+}
+
+#[test]
+fn the_openapi_command_prints_the_merged_document() {
+    let output = polyclinic().arg("openapi").output().unwrap();
+    assert!(output.status.success());
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["info"]["title"], "Polyclinic");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["paths"]["/health/ready"].is_object());
+}
+
+#[test]
+fn help_documents_every_subcommand() {
+    let output = polyclinic().arg("--help").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for command in [
+        "all",
+        "gateway",
+        "identity",
+        "appointments",
+        "payments",
+        "notifications",
+        "prescriptions",
+        "migrate",
+        "openapi",
+        "config",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.trim_start().starts_with(command)),
+            "{command} missing from --help:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("--config"), "{stdout}");
+}

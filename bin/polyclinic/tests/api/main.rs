@@ -1,0 +1,6 @@
+//! The whole platform, started as `polyclinic all` starts it, against real PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod cli;
+mod health;

@@ -1,0 +1,417 @@
+//! Loading: defaults, then the file, then the environment, then validation.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use toml::{Table, Value};
+
+use crate::{Config, Service};
+
+/// Keys that are set from a conventional variable instead of `POLYCLINIC_<KEY>`.
+pub const ALIASES: &[(&str, &str)] = &[("database_url", "DATABASE_URL")];
+
+/// Why the configuration could not be loaded. Every variant names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {} is not valid TOML: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
+    #[error("invalid configuration value for `{key}` (set by {origin}): {message}")]
+    Invalid {
+        key: String,
+        origin: String,
+        message: String,
+    },
+}
+
+/// Where a value came from, so that an error can point at it.
+#[derive(Debug, Clone)]
+enum Origin {
+    Default,
+    File(PathBuf),
+    Env(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("the compiled default"),
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Env(var) => write!(f, "environment variable {var}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Integer,
+    Boolean,
+    Text,
+}
+
+/// The environment variable that sets `key` (a dotted path such as `gateway.port`).
+pub fn env_var_for(key: &str) -> String {
+    match ALIASES.iter().find(|(aliased, _)| *aliased == key) {
+        Some((_, var)) => (*var).to_owned(),
+        None => format!("POLYCLINIC_{}", key.replace('.', "_").to_uppercase()),
+    }
+}
+
+/// Every configuration key with its environment variable, sorted by key.
+pub fn keys() -> Vec<(String, String)> {
+    settable_keys()
+        .into_iter()
+        .map(|(key, _)| {
+            let var = env_var_for(&key);
+            (key, var)
+        })
+        .collect()
+}
+
+fn defaults_table() -> Table {
+    #[expect(
+        clippy::expect_used,
+        reason = "the compiled defaults are plain data and always serialize"
+    )]
+    Table::try_from(Config::default()).expect("the default configuration serializes")
+}
+
+fn settable_keys() -> Vec<(String, Kind)> {
+    let mut keys = Vec::new();
+    collect_leaves(&defaults_table(), "", &mut keys);
+    // Optional keys have no default, so they are not in the serialized defaults.
+    for service in Service::ALL {
+        keys.push((format!("{service}.url"), Kind::Text));
+        keys.push((format!("{service}.database_url"), Kind::Text));
+    }
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    keys
+}
+
+fn collect_leaves(table: &Table, prefix: &str, out: &mut Vec<(String, Kind)>) {
+    for (name, value) in table {
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match value {
+            Value::Table(inner) => collect_leaves(inner, &key, out),
+            Value::Integer(_) => out.push((key, Kind::Integer)),
+            Value::Boolean(_) => out.push((key, Kind::Boolean)),
+            _ => out.push((key, Kind::Text)),
+        }
+    }
+}
+
+fn merge(
+    base: &mut Table,
+    overlay: Table,
+    prefix: &str,
+    origins: &mut HashMap<String, Origin>,
+    origin: &Origin,
+) {
+    for (name, value) in overlay {
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match (base.get_mut(&name), value) {
+            (Some(Value::Table(existing)), Value::Table(inner)) => {
+                merge(existing, inner, &key, origins, origin);
+            }
+            (_, value) => {
+                origins.insert(key, origin.clone());
+                base.insert(name, value);
+            }
+        }
+    }
+}
+
+fn set(table: &mut Table, key: &str, value: Value) {
+    let mut current = table;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(part.to_owned(), value);
+            return;
+        }
+        let entry = current
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Table(Table::new()));
+        match entry {
+            Value::Table(inner) => current = inner,
+            other => {
+                *other = Value::Table(Table::new());
+                let Value::Table(inner) = other else { return };
+                current = inner;
+            }
+        }
+    }
+}
+
+fn parse_env(kind: Kind, raw: &str) -> Result<Value, String> {
+    let raw = raw.trim();
+    match kind {
+        Kind::Integer => raw
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| format!("`{raw}` is not a whole number")),
+        Kind::Boolean => match raw {
+            "true" | "1" | "yes" => Ok(Value::Boolean(true)),
+            "false" | "0" | "no" => Ok(Value::Boolean(false)),
+            _ => Err(format!("`{raw}` is not true or false")),
+        },
+        Kind::Text => Ok(Value::String(raw.to_owned())),
+    }
+}
+
+impl Config {
+    /// Loads the configuration from the defaults, the optional `file` and the variables in
+    /// `env` (pass `std::env::vars()` in production; tests pass their own).
+    pub fn load<I>(file: Option<&Path>, env: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut table = defaults_table();
+        let mut origins = HashMap::new();
+
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let overlay: Table = toml::from_str(&text).map_err(|err| ConfigError::Syntax {
+                path: path.to_owned(),
+                message: err.message().to_owned(),
+            })?;
+            merge(
+                &mut table,
+                overlay,
+                "",
+                &mut origins,
+                &Origin::File(path.to_owned()),
+            );
+        }
+
+        let env: HashMap<String, String> = env.into_iter().collect();
+        for (key, kind) in settable_keys() {
+            let var = env_var_for(&key);
+            if let Some(raw) = env.get(&var) {
+                let value = parse_env(kind, raw).map_err(|message| ConfigError::Invalid {
+                    key: key.clone(),
+                    origin: Origin::Env(var.clone()).to_string(),
+                    message,
+                })?;
+                set(&mut table, &key, value);
+                origins.insert(key, Origin::Env(var));
+            }
+        }
+
+        let origin_of = |key: &str| -> String {
+            let fallback = match file {
+                Some(path) => Origin::File(path.to_owned()),
+                None => Origin::Default,
+            };
+            origins.get(key).unwrap_or(&fallback).to_string()
+        };
+
+        let config: Config =
+            serde_path_to_error::deserialize(Value::Table(table)).map_err(|err| {
+                let key = err.path().to_string();
+                ConfigError::Invalid {
+                    origin: origin_of(&key),
+                    message: err.into_inner().to_string(),
+                    key,
+                }
+            })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                origin: origin_of(&key),
+                key,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// Rules that types alone do not express. Returns the offending key and why.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let postgres = |key: String, url: &str| {
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Ok(())
+            } else {
+                Err((key, format!("`{url}` is not a postgres:// URL")))
+            }
+        };
+        let http = |key: String, url: &str| {
+            if (url.starts_with("http://") || url.starts_with("https://")) && url.len() > 8 {
+                Ok(())
+            } else {
+                Err((key, format!("`{url}` is not an http:// or https:// URL")))
+            }
+        };
+
+        postgres("database_url".into(), &self.database_url)?;
+        http("public_url".into(), &self.public_url)?;
+        if self.http.body_limit_bytes < 1024 {
+            return Err((
+                "http.body_limit_bytes".into(),
+                "must be at least 1024 bytes".into(),
+            ));
+        }
+
+        let mut taken: HashMap<u16, Service> = HashMap::new();
+        for service in Service::ALL {
+            let settings = self.service(service);
+            if let Some(url) = &settings.database_url {
+                postgres(format!("{service}.database_url"), url)?;
+            }
+            if let Some(url) = &settings.url {
+                http(format!("{service}.url"), url)?;
+            }
+            if settings.db_max_connections == 0 {
+                return Err((
+                    format!("{service}.db_max_connections"),
+                    "must be at least 1".into(),
+                ));
+            }
+            // Port 0 asks the OS for a free port, so it may repeat.
+            if settings.port != 0
+                && let Some(other) = taken.insert(settings.port, service)
+            {
+                return Err((
+                    format!("{service}.port"),
+                    format!("port {} is already used by {other}", settings.port),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn write_file(contents: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "polyclinic-config-test-{}-{}.toml",
+            std::process::id(),
+            contents.len()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(
+            config.database_url,
+            "postgres://postgres@127.0.0.1:5432/polyclinic"
+        );
+        assert_eq!(config.gateway.port, 8080);
+        assert_eq!(
+            config.service_url(Service::Payments),
+            "http://127.0.0.1:8084"
+        );
+    }
+
+    #[test]
+    fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+        let path = write_file(
+            "public_url = \"https://clinic.example\"\n[identity]\nport = 9001\n[gateway]\nport = 9000\n",
+        );
+        let config = Config::load(
+            Some(&path),
+            env(&[
+                ("POLYCLINIC_GATEWAY_PORT", "9100"),
+                ("DATABASE_URL", "postgres://app@db/clinic"),
+                ("POLYCLINIC_LOG_FORMAT", "json"),
+            ]),
+        )
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+
+        assert_eq!(config.public_url, "https://clinic.example", "from the file");
+        assert_eq!(config.identity.port, 9001, "from the file");
+        assert_eq!(
+            config.gateway.port, 9100,
+            "the environment wins over the file"
+        );
+        assert_eq!(config.database_url, "postgres://app@db/clinic");
+        assert_eq!(config.log.format, crate::LogFormat::Json);
+        assert_eq!(config.appointments.port, 8083, "untouched default");
+    }
+
+    #[test]
+    fn a_port_that_is_not_a_number_fails_naming_the_key_and_the_variable() {
+        let err = Config::load(None, env(&[("POLYCLINIC_GATEWAY_PORT", "eighty")])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("`gateway.port`"), "{message}");
+        assert!(message.contains("POLYCLINIC_GATEWAY_PORT"), "{message}");
+    }
+
+    #[test]
+    fn a_port_out_of_range_fails_naming_the_key() {
+        let err = Config::load(None, env(&[("POLYCLINIC_IDENTITY_PORT", "70000")])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("`identity.port`"), "{message}");
+        assert!(message.contains("POLYCLINIC_IDENTITY_PORT"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_log_format_fails_naming_the_key() {
+        let err = Config::load(None, env(&[("POLYCLINIC_LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(err.to_string().contains("`log.format`"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_refused() {
+        let path = write_file("[gateway]\nprot = 1\n");
+        let err = Config::load(Some(&path), env(&[])).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn two_services_on_one_port_are_refused() {
+        let err = Config::load(None, env(&[("POLYCLINIC_PAYMENTS_PORT", "8081")])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("`payments.port`"), "{message}");
+        assert!(message.contains("identity"), "{message}");
+    }
+
+    #[test]
+    fn a_database_url_of_another_kind_is_refused() {
+        let err =
+            Config::load(None, env(&[("DATABASE_URL", "mysql://root@localhost/x")])).unwrap_err();
+        assert!(err.to_string().contains("`database_url`"), "{err}");
+    }
+
+    #[test]
+    fn every_key_has_an_environment_variable() {
+        let keys = keys();
+        assert!(keys.contains(&("gateway.port".into(), "POLYCLINIC_GATEWAY_PORT".into())));
+        assert!(keys.contains(&("database_url".into(), "DATABASE_URL".into())));
+        assert!(keys.contains(&(
+            "identity.database_url".into(),
+            "POLYCLINIC_IDENTITY_DATABASE_URL".into()
+        )));
+    }
+}

@@ -1,0 +1,53 @@
+//! The names of the platform's services.
+
+use std::fmt;
+
+/// One of the platform's services. The gateway keeps no tables; every other service owns
+/// one PostgreSQL schema named after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    Gateway,
+    Identity,
+    Appointments,
+    Payments,
+    Notifications,
+    Prescriptions,
+}
+
+impl Service {
+    /// Every service, in start-up order.
+    pub const ALL: [Service; 6] = [
+        Service::Identity,
+        Service::Appointments,
+        Service::Payments,
+        Service::Notifications,
+        Service::Prescriptions,
+        Service::Gateway,
+    ];
+
+    /// The lowercase name used in configuration keys, logs, metrics and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Gateway => "gateway",
+            Service::Identity => "identity",
+            Service::Appointments => "appointments",
+            Service::Payments => "payments",
+            Service::Notifications => "notifications",
+            Service::Prescriptions => "prescriptions",
+        }
+    }
+
+    /// The PostgreSQL schema the service owns, if it keeps data.
+    pub fn schema(self) -> Option<&'static str> {
+        match self {
+            Service::Gateway => None,
+            other => Some(other.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,151 @@
+//! [`ServiceApp`]: a service's API router plus everything every service serves and does.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Router, middleware};
+use polyclinic_config::Service;
+use prometheus_client::registry::Registry;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::health::{self, CheckReport, HealthReport, Readiness};
+use crate::metrics::{self, HttpMetrics};
+use crate::observe::observe;
+use crate::{ApiError, Check, ProblemDetails};
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(health::live, health::ready, get_metrics_doc, get_openapi_doc),
+    components(schemas(ProblemDetails, HealthReport, CheckReport)),
+    tags((name = "platform", description = "Served by every service outside /api"))
+)]
+struct PlatformDoc;
+
+/// Prometheus metrics of this service.
+#[utoipa::path(get, path = "/metrics", tag = "platform",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
+#[expect(
+    dead_code,
+    reason = "documents the route that metrics::get_metrics serves"
+)]
+fn get_metrics_doc() {}
+
+/// This service's OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "platform",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+#[expect(dead_code, reason = "documents the route that ServiceApp serves")]
+fn get_openapi_doc() {}
+
+/// The OpenAPI document of `service`: its API plus the platform routes and shared schemas.
+pub fn document(service: Service, api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let mut doc = PlatformDoc::openapi();
+    doc.merge(api);
+    doc.info.title = format!("Polyclinic {service}");
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.info.description = Some(format!(
+        "The {service} service. Errors are RFC 9457 problem documents \
+         (`application/problem+json`) with a stable `code`."
+    ));
+    doc
+}
+
+/// A service's router under construction: its API plus the platform's routes and layers.
+pub struct ServiceApp {
+    service: Service,
+    api: Router,
+    doc: utoipa::openapi::OpenApi,
+    checks: Vec<Check>,
+    registry: Registry,
+    body_limit: usize,
+}
+
+impl ServiceApp {
+    /// Starts from the service's documented API routes (state already applied).
+    pub fn new(service: Service, api: OpenApiRouter) -> Self {
+        let (api, doc) = api.split_for_parts();
+        Self {
+            service,
+            api,
+            doc,
+            checks: Vec::new(),
+            registry: Registry::default(),
+            body_limit: 256 * 1024,
+        }
+    }
+
+    /// Adds a dependency that `/health/ready` checks.
+    pub fn check(mut self, check: Check) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// Sets the largest accepted request body.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// The registry that `/metrics` exposes, for the service's own metrics.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// The finished router.
+    pub fn into_router(mut self) -> Router {
+        let http_metrics = Arc::new(HttpMetrics::register(&mut self.registry));
+        let openapi =
+            Bytes::from(serde_json::to_vec(&document(self.service, self.doc)).unwrap_or_default());
+        let readiness = Arc::new(Readiness {
+            service: self.service.as_str(),
+            checks: self.checks,
+        });
+
+        let platform = Router::new()
+            .route("/health/live", get(health::live))
+            .route("/health/ready", get(health::ready))
+            .with_state(readiness)
+            .merge(
+                Router::new()
+                    .route("/metrics", get(metrics::get_metrics))
+                    .with_state(Arc::new(self.registry)),
+            )
+            .route(
+                "/openapi.json",
+                get(move || async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        openapi.clone(),
+                    )
+                }),
+            );
+
+        self.api
+            .merge(platform)
+            .fallback(route_not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(DefaultBodyLimit::max(self.body_limit))
+            .layer(CatchPanicLayer::custom(|_| {
+                ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
+            }))
+            .layer(middleware::from_fn_with_state(http_metrics, observe))
+    }
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::not_found("route_not_found", "No such route.")
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This route does not accept that method.",
+    )
+    .into_response()
+}

@@ -1,0 +1,29 @@
+//! What every Polyclinic HTTP service shares.
+//!
+//! - [`ApiError`]: the one error type at the HTTP boundary, rendered as RFC 9457
+//!   `application/problem+json` with a stable `code`.
+//! - [`extract`]: `Json`, `Path` and `Query` extractors whose rejections use that same shape.
+//! - [`ServiceApp`]: wraps a service's API router with the platform routes (`/health/live`,
+//!   `/health/ready`, `/metrics`, `/openapi.json`), request ids, tracing, metrics, a body
+//!   limit and problem+json fallbacks.
+//! - [`serve`]: serving with graceful shutdown.
+
+mod app;
+mod error;
+pub mod extract;
+mod health;
+mod metrics;
+mod observe;
+mod server;
+
+pub use app::{ServiceApp, document};
+pub use error::{ApiError, ProblemDetails};
+pub use health::Check;
+pub use observe::{REQUEST_ID_HEADER, RequestId};
+pub use server::{serve, shutdown_signal};
+
+/// Re-exported so that services name one version of the router and shutdown types.
+pub use axum;
+pub use tokio_util::sync::CancellationToken;
+pub use utoipa;
+pub use utoipa_axum;

@@ -1,0 +1,139 @@
+//! The outermost middleware of every service: request id, request span, access log line
+//! and HTTP metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+use tracing::field::Empty;
+
+use crate::metrics::HttpMetrics;
+
+/// The header that carries the request id in and out of every service.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id of the current request: the caller's `x-request-id` when it is sane, otherwise
+/// a new UUIDv7. Handlers extract it to pass it on to other services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(String);
+
+impl RequestId {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        headers
+            .get(REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| is_acceptable_id(value))
+            .map(|value| RequestId(value.to_owned()))
+            .unwrap_or_else(RequestId::generate)
+    }
+
+    fn generate() -> Self {
+        RequestId(uuid::Uuid::now_v7().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A caller's id is kept only if it is short and plain, so it cannot inject into logs.
+fn is_acceptable_id(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId::from_headers(&parts.headers)))
+    }
+}
+
+pub(crate) async fn observe(
+    State(metrics): State<Arc<HttpMetrics>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let request_id = RequestId::from_headers(request.headers());
+    request.extensions_mut().insert(request_id.clone());
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = %route,
+        request_id = %request_id,
+        status = Empty,
+        latency_ms = Empty,
+    );
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+
+    span.record("status", status.as_u16());
+    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!("request failed");
+        } else if route.starts_with("/health") || route == "/metrics" {
+            tracing::debug!("request finished");
+        } else {
+            tracing::info!("request finished");
+        }
+    });
+    metrics.observe(method.as_str(), &route, status.as_u16(), elapsed);
+
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_caller_ids_are_kept_and_odd_ones_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("abc-123.x:y_z"));
+        assert_eq!(RequestId::from_headers(&headers).as_str(), "abc-123.x:y_z");
+
+        headers.insert(
+            REQUEST_ID_HEADER,
+            HeaderValue::from_static("has spaces\tand tabs"),
+        );
+        let replaced = RequestId::from_headers(&headers);
+        assert_ne!(replaced.as_str(), "has spaces\tand tabs");
+        assert!(uuid::Uuid::parse_str(replaced.as_str()).is_ok());
+
+        let long = "a".repeat(200);
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(&long).unwrap());
+        assert_ne!(RequestId::from_headers(&headers).as_str(), long);
+    }
+}

@@ -1,0 +1,24 @@
+//! The shared test harness.
+//!
+//! [`TestPlatform`] starts one, several or all services in process, each on port 0, exactly
+//! as `polyclinic all` does, against the machine's real PostgreSQL with a fresh database
+//! per test ([`TestDb`], dropped afterwards). [`TcpProxy`] sits between a service and a
+//! dependency so a test can cut the connection and restore it.
+//!
+//! Environment: `POLYCLINIC_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`)
+//! names the server the test databases are created on.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a harness that cannot set up should fail the test loudly"
+)]
+
+mod db;
+mod platform;
+mod proxy;
+
+pub use db::TestDb;
+pub use platform::TestPlatform;
+pub use polyclinic_config::{Config, Service};
+pub use proxy::TcpProxy;

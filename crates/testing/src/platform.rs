@@ -1,0 +1,133 @@
+//! Services started in process on port 0.
+
+use std::time::{Duration, Instant};
+
+use polyclinic_config::{Config, Service};
+use polyclinic_http::CancellationToken;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::TestDb;
+
+/// Running services and the database behind them. Dropping it stops the services and
+/// drops the database.
+pub struct TestPlatform {
+    pub config: Config,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    running: Option<JoinHandle<anyhow::Result<()>>>,
+    db: TestDb,
+}
+
+impl TestPlatform {
+    /// Starts `services` against a fresh database and waits until each is ready.
+    pub async fn start(services: &[Service]) -> Self {
+        Self::start_with(services, |_, _| {}).await
+    }
+
+    /// Like [`TestPlatform::start`], letting the test adjust the configuration first.
+    pub async fn start_with(
+        services: &[Service],
+        customize: impl FnOnce(&mut Config, &TestDb),
+    ) -> Self {
+        let db = TestDb::create().await;
+        let mut config = Config {
+            database_url: db.url(),
+            ..Config::default()
+        };
+        config.http.shutdown_grace_secs = 5;
+
+        let mut listeners = Vec::new();
+        for &service in &Service::ALL {
+            if !services.contains(&service) {
+                continue;
+            }
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("binding port 0");
+            let address = listener.local_addr().expect("a bound address");
+            let settings = config.service_mut(service);
+            settings.port = address.port();
+            settings.url = Some(format!("http://{address}"));
+            listeners.push((service, listener));
+        }
+        customize(&mut config, &db);
+
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(polyclinic::run(config.clone(), listeners, shutdown.clone()));
+        let mut platform = Self {
+            config,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client"),
+            shutdown,
+            running: Some(running),
+            db,
+        };
+        for &service in services {
+            platform.wait_until_ready(service).await;
+        }
+        platform
+    }
+
+    async fn wait_until_ready(&mut self, service: Service) {
+        let url = self.url(service, "/health/ready");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = self.client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            if self.running.as_ref().is_some_and(JoinHandle::is_finished) {
+                let outcome = self.running.take().expect("checked above").await;
+                panic!("the platform stopped while starting: {outcome:?}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service} did not become ready within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The URL of `path` on `service`.
+    pub fn url(&self, service: Service, path: &str) -> String {
+        format!("{}{path}", self.config.service_url(service))
+    }
+
+    /// A client with a 30 s timeout.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// `GET path` on `service`.
+    pub async fn get(&self, service: Service, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(service, path))
+            .send()
+            .await
+            .expect("the service answers")
+    }
+
+    /// The test database.
+    pub fn db(&self) -> &TestDb {
+        &self.db
+    }
+
+    /// Stops every service gracefully and returns how the platform ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        match self.running.take() {
+            Some(running) => running.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestPlatform {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

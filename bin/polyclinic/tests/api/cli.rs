@@ -99,3 +99,15 @@ fn help_documents_every_subcommand() {
     }
     assert!(stdout.contains("--config"), "{stdout}");
 }
+
+#[test]
+fn the_readme_lists_every_configuration_variable() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    for (key, var) in polyclinic_config::keys() {
+        assert!(
+            readme.contains(&format!("`{var}`")),
+            "README.md does not list {var} ({key})"
+        );
+    }
+}

@@ -1,0 +1,27 @@
+-- Run once by the postgres image on an empty data directory (docker-entrypoint-initdb.d).
+-- One schema and one least-privilege login role per service: a role owns its own schema,
+-- may connect to the database, and can neither create schemas nor touch another's tables.
+-- Passwords here are for the local stack only; real deployments set them from secrets.
+
+revoke create on database polyclinic from public;
+revoke all on schema public from public;
+
+create role identity login password 'identity';
+create role appointments login password 'appointments';
+create role payments login password 'payments';
+create role notifications login password 'notifications';
+create role prescriptions login password 'prescriptions';
+
+create schema identity authorization identity;
+create schema appointments authorization appointments;
+create schema payments authorization payments;
+create schema notifications authorization notifications;
+create schema prescriptions authorization prescriptions;
+
+grant connect on database polyclinic to identity, appointments, payments, notifications, prescriptions;
+
+alter role identity set search_path = identity;
+alter role appointments set search_path = appointments;
+alter role payments set search_path = payments;
+alter role notifications set search_path = notifications;
+alter role prescriptions set search_path = prescriptions;

@@ -21,6 +21,13 @@ pub struct Config {
     pub database_url: String,
     /// The gateway's public base URL, as browsers and API clients see it.
     pub public_url: String,
+    /// Which backend short-lived locks use.
+    pub locks: LockBackend,
+    /// The Redis server for the `redis` lock backend.
+    pub redis_url: String,
+    /// Prefix of every Redis key the platform writes, so that several deployments (or
+    /// tests) can share one server.
+    pub redis_key_prefix: String,
     pub log: LogConfig,
     pub http: HttpConfig,
     pub gateway: ServiceConfig,
@@ -29,6 +36,16 @@ pub struct Config {
     pub payments: ServiceConfig,
     pub notifications: ServiceConfig,
     pub prescriptions: ServiceConfig,
+}
+
+/// Where short-lived locks live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockBackend {
+    /// PostgreSQL advisory locks: nothing else to run.
+    Postgres,
+    /// Redis `SET NX PX` with a random token: for many instances under load.
+    Redis,
 }
 
 /// How logs are written.
@@ -92,6 +109,9 @@ impl Default for Config {
         Self {
             database_url: "postgres://postgres@127.0.0.1:5432/polyclinic".into(),
             public_url: "http://127.0.0.1:8080".into(),
+            locks: LockBackend::Postgres,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_key_prefix: "polyclinic:".into(),
             log: LogConfig {
                 format: LogFormat::Pretty,
                 filter: "info,sqlx=warn".into(),

@@ -259,6 +259,12 @@ impl Config {
         };
 
         postgres("database_url".into(), &self.database_url)?;
+        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("rediss://")) {
+            return Err((
+                "redis_url".into(),
+                format!("`{}` is not a redis:// or rediss:// URL", self.redis_url),
+            ));
+        }
         http("public_url".into(), &self.public_url)?;
         if self.http.body_limit_bytes < 1024 {
             return Err((

@@ -5,8 +5,12 @@
 //! per test ([`TestDb`], dropped afterwards). [`TcpProxy`] sits between a service and a
 //! dependency so a test can cut the connection and restore it.
 //!
+//! Redis is shared too: each test gets its own key prefix ([`TestRedis`]), whose keys are
+//! deleted afterwards.
+//!
 //! Environment: `POLYCLINIC_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`)
-//! names the server the test databases are created on.
+//! names the server the test databases are created on, `POLYCLINIC_TEST_REDIS` (default
+//! `redis://127.0.0.1:6379`) the Redis server.
 
 #![allow(
     clippy::unwrap_used,
@@ -17,8 +21,10 @@
 mod db;
 mod platform;
 mod proxy;
+mod redis_prefix;
 
 pub use db::TestDb;
 pub use platform::TestPlatform;
 pub use polyclinic_config::{Config, Service};
 pub use proxy::TcpProxy;
+pub use redis_prefix::TestRedis;

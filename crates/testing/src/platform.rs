@@ -7,7 +7,7 @@ use polyclinic_http::CancellationToken;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::TestDb;
+use crate::{TestDb, TestRedis};
 
 /// Running services and the database behind them. Dropping it stops the services and
 /// drops the database.
@@ -17,6 +17,7 @@ pub struct TestPlatform {
     shutdown: CancellationToken,
     running: Option<JoinHandle<anyhow::Result<()>>>,
     db: TestDb,
+    redis: TestRedis,
 }
 
 impl TestPlatform {
@@ -31,8 +32,11 @@ impl TestPlatform {
         customize: impl FnOnce(&mut Config, &TestDb),
     ) -> Self {
         let db = TestDb::create().await;
+        let redis = TestRedis::new();
         let mut config = Config {
             database_url: db.url(),
+            redis_url: redis.url().to_owned(),
+            redis_key_prefix: redis.prefix().to_owned(),
             ..Config::default()
         };
         config.http.shutdown_grace_secs = 5;
@@ -64,6 +68,7 @@ impl TestPlatform {
             shutdown,
             running: Some(running),
             db,
+            redis,
         };
         for &service in services {
             platform.wait_until_ready(service).await;
@@ -114,6 +119,11 @@ impl TestPlatform {
     /// The test database.
     pub fn db(&self) -> &TestDb {
         &self.db
+    }
+
+    /// The test's Redis key prefix.
+    pub fn redis(&self) -> &TestRedis {
+        &self.redis
     }
 
     /// Stops every service gracefully and returns how the platform ended.

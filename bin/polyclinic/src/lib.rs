@@ -124,13 +124,18 @@ pub fn openapi() -> OpenApi {
     merged
 }
 
-/// Every configuration key with its environment variable and effective value; passwords
-/// inside URLs are masked.
+/// Every configuration key with its environment variable and effective value; secrets and
+/// passwords inside URLs are masked.
 pub fn describe_config(config: &Config) -> anyhow::Result<String> {
     let table = toml::Table::try_from(config).context("serializing the configuration")?;
     let mut lines = Vec::new();
     for (key, var) in polyclinic_config::keys() {
-        let value = lookup(&table, &key).map_or_else(|| "(unset)".to_owned(), |value| mask(&value));
+        let secret = key.ends_with("password") || key.ends_with("secret");
+        let value = match lookup(&table, &key) {
+            None => "(unset)".to_owned(),
+            Some(_) if secret => "***".to_owned(),
+            Some(value) => mask(&value),
+        };
         lines.push(format!("{key} = {value}    # {var}"));
     }
     Ok(lines.join("\n"))

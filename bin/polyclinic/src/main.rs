@@ -44,6 +44,9 @@ enum Command {
     Openapi,
     /// Print every configuration key, its environment variable and its effective value
     Config,
+    /// Publish a new token signing key; it signs after `auth.key_publish_lead_secs`, and the
+    /// current key keeps verifying until its tokens expire
+    RotateSigningKey,
 }
 
 impl Command {
@@ -56,7 +59,9 @@ impl Command {
             Command::Payments => Service::Payments,
             Command::Notifications => Service::Notifications,
             Command::Prescriptions => Service::Prescriptions,
-            Command::Migrate | Command::Openapi | Command::Config => return None,
+            Command::Migrate | Command::Openapi | Command::Config | Command::RotateSigningKey => {
+                return None;
+            }
         };
         Some(vec![one])
     }
@@ -114,6 +119,11 @@ fn main() -> ExitCode {
 
 async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
     let Some(services) = command.services() else {
+        if let Command::RotateSigningKey = command {
+            let kid = polyclinic_identity::rotate_signing_key(&config).await?;
+            println!("published signing key {kid}");
+            return Ok(());
+        }
         return polyclinic::migrate(&config).await;
     };
     let listeners = polyclinic::bind(&config, &services).await?;

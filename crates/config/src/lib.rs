@@ -6,21 +6,28 @@
 //! fails loading with an error that names the key and where the value came from.
 
 mod load;
+mod sections;
 mod service;
 
 use serde::{Deserialize, Serialize};
 
 pub use load::{ALIASES, ConfigError, env_var_for, keys};
+pub use sections::*;
 pub use service::Service;
 
 /// The whole platform's configuration. Each service reads the parts it needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `development` allows generated and well-known development secrets; `production`
+    /// refuses to start without real ones.
+    pub environment: Environment,
     /// The PostgreSQL database every service keeps its schema in (created if missing).
     pub database_url: String,
     /// The gateway's public base URL, as browsers and API clients see it.
     pub public_url: String,
+    /// Who issues tokens: the identity service itself, or Keycloak.
+    pub identity_provider: IdentityProvider,
     /// Which backend short-lived locks use.
     pub locks: LockBackend,
     /// The Redis server for the `redis` lock backend.
@@ -28,6 +35,12 @@ pub struct Config {
     /// Prefix of every Redis key the platform writes, so that several deployments (or
     /// tests) can share one server.
     pub redis_key_prefix: String,
+    /// Browser origins allowed to call the API cross-origin (CORS); empty allows none.
+    pub cors_origins: Vec<String>,
+    pub admin: AdminConfig,
+    pub auth: AuthConfig,
+    pub keycloak: KeycloakConfig,
+    pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     pub http: HttpConfig,
     pub gateway: ServiceConfig,
@@ -38,80 +51,42 @@ pub struct Config {
     pub prescriptions: ServiceConfig,
 }
 
-/// Where short-lived locks live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LockBackend {
-    /// PostgreSQL advisory locks: nothing else to run.
-    Postgres,
-    /// Redis `SET NX PX` with a random token: for many instances under load.
-    Redis,
-}
-
-/// How logs are written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    /// `pretty` for people at a terminal, `json` for log collectors.
-    pub format: LogFormat,
-    /// A `tracing` filter such as `info` or `info,sqlx=warn`.
-    pub filter: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
-
-/// Limits shared by every HTTP server of the platform.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Largest accepted request body; larger ones get 413.
-    pub body_limit_bytes: u32,
-    /// How long shutdown waits for in-flight requests before giving up on them.
-    pub shutdown_grace_secs: u32,
-}
-
-/// Where one service listens and how the others reach it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    /// The TCP port the service listens on (on all interfaces).
-    pub port: u16,
-    /// The base URL other services use to call this one; defaults to
-    /// `http://127.0.0.1:<port>`, which is right for `polyclinic all`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// This service's own database URL (for a least-privilege role per service);
-    /// defaults to the shared `database_url`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
-    /// Upper bound of the service's PostgreSQL connection pool.
-    pub db_max_connections: u32,
-}
-
-impl ServiceConfig {
-    fn with_port(port: u16) -> Self {
-        Self {
-            port,
-            url: None,
-            database_url: None,
-            db_max_connections: 10,
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
+            environment: Environment::Development,
             database_url: "postgres://postgres@127.0.0.1:5432/polyclinic".into(),
             public_url: "http://127.0.0.1:8080".into(),
+            identity_provider: IdentityProvider::Builtin,
             locks: LockBackend::Postgres,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "polyclinic:".into(),
+            cors_origins: Vec::new(),
+            admin: AdminConfig {
+                email: "admin@polyclinic.local".into(),
+                password: None,
+            },
+            auth: AuthConfig {
+                audience: "polyclinic-api".into(),
+                issuer: None,
+                jwks_url: None,
+                access_token_ttl_secs: 600,
+                refresh_token_ttl_secs: 14 * 24 * 3600,
+                leeway_secs: 30,
+                key_publish_lead_secs: 60,
+                jwks_refetch_interval_secs: 5,
+                revocation_poll_secs: 2,
+            },
+            keycloak: KeycloakConfig {
+                url: "http://127.0.0.1:8443".into(),
+                realm: "polyclinic".into(),
+                client_id: "polyclinic-identity".into(),
+                client_secret: None,
+            },
+            rate_limit: RateLimitConfig {
+                anonymous_per_minute: 300,
+                user_per_minute: 1200,
+            },
             log: LogConfig {
                 format: LogFormat::Pretty,
                 filter: "info,sqlx=warn".into(),
@@ -119,6 +94,7 @@ impl Default for Config {
             http: HttpConfig {
                 body_limit_bytes: 256 * 1024,
                 shutdown_grace_secs: 20,
+                upstream_timeout_secs: 15,
             },
             gateway: ServiceConfig::with_port(8080),
             identity: ServiceConfig::with_port(8081),
@@ -171,5 +147,47 @@ impl Config {
             .database_url
             .as_deref()
             .unwrap_or(&self.database_url)
+    }
+
+    /// The token issuer every service trusts: `auth.issuer` when set, otherwise the
+    /// built-in provider at `<public_url>/api/auth` or the Keycloak realm's URL.
+    pub fn issuer(&self) -> String {
+        if let Some(issuer) = &self.auth.issuer {
+            return issuer.trim_end_matches('/').to_owned();
+        }
+        match self.identity_provider {
+            IdentityProvider::Builtin => {
+                format!("{}/api/auth", self.public_url.trim_end_matches('/'))
+            }
+            IdentityProvider::Keycloak => self.keycloak.realm_url(),
+        }
+    }
+
+    /// Where services fetch the issuer's signing keys: `auth.jwks_url` when set, otherwise
+    /// the identity service's JWKS over the internal network, or Keycloak's certs endpoint.
+    pub fn jwks_url(&self) -> String {
+        if let Some(url) = &self.auth.jwks_url {
+            return url.clone();
+        }
+        match self.identity_provider {
+            IdentityProvider::Builtin => {
+                format!("{}/api/auth/jwks", self.service_url(Service::Identity))
+            }
+            IdentityProvider::Keycloak => {
+                format!(
+                    "{}/protocol/openid-connect/certs",
+                    self.keycloak.realm_url()
+                )
+            }
+        }
+    }
+
+    /// The client secret `service` presents for its service token. In development an
+    /// unset secret falls back to a well-known value; production refuses that at start-up.
+    pub fn client_secret(&self, service: Service) -> String {
+        self.service(service)
+            .client_secret
+            .clone()
+            .unwrap_or_else(|| format!("development-only-secret-of-{service}"))
     }
 }

@@ -52,7 +52,20 @@ enum Kind {
     Integer,
     Boolean,
     Text,
+    /// A list, written in the environment as comma-separated values.
+    List,
 }
+
+/// Keys without a default value, so absent from the serialized defaults.
+const OPTIONAL_KEYS: &[&str] = &[
+    "admin.password",
+    "auth.issuer",
+    "auth.jwks_url",
+    "keycloak.client_secret",
+];
+
+/// Optional keys that every service section has.
+const OPTIONAL_SERVICE_KEYS: &[&str] = &["url", "database_url", "client_secret"];
 
 /// The environment variable that sets `key` (a dotted path such as `gateway.port`).
 pub fn env_var_for(key: &str) -> String {
@@ -84,10 +97,15 @@ fn defaults_table() -> Table {
 fn settable_keys() -> Vec<(String, Kind)> {
     let mut keys = Vec::new();
     collect_leaves(&defaults_table(), "", &mut keys);
-    // Optional keys have no default, so they are not in the serialized defaults.
+    keys.extend(
+        OPTIONAL_KEYS
+            .iter()
+            .map(|key| ((*key).to_owned(), Kind::Text)),
+    );
     for service in Service::ALL {
-        keys.push((format!("{service}.url"), Kind::Text));
-        keys.push((format!("{service}.database_url"), Kind::Text));
+        for key in OPTIONAL_SERVICE_KEYS {
+            keys.push((format!("{service}.{key}"), Kind::Text));
+        }
     }
     keys.sort_by(|a, b| a.0.cmp(&b.0));
     keys
@@ -104,6 +122,7 @@ fn collect_leaves(table: &Table, prefix: &str, out: &mut Vec<(String, Kind)>) {
             Value::Table(inner) => collect_leaves(inner, &key, out),
             Value::Integer(_) => out.push((key, Kind::Integer)),
             Value::Boolean(_) => out.push((key, Kind::Boolean)),
+            Value::Array(_) => out.push((key, Kind::List)),
             _ => out.push((key, Kind::Text)),
         }
     }
@@ -169,6 +188,13 @@ fn parse_env(kind: Kind, raw: &str) -> Result<Value, String> {
             _ => Err(format!("`{raw}` is not true or false")),
         },
         Kind::Text => Ok(Value::String(raw.to_owned())),
+        Kind::List => Ok(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| Value::String(item.to_owned()))
+                .collect(),
+        )),
     }
 }
 
@@ -273,6 +299,20 @@ impl Config {
             ));
         }
 
+        if !(300..=900).contains(&self.auth.access_token_ttl_secs) {
+            return Err((
+                "auth.access_token_ttl_secs".into(),
+                "must be between 300 and 900 seconds".into(),
+            ));
+        }
+        http("keycloak.url".into(), &self.keycloak.url)?;
+        for (index, origin) in self.cors_origins.iter().enumerate() {
+            http(format!("cors_origins[{index}]"), origin)?;
+        }
+        if self.environment == crate::Environment::Production {
+            self.validate_production()?;
+        }
+
         let mut taken: HashMap<u16, Service> = HashMap::new();
         for service in Service::ALL {
             let settings = self.service(service);
@@ -297,6 +337,28 @@ impl Config {
                     format!("port {} is already used by {other}", settings.port),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Production never runs on a development secret.
+    fn validate_production(&self) -> Result<(), (String, String)> {
+        let required = |key: &str, value: &Option<String>| match value {
+            Some(secret) if secret.len() >= 16 => Ok(()),
+            Some(_) => Err((
+                key.to_owned(),
+                "must be at least 16 characters in production".to_owned(),
+            )),
+            None => Err((key.to_owned(), "must be set in production".to_owned())),
+        };
+        if self.identity_provider == crate::IdentityProvider::Keycloak {
+            required("keycloak.client_secret", &self.keycloak.client_secret)?;
+        }
+        for service in Service::ALL {
+            required(
+                &format!("{service}.client_secret"),
+                &self.service(service).client_secret,
+            )?;
         }
         Ok(())
     }
@@ -408,6 +470,28 @@ mod tests {
         let err =
             Config::load(None, env(&[("DATABASE_URL", "mysql://root@localhost/x")])).unwrap_err();
         assert!(err.to_string().contains("`database_url`"), "{err}");
+    }
+
+    #[test]
+    fn lists_are_read_from_comma_separated_variables() {
+        let config = Config::load(
+            None,
+            env(&[(
+                "POLYCLINIC_CORS_ORIGINS",
+                "https://a.example, https://b.example",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.cors_origins,
+            ["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn production_refuses_development_secrets() {
+        let err = Config::load(None, env(&[("POLYCLINIC_ENVIRONMENT", "production")])).unwrap_err();
+        assert!(err.to_string().contains("client_secret"), "{err}");
     }
 
     #[test]

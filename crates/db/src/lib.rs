@@ -123,6 +123,15 @@ pub fn readiness_check(pool: &PgPool) -> polyclinic_http::Check {
     })
 }
 
+/// The name of the constraint that `err` violated, if it is a constraint violation. Repos
+/// map names (every constraint is named) to domain errors.
+pub fn violated_constraint(err: &sqlx::Error) -> Option<&str> {
+    match err {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
+    }
+}
+
 /// Quotes an SQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

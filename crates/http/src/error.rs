@@ -30,6 +30,8 @@ pub struct ApiError {
     code: Cow<'static, str>,
     detail: Cow<'static, str>,
     retry_after_secs: Option<u64>,
+    www_authenticate: Option<&'static str>,
+    extensions: Vec<(&'static str, serde_json::Value)>,
     source: Option<anyhow::Error>,
 }
 
@@ -45,8 +47,23 @@ impl ApiError {
             code: code.into(),
             detail: detail.into(),
             retry_after_secs: None,
+            www_authenticate: None,
+            extensions: Vec::new(),
             source: None,
         }
+    }
+
+    /// Adds an extension member to the problem document (RFC 9457 section 3.2), such as
+    /// OAuth's `error` on the token endpoint or a list of field errors.
+    pub fn with_extension(mut self, name: &'static str, value: serde_json::Value) -> Self {
+        self.extensions.push((name, value));
+        self
+    }
+
+    /// Adds a `WWW-Authenticate` challenge (for 401s).
+    pub fn with_challenge(mut self, challenge: &'static str) -> Self {
+        self.www_authenticate = Some(challenge);
+        self
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
@@ -93,6 +110,8 @@ impl ApiError {
                 "An unexpected error occurred. Quote the x-request-id header when reporting it.",
             ),
             retry_after_secs: None,
+            www_authenticate: None,
+            extensions: Vec::new(),
             source: Some(source),
         }
     }
@@ -103,6 +122,10 @@ impl ApiError {
 
     pub fn code(&self) -> &str {
         &self.code
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
     }
 }
 
@@ -133,7 +156,13 @@ impl IntoResponse for ApiError {
             detail: self.detail.into_owned(),
             code: self.code.into_owned(),
         };
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut document = serde_json::to_value(&body).unwrap_or_default();
+        if let serde_json::Value::Object(members) = &mut document {
+            for (name, value) in self.extensions {
+                members.entry(name).or_insert(value);
+            }
+        }
+        let bytes = serde_json::to_vec(&document).unwrap_or_default();
         let mut response = (self.status, bytes).into_response();
         let headers = response.headers_mut();
         headers.insert(
@@ -142,6 +171,12 @@ impl IntoResponse for ApiError {
         );
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(challenge) = self.www_authenticate {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }

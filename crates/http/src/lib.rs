@@ -14,13 +14,17 @@ pub mod extract;
 mod health;
 mod metrics;
 mod observe;
+mod page;
 mod server;
+mod validation;
 
 pub use app::{ServiceApp, document};
 pub use error::{ApiError, ProblemDetails};
 pub use health::Check;
 pub use observe::{REQUEST_ID_HEADER, RequestId};
+pub use page::{Page, PageQuery};
 pub use server::{serve, shutdown_signal};
+pub use validation::{FieldError, Violations};
 
 /// Re-exported so that services name one version of the router and shutdown types.
 pub use axum;

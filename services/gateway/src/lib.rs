@@ -1,33 +1,190 @@
 //! The API gateway: the platform's front door on port 8080.
 //!
-//! It keeps no data of its own. [`router`] builds the HTTP interface (tests call it in
-//! process); [`run`] serves until shutdown.
+//! It keeps no data. Every `/api` route of [`table::TABLE`] is forwarded to the service that
+//! owns it after the gateway has verified the bearer token itself and applied the route's
+//! coarse role rule (services still decide ownership), stripped hop-by-hop and spoofable
+//! identity headers, and taken one request from the caller's rate-limit bucket. Upstream
+//! timeouts give 504 and unreachable upstreams 502, both problem+json. It also serves `/docs`
+//! (Swagger UI over every service's OpenAPI) and `/status`.
 
+mod docs;
+mod proxy;
+mod rate_limit;
+mod status;
+pub mod table;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+use axum::extract::{ConnectInfo, FromRef, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::routing::{MethodRouter, on};
+use polyclinic_auth::{Verifier, VerifierSettings};
 use polyclinic_config::{Config, Service};
 use polyclinic_http::axum::Router;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
-use polyclinic_http::{CancellationToken, ServiceApp};
+use polyclinic_http::utoipa_axum::routes;
+use polyclinic_http::{CancellationToken, RequestId, ServiceApp};
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::docs::DocsCache;
+use crate::rate_limit::RateLimiter;
+use crate::table::{Rule, TABLE};
 
 /// This service's name in configuration, logs and metrics.
 pub const SERVICE: Service = Service::Gateway;
 
-fn api() -> OpenApiRouter {
-    OpenApiRouter::new()
+/// What the gateway's handlers share.
+#[derive(Clone)]
+pub struct GatewayState {
+    verifier: Arc<Verifier>,
+    http: reqwest::Client,
+    upstreams: Arc<HashMap<Service, String>>,
+    anonymous_limiter: Arc<RateLimiter>,
+    user_limiter: Arc<RateLimiter>,
+    docs: Arc<DocsCache>,
+    body_limit: usize,
+    upstream_timeout: Duration,
+    public_scheme: &'static str,
 }
 
-/// The gateway's own OpenAPI document.
+impl FromRef<GatewayState> for Arc<Verifier> {
+    fn from_ref(state: &GatewayState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl GatewayState {
+    pub fn new(config: &Config, verifier: Arc<Verifier>) -> anyhow::Result<Self> {
+        let upstreams = Service::ALL
+            .into_iter()
+            .map(|service| (service, config.service_url(service)))
+            .collect();
+        Ok(Self {
+            verifier,
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                .context("building the upstream client")?,
+            upstreams: Arc::new(upstreams),
+            anonymous_limiter: Arc::new(RateLimiter::new(config.rate_limit.anonymous_per_minute)),
+            user_limiter: Arc::new(RateLimiter::new(config.rate_limit.user_per_minute)),
+            docs: Arc::new(DocsCache::default()),
+            body_limit: config.http.body_limit_bytes as usize,
+            upstream_timeout: Duration::from_secs(config.http.upstream_timeout_secs.into()),
+            public_scheme: if config.public_url.starts_with("https://") {
+                "https"
+            } else {
+                "http"
+            },
+        })
+    }
+
+    fn upstream(&self, service: Service) -> String {
+        self.upstreams.get(&service).cloned().unwrap_or_default()
+    }
+}
+
+/// The forwarding routes, one per path of the table with a handler per method.
+fn forwarding_routes() -> Router<GatewayState> {
+    let mut by_path: BTreeMap<&'static str, Vec<Rule>> = BTreeMap::new();
+    for rule in TABLE {
+        by_path.entry(rule.path).or_default().push(*rule);
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |router, (path, rules)| {
+            let methods = rules
+                .into_iter()
+                .fold(MethodRouter::new(), |methods, rule| {
+                    methods.merge(on(
+                        rule.method,
+                        move |State(state): State<GatewayState>,
+                              ConnectInfo(client): ConnectInfo<SocketAddr>,
+                              request_id: RequestId,
+                              request: Request| {
+                            proxy::forward(state, rule, client, request_id, request)
+                        },
+                    ))
+                });
+            router.route(path, methods)
+        })
+}
+
+fn api() -> OpenApiRouter<GatewayState> {
+    OpenApiRouter::new().routes(routes!(status::status))
+}
+
+/// The gateway's own OpenAPI document (the forwarded routes are documented by their
+/// services; `/docs` shows them all).
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
     polyclinic_http::document(SERVICE, api().split_for_parts().1)
 }
 
+fn cors(config: &Config) -> Option<CorsLayer> {
+    if config.cors_origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = config
+        .cors_origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin.trim_end_matches('/')).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("idempotency-key"),
+                header::HeaderName::from_static("x-request-id"),
+                header::HeaderName::from_static("traceparent"),
+            ])
+            .expose_headers([
+                header::HeaderName::from_static("x-request-id"),
+                header::RETRY_AFTER,
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
 /// The gateway's complete router.
-pub fn router(config: &Config) -> Router {
-    ServiceApp::new(SERVICE, api())
+pub fn router(config: &Config, state: GatewayState) -> Router {
+    let forwarding = forwarding_routes().with_state(state.clone());
+    let docs = docs::router(state.clone());
+    let api = api()
+        .with_state(state)
+        .merge(OpenApiRouter::from(forwarding))
+        .merge(OpenApiRouter::from(docs));
+    let mut router = ServiceApp::new(SERVICE, api)
         .body_limit(config.http.body_limit_bytes as usize)
-        .into_router()
+        .into_router();
+    if let Some(cors) = cors(config) {
+        router = router.layer(cors);
+    }
+    if config.public_url.starts_with("https://") {
+        router = router.layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                response.headers_mut().insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+                );
+                response
+            },
+        ));
+    }
+    router
 }
 
 /// Serves on `listener` until `shutdown` is cancelled.
@@ -36,7 +193,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = router(&config);
+    let verifier = Verifier::new(VerifierSettings::from_config(&config));
+    let app = router(&config, GatewayState::new(&config, verifier)?);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
     polyclinic_http::serve(listener, app, shutdown, grace).await?;

@@ -1,17 +1,38 @@
-//! The identity service: users and their role profiles, departments and rooms, login and tokens.
+//! The identity service: users and their role profiles, departments and rooms, login and
+//! tokens.
 //!
-//! It owns the `identity` schema and nothing else. [`router`] builds the HTTP interface (tests
-//! call it in process); [`run`] migrates the schema and serves until shutdown.
+//! It owns the `identity` schema and nothing else. With the built-in provider (the default)
+//! it is an OIDC provider itself: Ed25519-signed access tokens, rotating refresh tokens,
+//! client credentials for the platform's services. With Keycloak it keeps the profiles and
+//! manages Keycloak's users through the Admin REST API. [`router`] builds the HTTP interface
+//! (tests call it in process); [`run`] migrates, bootstraps and serves until shutdown.
 
+mod accounts;
+mod bootstrap;
+pub mod domain;
+mod keycloak;
+mod login;
+mod repo;
+mod routes;
+mod tokens;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use polyclinic_config::{Config, Service};
+use anyhow::Context;
+use axum::extract::FromRef;
+use polyclinic_auth::{Verifier, VerifierSettings};
+use polyclinic_config::{Config, IdentityProvider, Service};
 use polyclinic_http::axum::Router;
-use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 use polyclinic_http::{CancellationToken, ServiceApp};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
+
+use crate::accounts::Credentials;
+use crate::keycloak::KeycloakAdmin;
+use crate::tokens::TokenSettings;
 
 /// This service's name in configuration, logs and metrics.
 pub const SERVICE: Service = Service::Identity;
@@ -23,37 +44,108 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub verifier: Arc<Verifier>,
+    tokens: Arc<TokenSettings>,
+    credentials: Arc<Credentials>,
+    /// `client_id` -> secret of each platform service's own client.
+    service_clients: Arc<HashMap<String, String>>,
+    provider: IdentityProvider,
 }
 
-fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl AppState {
+    /// The state for `config`, with the Keycloak client when Keycloak is the provider.
+    pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>) -> anyhow::Result<Self> {
+        let credentials = match config.identity_provider {
+            IdentityProvider::Builtin => Credentials::Builtin,
+            IdentityProvider::Keycloak => {
+                let secret =
+                    config.keycloak.client_secret.clone().context(
+                        "`keycloak.client_secret` is required with the keycloak provider",
+                    )?;
+                Credentials::Keycloak(KeycloakAdmin::new(&config.keycloak, secret)?)
+            }
+        };
+        let service_clients = Service::ALL
+            .into_iter()
+            .filter(|service| *service != SERVICE)
+            .map(|service| {
+                (
+                    format!("polyclinic-{service}"),
+                    config.client_secret(service),
+                )
+            })
+            .collect();
+        Ok(Self {
+            pool,
+            verifier,
+            tokens: Arc::new(token_settings(config)),
+            credentials: Arc::new(credentials),
+            service_clients: Arc::new(service_clients),
+            provider: config.identity_provider,
+        })
+    }
+}
+
+fn token_settings(config: &Config) -> TokenSettings {
+    TokenSettings {
+        issuer: config.issuer(),
+        audience: config.auth.audience.clone(),
+        access_ttl: Duration::from_secs(config.auth.access_token_ttl_secs.into()),
+        refresh_ttl: Duration::from_secs(config.auth.refresh_token_ttl_secs.into()),
+        leeway: Duration::from_secs(config.auth.leeway_secs.into()),
+        publish_lead: Duration::from_secs(config.auth.key_publish_lead_secs.into()),
+    }
 }
 
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
-    polyclinic_http::document(SERVICE, api().split_for_parts().1)
+    polyclinic_http::document(SERVICE, routes::api().split_for_parts().1)
 }
 
 /// The service's complete router.
 pub fn router(config: &Config, state: AppState) -> Router {
     let check = polyclinic_db::readiness_check(&state.pool);
-    ServiceApp::new(SERVICE, api().with_state(state))
+    ServiceApp::new(SERVICE, routes::api().with_state(state))
         .body_limit(config.http.body_limit_bytes as usize)
         .check(check)
         .into_router()
 }
 
-/// Migrates the schema, then serves on `listener` until `shutdown` is cancelled.
+/// Migrates the schema, makes sure a signing key and an administrator exist, then serves on
+/// `listener` until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
-    let app = router(&config, AppState { pool: pool.clone() });
+    let verifier = Verifier::new(VerifierSettings::from_config(&config));
+    let state = AppState::new(&config, pool.clone(), verifier)?;
+    if config.identity_provider == IdentityProvider::Builtin {
+        tokens::ensure_signing_key(&pool).await?;
+    }
+    bootstrap::ensure_first_admin(&pool, &state.credentials, &config).await?;
+
+    let app = router(&config, state);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
     polyclinic_http::serve(listener, app, shutdown, grace).await?;
     pool.close().await;
     Ok(())
+}
+
+/// Publishes a new signing key that starts signing after `auth.key_publish_lead_secs`; the
+/// current key keeps verifying until its tokens expire. Returns the new key id.
+pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<String> {
+    polyclinic_db::ensure_database(config.database_url_for(SERVICE)).await?;
+    let pool = polyclinic_db::open(config, SERVICE, &MIGRATOR).await?;
+    let kid = tokens::rotate(&pool, token_settings(config).publish_lead).await?;
+    pool.close().await;
+    Ok(kid)
 }

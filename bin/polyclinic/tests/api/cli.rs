@@ -89,6 +89,7 @@ fn help_documents_every_subcommand() {
         "migrate",
         "openapi",
         "config",
+        "rotate-signing-key",
     ] {
         assert!(
             stdout

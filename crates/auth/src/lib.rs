@@ -1,0 +1,24 @@
+//! Token verification in every service, and the extractors handlers use.
+//!
+//! Every service verifies the bearer token itself; the gateway's check is not trusted
+//! blindly. [`Verifier`] checks the signature against the issuer's JWKS (cached, refetched
+//! on an unknown `kid` at most once per `auth.jwks_refetch_interval_secs`), an algorithm
+//! allowlist (RS256 and EdDSA: never `none`, never HMAC), `iss`, `aud`, and `exp`/`nbf` with
+//! a small leeway, then consults the revocation list (deactivated users, ended sessions)
+//! that it polls from the identity service. [`roles`] turns Keycloak's and the built-in
+//! provider's role claims into one [`RoleSet`].
+//!
+//! Handlers take a [`Principal`] (any valid token) or a [`Require`] guard such as
+//! `Require<Admin>`; both answer 401 problem+json without a valid token and the guard 403
+//! without the role.
+
+mod jwks;
+mod principal;
+mod revocation;
+pub mod roles;
+mod verifier;
+
+pub use principal::{Principal, Require, RoleRule, authenticate, rules};
+pub use revocation::{RevocationList, Revoked};
+pub use roles::{Role, RoleSet};
+pub use verifier::{AuthError, Verifier, VerifierSettings};

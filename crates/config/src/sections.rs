@@ -1,0 +1,160 @@
+//! The sections of [`crate::Config`].
+
+use serde::{Deserialize, Serialize};
+
+/// Development allows well-known secrets; production insists on real ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+/// Who issues the tokens that every service verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityProvider {
+    /// The identity service is an OIDC provider itself.
+    Builtin,
+    /// Keycloak issues tokens; the identity service manages users through its Admin API.
+    Keycloak,
+}
+
+/// Where short-lived locks live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockBackend {
+    /// PostgreSQL advisory locks: nothing else to run.
+    Postgres,
+    /// Redis `SET NX PX` with a random token: for many instances under load.
+    Redis,
+}
+
+/// The first administrator, created on start when no active admin exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub email: String,
+    /// Unset in development: a password is generated and printed once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// Tokens: what is issued (built-in provider) and what is accepted (every service).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The `aud` every access token must carry.
+    pub audience: String,
+    /// Overrides the expected `iss` (for a Keycloak whose public host differs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Overrides where signing keys are fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// Access token lifetime, 300 to 900 seconds.
+    pub access_token_ttl_secs: u32,
+    /// Refresh token lifetime.
+    pub refresh_token_ttl_secs: u32,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway_secs: u32,
+    /// How long a new signing key is published before it signs anything.
+    pub key_publish_lead_secs: u32,
+    /// The least time between two JWKS fetches caused by unknown key ids.
+    pub jwks_refetch_interval_secs: u32,
+    /// How often services refresh the list of revoked sessions and deactivated users.
+    pub revocation_poll_secs: u32,
+}
+
+/// The Keycloak realm used when `identity_provider = "keycloak"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeycloakConfig {
+    /// Keycloak's base URL as the services reach it.
+    pub url: String,
+    pub realm: String,
+    /// The confidential client whose service account manages users.
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl KeycloakConfig {
+    /// `<url>/realms/<realm>`: the realm's issuer and the base of its endpoints.
+    pub fn realm_url(&self) -> String {
+        format!("{}/realms/{}", self.url.trim_end_matches('/'), self.realm)
+    }
+}
+
+/// Gateway rate limits, per gateway instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per minute from one client IP without a token.
+    pub anonymous_per_minute: u32,
+    /// Requests per minute from one authenticated subject.
+    pub user_per_minute: u32,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `pretty` for people at a terminal, `json` for log collectors.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `info,sqlx=warn`.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Limits shared by every HTTP server of the platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest accepted request body; larger ones get 413.
+    pub body_limit_bytes: u32,
+    /// How long shutdown waits for in-flight requests before giving up on them.
+    pub shutdown_grace_secs: u32,
+    /// How long the gateway and service clients wait for an upstream answer (then 504).
+    pub upstream_timeout_secs: u32,
+}
+
+/// Where one service listens and how the others reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The TCP port the service listens on (on all interfaces).
+    pub port: u16,
+    /// The base URL other services use to call this one; defaults to
+    /// `http://127.0.0.1:<port>`, which is right for `polyclinic all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// This service's own database URL (for a least-privilege role per service);
+    /// defaults to the shared `database_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Upper bound of the service's PostgreSQL connection pool.
+    pub db_max_connections: u32,
+    /// The secret of the service's own OAuth client (`polyclinic-<service>`), used for
+    /// service tokens by background work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl ServiceConfig {
+    pub(crate) fn with_port(port: u16) -> Self {
+        Self {
+            port,
+            url: None,
+            database_url: None,
+            db_max_connections: 10,
+            client_secret: None,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The gateway's route table: which service answers a route, and the coarse role rule the
+//! gateway applies before forwarding. Services still decide ownership; a route missing here
+//! is not reachable through the gateway (the identity service's revocation feed, for one).
+
+use axum::routing::MethodFilter;
+use polyclinic_auth::Role;
+use polyclinic_config::Service;
+
+/// Who may pass the gateway on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone; a token, if sent, is passed on unchecked for the service to judge.
+    Public,
+    /// Any valid token.
+    Authenticated,
+    /// A valid token with one of these roles.
+    Roles(&'static [Role]),
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    pub method: MethodFilter,
+    pub path: &'static str,
+    pub service: Service,
+    pub access: Access,
+}
+
+const ADMIN: Access = Access::Roles(&[Role::Admin]);
+const STAFF: Access = Access::Roles(&[Role::Admin, Role::Doctor, Role::Nurse]);
+const PERSON: Access = Access::Roles(&[Role::Admin, Role::Doctor, Role::Nurse, Role::Patient]);
+const PATIENT_OR_ADMIN: Access = Access::Roles(&[Role::Patient, Role::Admin]);
+const DOCTOR_OR_ADMIN: Access = Access::Roles(&[Role::Doctor, Role::Admin]);
+const CARE_OR_ADMIN: Access = Access::Roles(&[Role::Doctor, Role::Nurse, Role::Admin]);
+const CARE: Access = Access::Roles(&[Role::Doctor, Role::Nurse]);
+const DOCTOR: Access = Access::Roles(&[Role::Doctor]);
+const PATIENT: Access = Access::Roles(&[Role::Patient]);
+const SERVICE: Access = Access::Roles(&[Role::Service]);
+
+macro_rules! rules {
+    ($($method:ident $path:literal => $service:ident, $access:expr;)*) => {
+        &[$(Rule { method: MethodFilter::$method, path: $path, service: Service::$service, access: $access }),*]
+    };
+}
+
+/// Every route the gateway forwards.
+pub const TABLE: &[Rule] = rules! {
+    // identity: tokens and accounts
+    GET "/api/auth/.well-known/openid-configuration" => Identity, Access::Public;
+    GET "/api/auth/jwks" => Identity, Access::Public;
+    POST "/api/auth/token" => Identity, Access::Public;
+    POST "/api/auth/revoke" => Identity, Access::Public;
+    POST "/api/users/patients" => Identity, Access::Public;
+    POST "/api/users/staff" => Identity, ADMIN;
+    GET "/api/users/me" => Identity, PERSON;
+    PATCH "/api/users/me" => Identity, PERSON;
+    POST "/api/users/me/password" => Identity, PERSON;
+    GET "/api/users" => Identity, ADMIN;
+    GET "/api/users/{id}" => Identity, Access::Authenticated;
+    PATCH "/api/users/{id}" => Identity, PERSON;
+    DELETE "/api/users/{id}" => Identity, PERSON;
+    POST "/api/users/{id}/password" => Identity, ADMIN;
+    GET "/api/doctors" => Identity, Access::Public;
+    GET "/api/doctors/{id}" => Identity, Access::Public;
+    POST "/api/departments" => Identity, ADMIN;
+    GET "/api/departments" => Identity, STAFF;
+    GET "/api/departments/{id}" => Identity, STAFF;
+    PATCH "/api/departments/{id}" => Identity, ADMIN;
+    DELETE "/api/departments/{id}" => Identity, ADMIN;
+    GET "/api/departments/{id}/staff" => Identity, STAFF;
+    GET "/api/departments/{id}/rooms" => Identity, STAFF;
+    POST "/api/rooms" => Identity, ADMIN;
+    GET "/api/rooms" => Identity, STAFF;
+    GET "/api/rooms/{id}" => Identity, STAFF;
+    PATCH "/api/rooms/{id}" => Identity, ADMIN;
+    DELETE "/api/rooms/{id}" => Identity, ADMIN;
+
+    // appointments: schedules and bookings
+    GET "/api/doctors/{id}/availability" => Appointments, Access::Public;
+    GET "/api/doctors/{id}/schedule" => Appointments, DOCTOR_OR_ADMIN;
+    PUT "/api/doctors/{id}/schedule" => Appointments, DOCTOR_OR_ADMIN;
+    POST "/api/doctors/{id}/unavailability" => Appointments, DOCTOR_OR_ADMIN;
+    GET "/api/doctors/{id}/unavailability" => Appointments, DOCTOR_OR_ADMIN;
+    DELETE "/api/doctors/{id}/unavailability/{uid}" => Appointments, DOCTOR_OR_ADMIN;
+    POST "/api/appointments" => Appointments, PATIENT_OR_ADMIN;
+    GET "/api/appointments" => Appointments, ADMIN;
+    GET "/api/appointments/mine" => Appointments, PERSON;
+    GET "/api/appointments/queue" => Appointments, ADMIN;
+    GET "/api/appointments/{id}" => Appointments, PERSON;
+    POST "/api/appointments/{id}/approve" => Appointments, ADMIN;
+    POST "/api/appointments/{id}/reject" => Appointments, ADMIN;
+    POST "/api/appointments/{id}/cancel" => Appointments, PATIENT_OR_ADMIN;
+    POST "/api/appointments/{id}/reschedule" => Appointments, PATIENT_OR_ADMIN;
+    POST "/api/appointments/{id}/complete" => Appointments, CARE_OR_ADMIN;
+    POST "/api/appointments/{id}/no-show" => Appointments, CARE_OR_ADMIN;
+
+    // payments
+    POST "/api/payments" => Payments, SERVICE;
+    GET "/api/payments" => Payments, ADMIN;
+    GET "/api/payments/mine" => Payments, PERSON;
+    GET "/api/payments/{id}" => Payments, PERSON;
+    POST "/api/payments/{id}/confirm" => Payments, PATIENT_OR_ADMIN;
+    POST "/api/payments/{id}/capture" => Payments, ADMIN;
+    POST "/api/payments/{id}/cancel" => Payments, ADMIN;
+    POST "/api/payments/{id}/refund" => Payments, ADMIN;
+    POST "/api/payments/webhooks/stripe" => Payments, Access::Public;
+
+    // notifications and the event log
+    GET "/api/notifications/me" => Notifications, PERSON;
+    POST "/api/notifications/{id}/read" => Notifications, PERSON;
+    GET "/api/notifications" => Notifications, ADMIN;
+    POST "/api/notifications/{id}/resend" => Notifications, ADMIN;
+    GET "/api/events" => Notifications, ADMIN;
+    GET "/api/events/dead-letters" => Notifications, ADMIN;
+    POST "/api/events/dead-letters/{id}/replay" => Notifications, ADMIN;
+
+    // medical records and prescriptions
+    GET "/api/records/{patient_id}" => Prescriptions, PERSON;
+    POST "/api/records/{patient_id}/entries" => Prescriptions, CARE;
+    GET "/api/records/{patient_id}/access-log" => Prescriptions, PATIENT_OR_ADMIN;
+    POST "/api/prescriptions" => Prescriptions, DOCTOR;
+    GET "/api/prescriptions/mine" => Prescriptions, PERSON;
+    GET "/api/prescriptions/{id}" => Prescriptions, PERSON;
+    POST "/api/prescriptions/{id}/cancel" => Prescriptions, DOCTOR;
+    POST "/api/prescriptions/{id}/stop" => Prescriptions, DOCTOR;
+    POST "/api/prescriptions/{id}/refills" => Prescriptions, PATIENT;
+    GET "/api/refills/queue" => Prescriptions, DOCTOR;
+    POST "/api/refills/{id}/approve" => Prescriptions, DOCTOR;
+    POST "/api/refills/{id}/decline" => Prescriptions, DOCTOR;
+    GET "/api/audit" => Prescriptions, ADMIN;
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_route_and_method_appears_twice() {
+        for (index, rule) in TABLE.iter().enumerate() {
+            let duplicate = TABLE[index + 1..]
+                .iter()
+                .any(|other| other.method == rule.method && other.path == rule.path);
+            assert!(
+                !duplicate,
+                "{:?} {} is listed twice",
+                rule.method, rule.path
+            );
+        }
+    }
+
+    #[test]
+    fn the_revocation_feed_is_not_reachable_from_outside() {
+        assert!(
+            TABLE
+                .iter()
+                .all(|rule| rule.path != "/api/auth/revocations")
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! The token endpoint's grants (password, refresh_token, client_credentials) and logout.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use chrono::Utc;
+use polyclinic_http::ApiError;
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::accounts::verify_password;
+use crate::domain::user::{User, UserStatus};
+use crate::repo::sessions::{self, NewRefreshToken};
+use crate::repo::users;
+use crate::tokens::{self, Subject};
+
+/// Failed logins of one account tolerated within [`THROTTLE_WINDOW`].
+const MAX_FAILURES: i64 = 5;
+const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// First-party clients that may use the password grant.
+pub const FIRST_PARTY_CLIENTS: [&str; 2] = ["polyclinic-app", "polyclinic-web"];
+
+/// An OAuth token response (RFC 6749 section 5.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_in: Option<i64>,
+}
+
+/// Why a grant was refused. Rendered as problem+json that also carries OAuth's `error` and
+/// `error_description` members, so standard OAuth clients understand it.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    #[error("unknown client or wrong client secret")]
+    InvalidClient,
+    #[error("this grant type is not supported")]
+    UnsupportedGrantType,
+    #[error("too many failed logins for this account; try again later")]
+    Throttled { retry_after_secs: u64 },
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<GrantError> for ApiError {
+    fn from(err: GrantError) -> Self {
+        let detail = err.to_string();
+        let (status, code) = match err {
+            GrantError::Unexpected(source) => return ApiError::internal(source),
+            GrantError::Throttled { retry_after_secs } => {
+                return ApiError::too_many_requests("too_many_login_attempts", retry_after_secs)
+                    .with_extension("error", json!("invalid_grant"))
+                    .with_extension("error_description", json!(detail));
+            }
+            GrantError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            GrantError::InvalidGrant(_) => (StatusCode::BAD_REQUEST, "invalid_grant"),
+            GrantError::InvalidClient => (StatusCode::UNAUTHORIZED, "invalid_client"),
+            GrantError::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+        };
+        ApiError::new(status, code, detail.clone())
+            .with_extension("error", json!(code))
+            .with_extension("error_description", json!(detail))
+    }
+}
+
+fn roles_of(user: &User) -> Vec<&'static str> {
+    vec![user.role.as_str()]
+}
+
+/// Starts a login: a new refresh token family and an access token bound to it.
+async fn start_session(
+    state: &AppState,
+    user: &User,
+    client_id: &str,
+) -> Result<TokenResponse, GrantError> {
+    let family_id = Uuid::now_v7();
+    let (refresh_token, hash) = tokens::new_refresh_token()?;
+    let refresh_ttl =
+        chrono::Duration::from_std(state.tokens.refresh_ttl).map_err(anyhow::Error::from)?;
+    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+    sessions::insert_refresh_token(
+        &mut conn,
+        &NewRefreshToken {
+            family_id,
+            user_id: user.id,
+            client_id,
+            token_hash: &hash,
+            expires_at: Utc::now() + refresh_ttl,
+        },
+    )
+    .await?;
+    access_for(state, user, client_id, family_id, refresh_token).await
+}
+
+async fn access_for(
+    state: &AppState,
+    user: &User,
+    client_id: &str,
+    family_id: Uuid,
+    refresh_token: String,
+) -> Result<TokenResponse, GrantError> {
+    let subject = Subject {
+        subject: user.id.to_string(),
+        roles: roles_of(user),
+        client_id: client_id.to_owned(),
+        session_id: Some(family_id),
+        username: Some(user.username.clone()),
+        email: Some(user.email.clone()),
+    };
+    let (access_token, expires_in) =
+        tokens::issue_access_token(&state.pool, &state.tokens, &subject).await?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: Some(refresh_token),
+        refresh_expires_in: Some(
+            i64::try_from(state.tokens.refresh_ttl.as_secs()).unwrap_or(i64::MAX),
+        ),
+    })
+}
+
+/// `grant_type=password`: a first-party client logs a person in.
+pub async fn password_grant(
+    state: &AppState,
+    login: &str,
+    password: String,
+    client_id: &str,
+) -> Result<TokenResponse, GrantError> {
+    if !FIRST_PARTY_CLIENTS.contains(&client_id) {
+        return Err(GrantError::InvalidClient);
+    }
+    let Some((user, hash)) = users::find_for_login(&state.pool, login).await? else {
+        // Spend the same time as for a real account, so timing does not reveal which exist.
+        verify_password(password, None).await;
+        return Err(GrantError::InvalidGrant("wrong username or password"));
+    };
+
+    let window = chrono::Duration::from_std(THROTTLE_WINDOW).map_err(anyhow::Error::from)?;
+    let now = Utc::now();
+    let (failures, oldest) =
+        sessions::login_failures_since(&state.pool, user.id, now - window).await?;
+    if failures >= MAX_FAILURES {
+        let retry_at = oldest.unwrap_or(now) + window;
+        let retry_after_secs = u64::try_from((retry_at - now).num_seconds())
+            .unwrap_or(1)
+            .max(1);
+        return Err(GrantError::Throttled { retry_after_secs });
+    }
+
+    if !verify_password(password, hash).await {
+        sessions::record_login_failure(&state.pool, user.id).await?;
+        return Err(GrantError::InvalidGrant("wrong username or password"));
+    }
+    if user.status != UserStatus::Active {
+        return Err(GrantError::InvalidGrant("this account is deactivated"));
+    }
+    sessions::clear_login_failures(&state.pool, user.id).await?;
+    start_session(state, &user, client_id).await
+}
+
+/// `grant_type=refresh_token`: rotates the refresh token. Presenting one that was already
+/// used means it leaked: the whole login is revoked.
+pub async fn refresh_grant(state: &AppState, presented: &str) -> Result<TokenResponse, GrantError> {
+    let hash = tokens::hash_refresh_token(presented);
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let Some(token) = sessions::find_refresh_token_for_update(&mut tx, &hash).await? else {
+        return Err(GrantError::InvalidGrant("unknown refresh token"));
+    };
+    if sessions::is_revoked(&mut tx, token.family_id).await? {
+        return Err(GrantError::InvalidGrant("this login has ended"));
+    }
+    if token.used_at.is_some() {
+        sessions::revoke_family(
+            &mut tx,
+            token.family_id,
+            token.user_id,
+            "refresh token reused",
+        )
+        .await?;
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        state
+            .verifier
+            .revoke_session(&token.family_id.to_string(), Utc::now().timestamp());
+        tracing::warn!(user_id = %token.user_id, "a spent refresh token was presented; the login is revoked");
+        return Err(GrantError::InvalidGrant(
+            "refresh token already used; the login is revoked",
+        ));
+    }
+    if token.expires_at <= Utc::now() {
+        return Err(GrantError::InvalidGrant("refresh token expired"));
+    }
+    let user = users::find_user(&mut tx, token.user_id)
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?
+        .ok_or(GrantError::InvalidGrant("unknown refresh token"))?;
+    if user.status != UserStatus::Active {
+        return Err(GrantError::InvalidGrant("this account is deactivated"));
+    }
+
+    let (refresh_token, new_hash) = tokens::new_refresh_token()?;
+    sessions::mark_used(&mut tx, token.id).await?;
+    sessions::insert_refresh_token(
+        &mut tx,
+        &NewRefreshToken {
+            family_id: token.family_id,
+            user_id: token.user_id,
+            client_id: &token.client_id,
+            token_hash: &new_hash,
+            expires_at: token.expires_at,
+        },
+    )
+    .await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    access_for(
+        state,
+        &user,
+        &token.client_id,
+        token.family_id,
+        refresh_token,
+    )
+    .await
+}
+
+/// `grant_type=client_credentials`: a platform service gets a token of its own.
+pub async fn client_credentials_grant(
+    state: &AppState,
+    client_id: &str,
+    client_secret: &str,
+) -> Result<TokenResponse, GrantError> {
+    let known = state
+        .service_clients
+        .get(client_id)
+        .is_some_and(|expected| tokens::secrets_match(client_secret, expected));
+    if !known {
+        return Err(GrantError::InvalidClient);
+    }
+    let subject = Subject {
+        subject: client_id.to_owned(),
+        roles: vec!["SERVICE"],
+        client_id: client_id.to_owned(),
+        session_id: None,
+        username: Some(client_id.to_owned()),
+        email: None,
+    };
+    let (access_token, expires_in) =
+        tokens::issue_access_token(&state.pool, &state.tokens, &subject).await?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in,
+        refresh_token: None,
+        refresh_expires_in: None,
+    })
+}
+
+/// Logout (RFC 7009): the login the refresh token belongs to ends. Unknown tokens are
+/// ignored, as the RFC asks.
+pub async fn revoke(state: &AppState, presented: &str) -> Result<(), GrantError> {
+    let hash = tokens::hash_refresh_token(presented);
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    if let Some(token) = sessions::find_refresh_token_for_update(&mut tx, &hash).await? {
+        sessions::revoke_family(&mut tx, token.family_id, token.user_id, "logout").await?;
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        state
+            .verifier
+            .revoke_session(&token.family_id.to_string(), Utc::now().timestamp());
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! The public doctor directory: a read model over users, doctors and departments.
+
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::fields::Money;
+
+/// A doctor as the public sees them.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct DirectoryEntry {
+    pub id: Uuid,
+    pub first_name: String,
+    pub last_name: String,
+    pub specialization: String,
+    pub years_of_experience: i32,
+    pub department_id: Uuid,
+    pub department_name: String,
+    #[sqlx(flatten)]
+    pub consultation_fee: Fee,
+}
+
+/// The fee columns, read into [`Money`]'s shape.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Fee {
+    #[sqlx(rename = "fee_amount")]
+    pub amount: i64,
+    #[sqlx(rename = "fee_currency")]
+    pub currency: String,
+}
+
+impl From<Fee> for Money {
+    fn from(fee: Fee) -> Self {
+        Money {
+            amount: fee.amount,
+            currency: fee.currency,
+        }
+    }
+}
+
+const DIRECTORY: &str = "
+select u.id, u.first_name, u.last_name, d.specialization, d.years_of_experience,
+       d.department_id, dep.name as department_name, d.fee_amount, d.fee_currency
+from users u
+join doctors d on d.user_id = u.id
+join departments dep on dep.id = d.department_id
+where u.status = 'ACTIVE'";
+
+/// Active doctors, optionally of one department and matching part of a specialization.
+pub async fn list_directory(
+    pool: &PgPool,
+    department_id: Option<Uuid>,
+    specialization: Option<&str>,
+) -> anyhow::Result<Vec<DirectoryEntry>> {
+    let pattern = specialization.map(|text| {
+        format!(
+            "%{}%",
+            text.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
+    Ok(sqlx::query_as(&format!(
+        "{DIRECTORY}
+           and ($1::uuid is null or d.department_id = $1)
+           and ($2::text is null or d.specialization ilike $2)
+         order by lower(u.last_name), lower(u.first_name), u.id"
+    ))
+    .bind(department_id)
+    .bind(pattern)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// One active doctor of the directory.
+pub async fn find_in_directory(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<DirectoryEntry>> {
+    Ok(sqlx::query_as(&format!("{DIRECTORY} and u.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?)
+}

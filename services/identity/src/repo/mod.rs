@@ -1,0 +1,7 @@
+//! SQL, one file per aggregate. Every function takes the pool or an open transaction.
+
+pub mod departments;
+pub mod doctors;
+pub mod keys;
+pub mod sessions;
+pub mod users;

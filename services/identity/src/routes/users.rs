@@ -1,0 +1,649 @@
+//! `/api/users`: registration, staff accounts, own profile, the admin's user management.
+
+use axum::http::StatusCode;
+use chrono::{NaiveDate, Utc};
+use polyclinic_auth::rules::{Admin, Person};
+use polyclinic_auth::{Principal, Require, Role};
+use polyclinic_http::extract::{Json, Path, Query};
+use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
+use polyclinic_http::{ApiError, Page, PageQuery, ProblemDetails, Violations};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::accounts::{self, Change};
+use crate::domain::fields::{
+    Address, Email, Money, PersonName, Phone, Title, Username, parse_birth_date,
+};
+use crate::domain::password::Password;
+use crate::domain::user::{
+    BloodType, DoctorProfile, Gender, NewUser, NurseProfile, PatientProfile, Profile, User,
+    UserError, UserRole, UserStatus, parse_allergies, parse_experience,
+};
+use crate::repo::users::{self as repo, UserChanges, UserFilter};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register_patient))
+        .routes(routes!(create_staff))
+        .routes(routes!(get_me, patch_me))
+        .routes(routes!(change_my_password))
+        .routes(routes!(list_users))
+        .routes(routes!(get_user, patch_user, delete_user))
+        .routes(routes!(reset_password))
+}
+
+/// Fields every account has, as a request carries them.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AccountFields {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    /// Defaults to the email address.
+    pub username: Option<String>,
+    pub password: String,
+    pub phone: Option<String>,
+    pub gender: Option<Gender>,
+    pub date_of_birth: Option<NaiveDate>,
+    pub address: Option<String>,
+}
+
+impl AccountFields {
+    /// Parses the common fields; `profile` is checked by the caller into the same
+    /// `violations`.
+    fn parse(&self, violations: &mut Violations) -> Option<(NewUser, Password)> {
+        let email = violations.check("email", Email::parse(&self.email));
+        let username = violations.check(
+            "username",
+            Username::parse(self.username.as_deref().unwrap_or(&self.email)),
+        );
+        let first_name = violations.check("first_name", PersonName::parse(&self.first_name));
+        let last_name = violations.check("last_name", PersonName::parse(&self.last_name));
+        let phone = violations.check_opt("phone", self.phone.as_deref().map(Phone::parse));
+        let address = violations.check_opt("address", self.address.as_deref().map(Address::parse));
+        let today = Utc::now().date_naive();
+        let date_of_birth = violations.check_opt(
+            "date_of_birth",
+            self.date_of_birth.map(|date| parse_birth_date(date, today)),
+        );
+        let identifiers = [self.email.as_str(), self.username.as_deref().unwrap_or("")];
+        let password = violations.check("password", Password::parse(&self.password, &identifiers));
+        let (
+            Some(email),
+            Some(username),
+            Some(first_name),
+            Some(last_name),
+            Some(phone),
+            Some(address),
+            Some(date_of_birth),
+            Some(password),
+        ) = (
+            email,
+            username,
+            first_name,
+            last_name,
+            phone,
+            address,
+            date_of_birth,
+            password,
+        )
+        else {
+            return None;
+        };
+        let user = NewUser {
+            id: Uuid::now_v7(),
+            email,
+            username,
+            first_name,
+            last_name,
+            phone,
+            gender: self.gender,
+            date_of_birth,
+            address,
+            profile: Profile::Admin {},
+        };
+        Some((user, password))
+    }
+}
+
+/// A patient's self-registration. Any other field (`role`, `status`, ...) is ignored: the
+/// result is always an active patient.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterPatient {
+    #[serde(flatten)]
+    pub account: AccountFields,
+    pub blood_type: Option<BloodType>,
+    #[serde(default)]
+    pub allergies: Vec<String>,
+}
+
+/// Register as a patient.
+#[utoipa::path(post, path = "/api/users/patients", tag = "users", request_body = RegisterPatient,
+    responses((status = 201, body = User), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn register_patient(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    Json(body): Json<RegisterPatient>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let mut violations = Violations::new();
+    let account = body.account.parse(&mut violations);
+    let allergies = violations.check("allergies", parse_allergies(&body.allergies));
+    let (Some((mut user, password)), Some(allergies)) = (account, allergies) else {
+        return Err(violations.into_error());
+    };
+    user.profile = Profile::Patient(PatientProfile {
+        blood_type: body.blood_type,
+        allergies,
+    });
+    let created = accounts::create_user(&state.pool, &state.credentials, user, &password).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// A staff account, created by an admin.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateStaff {
+    /// `ADMIN`, `DOCTOR` or `NURSE`.
+    pub role: UserRole,
+    #[serde(flatten)]
+    pub account: AccountFields,
+    /// Doctors and nurses.
+    pub department_id: Option<Uuid>,
+    /// Doctors.
+    pub specialization: Option<String>,
+    /// Doctors.
+    pub years_of_experience: Option<i32>,
+    /// Doctors: what a consultation costs.
+    pub consultation_fee: Option<Money>,
+}
+
+/// Builds the profile of `role` from optional request fields, recording what is missing.
+fn staff_profile(
+    role: UserRole,
+    department_id: Option<Uuid>,
+    specialization: Option<&str>,
+    years_of_experience: Option<i32>,
+    fee: Option<&Money>,
+    violations: &mut Violations,
+) -> Option<Profile> {
+    let mut required = |field: &str, present: bool| {
+        if !present {
+            violations.add(field, format!("is required for {}", role.as_str()));
+        }
+    };
+    match role {
+        UserRole::Admin => Some(Profile::Admin {}),
+        UserRole::Patient => Some(Profile::Patient(PatientProfile {
+            blood_type: None,
+            allergies: Vec::new(),
+        })),
+        UserRole::Nurse => {
+            required("department_id", department_id.is_some());
+            Some(Profile::Nurse(NurseProfile {
+                department_id: department_id?,
+            }))
+        }
+        UserRole::Doctor => {
+            required("department_id", department_id.is_some());
+            required("specialization", specialization.is_some());
+            required("years_of_experience", years_of_experience.is_some());
+            required("consultation_fee", fee.is_some());
+            let specialization =
+                violations.check_opt("specialization", specialization.map(Title::parse))?;
+            let years = violations.check_opt(
+                "years_of_experience",
+                years_of_experience.map(parse_experience),
+            )?;
+            let fee = violations.check_opt(
+                "consultation_fee",
+                fee.map(|fee| Money::parse(fee.amount, &fee.currency)),
+            )?;
+            Some(Profile::Doctor(DoctorProfile {
+                specialization: specialization?.into_inner(),
+                years_of_experience: years?,
+                department_id: department_id?,
+                consultation_fee: fee?,
+            }))
+        }
+    }
+}
+
+/// Create a doctor, nurse or admin account.
+#[utoipa::path(post, path = "/api/users/staff", tag = "users", request_body = CreateStaff,
+    security(("bearer" = [])),
+    responses((status = 201, body = User), (status = 403, body = ProblemDetails), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn create_staff(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    _admin: Require<Admin>,
+    Json(body): Json<CreateStaff>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let mut violations = Violations::new();
+    if !accounts::is_staff_role(body.role) {
+        violations.add(
+            "role",
+            "patients register themselves at /api/users/patients",
+        );
+    }
+    let account = body.account.parse(&mut violations);
+    let profile = staff_profile(
+        body.role,
+        body.department_id,
+        body.specialization.as_deref(),
+        body.years_of_experience,
+        body.consultation_fee.as_ref(),
+        &mut violations,
+    );
+    let (Some((mut user, password)), Some(profile), true) =
+        (account, profile, violations.is_empty())
+    else {
+        return Err(violations.into_error());
+    };
+    user.profile = profile;
+    let created = accounts::create_user(&state.pool, &state.credentials, user, &password).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The caller's own account.
+#[utoipa::path(get, path = "/api/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401, body = ProblemDetails)))]
+async fn get_me(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Require<Person>,
+) -> Result<Json<User>, ApiError> {
+    let user = accounts::find_user(&state.pool, caller.user_id()?).await?;
+    if user.status != UserStatus::Active {
+        return Err(ApiError::unauthorized(
+            "token_revoked",
+            "This account is deactivated.",
+        ));
+    }
+    Ok(Json(user))
+}
+
+/// What a user may change of their own profile. Role, status and department are the
+/// admin's to change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub username: Option<String>,
+    /// An empty string clears it.
+    pub phone: Option<String>,
+    pub gender: Option<Gender>,
+    pub date_of_birth: Option<NaiveDate>,
+    /// An empty string clears it.
+    pub address: Option<String>,
+    /// Patients only.
+    pub blood_type: Option<BloodType>,
+    /// Patients only: replaces the list.
+    pub allergies: Option<Vec<String>>,
+}
+
+fn optional_text<T>(
+    violations: &mut Violations,
+    field: &str,
+    value: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Option<Option<Option<T>>> {
+    match value.map(str::trim) {
+        None => Some(None),
+        Some("") => Some(Some(None)),
+        Some(text) => violations
+            .check(field, parse(text))
+            .map(|value| Some(Some(value))),
+    }
+}
+
+impl ProfilePatch {
+    fn parse(&self, current: &User, violations: &mut Violations) -> Option<Change> {
+        let email = violations.check_opt("email", self.email.as_deref().map(Email::parse));
+        let username =
+            violations.check_opt("username", self.username.as_deref().map(Username::parse));
+        let first_name = violations.check_opt(
+            "first_name",
+            self.first_name.as_deref().map(PersonName::parse),
+        );
+        let last_name = violations.check_opt(
+            "last_name",
+            self.last_name.as_deref().map(PersonName::parse),
+        );
+        let phone = optional_text(violations, "phone", self.phone.as_deref(), Phone::parse);
+        let address = optional_text(
+            violations,
+            "address",
+            self.address.as_deref(),
+            Address::parse,
+        );
+        let today = Utc::now().date_naive();
+        let date_of_birth = violations.check_opt(
+            "date_of_birth",
+            self.date_of_birth.map(|date| parse_birth_date(date, today)),
+        );
+        let profile = match (&current.profile, &self.blood_type, &self.allergies) {
+            (_, None, None) => None,
+            (Profile::Patient(patient), blood_type, allergies) => {
+                let allergies = match allergies {
+                    Some(list) => violations.check("allergies", parse_allergies(list))?,
+                    None => patient.allergies.clone(),
+                };
+                Some(Profile::Patient(PatientProfile {
+                    blood_type: blood_type.or(patient.blood_type),
+                    allergies,
+                }))
+            }
+            _ => {
+                violations.add(
+                    "blood_type",
+                    "only patients have a blood type and allergies",
+                );
+                None
+            }
+        };
+        let fields = UserChanges {
+            email: email?.map(|email| email.as_str().to_owned()),
+            username: username?.map(|username| username.as_str().to_owned()),
+            first_name: first_name?.map(PersonName::into_inner),
+            last_name: last_name?.map(PersonName::into_inner),
+            phone: phone?.map(|phone| phone.map(|phone| phone.as_str().to_owned())),
+            gender: self.gender.map(Some),
+            date_of_birth: date_of_birth?.map(Some),
+            address: address?.map(|address| address.map(Address::into_inner)),
+        };
+        Some(Change {
+            fields,
+            profile,
+            status: None,
+        })
+    }
+}
+
+/// Change your own profile.
+#[utoipa::path(patch, path = "/api/users/me", tag = "users", request_body = ProfilePatch,
+    security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn patch_me(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Require<Person>,
+    Json(body): Json<ProfilePatch>,
+) -> Result<Json<User>, ApiError> {
+    let current = accounts::find_user(&state.pool, caller.user_id()?).await?;
+    let mut violations = Violations::new();
+    let change = body.parse(&current, &mut violations);
+    let (Some(change), true) = (change, violations.is_empty()) else {
+        return Err(violations.into_error());
+    };
+    Ok(Json(
+        accounts::update_user(&state.pool, &state.credentials, current.id, change).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Change your own password; your other logins end.
+#[utoipa::path(post, path = "/api/users/me/password", tag = "users", request_body = PasswordChange,
+    security(("bearer" = [])),
+    responses((status = 204), (status = 422, body = ProblemDetails)))]
+async fn change_my_password(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Require<Person>,
+    Json(body): Json<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let current = accounts::find_user(&state.pool, caller.user_id()?).await?;
+    let new = Password::parse(&body.new_password, &[&current.email, &current.username]).map_err(
+        |err| ApiError::unprocessable("validation_failed", format!("new_password: {err}")),
+    )?;
+    let session = caller
+        .session_id
+        .as_deref()
+        .and_then(|sid| Uuid::parse_str(sid).ok());
+    accounts::change_password(
+        &state.pool,
+        &state.credentials,
+        current.id,
+        session,
+        body.current_password,
+        &new,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserQuery {
+    pub role: Option<UserRole>,
+    pub status: Option<UserStatus>,
+    pub department_id: Option<Uuid>,
+    /// Part of a name, email or username.
+    pub q: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// List and search users.
+#[utoipa::path(get, path = "/api/users", tag = "users", params(UserQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<User>), (status = 403, body = ProblemDetails)))]
+async fn list_users(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    _admin: Require<Admin>,
+    Query(query): Query<UserQuery>,
+) -> Result<Json<Page<User>>, ApiError> {
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor.clone(),
+    };
+    let after = match page.cursor.as_deref() {
+        Some(cursor) => Some(
+            Uuid::parse_str(cursor)
+                .map_err(|_| ApiError::bad_request("invalid_cursor", "Unknown cursor."))?,
+        ),
+        None => None,
+    };
+    let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    if search.is_some_and(|q| q.chars().count() > 100) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q: at most 100 characters",
+        ));
+    }
+    let filter = UserFilter {
+        role: query.role,
+        status: query.status,
+        department_id: query.department_id,
+        search: search.map(str::to_owned),
+        after,
+        limit: i64::try_from(page.limit() + 1).unwrap_or(101),
+    };
+    let users = repo::list_users(&state.pool, &filter).await?;
+    Ok(Json(Page::from_overfetch(users, page.limit(), |user| {
+        user.id.to_string()
+    })))
+}
+
+/// Whether `caller` may read user `id`: admins and services read anyone, people themselves.
+fn may_read(caller: &Principal, id: Uuid) -> bool {
+    caller.is(Role::Admin)
+        || caller.is(Role::Service)
+        || caller.user_id().is_ok_and(|own| own == id)
+}
+
+/// A user by id: admins and platform services read anyone, everyone else only themselves.
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 404, body = ProblemDetails)))]
+async fn get_user(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<Json<User>, ApiError> {
+    if !may_read(&caller, id) {
+        return Err(UserError::NotFound.into());
+    }
+    Ok(Json(accounts::find_user(&state.pool, id).await?))
+}
+
+/// An admin's change to a user: everything a user may change of themselves, plus role,
+/// status, department and the doctor's profile.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminPatch {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub phone: Option<String>,
+    pub gender: Option<Gender>,
+    pub date_of_birth: Option<NaiveDate>,
+    pub address: Option<String>,
+    pub blood_type: Option<BloodType>,
+    pub allergies: Option<Vec<String>>,
+    pub status: Option<UserStatus>,
+    pub role: Option<UserRole>,
+    pub department_id: Option<Uuid>,
+    pub specialization: Option<String>,
+    pub years_of_experience: Option<i32>,
+    pub consultation_fee: Option<Money>,
+}
+
+impl AdminPatch {
+    fn parse(self, current: &User, violations: &mut Violations) -> Option<Change> {
+        let own = ProfilePatch {
+            first_name: self.first_name,
+            last_name: self.last_name,
+            email: self.email,
+            username: self.username,
+            phone: self.phone,
+            gender: self.gender,
+            date_of_birth: self.date_of_birth,
+            address: self.address,
+            blood_type: self.blood_type,
+            allergies: self.allergies,
+        };
+        let mut change = own.parse(current, violations)?;
+        change.status = self.status;
+        let staff_fields = self.department_id.is_some()
+            || self.specialization.is_some()
+            || self.years_of_experience.is_some()
+            || self.consultation_fee.is_some();
+        if self.role.is_some() || staff_fields {
+            let role = self.role.unwrap_or(current.role);
+            // Fields not given keep their current values when the role stays.
+            let (department, specialization, years, fee) = match &current.profile {
+                Profile::Doctor(doctor) if role == UserRole::Doctor => (
+                    Some(doctor.department_id),
+                    Some(doctor.specialization.clone()),
+                    Some(doctor.years_of_experience),
+                    Some(doctor.consultation_fee.clone()),
+                ),
+                Profile::Nurse(nurse) if role == UserRole::Nurse => {
+                    (Some(nurse.department_id), None, None, None)
+                }
+                Profile::Patient(_) if role == UserRole::Patient => {
+                    return Some(change);
+                }
+                _ => (None, None, None, None),
+            };
+            let profile = staff_profile(
+                role,
+                self.department_id.or(department),
+                self.specialization.or(specialization).as_deref(),
+                self.years_of_experience.or(years),
+                self.consultation_fee.or(fee).as_ref(),
+                violations,
+            )?;
+            change.profile = Some(profile);
+        }
+        Some(change)
+    }
+}
+
+/// Change a user (admin).
+#[utoipa::path(patch, path = "/api/users/{id}", tag = "users", request_body = AdminPatch,
+    security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 404, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn patch_user(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Principal,
+    Path(id): Path<Uuid>,
+    Json(body): Json<AdminPatch>,
+) -> Result<Json<User>, ApiError> {
+    if !caller.is(Role::Admin) {
+        return Err(if may_read(&caller, id) {
+            ApiError::forbidden("forbidden", "Change your own profile at /api/users/me.")
+        } else {
+            UserError::NotFound.into()
+        });
+    }
+    let current = accounts::find_user(&state.pool, id).await?;
+    let mut violations = Violations::new();
+    let change = body.parse(&current, &mut violations);
+    let (Some(change), true) = (change, violations.is_empty()) else {
+        return Err(violations.into_error());
+    };
+    let deactivating = change.status == Some(UserStatus::Deactivated);
+    let updated = accounts::update_user(&state.pool, &state.credentials, id, change).await?;
+    if deactivating {
+        state
+            .verifier
+            .revoke_subject(&id.to_string(), Utc::now().timestamp());
+    }
+    Ok(Json(updated))
+}
+
+/// Deactivate a user (admin): logins end and tokens are refused; history keeps the id.
+#[utoipa::path(delete, path = "/api/users/{id}", tag = "users", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ProblemDetails)))]
+async fn delete_user(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    if !caller.is(Role::Admin) {
+        return Err(if may_read(&caller, id) {
+            ApiError::forbidden("forbidden", "Only an administrator deactivates accounts.")
+        } else {
+            UserError::NotFound.into()
+        });
+    }
+    if caller.user_id().is_ok_and(|own| own == id) {
+        return Err(ApiError::conflict(
+            "cannot_deactivate_self",
+            "You cannot deactivate your own account.",
+        ));
+    }
+    accounts::deactivate(&state.pool, &state.credentials, id).await?;
+    state
+        .verifier
+        .revoke_subject(&id.to_string(), Utc::now().timestamp());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordReset {
+    pub new_password: String,
+}
+
+/// Set a user's password (admin); their logins end.
+#[utoipa::path(post, path = "/api/users/{id}/password", tag = "users", request_body = PasswordReset,
+    security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn reset_password(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    _admin: Require<Admin>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<PasswordReset>,
+) -> Result<StatusCode, ApiError> {
+    let user = accounts::find_user(&state.pool, id).await?;
+    let new =
+        Password::parse(&body.new_password, &[&user.email, &user.username]).map_err(|err| {
+            ApiError::unprocessable("validation_failed", format!("new_password: {err}"))
+        })?;
+    accounts::set_password(&state.pool, &state.credentials, id, None, &new).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

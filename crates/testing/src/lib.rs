@@ -18,13 +18,20 @@
     reason = "a harness that cannot set up should fail the test loudly"
 )]
 
+mod api;
 mod db;
 mod platform;
 mod proxy;
 mod redis_prefix;
 
+pub use api::{Reply, Tokens};
 pub use db::TestDb;
 pub use platform::TestPlatform;
 pub use polyclinic_config::{Config, Service};
 pub use proxy::TcpProxy;
 pub use redis_prefix::TestRedis;
+
+/// The first administrator's email in every test platform.
+pub const ADMIN_EMAIL: &str = "admin@polyclinic.local";
+/// The first administrator's password in every test platform.
+pub const ADMIN_PASSWORD: &str = "harness first passphrase";

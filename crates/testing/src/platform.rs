@@ -18,6 +18,7 @@ pub struct TestPlatform {
     running: Option<JoinHandle<anyhow::Result<()>>>,
     db: TestDb,
     redis: TestRedis,
+    services: Vec<Service>,
 }
 
 impl TestPlatform {
@@ -40,6 +41,12 @@ impl TestPlatform {
             ..Config::default()
         };
         config.http.shutdown_grace_secs = 5;
+        config.admin.password = Some(crate::ADMIN_PASSWORD.to_owned());
+        config.auth.revocation_poll_secs = 1;
+        config.auth.jwks_refetch_interval_secs = 1;
+        // Tests send many requests from one address; the rate-limit test lowers these.
+        config.rate_limit.anonymous_per_minute = 100_000;
+        config.rate_limit.user_per_minute = 100_000;
 
         let mut listeners = Vec::new();
         for &service in &Service::ALL {
@@ -69,6 +76,7 @@ impl TestPlatform {
             running: Some(running),
             db,
             redis,
+            services: services.to_vec(),
         };
         for &service in services {
             platform.wait_until_ready(service).await;
@@ -114,6 +122,11 @@ impl TestPlatform {
             .send()
             .await
             .expect("the service answers")
+    }
+
+    /// Whether `service` runs in this platform.
+    pub fn runs(&self, service: Service) -> bool {
+        self.services.contains(&service)
     }
 
     /// The test database.

@@ -532,21 +532,19 @@ impl AdminPatch {
             || self.consultation_fee.is_some();
         if self.role.is_some() || staff_fields {
             let role = self.role.unwrap_or(current.role);
-            // Fields not given keep their current values when the role stays.
-            let (department, specialization, years, fee) = match &current.profile {
-                Profile::Doctor(doctor) if role == UserRole::Doctor => (
-                    Some(doctor.department_id),
+            if role == UserRole::Patient && current.role == UserRole::Patient {
+                return Some(change);
+            }
+            // Fields not given keep their current values; the department survives a change
+            // between doctor and nurse.
+            let department = current.profile.department_id();
+            let (specialization, years, fee) = match &current.profile {
+                Profile::Doctor(doctor) => (
                     Some(doctor.specialization.clone()),
                     Some(doctor.years_of_experience),
                     Some(doctor.consultation_fee.clone()),
                 ),
-                Profile::Nurse(nurse) if role == UserRole::Nurse => {
-                    (Some(nurse.department_id), None, None, None)
-                }
-                Profile::Patient(_) if role == UserRole::Patient => {
-                    return Some(change);
-                }
-                _ => (None, None, None, None),
+                _ => (None, None, None),
             };
             let profile = staff_profile(
                 role,

@@ -1,0 +1,1 @@
+//! Keycloak mode: written next.

@@ -1,6 +1,7 @@
 //! [`Verifier`]: from a bearer token to a [`Principal`], or a reason it is refused.
 
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
@@ -95,7 +96,20 @@ pub struct Verifier {
     keys: KeyCache,
     revocations: Revocations,
     http: reqwest::Client,
+    verified: Mutex<HashMap<Arc<str>, Verified>>,
 }
+
+/// A token whose signature and claims were checked: reused until it expires, so a client
+/// sending the same token many times pays for the signature check once. Revocation is still
+/// checked on every use.
+struct Verified {
+    principal: Principal,
+    expires_at: i64,
+    issued_at: i64,
+}
+
+/// Verified tokens remembered at most; past that the cache is emptied and refilled.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -125,6 +139,7 @@ impl Verifier {
             settings,
             revocations: Revocations::default(),
             http,
+            verified: Mutex::new(HashMap::new()),
         });
         if verifier.settings.revocations_url.is_some() {
             tokio::spawn(poll_revocations(Arc::downgrade(&verifier)));
@@ -139,6 +154,57 @@ impl Verifier {
 
     /// Checks `token` and returns who presented it.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some(principal) = self.remembered(token)? {
+            return Ok(principal);
+        }
+        let principal = self.verify_signed(token).await?;
+        Ok(principal)
+    }
+
+    /// A previously verified, unexpired token; `Err` if it has been revoked since.
+    fn remembered(&self, token: &str) -> Result<Option<Principal>, AuthError> {
+        let Ok(verified) = self.verified.lock() else {
+            return Ok(None);
+        };
+        let Some(entry) = verified.get(token) else {
+            return Ok(None);
+        };
+        if now_unix() > entry.expires_at + self.settings.leeway.as_secs() as i64 {
+            return Err(AuthError::Expired);
+        }
+        let principal = &entry.principal;
+        if self.revocations.is_revoked(
+            &principal.subject,
+            principal.session_id.as_deref(),
+            entry.issued_at,
+        ) {
+            return Err(AuthError::Revoked);
+        }
+        Ok(Some(principal.clone()))
+    }
+
+    fn remember(&self, principal: &Principal, expires_at: i64, issued_at: i64) {
+        let Ok(mut verified) = self.verified.lock() else {
+            return;
+        };
+        if verified.len() >= VERIFIED_CAPACITY {
+            let now = now_unix();
+            verified.retain(|_, entry| entry.expires_at > now);
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(
+            principal.token.clone(),
+            Verified {
+                principal: principal.clone(),
+                expires_at,
+                issued_at,
+            },
+        );
+    }
+
+    async fn verify_signed(&self, token: &str) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if !ALLOWED.contains(&header.alg) {
             return Err(AuthError::Malformed);
@@ -185,7 +251,7 @@ impl Verifier {
         {
             return Err(AuthError::Revoked);
         }
-        Ok(Principal {
+        let principal = Principal {
             roles: roles::from_claims(&claims),
             subject,
             session_id,
@@ -193,7 +259,10 @@ impl Verifier {
             username: text("preferred_username"),
             email: text("email"),
             token: token.into(),
-        })
+        };
+        let expires_at = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+        self.remember(&principal, expires_at, issued_at);
+        Ok(principal)
     }
 
     /// Voids `subject`'s tokens issued up to `at` (unix seconds) at once in this process;

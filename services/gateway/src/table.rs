@@ -21,6 +21,8 @@ pub enum Access {
 #[derive(Debug, Clone, Copy)]
 pub struct Rule {
     pub method: MethodFilter,
+    /// The method's name, for messages and documentation.
+    pub verb: &'static str,
     pub path: &'static str,
     pub service: Service,
     pub access: Access,
@@ -39,7 +41,7 @@ const SERVICE: Access = Access::Roles(&[Role::Service]);
 
 macro_rules! rules {
     ($($method:ident $path:literal => $service:ident, $access:expr;)*) => {
-        &[$(Rule { method: MethodFilter::$method, path: $path, service: Service::$service, access: $access }),*]
+        &[$(Rule { method: MethodFilter::$method, verb: stringify!($method), path: $path, service: Service::$service, access: $access }),*]
     };
 }
 
@@ -155,5 +157,22 @@ mod tests {
                 .iter()
                 .all(|rule| rule.path != "/api/auth/revocations")
         );
+    }
+}
+
+#[cfg(test)]
+mod readme {
+    use super::TABLE;
+
+    #[test]
+    fn the_readme_shows_every_gateway_route() {
+        let readme = include_str!("../../../README.md");
+        for rule in TABLE {
+            let row = format!("| {} | `{}` | {} |", rule.verb, rule.path, rule.service);
+            assert!(
+                readme.contains(&row),
+                "README.md lacks the gateway route {row}"
+            );
+        }
     }
 }

@@ -1,0 +1,235 @@
+//! `polyclinic-bench`: load against a running platform, printed as markdown.
+//!
+//! Closed loop: `concurrency` workers each send a request, wait for the answer, and send
+//! the next, for `duration` after a warm-up. Throughput is answers per second; latency
+//! percentiles are over every answer of the measured window. Targets compared with each
+//! other are measured in the same run, one after the other, with the same settings.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "polyclinic-bench", about)]
+struct Cli {
+    #[command(subcommand)]
+    suite: Suite,
+}
+
+#[derive(Debug, Subcommand)]
+enum Suite {
+    /// Authenticated `GET /api/users/me` directly at identity and through the gateway
+    Gateway {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        #[arg(long, default_value = "http://127.0.0.1:8081")]
+        identity: String,
+        #[arg(long, default_value = "admin@polyclinic.local")]
+        email: String,
+        #[arg(long, env = "POLYCLINIC_ADMIN_PASSWORD")]
+        password: String,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+/// What one measured run saw.
+struct Outcome {
+    label: String,
+    answers: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Outcome {
+    fn per_second(&self) -> f64 {
+        self.answers as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[index] as f64 / 1000.0
+    }
+}
+
+/// Runs `concurrency` workers sending `GET url` with `token` for `window` (after a warm-up
+/// of a quarter of it).
+async fn run(
+    label: &str,
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    concurrency: usize,
+    window: Duration,
+) -> Outcome {
+    let warmup = window / 4;
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let stop_at = measure_from + window;
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            loop {
+                let sent = Instant::now();
+                if sent >= stop_at {
+                    break;
+                }
+                let ok = match client.get(&url).bearer_auth(&token).send().await {
+                    Ok(response) => {
+                        response.status().is_success() && response.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                if sent >= measure_from {
+                    if ok {
+                        latencies
+                            .push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        if let Ok((latencies, failed)) = worker.await {
+            latencies_us.extend(latencies);
+            errors += failed;
+        }
+    }
+    latencies_us.sort_unstable();
+    Outcome {
+        label: label.to_owned(),
+        answers: latencies_us.len(),
+        errors,
+        elapsed: window,
+        latencies_us,
+    }
+}
+
+async fn login(
+    client: &reqwest::Client,
+    gateway: &str,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<String> {
+    let reply: serde_json::Value = client
+        .post(format!("{gateway}/api/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .context("reaching the token endpoint")?
+        .json()
+        .await?;
+    match reply["access_token"].as_str() {
+        Some(token) => Ok(token.to_owned()),
+        None => bail!("login refused: {reply}"),
+    }
+}
+
+fn table(outcomes: &[Outcome]) -> String {
+    let mut lines = vec![
+        "| target | requests/s | p50 (ms) | p99 (ms) | errors |".to_owned(),
+        "|---|---:|---:|---:|---:|".to_owned(),
+    ];
+    for outcome in outcomes {
+        lines.push(format!(
+            "| {} | {:.0} | {:.2} | {:.2} | {} |",
+            outcome.label,
+            outcome.per_second(),
+            outcome.percentile_ms(0.50),
+            outcome.percentile_ms(0.99),
+            outcome.errors
+        ));
+    }
+    lines.join("\n")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().suite {
+        Suite::Gateway {
+            gateway,
+            identity,
+            email,
+            password,
+            concurrency,
+            seconds,
+        } => {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(concurrency)
+                .build()?;
+            let token = login(&client, &gateway, &email, &password).await?;
+            let window = Duration::from_secs(seconds);
+            let direct = run(
+                "identity, direct",
+                &client,
+                &format!("{identity}/api/users/me"),
+                &token,
+                concurrency,
+                window,
+            )
+            .await;
+            let through = run(
+                "through the gateway",
+                &client,
+                &format!("{gateway}/api/users/me"),
+                &token,
+                concurrency,
+                window,
+            )
+            .await;
+            println!("{}", table(&[direct, through]).trim_end());
+            let ratio = {
+                let rows = [
+                    run(
+                        "identity, direct (again)",
+                        &client,
+                        &format!("{identity}/api/users/me"),
+                        &token,
+                        concurrency,
+                        window / 2,
+                    )
+                    .await,
+                    run(
+                        "through the gateway (again)",
+                        &client,
+                        &format!("{gateway}/api/users/me"),
+                        &token,
+                        concurrency,
+                        window / 2,
+                    )
+                    .await,
+                ];
+                println!(
+                    "{}",
+                    table(&rows).lines().skip(2).collect::<Vec<_>>().join("\n")
+                );
+                rows[1].per_second() / rows[0].per_second()
+            };
+            println!(
+                "\nconcurrency {concurrency}, {seconds} s per target (then {} s each again); gateway/direct throughput of the second pair: {:.0}%",
+                seconds / 2,
+                ratio * 100.0
+            );
+        }
+    }
+    Ok(())
+}

@@ -388,3 +388,22 @@ async fn an_unsupported_grant_type_is_400_and_a_json_body_is_415() {
         .await;
     assert_eq!(json.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+#[tokio::test]
+async fn production_refuses_to_start_without_an_admin_password_or_with_a_weak_one() {
+    for password in [None, Some("admin123")] {
+        let db = TestDb::create().await;
+        let mut config = polyclinic_testing::Config {
+            database_url: db.url(),
+            environment: polyclinic_config::Environment::Production,
+            ..polyclinic_testing::Config::default()
+        };
+        config.admin.password = password.map(str::to_owned);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stopped =
+            polyclinic_identity::run(config, listener, polyclinic_http::CancellationToken::new())
+                .await;
+        let error = format!("{:#}", stopped.unwrap_err());
+        assert!(error.contains("admin.password"), "{error}");
+    }
+}

@@ -461,136 +461,210 @@ async fn every_identity_route_admits_exactly_its_roles_directly_and_through_the_
         Some(admin.as_str()),
     ];
 
-    // Each row is sent by each caller in order; rows that change state are harmless to
-    // repeat (a 409 or 4xx body on a repeat is still the role rule being passed).
-    let rows = vec![
-        Row {
-            method: Method::GET,
-            path: "/api/users/me".into(),
-            body: None,
-            expect: [401, 200, 200, 200, 200],
-        },
-        Row {
-            method: Method::PATCH,
-            path: "/api/users/me".into(),
-            body: Some(json!({"first_name": "Same"})),
-            expect: [401, 200, 200, 200, 200],
-        },
-        Row {
-            method: Method::GET,
-            path: "/api/users".into(),
-            body: None,
-            expect: [401, 403, 403, 403, 200],
-        },
-        Row {
-            method: Method::GET,
-            path: format!("/api/users/{nurse_id}"),
-            body: None,
-            expect: [401, 404, 404, 200, 200],
-        },
-        Row {
-            method: Method::PATCH,
-            path: format!("/api/users/{nurse_id}"),
-            body: Some(json!({"last_name": "Nurse"})),
-            expect: [401, 404, 404, 403, 200],
-        },
-        Row {
-            method: Method::POST,
-            path: format!("/api/users/{nurse_id}/password"),
-            body: Some(json!({"new_password": "staff passphrase"})),
-            expect: [401, 403, 403, 403, 204],
-        },
-        Row {
-            method: Method::POST,
-            path: "/api/users/staff".into(),
-            body: Some(json!({"role": "ADMIN"})),
-            expect: [401, 403, 403, 403, 422],
-        },
-        Row {
-            method: Method::GET,
-            path: "/api/doctors".into(),
-            body: None,
-            expect: [200, 200, 200, 200, 200],
-        },
-        Row {
-            method: Method::GET,
-            path: "/api/departments".into(),
-            body: None,
-            expect: [401, 403, 200, 200, 200],
-        },
-        Row {
-            method: Method::POST,
-            path: "/api/departments".into(),
-            body: Some(json!({"name": ""})),
-            expect: [401, 403, 403, 403, 422],
-        },
-        Row {
-            method: Method::GET,
-            path: format!("/api/departments/{department_id}"),
-            body: None,
-            expect: [401, 403, 200, 200, 200],
-        },
-        Row {
-            method: Method::PATCH,
-            path: format!("/api/departments/{department_id}"),
-            body: Some(json!({"description": "d"})),
-            expect: [401, 403, 403, 403, 200],
-        },
-        Row {
-            method: Method::DELETE,
-            path: format!("/api/departments/{department_id}"),
-            body: None,
-            expect: [401, 403, 403, 403, 409],
-        },
-        Row {
-            method: Method::GET,
-            path: format!("/api/departments/{department_id}/staff"),
-            body: None,
-            expect: [401, 403, 200, 200, 200],
-        },
-        Row {
-            method: Method::GET,
-            path: format!("/api/departments/{department_id}/rooms"),
-            body: None,
-            expect: [401, 403, 200, 200, 200],
-        },
-        Row {
-            method: Method::GET,
-            path: "/api/rooms".into(),
-            body: None,
-            expect: [401, 403, 200, 200, 200],
-        },
-        Row {
-            method: Method::POST,
-            path: "/api/rooms".into(),
-            body: Some(json!({"department_id": department_id, "name": ""})),
-            expect: [401, 403, 403, 403, 422],
-        },
-        Row {
-            method: Method::GET,
-            path: format!("/api/rooms/{room_id}"),
-            body: None,
-            expect: [401, 403, 200, 200, 200],
-        },
-        Row {
-            method: Method::PATCH,
-            path: format!("/api/rooms/{room_id}"),
-            body: Some(json!({"name": "M-1"})),
-            expect: [401, 403, 403, 403, 200],
-        },
-    ];
-
+    let missing = uuid::Uuid::now_v7();
+    let mut counter = 0;
     for service in [Service::Identity, Service::Gateway] {
+        // Fresh things to delete in each round, so the admin's DELETE is a real 2xx.
+        let room = platform
+            .call(
+                Method::POST,
+                "/api/rooms",
+                Some(&admin),
+                Some(json!({"department_id": department_id, "name": format!("gone-{service}")})),
+            )
+            .await;
+        let doomed_room = room.body["id"].as_str().unwrap().to_owned();
+        let (victim, _) = platform
+            .register_patient(&format!("victim-{service}@clinic.example"))
+            .await;
+        let victim = victim["id"].as_str().unwrap().to_owned();
+        let (resettable, _) = platform
+            .register_patient(&format!("forgetful-{service}@clinic.example"))
+            .await;
+        let resettable = resettable["id"].as_str().unwrap().to_owned();
+        let empty = platform
+            .create_department(&admin, &format!("Empty {service}"))
+            .await;
+        let empty = empty["id"].as_str().unwrap().to_owned();
+
+        // Each row is sent by each caller in order. Bodies that change state are harmless to
+        // repeat; `UNIQUE` in a body becomes a fresh number per request.
+        let rows = vec![
+            Row {
+                method: Method::GET,
+                path: "/api/auth/.well-known/openid-configuration".into(),
+                body: None,
+                expect: [200, 200, 200, 200, 200],
+            },
+            Row {
+                method: Method::GET,
+                path: "/api/auth/jwks".into(),
+                body: None,
+                expect: [200, 200, 200, 200, 200],
+            },
+            Row {
+                method: Method::POST,
+                path: "/api/users/patients".into(),
+                body: Some(
+                    json!({"first_name": "N", "last_name": "P", "email": "UNIQUE@new.example", "password": "a long passphrase"}),
+                ),
+                expect: [201, 201, 201, 201, 201],
+            },
+            Row {
+                method: Method::GET,
+                path: "/api/users/me".into(),
+                body: None,
+                expect: [401, 200, 200, 200, 200],
+            },
+            Row {
+                method: Method::PATCH,
+                path: "/api/users/me".into(),
+                body: Some(json!({"first_name": "Same"})),
+                expect: [401, 200, 200, 200, 200],
+            },
+            Row {
+                method: Method::POST,
+                path: "/api/users/me/password".into(),
+                body: Some(
+                    json!({"current_password": "wrong guess here", "new_password": "another passphrase"}),
+                ),
+                expect: [401, 422, 422, 422, 422],
+            },
+            Row {
+                method: Method::GET,
+                path: "/api/users".into(),
+                body: None,
+                expect: [401, 403, 403, 403, 200],
+            },
+            Row {
+                method: Method::GET,
+                path: format!("/api/users/{nurse_id}"),
+                body: None,
+                expect: [401, 404, 404, 200, 200],
+            },
+            Row {
+                method: Method::PATCH,
+                path: format!("/api/users/{nurse_id}"),
+                body: Some(json!({"last_name": "Nurse"})),
+                expect: [401, 404, 404, 403, 200],
+            },
+            Row {
+                method: Method::DELETE,
+                path: format!("/api/users/{victim}"),
+                body: None,
+                expect: [401, 404, 404, 404, 204],
+            },
+            // A reset ends the user's logins, so it targets someone whose token the matrix does not use.
+            Row {
+                method: Method::POST,
+                path: format!("/api/users/{resettable}/password"),
+                body: Some(json!({"new_password": "reset passphrase"})),
+                expect: [401, 403, 403, 403, 204],
+            },
+            Row {
+                method: Method::POST,
+                path: "/api/users/staff".into(),
+                body: Some(
+                    json!({"role": "ADMIN", "first_name": "A", "last_name": "D", "email": "UNIQUE@staff.example", "password": "a long passphrase"}),
+                ),
+                expect: [401, 403, 403, 403, 201],
+            },
+            Row {
+                method: Method::GET,
+                path: "/api/doctors".into(),
+                body: None,
+                expect: [200, 200, 200, 200, 200],
+            },
+            Row {
+                method: Method::GET,
+                path: format!("/api/doctors/{missing}"),
+                body: None,
+                expect: [404, 404, 404, 404, 404],
+            },
+            Row {
+                method: Method::GET,
+                path: "/api/departments".into(),
+                body: None,
+                expect: [401, 403, 200, 200, 200],
+            },
+            Row {
+                method: Method::POST,
+                path: "/api/departments".into(),
+                body: Some(json!({"name": "Dept UNIQUE"})),
+                expect: [401, 403, 403, 403, 201],
+            },
+            Row {
+                method: Method::GET,
+                path: format!("/api/departments/{department_id}"),
+                body: None,
+                expect: [401, 403, 200, 200, 200],
+            },
+            Row {
+                method: Method::PATCH,
+                path: format!("/api/departments/{department_id}"),
+                body: Some(json!({"description": "d"})),
+                expect: [401, 403, 403, 403, 200],
+            },
+            Row {
+                method: Method::DELETE,
+                path: format!("/api/departments/{empty}"),
+                body: None,
+                expect: [401, 403, 403, 403, 204],
+            },
+            Row {
+                method: Method::GET,
+                path: format!("/api/departments/{department_id}/staff"),
+                body: None,
+                expect: [401, 403, 200, 200, 200],
+            },
+            Row {
+                method: Method::GET,
+                path: format!("/api/departments/{department_id}/rooms"),
+                body: None,
+                expect: [401, 403, 200, 200, 200],
+            },
+            Row {
+                method: Method::GET,
+                path: "/api/rooms".into(),
+                body: None,
+                expect: [401, 403, 200, 200, 200],
+            },
+            Row {
+                method: Method::POST,
+                path: "/api/rooms".into(),
+                body: Some(json!({"department_id": department_id, "name": "Room UNIQUE"})),
+                expect: [401, 403, 403, 403, 201],
+            },
+            Row {
+                method: Method::GET,
+                path: format!("/api/rooms/{room_id}"),
+                body: None,
+                expect: [401, 403, 200, 200, 200],
+            },
+            Row {
+                method: Method::PATCH,
+                path: format!("/api/rooms/{room_id}"),
+                body: Some(json!({"name": "M-1"})),
+                expect: [401, 403, 403, 403, 200],
+            },
+            Row {
+                method: Method::DELETE,
+                path: format!("/api/rooms/{doomed_room}"),
+                body: None,
+                expect: [401, 403, 403, 403, 204],
+            },
+        ];
         for row in &rows {
             for (caller, expected) in callers.iter().zip(row.expect) {
-                let reply = platform
-                    .call_service(
-                        service,
-                        row.method.clone(),
-                        &row.path,
-                        *caller,
-                        row.body.clone(),
+                counter += 1;
+                let body = row.body.as_ref().map(|body| {
+                    serde_json::from_str(
+                        &body.to_string().replace("UNIQUE", &format!("u{counter}")),
                     )
+                    .unwrap()
+                });
+                let reply = platform
+                    .call_service(service, row.method.clone(), &row.path, *caller, body)
                     .await;
                 assert_eq!(
                     reply.status.as_u16(),

@@ -53,12 +53,27 @@ pub fn pool(config: &Config, service: Service) -> anyhow::Result<PgPool> {
     let schema = service
         .schema()
         .with_context(|| format!("the {service} service keeps no data"))?;
-    let options = PgConnectOptions::from_str(config.database_url_for(service))
-        .with_context(|| format!("parsing the database URL of {service}"))?
-        .application_name(&format!("polyclinic-{service}"))
+    schema_pool(
+        config.database_url_for(service),
+        schema,
+        config.service(service).db_max_connections,
+        &format!("polyclinic-{service}"),
+    )
+}
+
+/// A lazily connecting pool on `url` whose `search_path` is `schema`.
+pub fn schema_pool(
+    url: &str,
+    schema: &str,
+    max_connections: u32,
+    application: &str,
+) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)
+        .context("parsing the database URL")?
+        .application_name(application)
         .options([("search_path", schema)]);
     Ok(PgPoolOptions::new()
-        .max_connections(config.service(service).db_max_connections)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options))
 }
@@ -106,11 +121,11 @@ pub async fn open(
 }
 
 /// Answers whether the database can run a query right now, for readiness checks.
-pub async fn ping(pool: &PgPool) -> Result<(), String> {
+pub async fn ping(pool: &PgPool) -> Result<Option<String>, String> {
     sqlx::query("select 1")
         .execute(pool)
         .await
-        .map(|_| ())
+        .map(|_| None)
         .map_err(|err| err.to_string())
 }
 

@@ -18,7 +18,9 @@ use utoipa::ToSchema;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-type Probe = dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync;
+/// A probe answers `Ok` with an optional detail (such as a lag) or `Err` with why it is down.
+type Probe =
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Option<String>, String>> + Send>> + Send + Sync;
 
 /// A dependency that must answer for the service to be ready.
 #[derive(Clone)]
@@ -28,11 +30,12 @@ pub struct Check {
 }
 
 impl Check {
-    /// A check called `name` that succeeds when `probe` resolves to `Ok`.
+    /// A check called `name` that succeeds when `probe` resolves to `Ok`; an `Ok(Some(..))`
+    /// detail is shown in the report.
     pub fn new<F, Fut>(name: &'static str, probe: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<Option<String>, String>> + Send + 'static,
     {
         Self {
             name,
@@ -69,6 +72,8 @@ pub struct CheckReport {
     pub status: String,
     pub latency_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -103,12 +108,17 @@ pub(crate) async fn ready(
         if let Err(error) = &outcome {
             tracing::warn!(dependency = check.name, %error, "readiness check failed");
         }
+        let (status, detail, error) = match outcome {
+            Ok(detail) => ("up", detail, None),
+            Err(error) => ("down", None, Some(error)),
+        };
         checks.insert(
             check.name.to_owned(),
             CheckReport {
-                status: if outcome.is_ok() { "up" } else { "down" }.into(),
+                status: status.into(),
                 latency_ms,
-                error: outcome.err(),
+                detail,
+                error,
             },
         );
     }

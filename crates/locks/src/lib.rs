@@ -167,7 +167,7 @@ impl Locks {
                 redis::cmd("PING")
                     .query_async::<String>(&mut connection)
                     .await
-                    .map(|_| ())
+                    .map(|_| None)
                     .map_err(|err| err.to_string())
             }
         }))

@@ -1,11 +1,13 @@
 //! The appointments service: doctors' schedules, availability, reservations and the appointment lifecycle.
 //!
-//! It owns the `appointments` schema and nothing else. [`router`] builds the HTTP interface (tests
+//! It owns the `appointments` schema and nothing else, including its outbox, relayed by the
+//! event backbone. [`router`] builds the HTTP interface (tests
 //! call it in process); [`run`] migrates the schema and serves until shutdown.
 
 use std::time::Duration;
 
 use polyclinic_config::{Config, Service};
+use polyclinic_events::Backbone;
 use polyclinic_http::axum::Router;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 use polyclinic_http::{CancellationToken, ServiceApp};
@@ -34,13 +36,17 @@ pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
     polyclinic_http::document(SERVICE, api().split_for_parts().1)
 }
 
-/// The service's complete router.
-pub fn router(config: &Config, state: AppState) -> Router {
+/// The service's HTTP interface, before the event backbone is attached.
+pub fn service_app(config: &Config, state: AppState) -> ServiceApp {
     let check = polyclinic_db::readiness_check(&state.pool);
     ServiceApp::new(SERVICE, api().with_state(state))
         .body_limit(config.http.body_limit_bytes as usize)
         .check(check)
-        .into_router()
+}
+
+/// The service's complete router.
+pub fn router(config: &Config, state: AppState, backbone: &Backbone) -> Router {
+    backbone.attach(service_app(config, state)).into_router()
 }
 
 /// Migrates the schema, then serves on `listener` until `shutdown` is cancelled.
@@ -50,7 +56,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
-    let app = router(&config, AppState { pool: pool.clone() });
+    let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
+    let app = router(&config, AppState { pool: pool.clone() }, &backbone);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
     polyclinic_http::serve(listener, app, shutdown, grace).await?;

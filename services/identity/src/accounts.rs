@@ -5,6 +5,9 @@
 //! our tables does Keycloak first and undoes it if our write fails, so neither side keeps a
 //! user the other does not know.
 
+use chrono::Utc;
+use polyclinic_contracts::identity::{UserDeactivatedV1, UserRegisteredV1};
+use polyclinic_events::{EventContext, outbox};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -64,6 +67,7 @@ pub async fn create_user(
     credentials: &Credentials,
     mut user: NewUser,
     password: &Password,
+    context: &EventContext,
 ) -> Result<User, UserError> {
     let password_hash = match credentials {
         Credentials::Builtin => Some(hash(password).await?),
@@ -75,7 +79,7 @@ pub async fn create_user(
             None
         }
     };
-    let stored = insert_locally(pool, &user, password_hash.as_deref()).await;
+    let stored = insert_locally(pool, &user, password_hash.as_deref(), context).await;
     if stored.is_err()
         && let Credentials::Keycloak(keycloak) = credentials
         && let Err(undo) = keycloak.delete_user(user.id).await
@@ -89,6 +93,7 @@ async fn insert_locally(
     pool: &PgPool,
     user: &NewUser,
     password_hash: Option<&str>,
+    context: &EventContext,
 ) -> Result<User, UserError> {
     let mut tx = pool
         .begin()
@@ -98,6 +103,12 @@ async fn insert_locally(
     let created = users::find_user(&mut tx, user.id)
         .await?
         .ok_or(UserError::NotFound)?;
+    let registered = UserRegisteredV1 {
+        user_id: created.id,
+        role: created.role.as_str().to_owned(),
+        registered_at: created.created_at,
+    };
+    outbox::enqueue(&mut tx, crate::SERVICE, &registered, context).await?;
     tx.commit()
         .await
         .map_err(|err| UserError::Unexpected(err.into()))?;
@@ -128,6 +139,7 @@ pub async fn update_user(
     credentials: &Credentials,
     id: Uuid,
     change: Change,
+    context: &EventContext,
 ) -> Result<User, UserError> {
     let before = find_user(pool, id).await?;
     if let Credentials::Keycloak(keycloak) = credentials {
@@ -161,8 +173,13 @@ pub async fn update_user(
     }
     if let Some(status) = change.status {
         users::set_status(&mut tx, id, status).await?;
-        if status == UserStatus::Deactivated {
+        if status == UserStatus::Deactivated && before.status != UserStatus::Deactivated {
             sessions::revoke_user_sessions(&mut tx, id, None, "user deactivated").await?;
+            let deactivated = UserDeactivatedV1 {
+                user_id: id,
+                deactivated_at: Utc::now(),
+            };
+            outbox::enqueue(&mut tx, crate::SERVICE, &deactivated, context).await?;
         }
     }
     let after = users::find_user(&mut tx, id)
@@ -179,6 +196,7 @@ pub async fn deactivate(
     pool: &PgPool,
     credentials: &Credentials,
     id: Uuid,
+    context: &EventContext,
 ) -> Result<User, UserError> {
     update_user(
         pool,
@@ -188,6 +206,7 @@ pub async fn deactivate(
             status: Some(UserStatus::Deactivated),
             ..Change::default()
         },
+        context,
     )
     .await
 }

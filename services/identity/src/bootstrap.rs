@@ -5,6 +5,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use polyclinic_events::EventContext;
+
 use crate::accounts::{self, Credentials};
 use crate::domain::fields::{Email, PersonName, Username};
 use crate::domain::password::Password;
@@ -50,7 +52,15 @@ pub async fn ensure_first_admin(
         address: None,
         profile: Profile::Admin {},
     };
-    match accounts::create_user(pool, credentials, admin.clone(), &password).await {
+    match accounts::create_user(
+        pool,
+        credentials,
+        admin.clone(),
+        &password,
+        &EventContext::default(),
+    )
+    .await
+    {
         Ok(user) => {
             tracing::info!(user_id = %user.id, email = %user.email, "created the first administrator");
             if generated {

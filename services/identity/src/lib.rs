@@ -24,6 +24,7 @@ use anyhow::Context;
 use axum::extract::FromRef;
 use polyclinic_auth::{Verifier, VerifierSettings};
 use polyclinic_config::{Config, IdentityProvider, Service};
+use polyclinic_events::Backbone;
 use polyclinic_http::axum::Router;
 use polyclinic_http::{CancellationToken, ServiceApp};
 use sqlx::PgPool;
@@ -108,13 +109,17 @@ pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
     polyclinic_http::document(SERVICE, routes::api().split_for_parts().1)
 }
 
-/// The service's complete router.
-pub fn router(config: &Config, state: AppState) -> Router {
+/// The service's HTTP interface, before the event backbone is attached.
+pub fn service_app(config: &Config, state: AppState) -> ServiceApp {
     let check = polyclinic_db::readiness_check(&state.pool);
     ServiceApp::new(SERVICE, routes::api().with_state(state))
         .body_limit(config.http.body_limit_bytes as usize)
         .check(check)
-        .into_router()
+}
+
+/// The service's complete router.
+pub fn router(config: &Config, state: AppState, backbone: &Backbone) -> Router {
+    backbone.attach(service_app(config, state)).into_router()
 }
 
 /// Migrates the schema, makes sure a signing key and an administrator exist, then serves on
@@ -130,9 +135,10 @@ pub async fn run(
     if config.identity_provider == IdentityProvider::Builtin {
         tokens::ensure_signing_key(&pool).await?;
     }
+    let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
     bootstrap::ensure_first_admin(&pool, &state.credentials, &config).await?;
 
-    let app = router(&config, state);
+    let app = router(&config, state, &backbone);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
     polyclinic_http::serve(listener, app, shutdown, grace).await?;

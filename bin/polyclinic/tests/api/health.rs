@@ -31,12 +31,13 @@ async fn every_service_becomes_ready_with_its_own_schema_and_migration_history()
         histories,
         [
             "appointments",
+            "eventbus",
             "identity",
             "notifications",
             "payments",
             "prescriptions"
         ],
-        "each service keeps its own migration history in its own schema"
+        "each service keeps its own migration history in its own schema, and so does the event log"
     );
     pool.close().await;
     platform.stop().await.unwrap();

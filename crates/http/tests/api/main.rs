@@ -188,7 +188,7 @@ async fn request_ids_are_echoed_or_made() {
 async fn readiness_names_the_dependency_that_is_down() {
     let app = serve_app(
         ServiceApp::new(Service::Payments, api())
-            .check(Check::new("postgres", || async { Ok(()) }))
+            .check(Check::new("postgres", || async { Ok(None) }))
             .check(Check::new("broker", || async {
                 Err("connection refused".to_owned())
             })),

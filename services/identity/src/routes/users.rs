@@ -4,9 +4,10 @@ use axum::http::StatusCode;
 use chrono::{NaiveDate, Utc};
 use polyclinic_auth::rules::{Admin, Person};
 use polyclinic_auth::{Principal, Require, Role};
+use polyclinic_events::EventContext;
 use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
-use polyclinic_http::{ApiError, Page, PageQuery, ProblemDetails, Violations};
+use polyclinic_http::{ApiError, Page, PageQuery, ProblemDetails, RequestId, Violations};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -123,6 +124,7 @@ pub struct RegisterPatient {
     responses((status = 201, body = User), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn register_patient(
     axum::extract::State(state): axum::extract::State<AppState>,
+    request_id: RequestId,
     Json(body): Json<RegisterPatient>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let mut violations = Violations::new();
@@ -135,8 +137,23 @@ async fn register_patient(
         blood_type: body.blood_type,
         allergies,
     });
-    let created = accounts::create_user(&state.pool, &state.credentials, user, &password).await?;
+    let created = accounts::create_user(
+        &state.pool,
+        &state.credentials,
+        user,
+        &password,
+        &context(&request_id),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The event context of a request: its id correlates everything it causes.
+fn context(request_id: &RequestId) -> EventContext {
+    EventContext {
+        correlation_id: Some(request_id.as_str().to_owned()),
+        traceparent: None,
+    }
 }
 
 /// A staff account, created by an admin.
@@ -214,6 +231,7 @@ fn staff_profile(
 async fn create_staff(
     axum::extract::State(state): axum::extract::State<AppState>,
     _admin: Require<Admin>,
+    request_id: RequestId,
     Json(body): Json<CreateStaff>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let mut violations = Violations::new();
@@ -238,7 +256,14 @@ async fn create_staff(
         return Err(violations.into_error());
     };
     user.profile = profile;
-    let created = accounts::create_user(&state.pool, &state.credentials, user, &password).await?;
+    let created = accounts::create_user(
+        &state.pool,
+        &state.credentials,
+        user,
+        &password,
+        &context(&request_id),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -365,6 +390,7 @@ impl ProfilePatch {
 async fn patch_me(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Require<Person>,
+    request_id: RequestId,
     Json(body): Json<ProfilePatch>,
 ) -> Result<Json<User>, ApiError> {
     let current = accounts::find_user(&state.pool, caller.user_id()?).await?;
@@ -374,7 +400,14 @@ async fn patch_me(
         return Err(violations.into_error());
     };
     Ok(Json(
-        accounts::update_user(&state.pool, &state.credentials, current.id, change).await?,
+        accounts::update_user(
+            &state.pool,
+            &state.credentials,
+            current.id,
+            change,
+            &context(&request_id),
+        )
+        .await?,
     ))
 }
 
@@ -567,6 +600,7 @@ impl AdminPatch {
 async fn patch_user(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Principal,
+    request_id: RequestId,
     Path(id): Path<Uuid>,
     Json(body): Json<AdminPatch>,
 ) -> Result<Json<User>, ApiError> {
@@ -584,7 +618,14 @@ async fn patch_user(
         return Err(violations.into_error());
     };
     let deactivating = change.status == Some(UserStatus::Deactivated);
-    let updated = accounts::update_user(&state.pool, &state.credentials, id, change).await?;
+    let updated = accounts::update_user(
+        &state.pool,
+        &state.credentials,
+        id,
+        change,
+        &context(&request_id),
+    )
+    .await?;
     if deactivating {
         state
             .verifier
@@ -599,6 +640,7 @@ async fn patch_user(
 async fn delete_user(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Principal,
+    request_id: RequestId,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     if !caller.is(Role::Admin) {
@@ -614,7 +656,7 @@ async fn delete_user(
             "You cannot deactivate your own account.",
         ));
     }
-    accounts::deactivate(&state.pool, &state.credentials, id).await?;
+    accounts::deactivate(&state.pool, &state.credentials, id, &context(&request_id)).await?;
     state
         .verifier
         .revoke_subject(&id.to_string(), Utc::now().timestamp());

@@ -1,0 +1,347 @@
+//! Consumers: handlers per event type, run exactly once in effect.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use polyclinic_http::CancellationToken;
+use sqlx::postgres::PgListener;
+use sqlx::{Acquire, PgConnection, PgPool};
+use tokio::task::JoinHandle;
+
+use crate::log::{self, LoggedEvent};
+use crate::{Envelope, EventMetrics, parked};
+
+/// What a handler made of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// The effect is written.
+    Done,
+    /// Nothing to do, for a reason recorded in the inbox (an event naming a user that does
+    /// not exist, say). Not retried.
+    Skipped(String),
+}
+
+/// The future a handler returns; it borrows the transaction, the envelope and the state.
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Handled>> + Send + 'a>>;
+
+type HandlerFn<S> = Box<
+    dyn for<'a> Fn(&'a mut PgConnection, &'a Envelope, &'a S) -> HandlerFuture<'a> + Send + Sync,
+>;
+
+/// Handlers by event type. A handler writes its effect through the connection it is given:
+/// the consumer's transaction, which also records the event in the inbox.
+pub struct Handlers<S> {
+    by_type: HashMap<String, HandlerFn<S>>,
+}
+
+impl<S> Default for Handlers<S> {
+    fn default() -> Self {
+        Self {
+            by_type: HashMap::new(),
+        }
+    }
+}
+
+impl<S> Handlers<S> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `handler` for events of `event_type`, for example
+    /// `.on(UserRegisteredV1::TYPE, |tx, event, state| Box::pin(welcome(tx, event, state)))`.
+    pub fn on<F>(mut self, event_type: &str, handler: F) -> Self
+    where
+        F: for<'a> Fn(&'a mut PgConnection, &'a Envelope, &'a S) -> HandlerFuture<'a>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.by_type
+            .insert(event_type.to_owned(), Box::new(handler));
+        self
+    }
+
+    pub(crate) fn get(&self, event_type: &str) -> Option<&HandlerFn<S>> {
+        self.by_type.get(event_type)
+    }
+}
+
+/// How a consumer works.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// The consumer group: its name in the inbox, its positions, its dead letters.
+    pub name: String,
+    /// The topics it reads.
+    pub topics: Vec<String>,
+    /// Events read per transaction.
+    pub batch_size: i64,
+    /// How often to look even without a notification.
+    pub poll_interval: Duration,
+    /// Attempts before an event is dead-lettered.
+    pub max_attempts: i32,
+    /// The first retry's delay; each further one doubles, up to a minute.
+    pub retry_base: Duration,
+}
+
+impl ConsumerSettings {
+    pub fn new(name: &str, topics: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            topics: topics.iter().map(|topic| (*topic).to_owned()).collect(),
+            batch_size: 200,
+            poll_interval: Duration::from_secs(1),
+            max_attempts: 5,
+            retry_base: Duration::from_millis(500),
+        }
+    }
+
+    pub(crate) fn backoff(&self, attempts: i32) -> Duration {
+        let exponent = u32::try_from(attempts.max(1) - 1).unwrap_or(0).min(16);
+        (self.retry_base * 2u32.pow(exponent)).min(Duration::from_secs(60))
+    }
+}
+
+/// A consumer group of one service, reading the `postgres` bus.
+pub struct Consumer<S> {
+    pub(crate) pool: PgPool,
+    pub(crate) settings: ConsumerSettings,
+    pub(crate) handlers: Handlers<S>,
+    pub(crate) state: S,
+    pub(crate) metrics: EventMetrics,
+}
+
+impl<S: Send + Sync + 'static> Consumer<S> {
+    pub fn new(
+        pool: PgPool,
+        settings: ConsumerSettings,
+        handlers: Handlers<S>,
+        state: S,
+        metrics: EventMetrics,
+    ) -> Self {
+        Self {
+            pool,
+            settings,
+            handlers,
+            state,
+            metrics,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// Runs the stream and the retries until `shutdown`.
+    pub fn spawn(self, shutdown: CancellationToken) -> JoinHandle<()> {
+        let consumer = Arc::new(self);
+        tokio::spawn(async move {
+            let retries = tokio::spawn(consumer.clone().retry_loop(shutdown.clone()));
+            consumer.stream_loop(shutdown).await;
+            retries.await.ok();
+        })
+    }
+
+    async fn stream_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut listener: Option<PgListener> = None;
+        loop {
+            if listener.is_none() {
+                listener = async {
+                    let mut listening = PgListener::connect_with(&self.pool).await.ok()?;
+                    listening.listen(log::CHANNEL).await.ok()?;
+                    Some(listening)
+                }
+                .await;
+            }
+            loop {
+                match self.poll_once().await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(consumer = %self.settings.name, error = %format!("{err:#}"), "consuming failed; retrying");
+                        break;
+                    }
+                }
+            }
+            let notified = async {
+                match listener.as_mut() {
+                    Some(listening) => listening.recv().await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = notified => if received.is_err() { listener = None },
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+    }
+
+    async fn retry_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let tick = self
+            .settings
+            .retry_base
+            .clamp(Duration::from_millis(10), Duration::from_millis(500));
+        loop {
+            loop {
+                match parked::retry_due(&self).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(consumer = %self.settings.name, error = %format!("{err:#}"), "retrying parked events failed");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+
+    /// Reads and handles one batch of each topic; returns how many events it saw.
+    pub async fn poll_once(&self) -> anyhow::Result<usize> {
+        let mut seen = 0;
+        for topic in &self.settings.topics {
+            seen += self.poll_topic(topic).await?;
+        }
+        Ok(seen)
+    }
+
+    async fn poll_topic(&self, topic: &str) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("insert into consumer_positions (consumer, topic) values ($1, $2) on conflict do nothing")
+            .bind(&self.settings.name)
+            .bind(topic)
+            .execute(&mut *tx)
+            .await?;
+        // Locking the position row makes instances of one consumer group take turns.
+        let position: i64 = sqlx::query_scalar(
+            "select position from consumer_positions where consumer = $1 and topic = $2 for update",
+        )
+        .bind(&self.settings.name)
+        .bind(topic)
+        .fetch_one(&mut *tx)
+        .await?;
+        let events = log::read_after(&mut tx, topic, position, self.settings.batch_size).await?;
+        let Some(last) = events.last().map(|event| event.position) else {
+            return Ok(0);
+        };
+        for event in &events {
+            self.handle(&mut tx, event).await?;
+        }
+        sqlx::query(
+            "update consumer_positions set position = $3, updated_at = now() where consumer = $1 and topic = $2",
+        )
+        .bind(&self.settings.name)
+        .bind(topic)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(events.len())
+    }
+
+    /// Handles one event in `conn`'s transaction: once per (consumer, event), behind any
+    /// parked event of the same aggregate.
+    pub(crate) async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        event: &LoggedEvent,
+    ) -> anyhow::Result<()> {
+        let consumer = self.settings.name.as_str();
+        let seen: bool = sqlx::query_scalar(
+            "select exists (select 1 from inbox where consumer = $1 and event_id = $2)",
+        )
+        .bind(consumer)
+        .bind(event.event_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        if seen {
+            self.metrics.count(consumer, "duplicate");
+            return Ok(());
+        }
+        if parked::has_parked(conn, consumer, &event.key).await? {
+            parked::park(conn, consumer, event, "waiting", None, Duration::ZERO).await?;
+            self.metrics.count(consumer, "parked");
+            return Ok(());
+        }
+        match self.run_handler(conn, event).await? {
+            Ok(outcome) => {
+                self.record(conn, event, outcome).await?;
+            }
+            Err(error) => {
+                let delay = self.settings.backoff(1);
+                parked::park(conn, consumer, event, "retrying", Some(&error), delay).await?;
+                self.metrics.count(consumer, "parked");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the handler inside a savepoint. The outer `Result` is for the consumer's own
+    /// failures; the inner one is the handler's: its effects are rolled back and the event
+    /// is to be retried.
+    pub(crate) async fn run_handler(
+        &self,
+        conn: &mut PgConnection,
+        event: &LoggedEvent,
+    ) -> anyhow::Result<Result<Handled, String>> {
+        let envelope: Envelope = match serde_json::from_value(event.envelope.clone()) {
+            Ok(envelope) => envelope,
+            Err(err) => return Ok(Err(format!("malformed envelope: {err}"))),
+        };
+        let Some(handler) = self.handlers.get(&event.event_type) else {
+            self.metrics.count(&self.settings.name, "unknown_type");
+            return Ok(Ok(Handled::Skipped(format!(
+                "no handler for {}",
+                event.event_type
+            ))));
+        };
+        let mut savepoint = conn.begin().await?;
+        match handler(&mut savepoint, &envelope, &self.state).await {
+            Ok(outcome) => {
+                savepoint.commit().await?;
+                let age = Utc::now() - envelope.time;
+                self.metrics
+                    .commit_to_handler
+                    .observe(age.num_microseconds().unwrap_or(0) as f64 / 1e6);
+                Ok(Ok(outcome))
+            }
+            Err(err) => {
+                savepoint.rollback().await?;
+                Ok(Err(format!("{err:#}")))
+            }
+        }
+    }
+
+    /// Writes the inbox row for a handled or skipped event.
+    pub(crate) async fn record(
+        &self,
+        conn: &mut PgConnection,
+        event: &LoggedEvent,
+        outcome: Handled,
+    ) -> anyhow::Result<()> {
+        let (label, detail) = match outcome {
+            Handled::Done => ("handled", None),
+            Handled::Skipped(reason) => ("skipped", Some(reason)),
+        };
+        sqlx::query(
+            "insert into inbox (consumer, event_id, event_type, outcome, detail) values ($1, $2, $3, $4, $5)
+             on conflict (consumer, event_id) do nothing",
+        )
+        .bind(&self.settings.name)
+        .bind(event.event_id)
+        .bind(&event.event_type)
+        .bind(label)
+        .bind(detail)
+        .execute(&mut *conn)
+        .await?;
+        self.metrics.count(&self.settings.name, label);
+        Ok(())
+    }
+}

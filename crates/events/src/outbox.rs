@@ -1,0 +1,45 @@
+//! Writing events in the caller's transaction.
+
+use polyclinic_config::Service;
+use polyclinic_contracts::Event;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{Envelope, EventContext};
+
+/// Writes `event` to the outbox of the connection's schema, in the caller's open
+/// transaction: it is published if and only if that transaction commits. Returns the event
+/// id.
+pub async fn enqueue<E: Event>(
+    conn: &mut PgConnection,
+    source: Service,
+    event: &E,
+    context: &EventContext,
+) -> anyhow::Result<Uuid> {
+    let envelope = Envelope::new(source, event, context)?;
+    enqueue_envelope(conn, E::TOPIC.as_str(), &envelope).await?;
+    Ok(envelope.id)
+}
+
+/// Writes a ready envelope to the outbox on `topic`.
+pub async fn enqueue_envelope(
+    conn: &mut PgConnection,
+    topic: &str,
+    envelope: &Envelope,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into outbox (event_id, topic, key, event_type, envelope) values ($1, $2, $3, $4, $5)",
+    )
+    .bind(envelope.id)
+    .bind(topic)
+    .bind(&envelope.subject)
+    .bind(&envelope.event_type)
+    .bind(serde_json::to_value(envelope)?)
+    .execute(&mut *conn)
+    .await?;
+    // Delivered at commit, not before; a rolled-back transaction wakes nobody.
+    sqlx::query("select pg_notify('polyclinic_outbox_' || current_schema(), '')")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! Parked events (retried with backoff away from the stream) and dead letters.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::Consumer;
+use crate::consumer::Handled;
+use crate::log::LoggedEvent;
+
+pub(crate) async fn has_parked(
+    conn: &mut PgConnection,
+    consumer: &str,
+    key: &str,
+) -> anyhow::Result<bool> {
+    Ok(sqlx::query_scalar(
+        "select exists (select 1 from parked_events where consumer = $1 and key = $2)",
+    )
+    .bind(consumer)
+    .bind(key)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Parks `event`: `retrying` after a failure (attempted once), or `waiting` behind an
+/// earlier parked event of the same aggregate.
+pub(crate) async fn park(
+    conn: &mut PgConnection,
+    consumer: &str,
+    event: &LoggedEvent,
+    state: &str,
+    error: Option<&str>,
+    delay: Duration,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into parked_events (consumer, event_id, topic, key, event_type, envelope, state, attempts,
+                                    last_error, next_attempt_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + $10::interval)
+         on conflict (consumer, event_id) do nothing",
+    )
+    .bind(consumer)
+    .bind(event.event_id)
+    .bind(&event.topic)
+    .bind(&event.key)
+    .bind(&event.event_type)
+    .bind(&event.envelope)
+    .bind(state)
+    .bind(i32::from(error.is_some()))
+    .bind(error)
+    .bind(interval(delay))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn interval(delay: Duration) -> String {
+    format!("{} milliseconds", delay.as_millis())
+}
+
+/// Lets the next waiting event of the aggregate be tried.
+async fn release_next(conn: &mut PgConnection, consumer: &str, key: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "update parked_events set state = 'retrying', next_attempt_at = now(), updated_at = now()
+         where id = (select id from parked_events where consumer = $1 and key = $2 and state = 'waiting'
+                     order by id limit 1)",
+    )
+    .bind(consumer)
+    .bind(key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Retries one due parked event; returns how many it tried (0 or 1).
+pub(crate) async fn retry_due<S: Send + Sync + 'static>(
+    consumer: &Consumer<S>,
+) -> anyhow::Result<usize> {
+    let name = consumer.settings.name.as_str();
+    let mut tx = consumer.pool.begin().await?;
+    let due: Option<(i64, i32, LoggedEvent)> =
+        sqlx::query_as::<_, (i64, i32, Uuid, String, String, String, Value)>(
+            "select id, attempts, event_id, topic, key, event_type, envelope from parked_events
+         where consumer = $1 and state = 'retrying' and next_attempt_at <= now()
+         order by id limit 1 for update skip locked",
+        )
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(
+            |(id, attempts, event_id, topic, key, event_type, envelope)| {
+                (
+                    id,
+                    attempts,
+                    LoggedEvent {
+                        position: 0,
+                        event_id,
+                        topic,
+                        key,
+                        event_type,
+                        envelope,
+                    },
+                )
+            },
+        );
+    let Some((id, attempts, event)) = due else {
+        return Ok(0);
+    };
+
+    match consumer.run_handler(&mut tx, &event).await? {
+        Ok(outcome) => {
+            consumer.record(&mut tx, &event, outcome).await?;
+            sqlx::query("delete from parked_events where id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            release_next(&mut tx, name, &event.key).await?;
+        }
+        Err(error) => {
+            let attempts = attempts + 1;
+            if attempts >= consumer.settings.max_attempts {
+                dead_letter(&mut tx, name, &event, &error, attempts).await?;
+                sqlx::query("delete from parked_events where id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                release_next(&mut tx, name, &event.key).await?;
+                consumer.metrics.count(name, "dead_lettered");
+                tracing::warn!(consumer = name, event_id = %event.event_id, event_type = %event.event_type, %error, "event dead-lettered");
+            } else {
+                sqlx::query(
+                    "update parked_events set attempts = $2, last_error = $3,
+                            next_attempt_at = now() + $4::interval, updated_at = now()
+                     where id = $1",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(&error)
+                .bind(interval(consumer.settings.backoff(attempts)))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(1)
+}
+
+async fn dead_letter(
+    conn: &mut PgConnection,
+    consumer: &str,
+    event: &LoggedEvent,
+    error: &str,
+    attempts: i32,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "insert into dead_letters (id, consumer, event_id, topic, key, event_type, envelope, error, attempts)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         on conflict (consumer, event_id) do nothing",
+    )
+    .bind(Uuid::now_v7())
+    .bind(consumer)
+    .bind(event.event_id)
+    .bind(&event.topic)
+    .bind(&event.key)
+    .bind(&event.event_type)
+    .bind(&event.envelope)
+    .bind(error)
+    .bind(attempts)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "insert into inbox (consumer, event_id, event_type, outcome, detail) values ($1, $2, $3, 'dead_lettered', $4)
+         on conflict (consumer, event_id) do nothing",
+    )
+    .bind(consumer)
+    .bind(event.event_id)
+    .bind(&event.event_type)
+    .bind(error)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A dead-lettered event, as admins list it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct DeadLetter {
+    pub id: Uuid,
+    pub consumer: String,
+    pub event_id: Uuid,
+    pub topic: String,
+    pub event_type: String,
+    pub error: String,
+    pub attempts: i32,
+    pub replayed_at: Option<DateTime<Utc>>,
+    pub replay_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Dead letters of this schema, newest first; `open_only` hides replayed ones.
+pub async fn list_dead_letters(pool: &PgPool, open_only: bool) -> anyhow::Result<Vec<DeadLetter>> {
+    Ok(sqlx::query_as(
+        "select id, consumer, event_id, topic, event_type, error, attempts, replayed_at, replay_error, created_at
+         from dead_letters where not $1 or replayed_at is null order by created_at desc limit 500",
+    )
+    .bind(open_only)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Runs a dead letter's handler again. `Ok(None)`: no such dead letter for this consumer;
+/// `Ok(Some(Err))`: the handler failed again (recorded).
+pub async fn replay_dead_letter<S: Send + Sync + 'static>(
+    consumer: &Consumer<S>,
+    id: Uuid,
+) -> anyhow::Result<Option<Result<(), String>>> {
+    let mut tx = consumer.pool.begin().await?;
+    let found: Option<(Uuid, String, String, String, Value)> = sqlx::query_as(
+        "select event_id, topic, key, event_type, envelope from dead_letters
+         where id = $1 and consumer = $2 and replayed_at is null for update",
+    )
+    .bind(id)
+    .bind(&consumer.settings.name)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((event_id, topic, key, event_type, envelope)) = found else {
+        return Ok(None);
+    };
+    let event = LoggedEvent {
+        position: 0,
+        event_id,
+        topic,
+        key,
+        event_type,
+        envelope,
+    };
+    let outcome = consumer.run_handler(&mut tx, &event).await?;
+    match &outcome {
+        Ok(handled) => {
+            let detail = match handled {
+                Handled::Done => None,
+                Handled::Skipped(reason) => Some(reason.clone()),
+            };
+            sqlx::query("update dead_letters set replayed_at = now(), replay_error = null, updated_at = now() where id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "update inbox set outcome = 'replayed', detail = $3, handled_at = now(), updated_at = now()
+                 where consumer = $1 and event_id = $2",
+            )
+            .bind(&consumer.settings.name)
+            .bind(event_id)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Err(error) => {
+            sqlx::query(
+                "update dead_letters set replay_error = $2, updated_at = now() where id = $1",
+            )
+            .bind(id)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(Some(outcome.map(|_| ())))
+}

@@ -1,0 +1,534 @@
+//! The backbone on the `postgres` bus against real PostgreSQL: a producer schema with an
+//! outbox, a consumer schema with inbox and effects, the shared log between them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use polyclinic_config::Service;
+use polyclinic_contracts::{Event, Topic};
+use polyclinic_events::{
+    Consumer, ConsumerSettings, EventContext, EventMetrics, Handled, Handlers, Relay,
+    RelaySettings, log, outbox,
+};
+use polyclinic_http::CancellationToken;
+use polyclinic_testing::TestDb;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Counted {
+    key: String,
+    n: i32,
+}
+
+impl Event for Counted {
+    const TYPE: &'static str = "polyclinic.test.counted.v1";
+    const TOPIC: Topic = Topic::Appointments;
+    fn subject(&self) -> String {
+        self.key.clone()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Unknown {
+    key: String,
+}
+
+impl Event for Unknown {
+    const TYPE: &'static str = "polyclinic.test.nobody-handles-this.v1";
+    const TOPIC: Topic = Topic::Appointments;
+    fn subject(&self) -> String {
+        self.key.clone()
+    }
+}
+
+/// The consumer's state: whether events of the aggregate `poison` fail.
+#[derive(Clone, Default)]
+struct State {
+    poison: Arc<AtomicBool>,
+}
+
+struct Bench {
+    db: TestDb,
+    producer: PgPool,
+    consumer: PgPool,
+}
+
+async fn schema(db: &TestDb, name: &str) -> PgPool {
+    let pool = polyclinic_db::schema_pool(&db.url(), name, 10, "test").unwrap();
+    sqlx::raw_sql(&format!("create schema {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(polyclinic_events::SERVICE_TABLES_SQL)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+async fn bench() -> Bench {
+    let db = TestDb::create().await;
+    log::ensure(&db.url()).await.unwrap();
+    let producer = schema(&db, "producer").await;
+    let consumer = schema(&db, "consumer").await;
+    sqlx::raw_sql(
+        "create table effects (
+            consumer text not null, event_id uuid not null, key text not null, n integer not null,
+            ord bigint generated always as identity,
+            primary key (consumer, event_id))",
+    )
+    .execute(&consumer)
+    .await
+    .unwrap();
+    Bench {
+        db,
+        producer,
+        consumer,
+    }
+}
+
+async fn record_effect(
+    conn: &mut PgConnection,
+    envelope: &polyclinic_events::Envelope,
+    state: &State,
+    consumer: &str,
+) -> anyhow::Result<Handled> {
+    let counted: Counted = envelope.data_as()?;
+    if counted.key == "poison" && state.poison.load(Ordering::SeqCst) {
+        anyhow::bail!("this aggregate's events cannot be handled yet");
+    }
+    sqlx::query("insert into effects (consumer, event_id, key, n) values ($1, $2, $3, $4)")
+        .bind(consumer)
+        .bind(envelope.id)
+        .bind(&counted.key)
+        .bind(counted.n)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Handled::Done)
+}
+
+fn consumer(pool: &PgPool, name: &'static str, state: State) -> Consumer<State> {
+    let mut settings = ConsumerSettings::new(name, &[Topic::Appointments.as_str()]);
+    settings.retry_base = Duration::from_millis(20);
+    settings.max_attempts = 3;
+    settings.poll_interval = Duration::from_millis(200);
+    let handlers = Handlers::new().on(Counted::TYPE, move |conn, envelope, state| {
+        Box::pin(record_effect(conn, envelope, state, name))
+    });
+    Consumer::new(
+        pool.clone(),
+        settings,
+        handlers,
+        state,
+        EventMetrics::default(),
+    )
+}
+
+fn relay(pool: &PgPool) -> Relay {
+    let settings = RelaySettings {
+        poll_interval: Duration::from_millis(200),
+        ..RelaySettings::default()
+    };
+    Relay::new(pool.clone(), "producer", settings, EventMetrics::default())
+}
+
+async fn produce(pool: &PgPool, events: &[Counted]) {
+    let mut tx = pool.begin().await.unwrap();
+    for event in events {
+        outbox::enqueue(
+            &mut tx,
+            Service::Appointments,
+            event,
+            &EventContext::default(),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn effects(pool: &PgPool, consumer: &str) -> Vec<(String, i32)> {
+    sqlx::query_as("select key, n from effects where consumer = $1 order by ord")
+        .bind(consumer)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+async fn wait_for(pool: &PgPool, consumer: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen: i64 = sqlx::query_scalar("select count(*) from effects where consumer = $1")
+            .bind(consumer)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if seen as usize >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{consumer} saw {seen} of {count} events"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn counted(key: &str, n: i32) -> Counted {
+    Counted {
+        key: key.to_owned(),
+        n,
+    }
+}
+
+#[tokio::test]
+async fn a_rolled_back_event_is_never_published_and_a_committed_one_reaches_each_group_once() {
+    let bench = bench().await;
+    let mut rolled_back = bench.producer.begin().await.unwrap();
+    outbox::enqueue(
+        &mut rolled_back,
+        Service::Appointments,
+        &counted("a", 0),
+        &EventContext::default(),
+    )
+    .await
+    .unwrap();
+    rolled_back.rollback().await.unwrap();
+    produce(&bench.producer, &[counted("b", 0)]).await;
+
+    let relay = relay(&bench.producer);
+    assert_eq!(relay.publish_pending().await.unwrap(), 1);
+    assert_eq!(
+        relay.publish_pending().await.unwrap(),
+        0,
+        "nothing is published twice"
+    );
+
+    for group in ["first", "second"] {
+        let consumer = consumer(&bench.consumer, group, State::default());
+        consumer.poll_once().await.unwrap();
+        consumer.poll_once().await.unwrap();
+        assert_eq!(
+            effects(&bench.consumer, group).await,
+            [("b".to_owned(), 0)],
+            "{group}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_events_over_a_hundred_aggregates_arrive_in_order_once_per_group() {
+    let bench = bench().await;
+    let shutdown = CancellationToken::new();
+    relay(&bench.producer).spawn(shutdown.clone());
+    consumer(&bench.consumer, "first", State::default()).spawn(shutdown.clone());
+    // A second instance of the same group, and a second group.
+    consumer(&bench.consumer, "first", State::default()).spawn(shutdown.clone());
+    consumer(&bench.consumer, "second", State::default()).spawn(shutdown.clone());
+
+    for n in 0..100 {
+        let batch: Vec<Counted> = (0..100)
+            .map(|aggregate| counted(&format!("agg-{aggregate}"), n))
+            .collect();
+        produce(&bench.producer, &batch).await;
+    }
+    for group in ["first", "second"] {
+        wait_for(&bench.consumer, group, 10_000).await;
+        let seen = effects(&bench.consumer, group).await;
+        assert_eq!(seen.len(), 10_000, "{group}: none applied twice");
+        let mut next = std::collections::HashMap::new();
+        for (key, n) in seen {
+            let expected = next.entry(key.clone()).or_insert(0);
+            assert_eq!(n, *expected, "{group}: {key} out of order");
+            *expected += 1;
+        }
+        assert!(
+            next.values().all(|count| *count == 100),
+            "{group}: none missing"
+        );
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn republishing_after_a_relay_crash_and_redelivery_after_a_consumer_crash_change_nothing() {
+    let bench = bench().await;
+    produce(&bench.producer, &[counted("x", 0), counted("x", 1)]).await;
+    let relay = relay(&bench.producer);
+    relay.publish_pending().await.unwrap();
+    // A relay that published and died before marking would publish these again.
+    sqlx::query("update outbox set published_at = null")
+        .execute(&bench.producer)
+        .await
+        .unwrap();
+    relay.publish_pending().await.unwrap();
+    let logged: i64 = sqlx::query_scalar("select count(*) from eventbus.events")
+        .fetch_one(&bench.producer)
+        .await
+        .unwrap();
+    assert_eq!(logged, 2, "the log keeps each event once");
+
+    let group = consumer(&bench.consumer, "group", State::default());
+    group.poll_once().await.unwrap();
+    // A consumer that applied its effects and died before storing its position sees the
+    // same events again.
+    sqlx::query("update consumer_positions set position = 0")
+        .execute(&bench.consumer)
+        .await
+        .unwrap();
+    group.poll_once().await.unwrap();
+    assert_eq!(
+        effects(&bench.consumer, "group").await.len(),
+        2,
+        "the inbox absorbed the redelivery"
+    );
+}
+
+#[tokio::test]
+async fn a_consumer_killed_between_its_effect_and_its_commit_applies_it_exactly_once() {
+    let bench = bench().await;
+    produce(&bench.producer, &[counted("k", 0)]).await;
+    relay(&bench.producer).publish_pending().await.unwrap();
+
+    let stall = Arc::new(tokio::sync::Notify::new());
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let mut settings = ConsumerSettings::new("group", &[Topic::Appointments.as_str()]);
+    settings.retry_base = Duration::from_millis(20);
+    let (stall_in, reached_in) = (stall.clone(), reached.clone());
+    let handlers = Handlers::new().on(Counted::TYPE, move |conn, envelope, state| {
+        let (stall, reached) = (stall_in.clone(), reached_in.clone());
+        Box::pin(async move {
+            let outcome = record_effect(conn, envelope, state, "group").await;
+            reached.notify_one();
+            stall.notified().await;
+            outcome
+        })
+    });
+    let stalling = Consumer::new(
+        bench.consumer.clone(),
+        settings,
+        handlers,
+        State::default(),
+        EventMetrics::default(),
+    );
+    let running = tokio::spawn(async move { stalling.poll_once().await });
+    reached.notified().await;
+    running.abort();
+    let _ = running.await;
+
+    let healthy = consumer(&bench.consumer, "group", State::default());
+    healthy.poll_once().await.unwrap();
+    assert_eq!(
+        effects(&bench.consumer, "group").await,
+        [("k".to_owned(), 0)]
+    );
+}
+
+#[tokio::test]
+async fn producers_go_on_while_the_log_is_unavailable_and_everything_arrives_after() {
+    let bench = bench().await;
+    let shutdown = CancellationToken::new();
+    relay(&bench.producer).spawn(shutdown.clone());
+    consumer(&bench.consumer, "group", State::default()).spawn(shutdown.clone());
+
+    // Make the log unavailable: a session holds it exclusively.
+    let mut blocker = bench.producer.begin().await.unwrap();
+    sqlx::query("lock table eventbus.events in access exclusive mode")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for n in 0..50 {
+        produce(&bench.producer, &[counted("during", n)]).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "producing did not wait for the log"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(effects(&bench.consumer, "group").await.is_empty());
+    let waiting: i64 = sqlx::query_scalar("select count(*) from outbox where published_at is null")
+        .fetch_one(&bench.db_pool().await)
+        .await
+        .unwrap();
+    assert_eq!(waiting, 50, "the events wait in the outbox");
+
+    blocker.rollback().await.unwrap();
+    wait_for(&bench.consumer, "group", 50).await;
+    let seen: Vec<i32> = effects(&bench.consumer, "group")
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(seen, (0..50).collect::<Vec<_>>());
+    shutdown.cancel();
+}
+
+impl Bench {
+    async fn db_pool(&self) -> PgPool {
+        polyclinic_db::schema_pool(&self.db.url(), "producer", 1, "test").unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_without_holding_up_other_aggregates_and_replays_once_fixed()
+ {
+    let bench = bench().await;
+    let state = State::default();
+    state.poison.store(true, Ordering::SeqCst);
+    let shutdown = CancellationToken::new();
+    relay(&bench.producer).spawn(shutdown.clone());
+    let group = Arc::new(consumer(&bench.consumer, "group", state.clone()));
+
+    produce(
+        &bench.producer,
+        &[
+            counted("poison", 0),
+            counted("healthy", 0),
+            counted("poison", 1),
+            counted("healthy", 1),
+        ],
+    )
+    .await;
+    // The stream moves on: the healthy aggregate is handled while poison is retried.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while effects(&bench.consumer, "group").await.len() < 2 {
+        group.poll_once().await.unwrap();
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        effects(&bench.consumer, "group").await,
+        [("healthy".to_owned(), 0), ("healthy".to_owned(), 1)]
+    );
+
+    // Retries until the attempts run out; poison/1 waits behind poison/0, in order, and
+    // after the dead letter it is tried too (and fails, so it is dead-lettered as well).
+    let consumer_task = Arc::try_unwrap(group).ok().unwrap().spawn(shutdown.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        let dead = polyclinic_events::list_dead_letters(&bench.consumer, true)
+            .await
+            .unwrap();
+        if dead.len() == 2 {
+            break dead;
+        }
+        assert!(Instant::now() < deadline, "dead letters: {dead:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        dead.iter()
+            .all(|letter| letter.attempts == 3 && letter.error.contains("cannot be handled"))
+    );
+    let outcome: String = sqlx::query_scalar("select outcome from inbox where event_id = $1")
+        .bind(dead[0].event_id)
+        .fetch_one(&bench.consumer)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "dead_lettered");
+    shutdown.cancel();
+    consumer_task.await.unwrap();
+
+    // The handler is fixed; an admin replays, oldest first.
+    state.poison.store(false, Ordering::SeqCst);
+    let replayer = consumer(&bench.consumer, "group", state.clone());
+    for letter in dead.iter().rev() {
+        let replayed = polyclinic_events::replay_dead_letter(&replayer, letter.id)
+            .await
+            .unwrap();
+        assert_eq!(replayed, Some(Ok(())));
+        let again = polyclinic_events::replay_dead_letter(&replayer, letter.id)
+            .await
+            .unwrap();
+        assert_eq!(again, None, "a replayed letter is not replayed twice");
+    }
+    let poison: Vec<i32> = effects(&bench.consumer, "group")
+        .await
+        .into_iter()
+        .filter(|(key, _)| key == "poison")
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(poison, [0, 1]);
+    assert!(
+        polyclinic_events::list_dead_letters(&bench.consumer, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn an_event_of_an_unknown_type_is_skipped_and_recorded() {
+    let bench = bench().await;
+    let mut tx = bench.producer.begin().await.unwrap();
+    outbox::enqueue(
+        &mut tx,
+        Service::Appointments,
+        &Unknown { key: "u".into() },
+        &EventContext::default(),
+    )
+    .await
+    .unwrap();
+    outbox::enqueue(
+        &mut tx,
+        Service::Appointments,
+        &counted("u", 0),
+        &EventContext::default(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    relay(&bench.producer).publish_pending().await.unwrap();
+    consumer(&bench.consumer, "group", State::default())
+        .poll_once()
+        .await
+        .unwrap();
+    let outcomes: Vec<(String, String)> =
+        sqlx::query_as("select event_type, outcome from inbox order by handled_at")
+            .fetch_all(&bench.consumer)
+            .await
+            .unwrap();
+    assert!(outcomes.contains(&(Unknown::TYPE.to_owned(), "skipped".to_owned())));
+    assert_eq!(
+        effects(&bench.consumer, "group").await.len(),
+        1,
+        "the stream went on"
+    );
+}
+
+#[tokio::test]
+async fn the_log_refuses_to_be_rewritten() {
+    let bench = bench().await;
+    produce(&bench.producer, &[counted("h", 0)]).await;
+    relay(&bench.producer).publish_pending().await.unwrap();
+    let rewrite = sqlx::query("update eventbus.events set key = 'other'")
+        .execute(&bench.producer)
+        .await;
+    assert!(rewrite.unwrap_err().to_string().contains("append-only"));
+}
+
+#[test]
+fn every_service_carries_the_same_backbone_tables() {
+    for service in [
+        "identity",
+        "appointments",
+        "payments",
+        "notifications",
+        "prescriptions",
+    ] {
+        let path = format!(
+            "{}/../../services/{service}/migrations/20261124100000_event_backbone.sql",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let copy = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            copy,
+            polyclinic_events::SERVICE_TABLES_SQL,
+            "{path} differs from crates/events/sql/service_tables.sql"
+        );
+    }
+}

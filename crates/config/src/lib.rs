@@ -28,6 +28,8 @@ pub struct Config {
     pub public_url: String,
     /// Who issues tokens: the identity service itself, or Keycloak.
     pub identity_provider: IdentityProvider,
+    /// Which bus carries events between services.
+    pub event_bus: EventBus,
     /// Which backend short-lived locks use.
     pub locks: LockBackend,
     /// The Redis server for the `redis` lock backend.
@@ -40,6 +42,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub auth: AuthConfig,
     pub keycloak: KeycloakConfig,
+    pub kafka: KafkaConfig,
+    pub events: EventsConfig,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     pub http: HttpConfig,
@@ -58,6 +62,7 @@ impl Default for Config {
             database_url: "postgres://postgres@127.0.0.1:5432/polyclinic".into(),
             public_url: "http://127.0.0.1:8080".into(),
             identity_provider: IdentityProvider::Builtin,
+            event_bus: EventBus::Postgres,
             locks: LockBackend::Postgres,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "polyclinic:".into(),
@@ -82,6 +87,17 @@ impl Default for Config {
                 realm: "polyclinic".into(),
                 client_id: "polyclinic-identity".into(),
                 client_secret: None,
+            },
+            kafka: KafkaConfig {
+                brokers: "127.0.0.1:9092".into(),
+                properties: Vec::new(),
+                partitions: 6,
+                replication_factor: 1,
+                topic_prefix: String::new(),
+            },
+            events: EventsConfig {
+                max_attempts: 5,
+                retry_base_ms: 500,
             },
             rate_limit: RateLimitConfig {
                 anonymous_per_minute: 300,

@@ -299,6 +299,26 @@ impl Config {
             ));
         }
 
+        for (index, property) in self.kafka.properties.iter().enumerate() {
+            if property
+                .split_once('=')
+                .is_none_or(|(name, _)| name.trim().is_empty())
+            {
+                return Err((
+                    format!("kafka.properties[{index}]"),
+                    format!("`{property}` is not name=value"),
+                ));
+            }
+        }
+        if self.kafka.partitions == 0 || self.kafka.replication_factor == 0 {
+            return Err((
+                "kafka.partitions".into(),
+                "partitions and replication factor must be at least 1".into(),
+            ));
+        }
+        if self.events.max_attempts == 0 {
+            return Err(("events.max_attempts".into(), "must be at least 1".into()));
+        }
         if !(300..=900).contains(&self.auth.access_token_ttl_secs) {
             return Err((
                 "auth.access_token_ttl_secs".into(),

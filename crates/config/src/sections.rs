@@ -158,3 +158,40 @@ impl ServiceConfig {
         }
     }
 }
+
+/// Which event bus carries events between services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventBus {
+    /// The shared log table in the `eventbus` schema: nothing else to run.
+    Postgres,
+    /// Kafka topics, one per producing service.
+    Kafka,
+}
+
+/// The Kafka bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Extra librdkafka properties as `name=value`, for producers and consumers alike.
+    pub properties: Vec<String>,
+    /// Partitions of topics created at start-up.
+    pub partitions: u32,
+    /// Replication factor of topics created at start-up.
+    pub replication_factor: u32,
+    /// Prefix of topic and consumer group names (empty in production; tests isolate
+    /// themselves with it).
+    pub topic_prefix: String,
+}
+
+/// The event backbone's consumers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Attempts before a failing event is dead-lettered.
+    pub max_attempts: u32,
+    /// The first retry's delay in milliseconds; each further one doubles, up to a minute.
+    pub retry_base_ms: u32,
+}

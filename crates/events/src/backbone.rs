@@ -1,19 +1,23 @@
-//! What every service with a schema runs: the shared log, its relay, and their metrics.
+//! What every service with a schema runs: its relay onto the configured bus, and the
+//! backbone's metrics and readiness detail.
 
 use polyclinic_config::{Config, Service};
+use polyclinic_contracts::Topic;
 use polyclinic_http::{CancellationToken, ServiceApp};
 use sqlx::PgPool;
 
-use crate::{EventMetrics, Relay, RelaySettings, log, readiness_check};
+use crate::{Bus, EventMetrics, Relay, RelaySettings, ensure_topics, log, readiness_check};
 
 /// A service's part of the event backbone.
 pub struct Backbone {
     pool: PgPool,
     metrics: EventMetrics,
+    bus: Bus,
 }
 
 impl Backbone {
-    /// Makes sure the shared log exists and starts the relay of `service`'s outbox.
+    /// Makes sure the bus is ready (the shared log, or the Kafka topics) and starts the relay
+    /// of `service`'s outbox.
     pub async fn start(
         config: &Config,
         service: Service,
@@ -23,19 +27,33 @@ impl Backbone {
         let schema = service.schema().ok_or_else(|| {
             anyhow::anyhow!("the {service} service keeps no data and publishes no events")
         })?;
-        log::ensure(config.database_url_for(service)).await?;
+        let bus = Bus::from_config(config);
+        match &bus {
+            Bus::Postgres => log::ensure(config.database_url_for(service)).await?,
+            Bus::Kafka(kafka) => {
+                let topics: Vec<&str> = Topic::ALL.iter().map(|topic| topic.as_str()).collect();
+                ensure_topics(kafka, &topics).await?;
+            }
+        }
         let metrics = EventMetrics::default();
         Relay::new(
             pool.clone(),
             schema,
+            &bus,
             RelaySettings::default(),
             metrics.clone(),
-        )
+        )?
         .spawn(shutdown.clone());
         Ok(Self {
             pool: pool.clone(),
             metrics,
+            bus,
         })
+    }
+
+    /// The bus this service's consumers read.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
     }
 
     /// The metrics consumers of this service count into.

@@ -12,6 +12,7 @@ use sqlx::postgres::PgListener;
 use sqlx::{Acquire, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 
+use crate::kafka::{Bus, GroupMember, KafkaSettings};
 use crate::log::{self, LoggedEvent};
 use crate::{Envelope, EventMetrics, parked};
 
@@ -105,8 +106,18 @@ impl ConsumerSettings {
     }
 }
 
-/// A consumer group of one service, reading the `postgres` bus.
+/// Test hooks that make a consumer die at the worst moments.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerFaults {
+    /// On the `kafka` bus: stop after the handler's transaction committed and before the
+    /// offset is committed, as a consumer killed at that moment would.
+    pub crash_before_offset_commit: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A consumer group member of one service.
 pub struct Consumer<S> {
+    pub(crate) bus: Bus,
+    pub(crate) faults: ConsumerFaults,
     pub(crate) pool: PgPool,
     pub(crate) settings: ConsumerSettings,
     pub(crate) handlers: Handlers<S>,
@@ -116,6 +127,7 @@ pub struct Consumer<S> {
 
 impl<S: Send + Sync + 'static> Consumer<S> {
     pub fn new(
+        bus: &Bus,
         pool: PgPool,
         settings: ConsumerSettings,
         handlers: Handlers<S>,
@@ -123,6 +135,8 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         metrics: EventMetrics,
     ) -> Self {
         Self {
+            bus: bus.clone(),
+            faults: ConsumerFaults::default(),
             pool,
             settings,
             handlers,
@@ -135,12 +149,21 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         &self.settings.name
     }
 
+    /// Arms test hooks.
+    pub fn with_faults(mut self, faults: ConsumerFaults) -> Self {
+        self.faults = faults;
+        self
+    }
+
     /// Runs the stream and the retries until `shutdown`.
     pub fn spawn(self, shutdown: CancellationToken) -> JoinHandle<()> {
         let consumer = Arc::new(self);
         tokio::spawn(async move {
             let retries = tokio::spawn(consumer.clone().retry_loop(shutdown.clone()));
-            consumer.stream_loop(shutdown).await;
+            match consumer.bus.clone() {
+                Bus::Postgres => consumer.stream_loop(shutdown).await,
+                Bus::Kafka(kafka) => consumer.kafka_loop(&kafka, shutdown).await,
+            }
             retries.await.ok();
         })
     }
@@ -180,6 +203,66 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         }
     }
 
+    async fn kafka_loop(self: Arc<Self>, kafka: &KafkaSettings, shutdown: CancellationToken) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let member = match GroupMember::join(kafka, &self.settings.name, &self.settings.topics)
+            {
+                Ok(member) => member,
+                Err(err) => {
+                    tracing::warn!(consumer = %self.settings.name, error = %format!("{err:#}"), "joining the Kafka group failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    next = member.next(kafka) => next,
+                };
+                let handled = async {
+                    let (event, message) = next?;
+                    let mut tx = self.pool.begin().await?;
+                    self.handle(&mut tx, &event).await?;
+                    tx.commit().await?;
+                    if self
+                        .faults
+                        .crash_before_offset_commit
+                        .load(std::sync::atomic::Ordering::SeqCst)
+                    {
+                        anyhow::bail!(
+                            "fault injected: the consumer died before committing its offset"
+                        );
+                    }
+                    member.commit(&message)
+                }
+                .await;
+                if let Err(err) = handled {
+                    // Rejoining resumes from the last committed offset; the inbox absorbs
+                    // whatever is delivered again.
+                    tracing::warn!(consumer = %self.settings.name, error = %format!("{err:#}"), "consuming from Kafka failed; rejoining");
+                    if self
+                        .faults
+                        .crash_before_offset_commit
+                        .load(std::sync::atomic::Ordering::SeqCst)
+                    {
+                        return;
+                    }
+                    break;
+                }
+                pause = Duration::from_millis(100);
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
     async fn retry_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let tick = self
             .settings
@@ -203,8 +286,13 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         }
     }
 
-    /// Reads and handles one batch of each topic; returns how many events it saw.
+    /// Reads and handles one batch of each topic of the `postgres` bus; returns how many
+    /// events it saw.
     pub async fn poll_once(&self) -> anyhow::Result<usize> {
+        anyhow::ensure!(
+            matches!(self.bus, Bus::Postgres),
+            "poll_once reads the postgres bus; Kafka consumers run with spawn"
+        );
         let mut seen = 0;
         for topic in &self.settings.topics {
             seen += self.poll_topic(topic).await?;

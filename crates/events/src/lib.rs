@@ -15,6 +15,7 @@
 mod backbone;
 mod consumer;
 mod envelope;
+mod kafka;
 pub mod log;
 mod metrics;
 pub mod outbox;
@@ -22,11 +23,12 @@ mod parked;
 mod relay;
 
 pub use backbone::Backbone;
-pub use consumer::{Consumer, ConsumerSettings, Handled, HandlerFuture, Handlers};
+pub use consumer::{Consumer, ConsumerFaults, ConsumerSettings, Handled, HandlerFuture, Handlers};
 pub use envelope::{Envelope, EventContext};
+pub use kafka::{Bus, KafkaSettings, ensure_topics};
 pub use metrics::EventMetrics;
 pub use parked::{DeadLetter, list_dead_letters, replay_dead_letter};
-pub use relay::{Relay, RelaySettings, readiness_check};
+pub use relay::{Relay, RelayFaults, RelaySettings, readiness_check};
 
 /// The backbone's tables in a service schema; each service carries an identical copy of this
 /// file among its own migrations.

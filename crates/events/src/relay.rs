@@ -14,7 +14,16 @@ use sqlx::{PgPool, Postgres};
 use tokio::task::JoinHandle;
 
 use crate::EventMetrics;
+use crate::kafka::{Bus, Publisher};
 use crate::log::{self, LoggedEvent};
+
+/// How the relay works.
+#[derive(Debug, Clone, Default)]
+pub struct RelayFaults {
+    /// Test hook: return after publishing a batch and before marking it published, as a
+    /// relay killed at that moment would.
+    pub crash_after_publish: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
 
 /// How the relay works.
 #[derive(Debug, Clone)]
@@ -25,6 +34,7 @@ pub struct RelaySettings {
     pub poll_interval: Duration,
     /// How long published rows stay in the outbox, and entries in the log.
     pub retention: Duration,
+    pub faults: RelayFaults,
 }
 
 impl Default for RelaySettings {
@@ -33,6 +43,7 @@ impl Default for RelaySettings {
             batch_size: 500,
             poll_interval: Duration::from_secs(1),
             retention: Duration::from_secs(7 * 24 * 3600),
+            faults: RelayFaults::default(),
         }
     }
 }
@@ -43,18 +54,31 @@ pub struct Relay {
     schema: String,
     settings: RelaySettings,
     metrics: EventMetrics,
+    /// The Kafka producer; `None` on the `postgres` bus.
+    publisher: Option<Publisher>,
 }
 
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Relay {
-    pub fn new(pool: PgPool, schema: &str, settings: RelaySettings, metrics: EventMetrics) -> Self {
-        Self {
+    pub fn new(
+        pool: PgPool,
+        schema: &str,
+        bus: &Bus,
+        settings: RelaySettings,
+        metrics: EventMetrics,
+    ) -> anyhow::Result<Self> {
+        let publisher = match bus {
+            Bus::Postgres => None,
+            Bus::Kafka(kafka) => Some(Publisher::new(kafka)?),
+        };
+        Ok(Self {
             pool,
             schema: schema.to_owned(),
             settings,
             metrics,
-        }
+            publisher,
+        })
     }
 
     /// Runs the relay until `shutdown`.
@@ -173,15 +197,44 @@ impl Relay {
             return Ok(0);
         }
         let events: Vec<LoggedEvent> = pending.iter().map(|(_, event)| event.clone()).collect();
-        log::append(&mut tx, &events).await?;
+        let (published, failure) = match &self.publisher {
+            None => {
+                log::append(&mut tx, &events).await?;
+                (events.len(), None)
+            }
+            Some(publisher) => publisher.publish(&events).await,
+        };
+        if self
+            .settings
+            .faults
+            .crash_after_publish
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            anyhow::bail!("fault injected: the relay died after publishing");
+        }
+        if let Some(failure) = failure {
+            // The acknowledged prefix is marked; the first refused row waits for a retry, and
+            // everything behind it with it, so that each aggregate stays in order.
+            if let Some((seq, _)) = pending.get(published) {
+                sqlx::query(
+                    "update outbox set attempts = attempts + 1, last_error = $2,
+                            next_attempt_at = now() + least(interval '1 second' * power(2, attempts), interval '1 minute'),
+                            updated_at = now()
+                     where seq = $1",
+                )
+                .bind(seq)
+                .bind(format!("{failure:#}"))
+                .execute(&mut *tx)
+                .await?;
+            }
+            let seqs: Vec<i64> = pending[..published].iter().map(|(seq, _)| *seq).collect();
+            mark_published(&mut tx, &seqs).await?;
+            tx.commit().await?;
+            self.metrics.published.inc_by(seqs.len() as u64);
+            return Err(failure);
+        }
         let seqs: Vec<i64> = pending.iter().map(|(seq, _)| *seq).collect();
-        sqlx::query(
-            "update outbox set published_at = now(), attempts = attempts + 1, updated_at = now()
-             where seq = any($1)",
-        )
-        .bind(&seqs)
-        .execute(&mut *tx)
-        .await?;
+        mark_published(&mut tx, &seqs).await?;
         tx.commit().await?;
         self.metrics.published.inc_by(seqs.len() as u64);
         Ok(seqs.len())
@@ -202,6 +255,17 @@ impl Relay {
         log::purge(&mut conn, self.settings.retention * 4).await?;
         Ok(())
     }
+}
+
+async fn mark_published(conn: &mut sqlx::PgConnection, seqs: &[i64]) -> anyhow::Result<()> {
+    sqlx::query(
+        "update outbox set published_at = now(), attempts = attempts + 1, updated_at = now()
+         where seq = any($1)",
+    )
+    .bind(seqs)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 async fn oldest_unpublished(pool: &PgPool) -> anyhow::Result<Option<Duration>> {

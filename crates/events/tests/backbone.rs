@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use polyclinic_config::Service;
 use polyclinic_contracts::{Event, Topic};
 use polyclinic_events::{
-    Consumer, ConsumerSettings, EventContext, EventMetrics, Handled, Handlers, Relay,
-    RelaySettings, log, outbox,
+    Bus, Consumer, ConsumerFaults, ConsumerSettings, EventContext, EventMetrics, Handled, Handlers,
+    KafkaSettings, Relay, RelayFaults, RelaySettings, log, outbox,
 };
 use polyclinic_http::CancellationToken;
 use polyclinic_testing::TestDb;
@@ -53,8 +53,36 @@ struct State {
 
 struct Bench {
     db: TestDb,
+    bus: Bus,
     producer: PgPool,
     consumer: PgPool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Postgres,
+    Kafka,
+}
+
+/// The test broker (`.ci/run` starts one on loopback) with topics and groups of this test's
+/// own, so tests share it without seeing each other.
+async fn kafka_bus() -> Bus {
+    let settings = KafkaSettings {
+        brokers: std::env::var("POLYCLINIC_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        properties: std::env::var("POLYCLINIC_TEST_KAFKA_PROPERTIES")
+            .unwrap_or_else(|_| "batch.num.messages=1".into())
+            .split(',')
+            .filter_map(|property| property.split_once('='))
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect(),
+        partitions: 3,
+        replication_factor: 1,
+        topic_prefix: format!("test-{}-", uuid::Uuid::new_v4().simple()),
+    };
+    polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()])
+        .await
+        .unwrap();
+    Bus::Kafka(settings)
 }
 
 async fn schema(db: &TestDb, name: &str) -> PgPool {
@@ -71,6 +99,14 @@ async fn schema(db: &TestDb, name: &str) -> PgPool {
 }
 
 async fn bench() -> Bench {
+    bench_on(Kind::Postgres).await
+}
+
+async fn bench_on(kind: Kind) -> Bench {
+    let bus = match kind {
+        Kind::Postgres => Bus::Postgres,
+        Kind::Kafka => kafka_bus().await,
+    };
     let db = TestDb::create().await;
     log::ensure(&db.url()).await.unwrap();
     let producer = schema(&db, "producer").await;
@@ -86,6 +122,7 @@ async fn bench() -> Bench {
     .unwrap();
     Bench {
         db,
+        bus,
         producer,
         consumer,
     }
@@ -112,6 +149,10 @@ async fn record_effect(
 }
 
 fn consumer(pool: &PgPool, name: &'static str, state: State) -> Consumer<State> {
+    consumer_on(&Bus::Postgres, pool, name, state)
+}
+
+fn consumer_on(bus: &Bus, pool: &PgPool, name: &'static str, state: State) -> Consumer<State> {
     let mut settings = ConsumerSettings::new(name, &[Topic::Appointments.as_str()]);
     settings.retry_base = Duration::from_millis(20);
     settings.max_attempts = 3;
@@ -120,6 +161,7 @@ fn consumer(pool: &PgPool, name: &'static str, state: State) -> Consumer<State> 
         Box::pin(record_effect(conn, envelope, state, name))
     });
     Consumer::new(
+        bus,
         pool.clone(),
         settings,
         handlers,
@@ -129,11 +171,23 @@ fn consumer(pool: &PgPool, name: &'static str, state: State) -> Consumer<State> 
 }
 
 fn relay(pool: &PgPool) -> Relay {
+    relay_on(&Bus::Postgres, pool, RelayFaults::default())
+}
+
+fn relay_on(bus: &Bus, pool: &PgPool, faults: RelayFaults) -> Relay {
     let settings = RelaySettings {
         poll_interval: Duration::from_millis(200),
+        faults,
         ..RelaySettings::default()
     };
-    Relay::new(pool.clone(), "producer", settings, EventMetrics::default())
+    Relay::new(
+        pool.clone(),
+        "producer",
+        bus,
+        settings,
+        EventMetrics::default(),
+    )
+    .unwrap()
 }
 
 async fn produce(pool: &PgPool, events: &[Counted]) {
@@ -309,6 +363,7 @@ async fn a_consumer_killed_between_its_effect_and_its_commit_applies_it_exactly_
         })
     });
     let stalling = Consumer::new(
+        &Bus::Postgres,
         bench.consumer.clone(),
         settings,
         handlers,
@@ -531,4 +586,207 @@ fn every_service_carries_the_same_backbone_tables() {
             "{path} differs from crates/events/sql/service_tables.sql"
         );
     }
+}
+
+// The same suite on both buses. Each scenario runs the production loops (relay and
+// consumers spawned as services spawn them) and waits for outcomes.
+
+async fn committed_once_per_group(kind: Kind) {
+    let bench = bench_on(kind).await;
+    let shutdown = CancellationToken::new();
+    let mut rolled_back = bench.producer.begin().await.unwrap();
+    outbox::enqueue(
+        &mut rolled_back,
+        Service::Appointments,
+        &counted("a", 0),
+        &EventContext::default(),
+    )
+    .await
+    .unwrap();
+    rolled_back.rollback().await.unwrap();
+    produce(&bench.producer, &[counted("b", 0)]).await;
+    relay_on(&bench.bus, &bench.producer, RelayFaults::default()).spawn(shutdown.clone());
+    for group in ["first", "second"] {
+        consumer_on(&bench.bus, &bench.consumer, group, State::default()).spawn(shutdown.clone());
+    }
+    for group in ["first", "second"] {
+        wait_for(&bench.consumer, group, 1).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for group in ["first", "second"] {
+        assert_eq!(
+            effects(&bench.consumer, group).await,
+            [("b".to_owned(), 0)],
+            "{kind:?} {group}"
+        );
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn postgres_bus_delivers_committed_events_once_per_group_and_rolled_back_ones_never() {
+    committed_once_per_group(Kind::Postgres).await;
+}
+
+#[tokio::test]
+async fn kafka_bus_delivers_committed_events_once_per_group_and_rolled_back_ones_never() {
+    committed_once_per_group(Kind::Kafka).await;
+}
+
+async fn many_in_order(kind: Kind, per_aggregate: i32) {
+    let bench = bench_on(kind).await;
+    let shutdown = CancellationToken::new();
+    relay_on(&bench.bus, &bench.producer, RelayFaults::default()).spawn(shutdown.clone());
+    consumer_on(&bench.bus, &bench.consumer, "first", State::default()).spawn(shutdown.clone());
+    consumer_on(&bench.bus, &bench.consumer, "first", State::default()).spawn(shutdown.clone());
+    consumer_on(&bench.bus, &bench.consumer, "second", State::default()).spawn(shutdown.clone());
+    for n in 0..per_aggregate {
+        let batch: Vec<Counted> = (0..100)
+            .map(|aggregate| counted(&format!("agg-{aggregate}"), n))
+            .collect();
+        produce(&bench.producer, &batch).await;
+    }
+    let total = 100 * per_aggregate as usize;
+    for group in ["first", "second"] {
+        wait_for(&bench.consumer, group, total).await;
+        let seen = effects(&bench.consumer, group).await;
+        assert_eq!(seen.len(), total, "{kind:?} {group}: none applied twice");
+        let mut next = std::collections::HashMap::new();
+        for (key, n) in seen {
+            let expected = next.entry(key.clone()).or_insert(0);
+            assert_eq!(n, *expected, "{kind:?} {group}: {key} out of order");
+            *expected += 1;
+        }
+        assert!(
+            next.values().all(|count| *count == per_aggregate),
+            "{kind:?} {group}: none missing"
+        );
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn kafka_bus_keeps_ten_thousand_events_over_a_hundred_aggregates_in_order_once() {
+    many_in_order(Kind::Kafka, 100).await;
+}
+
+async fn crash_safe(kind: Kind) {
+    let bench = bench_on(kind).await;
+    let shutdown = CancellationToken::new();
+    let relay_faults = RelayFaults::default();
+    relay_faults
+        .crash_after_publish
+        .store(true, Ordering::SeqCst);
+    let consumer_faults = ConsumerFaults::default();
+    if matches!(kind, Kind::Kafka) {
+        consumer_faults
+            .crash_before_offset_commit
+            .store(true, Ordering::SeqCst);
+    }
+    produce(
+        &bench.producer,
+        &[counted("c", 0), counted("c", 1), counted("c", 2)],
+    )
+    .await;
+    // The relay publishes and "dies" before marking, over and over: the bus sees the
+    // batch again and again.
+    relay_on(&bench.bus, &bench.producer, relay_faults.clone()).spawn(shutdown.clone());
+    // The consumer applies effects and "dies" before committing its offset.
+    let crashing = consumer_on(&bench.bus, &bench.consumer, "group", State::default())
+        .with_faults(consumer_faults);
+    crashing.spawn(shutdown.clone());
+    match kind {
+        // Kafka sees the batch while the relay keeps dying; the consumer applies it.
+        Kind::Kafka => wait_for(&bench.consumer, "group", 1).await,
+        // On the postgres bus appending and marking are one transaction: a relay that dies
+        // in between has published nothing.
+        Kind::Postgres => {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            assert!(effects(&bench.consumer, "group").await.is_empty());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    relay_faults
+        .crash_after_publish
+        .store(false, Ordering::SeqCst);
+    consumer_on(&bench.bus, &bench.consumer, "group", State::default()).spawn(shutdown.clone());
+    wait_for(&bench.consumer, "group", 3).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let seen: Vec<i32> = effects(&bench.consumer, "group")
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(seen, [0, 1, 2], "{kind:?}: every effect once, in order");
+    let pending: i64 = sqlx::query_scalar("select count(*) from outbox where published_at is null")
+        .fetch_one(&bench.producer)
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "{kind:?}: marked once the relay survives");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn postgres_bus_effects_stay_exactly_once_when_relay_and_consumer_die_mid_way() {
+    crash_safe(Kind::Postgres).await;
+}
+
+#[tokio::test]
+async fn kafka_bus_effects_stay_exactly_once_when_relay_and_consumer_die_mid_way() {
+    crash_safe(Kind::Kafka).await;
+}
+
+async fn poison_on(kind: Kind) {
+    let bench = bench_on(kind).await;
+    let state = State::default();
+    state.poison.store(true, Ordering::SeqCst);
+    let shutdown = CancellationToken::new();
+    relay_on(&bench.bus, &bench.producer, RelayFaults::default()).spawn(shutdown.clone());
+    consumer_on(&bench.bus, &bench.consumer, "group", state.clone()).spawn(shutdown.clone());
+    produce(
+        &bench.producer,
+        &[
+            counted("poison", 0),
+            counted("healthy", 0),
+            counted("poison", 1),
+            counted("healthy", 1),
+        ],
+    )
+    .await;
+    wait_for(&bench.consumer, "group", 2).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let dead = polyclinic_events::list_dead_letters(&bench.consumer, true)
+            .await
+            .unwrap();
+        if dead.len() == 2 {
+            break dead;
+        }
+        assert!(Instant::now() < deadline, "{kind:?} dead letters: {dead:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    shutdown.cancel();
+    state.poison.store(false, Ordering::SeqCst);
+    let replayer = consumer_on(&bench.bus, &bench.consumer, "group", state.clone());
+    for letter in dead.iter().rev() {
+        assert_eq!(
+            polyclinic_events::replay_dead_letter(&replayer, letter.id)
+                .await
+                .unwrap(),
+            Some(Ok(()))
+        );
+    }
+    let poison: Vec<i32> = effects(&bench.consumer, "group")
+        .await
+        .into_iter()
+        .filter(|(key, _)| key == "poison")
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(poison, [0, 1], "{kind:?}");
+}
+
+#[tokio::test]
+async fn kafka_bus_dead_letters_a_poison_event_without_holding_up_others_and_replays_it() {
+    poison_on(Kind::Kafka).await;
 }

@@ -7,6 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+mod events;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
@@ -19,6 +21,28 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Suite {
+    /// Events through outbox, relay, bus and consumer: burst throughput and paced latency,
+    /// on the postgres bus and then the kafka bus
+    Events {
+        /// The PostgreSQL server (without a database); a scratch database is made on it
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+        postgres: String,
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        kafka: String,
+        /// librdkafka properties, `name=value,...`
+        #[arg(long, default_value = "")]
+        kafka_properties: String,
+        #[arg(long, default_value_t = 20_000)]
+        burst: usize,
+        /// Paced rate for the latency measurement
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Skip the kafka bus (no broker at hand)
+        #[arg(long)]
+        postgres_only: bool,
+    },
     /// Authenticated `GET /api/users/me` directly at identity and through the gateway
     Gateway {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -165,6 +189,26 @@ fn table(outcomes: &[Outcome]) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().suite {
+        Suite::Events { postgres, kafka, kafka_properties, burst, rate, seconds, postgres_only } => {
+            let options = events::Options {
+                server: postgres.trim_end_matches('/').to_owned(),
+                kafka_brokers: kafka,
+                kafka_properties: kafka_properties
+                    .split(',')
+                    .filter_map(|property| property.split_once('='))
+                    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                    .collect(),
+                burst,
+                rate,
+                seconds,
+            };
+            let mut rows = vec![events::measure("postgres", &options).await?];
+            if !postgres_only {
+                rows.push(events::measure("kafka", &options).await?);
+            }
+            println!("{}", events::table(&rows));
+            println!("\nburst: {burst} events from 8 producers, one transaction each; paced: {rate} events/s for {seconds} s");
+        }
         Suite::Gateway {
             gateway,
             identity,

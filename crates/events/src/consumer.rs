@@ -319,8 +319,9 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         let Some(last) = events.last().map(|event| event.position) else {
             return Ok(0);
         };
+        let mut batch = Batch::load(&mut tx, &self.settings.name, &events).await?;
         for event in &events {
-            self.handle(&mut tx, event).await?;
+            self.handle_in(&mut tx, event, &mut batch).await?;
         }
         sqlx::query(
             "update consumer_positions set position = $3, updated_at = now() where consumer = $1 and topic = $2",
@@ -341,19 +342,26 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         conn: &mut PgConnection,
         event: &LoggedEvent,
     ) -> anyhow::Result<()> {
+        let mut batch = Batch::load(conn, &self.settings.name, std::slice::from_ref(event)).await?;
+        self.handle_in(conn, event, &mut batch).await
+    }
+
+    /// Handles `event` knowing which events of its batch were seen and which aggregates
+    /// have parked events.
+    async fn handle_in(
+        &self,
+        conn: &mut PgConnection,
+        event: &LoggedEvent,
+        batch: &mut Batch,
+    ) -> anyhow::Result<()> {
         let consumer = self.settings.name.as_str();
-        let seen: bool = sqlx::query_scalar(
-            "select exists (select 1 from inbox where consumer = $1 and event_id = $2)",
-        )
-        .bind(consumer)
-        .bind(event.event_id)
-        .fetch_one(&mut *conn)
-        .await?;
-        if seen {
+        if batch.seen.contains(&event.event_id) {
             self.metrics.count(consumer, "duplicate");
             return Ok(());
         }
-        if parked::has_parked(conn, consumer, &event.key).await? {
+        // Marked seen before handling, so a duplicate later in the same batch is skipped.
+        batch.seen.insert(event.event_id);
+        if batch.parked_keys.contains(&event.key) {
             parked::park(conn, consumer, event, "waiting", None, Duration::ZERO).await?;
             self.metrics.count(consumer, "parked");
             return Ok(());
@@ -365,6 +373,7 @@ impl<S: Send + Sync + 'static> Consumer<S> {
             Err(error) => {
                 let delay = self.settings.backoff(1);
                 parked::park(conn, consumer, event, "retrying", Some(&error), delay).await?;
+                batch.parked_keys.insert(event.key.clone());
                 self.metrics.count(consumer, "parked");
             }
         }
@@ -431,5 +440,34 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         .await?;
         self.metrics.count(&self.settings.name, label);
         Ok(())
+    }
+}
+
+/// What a batch of events needs to know up front, in two queries instead of two per event:
+/// which of them this consumer has already handled, and which aggregates have parked events.
+pub(crate) struct Batch {
+    seen: std::collections::HashSet<uuid::Uuid>,
+    parked_keys: std::collections::HashSet<String>,
+}
+
+impl Batch {
+    pub(crate) async fn load(conn: &mut PgConnection, consumer: &str, events: &[LoggedEvent]) -> anyhow::Result<Self> {
+        let ids: Vec<uuid::Uuid> = events.iter().map(|event| event.event_id).collect();
+        let keys: Vec<&str> = events.iter().map(|event| event.key.as_str()).collect();
+        let seen: Vec<uuid::Uuid> = sqlx::query_scalar("select event_id from inbox where consumer = $1 and event_id = any($2)")
+            .bind(consumer)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+        let parked_keys: Vec<String> =
+            sqlx::query_scalar("select distinct key from parked_events where consumer = $1 and key = any($2)")
+                .bind(consumer)
+                .bind(&keys)
+                .fetch_all(&mut *conn)
+                .await?;
+        Ok(Self {
+            seen: seen.into_iter().collect(),
+            parked_keys: parked_keys.into_iter().collect(),
+        })
     }
 }

@@ -12,20 +12,6 @@ use crate::Consumer;
 use crate::consumer::Handled;
 use crate::log::LoggedEvent;
 
-pub(crate) async fn has_parked(
-    conn: &mut PgConnection,
-    consumer: &str,
-    key: &str,
-) -> anyhow::Result<bool> {
-    Ok(sqlx::query_scalar(
-        "select exists (select 1 from parked_events where consumer = $1 and key = $2)",
-    )
-    .bind(consumer)
-    .bind(key)
-    .fetch_one(&mut *conn)
-    .await?)
-}
-
 /// Parks `event`: `retrying` after a failure (attempted once), or `waiting` behind an
 /// earlier parked event of the same aggregate.
 pub(crate) async fn park(

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use polyclinic_config::Service;
 use polyclinic_contracts::{Event, Topic};
 use polyclinic_events::{
-    Bus, Consumer, ConsumerSettings, EventContext, EventMetrics, Handled, Handlers, KafkaSettings, Relay,
-    RelaySettings, ensure_topics, log, outbox,
+    Bus, Consumer, ConsumerSettings, EventContext, EventMetrics, Handled, Handlers, KafkaSettings,
+    Relay, RelaySettings, ensure_topics, log, outbox,
 };
 use polyclinic_http::CancellationToken;
 use serde::{Deserialize, Serialize};
@@ -50,7 +50,10 @@ pub struct Row {
     pub max_ms: f64,
 }
 
-async fn handle(conn: &mut PgConnection, envelope: &polyclinic_events::Envelope) -> anyhow::Result<Handled> {
+async fn handle(
+    conn: &mut PgConnection,
+    envelope: &polyclinic_events::Envelope,
+) -> anyhow::Result<Handled> {
     let tick: Tick = envelope.data_as()?;
     let latency = chrono::Utc::now() - envelope.time;
     sqlx::query("insert into effects (event_id, phase, latency_us) values ($1, $2, $3)")
@@ -64,21 +67,34 @@ async fn handle(conn: &mut PgConnection, envelope: &polyclinic_events::Envelope)
 
 async fn fresh_database(server: &str, name: &str) -> anyhow::Result<String> {
     let mut admin = PgConnection::connect(&format!("{server}/postgres")).await?;
-    sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut admin).await?;
-    sqlx::query(&format!("create database {name}")).execute(&mut admin).await?;
+    sqlx::query(&format!("drop database if exists {name} with (force)"))
+        .execute(&mut admin)
+        .await?;
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut admin)
+        .await?;
     admin.close().await?;
     Ok(format!("{server}/{name}"))
 }
 
 async fn schema(url: &str, name: &str) -> anyhow::Result<PgPool> {
     let pool = polyclinic_db::schema_pool(url, name, 16, "polyclinic-bench")?;
-    sqlx::raw_sql(&format!("create schema {name}")).execute(&pool).await?;
-    sqlx::raw_sql(polyclinic_events::SERVICE_TABLES_SQL).execute(&pool).await?;
+    sqlx::raw_sql(&format!("create schema {name}"))
+        .execute(&pool)
+        .await?;
+    sqlx::raw_sql(polyclinic_events::SERVICE_TABLES_SQL)
+        .execute(&pool)
+        .await?;
     Ok(pool)
 }
 
 async fn count(pool: &PgPool, phase: &str) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar("select count(*) from effects where phase = $1").bind(phase).fetch_one(pool).await?)
+    Ok(
+        sqlx::query_scalar("select count(*) from effects where phase = $1")
+            .bind(phase)
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 async fn wait_for(pool: &PgPool, phase: &str, expected: usize) -> anyhow::Result<Instant> {
@@ -87,14 +103,27 @@ async fn wait_for(pool: &PgPool, phase: &str, expected: usize) -> anyhow::Result
         if count(pool, phase).await? as usize >= expected {
             return Ok(Instant::now());
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {} of {expected} {phase} events arrived", count(pool, phase).await?);
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {expected} {phase} events arrived",
+            count(pool, phase).await?
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
 async fn produce_one(pool: &PgPool, key: String, phase: &str) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
-    outbox::enqueue(&mut tx, Service::Appointments, &Tick { key, phase: phase.to_owned() }, &EventContext::default()).await?;
+    outbox::enqueue(
+        &mut tx,
+        Service::Appointments,
+        &Tick {
+            key,
+            phase: phase.to_owned(),
+        },
+        &EventContext::default(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -126,9 +155,17 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
         .await?;
 
     let shutdown = CancellationToken::new();
-    Relay::new(producer.clone(), "producer", &bus, RelaySettings::default(), EventMetrics::default())?
-        .spawn(shutdown.clone());
-    let handlers = Handlers::new().on(Tick::TYPE, |conn, envelope, _: &()| Box::pin(handle(conn, envelope)));
+    Relay::new(
+        producer.clone(),
+        "producer",
+        &bus,
+        RelaySettings::default(),
+        EventMetrics::default(),
+    )?
+    .spawn(shutdown.clone());
+    let handlers = Handlers::new().on(Tick::TYPE, |conn, envelope, _: &()| {
+        Box::pin(handle(conn, envelope))
+    });
     Consumer::new(
         &bus,
         consumer_pool.clone(),
@@ -148,7 +185,12 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
         let share = options.burst / producers;
         tasks.push(tokio::spawn(async move {
             for n in 0..share {
-                produce_one(&pool, format!("aggregate-{}", (worker * share + n) % 500), "burst").await?;
+                produce_one(
+                    &pool,
+                    format!("aggregate-{}", (worker * share + n) % 500),
+                    "burst",
+                )
+                .await?;
             }
             anyhow::Ok(())
         }));
@@ -170,7 +212,9 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
     for n in 0..total {
         ticker.tick().await;
         let pool = pool.clone();
-        inflight.spawn(async move { produce_one(&pool, format!("aggregate-{}", n % 500), "paced").await });
+        inflight.spawn(async move {
+            produce_one(&pool, format!("aggregate-{}", n % 500), "paced").await
+        });
         while inflight.len() > 64 {
             inflight.join_next().await;
         }
@@ -179,11 +223,13 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
         done??;
     }
     wait_for(&consumer_pool, "paced", total).await?;
-    let mut latencies: Vec<i64> = sqlx::query_scalar("select latency_us from effects where phase = 'paced' order by 1")
-        .fetch_all(&consumer_pool)
-        .await?;
+    let mut latencies: Vec<i64> =
+        sqlx::query_scalar("select latency_us from effects where phase = 'paced' order by 1")
+            .fetch_all(&consumer_pool)
+            .await?;
     latencies.sort_unstable();
-    let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+    let percentile =
+        |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
     let row = Row {
         bus: name,
         burst_per_second,
@@ -196,9 +242,11 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
     producer.close().await;
     consumer_pool.close().await;
     let mut admin = PgConnection::connect(&format!("{}/postgres", options.server)).await?;
-    sqlx::query(&format!("drop database if exists polyclinic_bench_events_{name} with (force)"))
-        .execute(&mut admin)
-        .await?;
+    sqlx::query(&format!(
+        "drop database if exists polyclinic_bench_events_{name} with (force)"
+    ))
+    .execute(&mut admin)
+    .await?;
     Ok(row)
 }
 

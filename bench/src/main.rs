@@ -189,7 +189,15 @@ fn table(outcomes: &[Outcome]) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().suite {
-        Suite::Events { postgres, kafka, kafka_properties, burst, rate, seconds, postgres_only } => {
+        Suite::Events {
+            postgres,
+            kafka,
+            kafka_properties,
+            burst,
+            rate,
+            seconds,
+            postgres_only,
+        } => {
             let options = events::Options {
                 server: postgres.trim_end_matches('/').to_owned(),
                 kafka_brokers: kafka,
@@ -207,7 +215,9 @@ async fn main() -> anyhow::Result<()> {
                 rows.push(events::measure("kafka", &options).await?);
             }
             println!("{}", events::table(&rows));
-            println!("\nburst: {burst} events from 8 producers, one transaction each; paced: {rate} events/s for {seconds} s");
+            println!(
+                "\nburst: {burst} events from 8 producers, one transaction each; paced: {rate} events/s for {seconds} s"
+            );
         }
         Suite::Gateway {
             gateway,

@@ -152,6 +152,8 @@ pub mod rules {
     pub struct Service;
     /// A person of any role (not a service client).
     pub struct Person;
+    /// Administrators, and platform services acting on their own behalf.
+    pub struct AdminOrService;
 
     impl RoleRule for Admin {
         const ROLES: &'static [Role] = &[Role::Admin];
@@ -167,6 +169,9 @@ pub mod rules {
     }
     impl RoleRule for Service {
         const ROLES: &'static [Role] = &[Role::Service];
+    }
+    impl RoleRule for AdminOrService {
+        const ROLES: &'static [Role] = &[Role::Admin, Role::Service];
     }
     impl RoleRule for Person {
         const ROLES: &'static [Role] = &[Role::Admin, Role::Doctor, Role::Nurse, Role::Patient];

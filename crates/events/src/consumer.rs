@@ -37,12 +37,14 @@ type HandlerFn<S> = Box<
 /// the consumer's transaction, which also records the event in the inbox.
 pub struct Handlers<S> {
     by_type: HashMap<String, HandlerFn<S>>,
+    fallback: Option<HandlerFn<S>>,
 }
 
 impl<S> Default for Handlers<S> {
     fn default() -> Self {
         Self {
             by_type: HashMap::new(),
+            fallback: None,
         }
     }
 }
@@ -66,8 +68,21 @@ impl<S> Handlers<S> {
         self
     }
 
+    /// Registers `handler` for every type without a handler of its own (the event log
+    /// records them all).
+    pub fn otherwise<F>(mut self, handler: F) -> Self
+    where
+        F: for<'a> Fn(&'a mut PgConnection, &'a Envelope, &'a S) -> HandlerFuture<'a>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.fallback = Some(Box::new(handler));
+        self
+    }
+
     pub(crate) fn get(&self, event_type: &str) -> Option<&HandlerFn<S>> {
-        self.by_type.get(event_type)
+        self.by_type.get(event_type).or(self.fallback.as_ref())
     }
 }
 
@@ -157,7 +172,12 @@ impl<S: Send + Sync + 'static> Consumer<S> {
 
     /// Runs the stream and the retries until `shutdown`.
     pub fn spawn(self, shutdown: CancellationToken) -> JoinHandle<()> {
-        let consumer = Arc::new(self);
+        Arc::new(self).spawn_shared(shutdown)
+    }
+
+    /// Like [`Consumer::spawn`], keeping a handle for replaying dead letters.
+    pub fn spawn_shared(self: Arc<Self>, shutdown: CancellationToken) -> JoinHandle<()> {
+        let consumer = self;
         tokio::spawn(async move {
             let retries = tokio::spawn(consumer.clone().retry_loop(shutdown.clone()));
             match consumer.bus.clone() {
@@ -451,20 +471,27 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    pub(crate) async fn load(conn: &mut PgConnection, consumer: &str, events: &[LoggedEvent]) -> anyhow::Result<Self> {
+    pub(crate) async fn load(
+        conn: &mut PgConnection,
+        consumer: &str,
+        events: &[LoggedEvent],
+    ) -> anyhow::Result<Self> {
         let ids: Vec<uuid::Uuid> = events.iter().map(|event| event.event_id).collect();
         let keys: Vec<&str> = events.iter().map(|event| event.key.as_str()).collect();
-        let seen: Vec<uuid::Uuid> = sqlx::query_scalar("select event_id from inbox where consumer = $1 and event_id = any($2)")
-            .bind(consumer)
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
-        let parked_keys: Vec<String> =
-            sqlx::query_scalar("select distinct key from parked_events where consumer = $1 and key = any($2)")
-                .bind(consumer)
-                .bind(&keys)
-                .fetch_all(&mut *conn)
-                .await?;
+        let seen: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "select event_id from inbox where consumer = $1 and event_id = any($2)",
+        )
+        .bind(consumer)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        let parked_keys: Vec<String> = sqlx::query_scalar(
+            "select distinct key from parked_events where consumer = $1 and key = any($2)",
+        )
+        .bind(consumer)
+        .bind(&keys)
+        .fetch_all(&mut *conn)
+        .await?;
         Ok(Self {
             seen: seen.into_iter().collect(),
             parked_keys: parked_keys.into_iter().collect(),

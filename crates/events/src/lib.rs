@@ -12,6 +12,7 @@
 //!   parks failing events for retries with backoff without holding up other aggregates, and
 //!   dead-letters them after the last attempt.
 
+pub mod api;
 mod backbone;
 mod consumer;
 mod envelope;

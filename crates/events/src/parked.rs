@@ -172,7 +172,7 @@ async fn dead_letter(
 }
 
 /// A dead-lettered event, as admins list it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub id: Uuid,
     pub consumer: String,

@@ -1,15 +1,25 @@
-//! The notifications service: event consumers, email rendering and delivery, the notification log and inbox.
+//! The notifications service: event consumers, email rendering and delivery, the notification
+//! log and inbox, and the admins' event log across every service.
 //!
-//! It owns the `notifications` schema and nothing else, including its outbox, relayed by the
-//! event backbone. [`router`] builds the HTTP interface (tests
-//! call it in process); [`run`] migrates the schema and serves until shutdown.
+//! It owns the `notifications` schema and nothing else, including its outbox, inbox and dead
+//! letters on the event backbone. [`router`] builds the HTTP interface; [`run`] migrates the
+//! schema, starts the consumers and serves until shutdown.
 
+pub mod event_log;
+mod repo;
+mod routes;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
+use polyclinic_auth::{Verifier, VerifierSettings};
+use polyclinic_client::ServiceClient;
 use polyclinic_config::{Config, Service};
-use polyclinic_events::Backbone;
+use polyclinic_contracts::Topic;
+use polyclinic_events::api::{EventsApi, Replay, internal_routes};
+use polyclinic_events::{Backbone, Consumer, ConsumerSettings, Handlers};
 use polyclinic_http::axum::Router;
-use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 use polyclinic_http::{CancellationToken, ServiceApp};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -25,31 +35,81 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub verifier: Arc<Verifier>,
+    client: ServiceClient,
+    /// Every service with a schema, by name, with its base URL: where consumer outcomes and
+    /// dead letters are asked for.
+    services: Arc<Vec<(String, String)>>,
 }
 
-fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl AppState {
+    pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>) -> Self {
+        let services = Service::ALL
+            .into_iter()
+            .filter(|service| service.schema().is_some())
+            .map(|service| (service.as_str().to_owned(), config.service_url(service)))
+            .collect();
+        Self {
+            pool,
+            verifier,
+            client: ServiceClient::new(Duration::from_secs(
+                config.http.upstream_timeout_secs.into(),
+            )),
+            services: Arc::new(services),
+        }
+    }
 }
 
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
-    polyclinic_http::document(SERVICE, api().split_for_parts().1)
+    polyclinic_http::document(SERVICE, routes::api().split_for_parts().1)
 }
 
-/// The service's HTTP interface, before the event backbone is attached.
-pub fn service_app(config: &Config, state: AppState) -> ServiceApp {
+/// The service's complete router; `consumers` are those whose dead letters it can replay.
+pub fn router(
+    config: &Config,
+    state: AppState,
+    backbone: &Backbone,
+    consumers: Vec<Arc<dyn Replay>>,
+) -> Router {
     let check = polyclinic_db::readiness_check(&state.pool);
-    ServiceApp::new(SERVICE, api().with_state(state))
+    let internal = internal_routes(EventsApi {
+        service: SERVICE.as_str(),
+        pool: state.pool.clone(),
+        verifier: state.verifier.clone(),
+        consumers: Arc::new(consumers),
+    });
+    let app = ServiceApp::new(SERVICE, routes::api().with_state(state).merge(internal))
         .body_limit(config.http.body_limit_bytes as usize)
-        .check(check)
+        .check(check);
+    backbone.attach(app).into_router()
 }
 
-/// The service's complete router.
-pub fn router(config: &Config, state: AppState, backbone: &Backbone) -> Router {
-    backbone.attach(service_app(config, state)).into_router()
+fn event_log_consumer(config: &Config, pool: &PgPool, backbone: &Backbone) -> Consumer<()> {
+    let topics: Vec<&str> = Topic::ALL.iter().map(|topic| topic.as_str()).collect();
+    let mut settings = ConsumerSettings::new(event_log::CONSUMER, &topics);
+    settings.max_attempts = i32::try_from(config.events.max_attempts).unwrap_or(5);
+    settings.retry_base = Duration::from_millis(config.events.retry_base_ms.into());
+    let handlers = Handlers::new()
+        .otherwise(|conn, envelope, _: &()| Box::pin(event_log::record(conn, envelope)));
+    Consumer::new(
+        backbone.bus(),
+        pool.clone(),
+        settings,
+        handlers,
+        (),
+        backbone.metrics().clone(),
+    )
 }
 
-/// Migrates the schema, then serves on `listener` until `shutdown` is cancelled.
+/// Migrates the schema, starts the consumers, then serves on `listener` until `shutdown` is
+/// cancelled.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -57,7 +117,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
-    let app = router(&config, AppState { pool: pool.clone() }, &backbone);
+    let verifier = Verifier::new(VerifierSettings::from_config(&config));
+
+    let event_log = Arc::new(event_log_consumer(&config, &pool, &backbone));
+    event_log.clone().spawn_shared(shutdown.clone());
+
+    let state = AppState::new(&config, pool.clone(), verifier);
+    let app = router(&config, state, &backbone, vec![event_log]);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
     polyclinic_http::serve(listener, app, shutdown, grace).await?;

@@ -1,0 +1,12 @@
+//! The notifications service's HTTP interface.
+
+pub mod events;
+
+use polyclinic_http::utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+
+/// Every documented route of the service.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(events::router())
+}

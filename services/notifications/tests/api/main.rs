@@ -1,0 +1,5 @@
+//! The notifications service with identity and the gateway, on real PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod event_log;

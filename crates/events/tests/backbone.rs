@@ -790,3 +790,86 @@ async fn poison_on(kind: Kind) {
 async fn kafka_bus_dead_letters_a_poison_event_without_holding_up_others_and_replays_it() {
     poison_on(Kind::Kafka).await;
 }
+
+/// A broker of this test's own, so it can be paused without disturbing other tests.
+struct PrivateBroker {
+    child: std::process::Child,
+    address: String,
+}
+
+impl PrivateBroker {
+    async fn start() -> Self {
+        let binary = std::env::var("POLYCLINIC_TEST_TANSU").unwrap_or_else(|_| "tansu".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let child = std::process::Command::new(&binary)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("starting {binary} (set POLYCLINIC_TEST_TANSU): {err}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(&address).await.is_err() {
+            assert!(Instant::now() < deadline, "the private broker did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, address }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+#[tokio::test]
+async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrives_after() {
+    let broker = PrivateBroker::start().await;
+    let settings = KafkaSettings {
+        brokers: broker.address.clone(),
+        properties: vec![("batch.num.messages".into(), "1".into())],
+        partitions: 3,
+        replication_factor: 1,
+        topic_prefix: String::new(),
+    };
+    polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()]).await.unwrap();
+    let mut bench = bench().await;
+    bench.bus = Bus::Kafka(settings);
+    let shutdown = CancellationToken::new();
+    relay_on(&bench.bus, &bench.producer, RelayFaults::default()).spawn(shutdown.clone());
+    consumer_on(&bench.bus, &bench.consumer, "group", State::default()).spawn(shutdown.clone());
+    produce(&bench.producer, &[counted("s", 0)]).await;
+    wait_for(&bench.consumer, "group", 1).await;
+
+    broker.signal("-STOP");
+    let started = Instant::now();
+    for n in 1..=20 {
+        produce(&bench.producer, &[counted("s", n)]).await;
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "producing did not wait for the broker");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(effects(&bench.consumer, "group").await.len(), 1, "nothing moves while the broker is stopped");
+    let waiting: i64 = sqlx::query_scalar("select count(*) from outbox where published_at is null")
+        .fetch_one(&bench.producer)
+        .await
+        .unwrap();
+    assert!(waiting > 0, "events wait in the outbox");
+
+    broker.signal("-CONT");
+    wait_for(&bench.consumer, "group", 21).await;
+    let seen: Vec<i32> = effects(&bench.consumer, "group").await.into_iter().map(|(_, n)| n).collect();
+    assert_eq!(seen, (0..=20).collect::<Vec<_>>(), "everything arrived, once, in order");
+    shutdown.cancel();
+}

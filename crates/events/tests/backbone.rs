@@ -800,18 +800,33 @@ struct PrivateBroker {
 impl PrivateBroker {
     async fn start() -> Self {
         let binary = std::env::var("POLYCLINIC_TEST_TANSU").unwrap_or_else(|_| "tansu".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let address = format!("127.0.0.1:{port}");
         let url = format!("tcp://{address}");
         let child = std::process::Command::new(&binary)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|err| panic!("starting {binary} (set POLYCLINIC_TEST_TANSU): {err}"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(&address).await.is_err() {
-            assert!(Instant::now() < deadline, "the private broker did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the private broker did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Self { child, address }
@@ -844,7 +859,9 @@ async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrive
         replication_factor: 1,
         topic_prefix: String::new(),
     };
-    polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()]).await.unwrap();
+    polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()])
+        .await
+        .unwrap();
     let mut bench = bench().await;
     bench.bus = Bus::Kafka(settings);
     let shutdown = CancellationToken::new();
@@ -858,9 +875,16 @@ async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrive
     for n in 1..=20 {
         produce(&bench.producer, &[counted("s", n)]).await;
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "producing did not wait for the broker");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "producing did not wait for the broker"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(effects(&bench.consumer, "group").await.len(), 1, "nothing moves while the broker is stopped");
+    assert_eq!(
+        effects(&bench.consumer, "group").await.len(),
+        1,
+        "nothing moves while the broker is stopped"
+    );
     let waiting: i64 = sqlx::query_scalar("select count(*) from outbox where published_at is null")
         .fetch_one(&bench.producer)
         .await
@@ -869,7 +893,15 @@ async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrive
 
     broker.signal("-CONT");
     wait_for(&bench.consumer, "group", 21).await;
-    let seen: Vec<i32> = effects(&bench.consumer, "group").await.into_iter().map(|(_, n)| n).collect();
-    assert_eq!(seen, (0..=20).collect::<Vec<_>>(), "everything arrived, once, in order");
+    let seen: Vec<i32> = effects(&bench.consumer, "group")
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(
+        seen,
+        (0..=20).collect::<Vec<_>>(),
+        "everything arrived, once, in order"
+    );
     shutdown.cancel();
 }

@@ -320,7 +320,19 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         Ok(seen)
     }
 
+    /// Handles a batch without a savepoint per event, the common case; if a handler fails,
+    /// the batch is rolled back and handled again with each event isolated in a savepoint, so
+    /// that only the failing one is parked.
     async fn poll_topic(&self, topic: &str) -> anyhow::Result<usize> {
+        match self.poll_topic_in(topic, Isolation::None).await {
+            Err(err) if err.is::<HandlerFailed>() => {
+                self.poll_topic_in(topic, Isolation::PerEvent).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn poll_topic_in(&self, topic: &str, isolation: Isolation) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("insert into consumer_positions (consumer, topic) values ($1, $2) on conflict do nothing")
             .bind(&self.settings.name)
@@ -341,7 +353,8 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         };
         let mut batch = Batch::load(&mut tx, &self.settings.name, &events).await?;
         for event in &events {
-            self.handle_in(&mut tx, event, &mut batch).await?;
+            self.handle_in(&mut tx, event, &mut batch, isolation)
+                .await?;
         }
         sqlx::query(
             "update consumer_positions set position = $3, updated_at = now() where consumer = $1 and topic = $2",
@@ -363,7 +376,8 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         event: &LoggedEvent,
     ) -> anyhow::Result<()> {
         let mut batch = Batch::load(conn, &self.settings.name, std::slice::from_ref(event)).await?;
-        self.handle_in(conn, event, &mut batch).await
+        self.handle_in(conn, event, &mut batch, Isolation::PerEvent)
+            .await
     }
 
     /// Handles `event` knowing which events of its batch were seen and which aggregates
@@ -373,6 +387,7 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         conn: &mut PgConnection,
         event: &LoggedEvent,
         batch: &mut Batch,
+        isolation: Isolation,
     ) -> anyhow::Result<()> {
         let consumer = self.settings.name.as_str();
         if batch.seen.contains(&event.event_id) {
@@ -386,7 +401,7 @@ impl<S: Send + Sync + 'static> Consumer<S> {
             self.metrics.count(consumer, "parked");
             return Ok(());
         }
-        match self.run_handler(conn, event).await? {
+        match self.run_handler_in(conn, event, isolation).await? {
             Ok(outcome) => {
                 self.record(conn, event, outcome).await?;
             }
@@ -408,6 +423,15 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         conn: &mut PgConnection,
         event: &LoggedEvent,
     ) -> anyhow::Result<Result<Handled, String>> {
+        self.run_handler_in(conn, event, Isolation::PerEvent).await
+    }
+
+    async fn run_handler_in(
+        &self,
+        conn: &mut PgConnection,
+        event: &LoggedEvent,
+        isolation: Isolation,
+    ) -> anyhow::Result<Result<Handled, String>> {
         let envelope: Envelope = match serde_json::from_value(event.envelope.clone()) {
             Ok(envelope) => envelope,
             Err(err) => return Ok(Err(format!("malformed envelope: {err}"))),
@@ -419,14 +443,21 @@ impl<S: Send + Sync + 'static> Consumer<S> {
                 event.event_type
             ))));
         };
+        if isolation == Isolation::None {
+            return match handler(conn, &envelope, &self.state).await {
+                Ok(outcome) => {
+                    self.observe_delivery(&envelope);
+                    Ok(Ok(outcome))
+                }
+                // The whole batch is rolled back and handled again, isolated.
+                Err(_) => Err(anyhow::Error::new(HandlerFailed)),
+            };
+        }
         let mut savepoint = conn.begin().await?;
         match handler(&mut savepoint, &envelope, &self.state).await {
             Ok(outcome) => {
                 savepoint.commit().await?;
-                let age = Utc::now() - envelope.time;
-                self.metrics
-                    .commit_to_handler
-                    .observe(age.num_microseconds().unwrap_or(0) as f64 / 1e6);
+                self.observe_delivery(&envelope);
                 Ok(Ok(outcome))
             }
             Err(err) => {
@@ -434,6 +465,13 @@ impl<S: Send + Sync + 'static> Consumer<S> {
                 Ok(Err(format!("{err:#}")))
             }
         }
+    }
+
+    fn observe_delivery(&self, envelope: &Envelope) {
+        let age = Utc::now() - envelope.time;
+        self.metrics
+            .commit_to_handler
+            .observe(age.num_microseconds().unwrap_or(0) as f64 / 1e6);
     }
 
     /// Writes the inbox row for a handled or skipped event.
@@ -498,3 +536,15 @@ impl Batch {
         })
     }
 }
+
+/// Whether each handler runs in a savepoint of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    None,
+    PerEvent,
+}
+
+/// A handler failed in a batch run without savepoints.
+#[derive(Debug, thiserror::Error)]
+#[error("a handler failed; the batch is handled again with each event isolated")]
+struct HandlerFailed;

@@ -147,6 +147,17 @@ pub fn violated_constraint(err: &sqlx::Error) -> Option<&str> {
     }
 }
 
+/// A `LIKE`/`ILIKE` pattern that matches `text` anywhere, with `%`, `_` and `\` in it taken
+/// literally.
+pub fn contains_pattern(text: &str) -> String {
+    format!(
+        "%{}%",
+        text.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
 /// Quotes an SQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -155,6 +166,11 @@ pub fn quote_ident(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::quote_ident;
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(super::contains_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
+    }
 
     #[test]
     fn identifiers_are_quoted_and_embedded_quotes_doubled() {

@@ -53,14 +53,7 @@ pub async fn list_directory(
     department_id: Option<Uuid>,
     specialization: Option<&str>,
 ) -> anyhow::Result<Vec<DirectoryEntry>> {
-    let pattern = specialization.map(|text| {
-        format!(
-            "%{}%",
-            text.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    });
+    let pattern = specialization.map(polyclinic_db::contains_pattern);
     Ok(sqlx::query_as(&format!(
         "{DIRECTORY}
            and ($1::uuid is null or d.department_id = $1)

@@ -338,15 +338,10 @@ pub struct UserFilter {
 }
 
 pub async fn list_users(pool: &PgPool, filter: &UserFilter) -> anyhow::Result<Vec<User>> {
-    let pattern = filter.search.as_ref().map(|search| {
-        format!(
-            "%{}%",
-            search
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    });
+    let pattern = filter
+        .search
+        .as_deref()
+        .map(polyclinic_db::contains_pattern);
     let rows: Vec<UserRow> = sqlx::query_as(&format!(
         "select {USER_COLUMNS} {USER_JOINS}
          where ($1::text is null or u.role = $1)

@@ -25,3 +25,7 @@ alter role appointments set search_path = appointments;
 alter role payments set search_path = payments;
 alter role notifications set search_path = notifications;
 alter role prescriptions set search_path = prescriptions;
+
+-- The full stack runs the `kafka` event bus. The `postgres` bus keeps its shared log in an
+-- `eventbus` schema that every service appends to and reads: with per-service roles, create
+-- it here owned by a role all of them are members of, or give them `create` on the database.

@@ -57,13 +57,21 @@ impl FromRef<EventsApi> for Arc<Verifier> {
     }
 }
 
-/// The internal routes, state applied.
-pub fn internal_routes(api: EventsApi) -> OpenApiRouter {
+fn routes() -> OpenApiRouter<EventsApi> {
     OpenApiRouter::new()
         .routes(routes!(outcomes))
         .routes(routes!(dead_letters))
         .routes(routes!(replay))
-        .with_state(api)
+}
+
+/// The internal routes, state applied.
+pub fn internal_routes(api: EventsApi) -> OpenApiRouter {
+    routes().with_state(api)
+}
+
+/// The internal routes' OpenAPI paths, for a service document built without state.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -130,7 +130,12 @@ fn merge_into(target: &mut Value, source: &Value) {
         }
         match (into, from) {
             (Value::Object(into), Value::Object(from)) => {
-                for (key, value) in from {
+                // Internal routes are served by each service to the others; the gateway
+                // does not route them, so its document does not show them.
+                for (key, value) in from
+                    .iter()
+                    .filter(|(key, _)| !key.starts_with("/internal/"))
+                {
                     into.entry(key.clone()).or_insert_with(|| value.clone());
                 }
             }

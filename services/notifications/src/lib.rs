@@ -68,7 +68,9 @@ impl AppState {
 
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
-    polyclinic_http::document(SERVICE, routes::api().split_for_parts().1)
+    let mut api = routes::api().split_for_parts().1;
+    api.merge(polyclinic_events::api::openapi());
+    polyclinic_http::document(SERVICE, api)
 }
 
 /// The service's complete router; `consumers` are those whose dead letters it can replay.

@@ -1,0 +1,3 @@
+//! The appointments service's types and rules: no HTTP, no SQL.
+
+pub mod schedule;

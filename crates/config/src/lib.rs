@@ -37,6 +37,8 @@ pub struct Config {
     /// Prefix of every Redis key the platform writes, so that several deployments (or
     /// tests) can share one server.
     pub redis_key_prefix: String,
+    /// The clinic's IANA timezone: schedules are laid out and times shown in it.
+    pub timezone: String,
     /// Browser origins allowed to call the API cross-origin (CORS); empty allows none.
     pub cors_origins: Vec<String>,
     pub admin: AdminConfig,
@@ -44,6 +46,7 @@ pub struct Config {
     pub keycloak: KeycloakConfig,
     pub kafka: KafkaConfig,
     pub events: EventsConfig,
+    pub booking: AppointmentsConfig,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     pub http: HttpConfig,
@@ -66,6 +69,7 @@ impl Default for Config {
             locks: LockBackend::Postgres,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "polyclinic:".into(),
+            timezone: "UTC".into(),
             cors_origins: Vec::new(),
             admin: AdminConfig {
                 email: "admin@polyclinic.local".into(),
@@ -98,6 +102,12 @@ impl Default for Config {
             events: EventsConfig {
                 max_attempts: 5,
                 retry_base_ms: 500,
+            },
+            booking: AppointmentsConfig {
+                hold_minutes: 10,
+                min_notice_minutes: 60,
+                cancellation_cutoff_hours: 24,
+                max_pending_per_patient: 3,
             },
             rate_limit: RateLimitConfig {
                 anonymous_per_minute: 300,

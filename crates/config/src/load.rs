@@ -316,6 +316,18 @@ impl Config {
                 "partitions and replication factor must be at least 1".into(),
             ));
         }
+        if self.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err((
+                "timezone".into(),
+                format!("`{}` is not an IANA timezone such as Europe/Berlin", self.timezone),
+            ));
+        }
+        if self.booking.hold_minutes == 0 || self.booking.max_pending_per_patient == 0 {
+            return Err((
+                "booking.hold_minutes".into(),
+                "holds and pending reservations must be allowed (at least 1)".into(),
+            ));
+        }
         if self.events.max_attempts == 0 {
             return Err(("events.max_attempts".into(), "must be at least 1".into()));
         }
@@ -490,6 +502,14 @@ mod tests {
         let err =
             Config::load(None, env(&[("DATABASE_URL", "mysql://root@localhost/x")])).unwrap_err();
         assert!(err.to_string().contains("`database_url`"), "{err}");
+    }
+
+    #[test]
+    fn the_timezone_must_be_an_iana_name() {
+        let config = Config::load(None, env(&[("POLYCLINIC_TIMEZONE", "Europe/Berlin")])).unwrap();
+        assert_eq!(config.timezone, "Europe/Berlin");
+        let err = Config::load(None, env(&[("POLYCLINIC_TIMEZONE", "Mars/Olympus")])).unwrap_err();
+        assert!(err.to_string().contains("`timezone`"), "{err}");
     }
 
     #[test]

@@ -195,3 +195,17 @@ pub struct EventsConfig {
     /// The first retry's delay in milliseconds; each further one doubles, up to a minute.
     pub retry_base_ms: u32,
 }
+
+/// Booking rules of the appointments service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentsConfig {
+    /// How long a reservation holds its slot while the card is authorised.
+    pub hold_minutes: u32,
+    /// How soon a slot may be booked at the earliest.
+    pub min_notice_minutes: u32,
+    /// How long before the start a patient may still cancel.
+    pub cancellation_cutoff_hours: u32,
+    /// Reservations a patient may hold unpaid at once.
+    pub max_pending_per_patient: u32,
+}

@@ -18,6 +18,10 @@ create schema payments authorization payments;
 create schema notifications authorization notifications;
 create schema prescriptions authorization prescriptions;
 
+-- The appointments schema's exclusion constraints need btree_gist; a superuser installs it
+-- there so that the least-privilege role does not have to.
+create extension btree_gist schema appointments;
+
 grant connect on database polyclinic to identity, appointments, payments, notifications, prescriptions;
 
 alter role identity set search_path = identity;

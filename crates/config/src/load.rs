@@ -319,7 +319,10 @@ impl Config {
         if self.timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err((
                 "timezone".into(),
-                format!("`{}` is not an IANA timezone such as Europe/Berlin", self.timezone),
+                format!(
+                    "`{}` is not an IANA timezone such as Europe/Berlin",
+                    self.timezone
+                ),
             ));
         }
         if self.booking.hold_minutes == 0 || self.booking.max_pending_per_patient == 0 {

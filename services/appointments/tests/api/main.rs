@@ -1,0 +1,5 @@
+//! The appointments service on real PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod constraints;

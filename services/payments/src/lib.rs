@@ -4,6 +4,8 @@
 //! event backbone. [`router`] builds the HTTP interface (tests
 //! call it in process); [`run`] migrates the schema and serves until shutdown.
 
+pub mod domain;
+
 use std::time::Duration;
 
 use polyclinic_config::{Config, Service};

@@ -1,0 +1,3 @@
+//! The payments service's types and rules: no HTTP, no SQL.
+
+pub mod intent;

@@ -1,3 +1,4 @@
 //! The payments service's types and rules: no HTTP, no SQL.
 
 pub mod intent;
+pub mod webhook;

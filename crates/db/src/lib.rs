@@ -13,6 +13,8 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
+pub mod idempotency;
+
 pub use sqlx;
 
 /// Creates the database named in `url` if it does not exist yet, connecting to the

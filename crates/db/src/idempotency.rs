@@ -1,0 +1,156 @@
+//! `Idempotency-Key` for mutating endpoints: the same key and body get the stored response,
+//! the same key with another body is refused, and a key whose first request is still running
+//! is reported as such. Keys are kept at least 24 hours.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+/// The table's definition; services that accept keys carry a copy among their migrations.
+pub const TABLE_SQL: &str = include_str!("../sql/idempotency.sql");
+
+/// How long keys are kept.
+pub const KEEP_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// What to do with a request that carries a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// First time (or the first attempt died): handle it, then [`complete`] or [`release`].
+    Proceed,
+    /// Answered before: send this again.
+    Replay { status: u16, body: Value },
+    /// The first request with this key is still being handled.
+    InFlight,
+    /// The key was used with another request.
+    Mismatch,
+}
+
+/// Whether `key` is an acceptable key: 1 to 255 visible ASCII characters.
+pub fn valid_key(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The fingerprint of a request: method, path and body.
+pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(method.as_bytes());
+    context.update(b" ");
+    context.update(path.as_bytes());
+    context.update(b"\n");
+    context.update(body);
+    context.finish().as_ref().to_vec()
+}
+
+fn interval(duration: Duration) -> String {
+    format!("{} milliseconds", duration.as_millis())
+}
+
+/// Claims `key` in `scope` (the route and the caller, so two callers never share keys) for a
+/// request with `fingerprint`. `lease` bounds how long an unfinished first attempt blocks
+/// the key.
+pub async fn claim(
+    pool: &PgPool,
+    scope: &str,
+    key: &str,
+    fingerprint: &[u8],
+    lease: Duration,
+) -> anyhow::Result<Claim> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "insert into idempotency_keys (scope, key, request_hash, state, locked_until, expires_at)
+         values ($1, $2, $3, 'in_flight', now() + $4::interval, now() + $5::interval)
+         on conflict (scope, key) do nothing",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(fingerprint)
+    .bind(interval(lease))
+    .bind(interval(KEEP_FOR))
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        tx.commit().await?;
+        return Ok(Claim::Proceed);
+    }
+    let (hash, state, status, body, lapsed): (Vec<u8>, String, Option<i16>, Option<Value>, bool) =
+        sqlx::query_as(
+            "select request_hash, state, response_status, response_body, locked_until <= now()
+         from idempotency_keys where scope = $1 and key = $2 for update",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await?;
+    let claim = if hash != fingerprint {
+        Claim::Mismatch
+    } else if state == "completed" {
+        Claim::Replay {
+            status: status
+                .and_then(|status| u16::try_from(status).ok())
+                .unwrap_or(200),
+            body: body.unwrap_or(Value::Null),
+        }
+    } else if lapsed {
+        // The first attempt died without an answer; this one takes over.
+        sqlx::query(
+            "update idempotency_keys set locked_until = now() + $3::interval, updated_at = now()
+             where scope = $1 and key = $2",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(interval(lease))
+        .execute(&mut *tx)
+        .await?;
+        Claim::Proceed
+    } else {
+        Claim::InFlight
+    };
+    tx.commit().await?;
+    Ok(claim)
+}
+
+/// Stores the answer a claimed request gave.
+pub async fn complete(
+    pool: &PgPool,
+    scope: &str,
+    key: &str,
+    status: u16,
+    body: &Value,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update idempotency_keys set state = 'completed', response_status = $3, response_body = $4,
+                updated_at = now()
+         where scope = $1 and key = $2",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(i16::try_from(status).unwrap_or(500))
+    .bind(body)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Frees a claimed key whose request failed without an answer worth repeating (a 5xx), so a
+/// retry is handled afresh.
+pub async fn release(pool: &PgPool, scope: &str, key: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "delete from idempotency_keys where scope = $1 and key = $2 and state = 'in_flight'",
+    )
+    .bind(scope)
+    .bind(key)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Deletes keys past their 24 hours.
+pub async fn purge_expired(pool: &PgPool) -> anyhow::Result<u64> {
+    Ok(
+        sqlx::query("delete from idempotency_keys where expires_at < now()")
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}

@@ -7,6 +7,7 @@
 //! one aggregate's events stay in order.
 
 pub mod identity;
+pub mod payments;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -5,6 +5,7 @@
 //! call it in process); [`run`] migrates the schema and serves until shutdown.
 
 pub mod domain;
+pub mod ledger;
 pub mod provider;
 
 use std::time::Duration;

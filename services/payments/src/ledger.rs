@@ -1,0 +1,498 @@
+//! Payment operations: each asks the provider, then records the new state, a history row and
+//! the event announcing it in one transaction. The payment's row is locked for the whole
+//! operation, so capture, void and refund of one payment never run at once.
+
+use chrono::{DateTime, Utc};
+use polyclinic_contracts::payments::{
+    PaymentAuthorizedV1, PaymentCapturedV1, PaymentExpiredV1, PaymentFailedV1, PaymentRef,
+    PaymentRefundedV1, PaymentVoidedV1,
+};
+use polyclinic_events::{EventContext, outbox};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::intent::{PaymentStatus, authorization_lifetime};
+use crate::provider::{Provider, ProviderError, ProviderIntent};
+
+/// A payment as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Payment {
+    pub id: Uuid,
+    pub appointment_id: Uuid,
+    pub patient_id: Uuid,
+    pub amount: i64,
+    pub currency: String,
+    /// `requires_payment_method`, `requires_capture`, `succeeded` or `canceled`.
+    pub status: String,
+    pub provider: String,
+    #[serde(skip)]
+    pub provider_intent_id: String,
+    /// For the patient's client to confirm the payment with the provider.
+    pub client_secret: Option<String>,
+    pub amount_captured: i64,
+    pub amount_refunded: i64,
+    pub authorized_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Payment {
+    fn status(&self) -> PaymentStatus {
+        PaymentStatus::parse(&self.status).unwrap_or(PaymentStatus::Canceled)
+    }
+
+    fn reference(&self) -> PaymentRef {
+        PaymentRef {
+            payment_id: self.id,
+            appointment_id: self.appointment_id,
+            patient_id: self.patient_id,
+            amount: self.amount,
+            currency: self.currency.clone(),
+        }
+    }
+}
+
+/// Why an operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("no such payment")]
+    NotFound,
+    #[error("the payment is {0}; that is not possible now")]
+    WrongState(String),
+    #[error("the amount must be between 1 and {max} minor units")]
+    BadAmount { max: i64 },
+    #[error("the card was declined: {0}")]
+    Declined(String),
+    #[error(transparent)]
+    Provider(ProviderError),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(err: sqlx::Error) -> Self {
+        LedgerError::Unexpected(err.into())
+    }
+}
+
+impl From<ProviderError> for LedgerError {
+    fn from(err: ProviderError) -> Self {
+        match err {
+            ProviderError::Declined(message) => LedgerError::Declined(message),
+            other => LedgerError::Provider(other),
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "id, appointment_id, patient_id, amount, currency, status, provider, provider_intent_id,
+    client_secret, amount_captured, amount_refunded, authorized_at, created_at, updated_at";
+
+/// Payments and their provider.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    pool: PgPool,
+    provider: Provider,
+}
+
+impl Ledger {
+    pub fn new(pool: PgPool, provider: Provider) -> Self {
+        Self { pool, provider }
+    }
+
+    fn provider_name(&self) -> &'static str {
+        match self.provider {
+            Provider::Simulated(_) => "simulated",
+            Provider::Stripe(_) => "stripe",
+        }
+    }
+
+    pub async fn find(&self, id: Uuid) -> Result<Payment, LedgerError> {
+        sqlx::query_as(&format!("select {COLUMNS} from payments where id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(LedgerError::NotFound)
+    }
+
+    async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Payment, LedgerError> {
+        sqlx::query_as(&format!(
+            "select {COLUMNS} from payments where id = $1 for update"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(LedgerError::NotFound)
+    }
+
+    /// The payment of an appointment, created at the provider on first request; asking
+    /// again for the same appointment returns the same payment.
+    pub async fn create(
+        &self,
+        appointment_id: Uuid,
+        patient_id: Uuid,
+        amount: i64,
+        currency: &str,
+        actor: &str,
+    ) -> Result<Payment, LedgerError> {
+        if let Some(existing) = sqlx::query_as(&format!(
+            "select {COLUMNS} from payments where appointment_id = $1"
+        ))
+        .bind(appointment_id)
+        .fetch_optional(&self.pool)
+        .await?
+        {
+            return Ok(existing);
+        }
+        if amount <= 0 {
+            return Err(LedgerError::BadAmount { max: i64::MAX });
+        }
+        // The provider key is derived from the appointment: a retry never makes two intents.
+        let intent = self
+            .provider
+            .create(
+                amount,
+                currency,
+                &appointment_id.to_string(),
+                &format!("payment-create-{appointment_id}"),
+            )
+            .await?;
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "insert into payments (id, appointment_id, patient_id, amount, currency, status, provider,
+                                   provider_intent_id, client_secret)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             on conflict (appointment_id) do nothing",
+        )
+        .bind(Uuid::now_v7())
+        .bind(appointment_id)
+        .bind(patient_id)
+        .bind(amount)
+        .bind(currency)
+        .bind(PaymentStatus::from(intent.status).as_str())
+        .bind(self.provider_name())
+        .bind(&intent.id)
+        .bind(&intent.client_secret)
+        .execute(&mut *tx)
+        .await?;
+        let payment: Payment = sqlx::query_as(&format!(
+            "select {COLUMNS} from payments where appointment_id = $1"
+        ))
+        .bind(appointment_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            history(
+                &mut tx,
+                &payment,
+                "created",
+                None,
+                Some(amount),
+                None,
+                actor,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(payment)
+    }
+
+    /// Confirms with a payment method server-side (test mode). A decline is recorded and
+    /// announced; the payment stays open for another card.
+    pub async fn confirm(
+        &self,
+        id: Uuid,
+        payment_method: &str,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<Payment, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let payment = Self::lock(&mut tx, id).await?;
+        if payment.status() != PaymentStatus::RequiresPaymentMethod {
+            return Err(LedgerError::WrongState(payment.status));
+        }
+        let attempt: i64 = sqlx::query_scalar("select count(*) from payment_history where payment_id = $1 and action in ('authorized', 'declined')")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let key = format!("payment-confirm-{id}-{attempt}");
+        match self
+            .provider
+            .confirm(&payment.provider_intent_id, payment_method, &key)
+            .await
+        {
+            Ok(intent) => {
+                let updated = self
+                    .apply(&mut tx, &payment, &intent, actor, context)
+                    .await?;
+                tx.commit().await?;
+                Ok(updated)
+            }
+            Err(ProviderError::Declined(reason)) => {
+                history(
+                    &mut tx,
+                    &payment,
+                    "declined",
+                    Some(PaymentStatus::RequiresPaymentMethod),
+                    None,
+                    Some(&reason),
+                    actor,
+                )
+                .await?;
+                let failed = PaymentFailedV1 {
+                    payment: payment.reference(),
+                    reason: reason.clone(),
+                };
+                outbox::enqueue(&mut tx, crate::SERVICE, &failed, context).await?;
+                tx.commit().await?;
+                Err(LedgerError::Declined(reason))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Captures all of the authorisation, or `amount` of it.
+    pub async fn capture(
+        &self,
+        id: Uuid,
+        amount: Option<i64>,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<Payment, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let payment = Self::lock(&mut tx, id).await?;
+        if payment.status() != PaymentStatus::RequiresCapture {
+            return Err(LedgerError::WrongState(payment.status));
+        }
+        if amount.is_some_and(|amount| !(1..=payment.amount).contains(&amount)) {
+            return Err(LedgerError::BadAmount {
+                max: payment.amount,
+            });
+        }
+        let intent = self
+            .provider
+            .capture(
+                &payment.provider_intent_id,
+                amount,
+                &format!("payment-capture-{id}"),
+            )
+            .await?;
+        let updated = self
+            .apply(&mut tx, &payment, &intent, actor, context)
+            .await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Voids the payment before capture.
+    pub async fn void(
+        &self,
+        id: Uuid,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<Payment, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let payment = Self::lock(&mut tx, id).await?;
+        if payment.status().is_final() {
+            return Err(LedgerError::WrongState(payment.status));
+        }
+        let intent = self
+            .provider
+            .cancel(&payment.provider_intent_id, &format!("payment-cancel-{id}"))
+            .await?;
+        let updated = self
+            .apply(&mut tx, &payment, &intent, actor, context)
+            .await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Refunds `amount` (default: all that is left) of a captured payment.
+    pub async fn refund(
+        &self,
+        id: Uuid,
+        amount: Option<i64>,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<Payment, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let payment = Self::lock(&mut tx, id).await?;
+        if payment.status() != PaymentStatus::Succeeded {
+            return Err(LedgerError::WrongState(payment.status));
+        }
+        let left = payment.amount_captured - payment.amount_refunded;
+        let amount = amount.unwrap_or(left);
+        if !(1..=left).contains(&amount) {
+            return Err(LedgerError::BadAmount { max: left });
+        }
+        let refunds: i64 = sqlx::query_scalar(
+            "select count(*) from payment_history where payment_id = $1 and action = 'refunded'",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let refunded = self
+            .provider
+            .refund(
+                &payment.provider_intent_id,
+                Some(amount),
+                &format!("payment-refund-{id}-{refunds}"),
+            )
+            .await?;
+        let updated: Payment = sqlx::query_as(&format!(
+            "update payments set amount_refunded = amount_refunded + $2, updated_at = now() where id = $1 returning {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(refunded)
+        .fetch_one(&mut *tx)
+        .await?;
+        history(
+            &mut tx,
+            &updated,
+            "refunded",
+            Some(PaymentStatus::Succeeded),
+            Some(refunded),
+            None,
+            actor,
+        )
+        .await?;
+        let event = PaymentRefundedV1 {
+            payment: updated.reference(),
+            refunded,
+            refunded_total: updated.amount_refunded,
+        };
+        outbox::enqueue(&mut tx, crate::SERVICE, &event, context).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Reads the provider's view and applies it if it is ahead of ours (webhooks and the
+    /// reconciliation job); a late report of an earlier state changes nothing.
+    pub async fn sync(
+        &self,
+        id: Uuid,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<Payment, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let payment = Self::lock(&mut tx, id).await?;
+        let intent = self.provider.retrieve(&payment.provider_intent_id).await?;
+        let updated = self
+            .apply(&mut tx, &payment, &intent, actor, context)
+            .await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// Records the provider's `intent` for `payment` if it moves it forward, with its history
+    /// row and event.
+    async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        payment: &Payment,
+        intent: &ProviderIntent,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<Payment, LedgerError> {
+        let before = payment.status();
+        let reported = PaymentStatus::from(intent.status);
+        let mut domain = crate::domain::intent::Intent {
+            status: before,
+            amount: payment.amount,
+            amount_captured: payment.amount_captured,
+            amount_refunded: payment.amount_refunded,
+            authorized_at: payment.authorized_at,
+        };
+        if !domain.observe(reported) {
+            return Ok(payment.clone());
+        }
+        let now = Utc::now();
+        let updated: Payment = sqlx::query_as(&format!(
+            "update payments set status = $2, amount_captured = greatest(amount_captured, $3),
+                    authorized_at = coalesce(authorized_at, case when $2 = 'requires_capture' then $4 end),
+                    updated_at = now()
+             where id = $1 returning {COLUMNS}"
+        ))
+        .bind(payment.id)
+        .bind(reported.as_str())
+        .bind(intent.amount_received)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+        let reference = updated.reference();
+        let (action, amount) = match reported {
+            PaymentStatus::RequiresCapture => {
+                outbox::enqueue(
+                    conn,
+                    crate::SERVICE,
+                    &PaymentAuthorizedV1 { payment: reference },
+                    context,
+                )
+                .await?;
+                ("authorized", Some(updated.amount))
+            }
+            PaymentStatus::Succeeded => {
+                let captured = PaymentCapturedV1 {
+                    payment: reference,
+                    captured: updated.amount_captured,
+                };
+                outbox::enqueue(conn, crate::SERVICE, &captured, context).await?;
+                ("captured", Some(updated.amount_captured))
+            }
+            PaymentStatus::Canceled => {
+                let lapsed = before == PaymentStatus::RequiresCapture
+                    && payment
+                        .authorized_at
+                        .is_some_and(|at| now >= at + authorization_lifetime());
+                if lapsed {
+                    outbox::enqueue(
+                        conn,
+                        crate::SERVICE,
+                        &PaymentExpiredV1 { payment: reference },
+                        context,
+                    )
+                    .await?;
+                    ("expired", None)
+                } else {
+                    outbox::enqueue(
+                        conn,
+                        crate::SERVICE,
+                        &PaymentVoidedV1 { payment: reference },
+                        context,
+                    )
+                    .await?;
+                    ("voided", None)
+                }
+            }
+            PaymentStatus::RequiresPaymentMethod => ("reopened", None),
+        };
+        history(conn, &updated, action, Some(before), amount, None, actor).await?;
+        Ok(updated)
+    }
+}
+
+async fn history(
+    conn: &mut PgConnection,
+    payment: &Payment,
+    action: &str,
+    from: Option<PaymentStatus>,
+    amount: Option<i64>,
+    detail: Option<&str>,
+    actor: &str,
+) -> Result<(), LedgerError> {
+    sqlx::query(
+        "insert into payment_history (payment_id, action, from_status, to_status, amount, detail, actor)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(payment.id)
+    .bind(action)
+    .bind(from.map(PaymentStatus::as_str))
+    .bind(&payment.status)
+    .bind(amount)
+    .bind(detail)
+    .bind(actor)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -30,6 +30,8 @@ pub struct Config {
     pub identity_provider: IdentityProvider,
     /// Which bus carries events between services.
     pub event_bus: EventBus,
+    /// Who handles card payments.
+    pub payments_provider: PaymentsProvider,
     /// Which backend short-lived locks use.
     pub locks: LockBackend,
     /// The Redis server for the `redis` lock backend.
@@ -47,6 +49,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub events: EventsConfig,
     pub booking: AppointmentsConfig,
+    pub stripe: StripeConfig,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     pub http: HttpConfig,
@@ -66,6 +69,7 @@ impl Default for Config {
             public_url: "http://127.0.0.1:8080".into(),
             identity_provider: IdentityProvider::Builtin,
             event_bus: EventBus::Postgres,
+            payments_provider: PaymentsProvider::Simulated,
             locks: LockBackend::Postgres,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "polyclinic:".into(),
@@ -108,6 +112,11 @@ impl Default for Config {
                 min_notice_minutes: 60,
                 cancellation_cutoff_hours: 24,
                 max_pending_per_patient: 3,
+            },
+            stripe: StripeConfig {
+                secret_key: None,
+                webhook_secrets: Vec::new(),
+                api_base: "https://api.stripe.com".into(),
             },
             rate_limit: RateLimitConfig {
                 anonymous_per_minute: 300,

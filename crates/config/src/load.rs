@@ -9,7 +9,12 @@ use toml::{Table, Value};
 use crate::{Config, Service};
 
 /// Keys that are set from a conventional variable instead of `POLYCLINIC_<KEY>`.
-pub const ALIASES: &[(&str, &str)] = &[("database_url", "DATABASE_URL")];
+pub const ALIASES: &[(&str, &str)] = &[
+    ("database_url", "DATABASE_URL"),
+    ("stripe.secret_key", "STRIPE_SECRET_KEY"),
+    ("stripe.webhook_secrets", "STRIPE_WEBHOOK_SECRET"),
+    ("stripe.api_base", "POLYCLINIC_STRIPE_API_BASE"),
+];
 
 /// Why the configuration could not be loaded. Every variant names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +64,7 @@ enum Kind {
 /// Keys without a default value, so absent from the serialized defaults.
 const OPTIONAL_KEYS: &[&str] = &[
     "admin.password",
+    "stripe.secret_key",
     "auth.issuer",
     "auth.jwks_url",
     "keycloak.client_secret",
@@ -331,6 +337,14 @@ impl Config {
                 "holds and pending reservations must be allowed (at least 1)".into(),
             ));
         }
+        if self.payments_provider == crate::PaymentsProvider::Stripe
+            && self.stripe.secret_key.is_none()
+        {
+            return Err((
+                "stripe.secret_key".into(),
+                "is required with the stripe payments provider".into(),
+            ));
+        }
         if self.events.max_attempts == 0 {
             return Err(("events.max_attempts".into(), "must be at least 1".into()));
         }
@@ -341,6 +355,7 @@ impl Config {
             ));
         }
         http("keycloak.url".into(), &self.keycloak.url)?;
+        http("stripe.api_base".into(), &self.stripe.api_base)?;
         for (index, origin) in self.cors_origins.iter().enumerate() {
             http(format!("cors_origins[{index}]"), origin)?;
         }

@@ -209,3 +209,24 @@ pub struct AppointmentsConfig {
     /// Reservations a patient may hold unpaid at once.
     pub max_pending_per_patient: u32,
 }
+
+/// Who handles card payments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaymentsProvider {
+    /// Stripe's state machine in process, with its test cards: no account needed.
+    Simulated,
+    /// The Stripe API.
+    Stripe,
+}
+
+/// The Stripe account, for `payments_provider = "stripe"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+    /// Webhook signing secrets; several while one is being rotated.
+    pub webhook_secrets: Vec<String>,
+    pub api_base: String,
+}

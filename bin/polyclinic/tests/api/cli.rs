@@ -49,6 +49,7 @@ fn the_config_command_shows_the_environment_wins_and_masks_passwords() {
             "postgres://app:s3cret@db.internal:5432/clinic",
         )
         .env("POLYCLINIC_GATEWAY_PORT", "9080")
+        .env("STRIPE_SECRET_KEY", "sk_live_do_not_print")
         .output()
         .unwrap();
     assert!(output.status.success());
@@ -62,6 +63,11 @@ fn the_config_command_shows_the_environment_wins_and_masks_passwords() {
         "{stdout}"
     );
     assert!(!stdout.contains("s3cret"), "{stdout}");
+    assert!(!stdout.contains("sk_live_do_not_print"), "{stdout}");
+    assert!(
+        stdout.contains("stripe.secret_key = ***    # STRIPE_SECRET_KEY"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -120,3 +120,14 @@ where
 fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::bad_request("invalid_query", rejection.body_text())
 }
+
+/// Parses a JSON body read as bytes (for handlers that also need the raw bytes, such as
+/// idempotency fingerprints and signature checks), with the same errors as [`Json`].
+pub fn json_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|err| match err.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::unprocessable("invalid_body", err.to_string())
+        }
+        _ => ApiError::bad_request("malformed_json", err.to_string()),
+    })
+}

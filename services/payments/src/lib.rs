@@ -7,10 +7,16 @@
 pub mod domain;
 pub mod ledger;
 pub mod provider;
+mod repo;
+mod routes;
 
 use std::time::Duration;
 
-use polyclinic_config::{Config, Service};
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use polyclinic_auth::{Verifier, VerifierSettings};
+use polyclinic_config::{Config, PaymentsProvider, Service};
 use polyclinic_events::Backbone;
 use polyclinic_http::axum::Router;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
@@ -18,6 +24,11 @@ use polyclinic_http::{CancellationToken, ServiceApp};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
+
+use crate::ledger::Ledger;
+use crate::provider::Provider;
+use crate::provider::simulated::Simulated;
+use crate::provider::stripe::StripeClient;
 
 /// This service's name in configuration, logs and metrics.
 pub const SERVICE: Service = Service::Payments;
@@ -29,10 +40,48 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub verifier: Arc<Verifier>,
+    ledger: Arc<Ledger>,
+    /// Whether server-side confirmation with test cards is allowed: the simulated provider,
+    /// or a Stripe test key.
+    test_mode: bool,
+}
+
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl AppState {
+    /// The state for `config`, with the configured provider.
+    pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>) -> anyhow::Result<Self> {
+        let (provider, test_mode) = match config.payments_provider {
+            PaymentsProvider::Simulated => {
+                (Provider::Simulated(Simulated::new(pool.clone())), true)
+            }
+            PaymentsProvider::Stripe => {
+                let key = config.stripe.secret_key.clone().ok_or_else(|| {
+                    anyhow::anyhow!("`stripe.secret_key` is required with the stripe provider")
+                })?;
+                let test_mode = key.starts_with("sk_test_");
+                (
+                    Provider::Stripe(StripeClient::new(&config.stripe.api_base, &key)),
+                    test_mode,
+                )
+            }
+        };
+        Ok(Self {
+            ledger: Arc::new(Ledger::new(pool.clone(), provider)),
+            pool,
+            verifier,
+            test_mode,
+        })
+    }
 }
 
 fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    routes::api()
 }
 
 /// This service's OpenAPI document.
@@ -61,7 +110,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
-    let app = router(&config, AppState { pool: pool.clone() }, &backbone);
+    let verifier = Verifier::new(VerifierSettings::from_config(&config));
+    let app = router(
+        &config,
+        AppState::new(&config, pool.clone(), verifier)?,
+        &backbone,
+    );
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
     polyclinic_http::serve(listener, app, shutdown, grace).await?;

@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod ledger;
+mod routes;
 mod simulated;
 mod stripe;

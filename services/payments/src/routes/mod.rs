@@ -1,0 +1,13 @@
+//! The payments service's HTTP interface.
+
+mod idempotent;
+pub mod payments;
+
+use polyclinic_http::utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+
+/// Every documented route of the service.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(payments::router())
+}

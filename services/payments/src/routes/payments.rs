@@ -1,0 +1,376 @@
+//! `/api/payments`: one payment per appointment, its confirmation in test mode, capture,
+//! void and refund.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use polyclinic_auth::rules::{Admin, AdminOrService, Person};
+use polyclinic_auth::{Principal, Require, Role};
+use polyclinic_events::EventContext;
+use polyclinic_http::extract::{Json, Path, Query, json_from_bytes};
+use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
+use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::idempotent;
+use crate::AppState;
+use crate::ledger::{LedgerError, Payment};
+use crate::provider::ProviderError;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_payment, list_payments))
+        .routes(routes!(my_payments))
+        .routes(routes!(get_payment))
+        .routes(routes!(confirm_payment))
+        .routes(routes!(capture_payment))
+        .routes(routes!(cancel_payment))
+        .routes(routes!(refund_payment))
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(err: LedgerError) -> Self {
+        let detail = err.to_string();
+        match err {
+            LedgerError::NotFound => ApiError::not_found("payment_not_found", detail),
+            LedgerError::WrongState(_) => ApiError::conflict("payment_state", detail),
+            LedgerError::BadAmount { .. } => ApiError::unprocessable("invalid_amount", detail),
+            LedgerError::Declined(_) => {
+                ApiError::new(StatusCode::PAYMENT_REQUIRED, "card_declined", detail)
+            }
+            LedgerError::Provider(ProviderError::Refused(_)) => {
+                ApiError::unprocessable("provider_refused", detail)
+            }
+            LedgerError::Provider(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_unavailable",
+                detail,
+            ),
+            LedgerError::Unexpected(source) => ApiError::internal(source),
+        }
+    }
+}
+
+fn context(request_id: &RequestId, headers: &HeaderMap) -> EventContext {
+    EventContext {
+        correlation_id: Some(request_id.as_str().to_owned()),
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+fn to_value(payment: &Payment) -> Result<Value, ApiError> {
+    serde_json::to_value(payment).map_err(|err| ApiError::internal(err.into()))
+}
+
+/// Whether `caller` may see `payment`: admins and services all, a patient their own.
+fn may_see(caller: &Principal, payment: &Payment) -> bool {
+    caller.is(Role::Admin)
+        || caller.is(Role::Service)
+        || caller.user_id().is_ok_and(|id| id == payment.patient_id)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Money {
+    pub amount: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePayment {
+    pub appointment_id: Uuid,
+    pub patient_id: Uuid,
+    /// The appointment's fee.
+    pub amount: Money,
+}
+
+/// Creates the payment of an appointment (the appointments service does this at booking;
+/// asking again for the same appointment returns the same payment).
+#[utoipa::path(post, path = "/api/payments", tag = "payments", request_body = CreatePayment,
+    security(("bearer" = [])),
+    responses((status = 201, body = Payment), (status = 422, body = ProblemDetails)))]
+async fn create_payment(
+    State(state): State<AppState>,
+    caller: Require<AdminOrService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let scope = format!("POST /api/payments {}", caller.subject);
+    idempotent::once(
+        &state.pool,
+        &headers,
+        &scope,
+        ("POST", "/api/payments"),
+        &body,
+        || async {
+            let request: CreatePayment = json_from_bytes(&body)?;
+            let currency = request.amount.currency.trim();
+            if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
+                return Err(ApiError::unprocessable(
+                    "validation_failed",
+                    "amount.currency: an ISO 4217 code such as EUR",
+                ));
+            }
+            let payment = state
+                .ledger
+                .create(
+                    request.appointment_id,
+                    request.patient_id,
+                    request.amount.amount,
+                    currency,
+                    &caller.subject,
+                )
+                .await?;
+            Ok((StatusCode::CREATED, to_value(&payment)?))
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PaymentQuery {
+    pub status: Option<String>,
+    pub appointment_id: Option<Uuid>,
+    pub patient_id: Option<Uuid>,
+    pub limit: Option<u32>,
+    pub cursor: Option<Uuid>,
+}
+
+/// All payments, with filters (admin).
+#[utoipa::path(get, path = "/api/payments", tag = "payments", params(PaymentQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<Payment>)))]
+async fn list_payments(
+    State(state): State<AppState>,
+    _admin: Require<Admin>,
+    Query(query): Query<PaymentQuery>,
+) -> Result<Json<Page<Payment>>, ApiError> {
+    let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
+    let payments = crate::repo::list(
+        &state.pool,
+        query.status.as_deref(),
+        query.appointment_id,
+        query.patient_id,
+        query.cursor,
+        limit + 1,
+    )
+    .await?;
+    Ok(Json(Page::from_overfetch(payments, limit, |payment| {
+        payment.id.to_string()
+    })))
+}
+
+/// The caller's own payments, newest first.
+#[utoipa::path(get, path = "/api/payments/mine", tag = "payments", security(("bearer" = [])),
+    responses((status = 200, body = Page<Payment>)))]
+async fn my_payments(
+    State(state): State<AppState>,
+    caller: Require<Person>,
+) -> Result<Json<Page<Payment>>, ApiError> {
+    let payments =
+        crate::repo::list(&state.pool, None, None, Some(caller.user_id()?), None, 101).await?;
+    Ok(Json(Page::from_overfetch(payments, 100, |payment| {
+        payment.id.to_string()
+    })))
+}
+
+/// One payment: its patient, admins and platform services; anyone else gets 404.
+#[utoipa::path(get, path = "/api/payments/{id}", tag = "payments", security(("bearer" = [])),
+    responses((status = 200, body = Payment), (status = 404, body = ProblemDetails)))]
+async fn get_payment(
+    State(state): State<AppState>,
+    caller: Principal,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Payment>, ApiError> {
+    let payment = state.ledger.find(id).await?;
+    if !may_see(&caller, &payment) {
+        return Err(LedgerError::NotFound.into());
+    }
+    Ok(Json(payment))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Confirm {
+    /// A test payment method such as `pm_card_visa` or `pm_card_chargeDeclined`.
+    pub payment_method: String,
+}
+
+/// Confirms with a test card, server-side (test mode only; in production the patient's
+/// client confirms with the provider using the `client_secret`).
+#[utoipa::path(post, path = "/api/payments/{id}/confirm", tag = "payments", request_body = Confirm,
+    security(("bearer" = [])),
+    responses((status = 200, body = Payment), (status = 402, body = ProblemDetails), (status = 404, body = ProblemDetails)))]
+async fn confirm_payment(
+    State(state): State<AppState>,
+    caller: Principal,
+    request_id: RequestId,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let scope = format!("POST /api/payments/{id}/confirm {}", caller.subject);
+    let path = format!("/api/payments/{id}/confirm");
+    idempotent::once(
+        &state.pool,
+        &headers,
+        &scope,
+        ("POST", &path),
+        &body,
+        || async {
+            if !state.test_mode {
+                return Err(ApiError::not_found(
+                    "not_in_test_mode",
+                    "Server-side confirmation exists in test mode only.",
+                ));
+            }
+            let request: Confirm = json_from_bytes(&body)?;
+            let payment = state.ledger.find(id).await?;
+            let own = caller
+                .user_id()
+                .is_ok_and(|user| user == payment.patient_id);
+            if !own && !caller.is(Role::Admin) {
+                return Err(LedgerError::NotFound.into());
+            }
+            let confirmed = state
+                .ledger
+                .confirm(
+                    id,
+                    &request.payment_method,
+                    &caller.subject,
+                    &context(&request_id, &headers),
+                )
+                .await?;
+            Ok((StatusCode::OK, to_value(&confirmed)?))
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmountRequest {
+    /// Minor units; all of it when absent.
+    pub amount: Option<i64>,
+}
+
+fn optional_amount(body: &Bytes) -> Result<AmountRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(AmountRequest::default())
+    } else {
+        json_from_bytes(body)
+    }
+}
+
+/// Captures the authorisation, all of it or `amount` (admins, and the appointments service
+/// at approval).
+#[utoipa::path(post, path = "/api/payments/{id}/capture", tag = "payments", request_body = AmountRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = Payment), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn capture_payment(
+    State(state): State<AppState>,
+    caller: Require<AdminOrService>,
+    request_id: RequestId,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let scope = format!("POST /api/payments/{id}/capture {}", caller.subject);
+    let path = format!("/api/payments/{id}/capture");
+    idempotent::once(
+        &state.pool,
+        &headers,
+        &scope,
+        ("POST", &path),
+        &body,
+        || async {
+            let request = optional_amount(&body)?;
+            let payment = state
+                .ledger
+                .capture(
+                    id,
+                    request.amount,
+                    &caller.subject,
+                    &context(&request_id, &headers),
+                )
+                .await?;
+            Ok((StatusCode::OK, to_value(&payment)?))
+        },
+    )
+    .await
+}
+
+/// Voids the payment before capture.
+#[utoipa::path(post, path = "/api/payments/{id}/cancel", tag = "payments", security(("bearer" = [])),
+    responses((status = 200, body = Payment), (status = 409, body = ProblemDetails)))]
+async fn cancel_payment(
+    State(state): State<AppState>,
+    caller: Require<AdminOrService>,
+    request_id: RequestId,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let scope = format!("POST /api/payments/{id}/cancel {}", caller.subject);
+    let path = format!("/api/payments/{id}/cancel");
+    idempotent::once(
+        &state.pool,
+        &headers,
+        &scope,
+        ("POST", &path),
+        &body,
+        || async {
+            let payment = state
+                .ledger
+                .void(id, &caller.subject, &context(&request_id, &headers))
+                .await?;
+            Ok((StatusCode::OK, to_value(&payment)?))
+        },
+    )
+    .await
+}
+
+/// Refunds a captured payment, all that is left or `amount`.
+#[utoipa::path(post, path = "/api/payments/{id}/refund", tag = "payments", request_body = AmountRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = Payment), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn refund_payment(
+    State(state): State<AppState>,
+    caller: Require<AdminOrService>,
+    request_id: RequestId,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let scope = format!("POST /api/payments/{id}/refund {}", caller.subject);
+    let path = format!("/api/payments/{id}/refund");
+    idempotent::once(
+        &state.pool,
+        &headers,
+        &scope,
+        ("POST", &path),
+        &body,
+        || async {
+            let request = optional_amount(&body)?;
+            let payment = state
+                .ledger
+                .refund(
+                    id,
+                    request.amount,
+                    &caller.subject,
+                    &context(&request_id, &headers),
+                )
+                .await?;
+            Ok((StatusCode::OK, to_value(&payment)?))
+        },
+    )
+    .await
+}

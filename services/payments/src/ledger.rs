@@ -367,6 +367,77 @@ impl Ledger {
         Ok(updated)
     }
 
+    /// Records a failed payment attempt reported by the provider.
+    pub async fn record_failure(
+        &self,
+        id: Uuid,
+        reason: &str,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<(), LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let payment = Self::lock(&mut tx, id).await?;
+        history(
+            &mut tx,
+            &payment,
+            "declined",
+            Some(payment.status()),
+            None,
+            Some(reason),
+            actor,
+        )
+        .await?;
+        let failed = PaymentFailedV1 {
+            payment: payment.reference(),
+            reason: reason.to_owned(),
+        };
+        outbox::enqueue(&mut tx, crate::SERVICE, &failed, context).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Brings the refunded amount up to what the provider reports (a refund made in its
+    /// dashboard, say); smaller or equal totals change nothing.
+    pub async fn record_refund_total(
+        &self,
+        id: Uuid,
+        total: i64,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<Payment, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let payment = Self::lock(&mut tx, id).await?;
+        if total <= payment.amount_refunded || total > payment.amount_captured {
+            return Ok(payment);
+        }
+        let refunded = total - payment.amount_refunded;
+        let updated: Payment = sqlx::query_as(&format!(
+            "update payments set amount_refunded = $2, updated_at = now() where id = $1 returning {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(total)
+        .fetch_one(&mut *tx)
+        .await?;
+        history(
+            &mut tx,
+            &updated,
+            "refunded",
+            Some(payment.status()),
+            Some(refunded),
+            None,
+            actor,
+        )
+        .await?;
+        let event = PaymentRefundedV1 {
+            payment: updated.reference(),
+            refunded,
+            refunded_total: total,
+        };
+        outbox::enqueue(&mut tx, crate::SERVICE, &event, context).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
     /// Reads the provider's view and applies it if it is ahead of ours (webhooks and the
     /// reconciliation job); a late report of an earlier state changes nothing.
     pub async fn sync(

@@ -45,6 +45,8 @@ pub struct AppState {
     /// Whether server-side confirmation with test cards is allowed: the simulated provider,
     /// or a Stripe test key.
     test_mode: bool,
+    /// Secrets that sign the provider's webhooks.
+    webhook_secrets: Arc<Vec<String>>,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -76,6 +78,7 @@ impl AppState {
             pool,
             verifier,
             test_mode,
+            webhook_secrets: Arc::new(config.stripe.webhook_secrets.clone()),
         })
     }
 }

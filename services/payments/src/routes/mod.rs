@@ -2,6 +2,7 @@
 
 mod idempotent;
 pub mod payments;
+mod webhooks;
 
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 
@@ -9,5 +10,7 @@ use crate::AppState;
 
 /// Every documented route of the service.
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(payments::router())
+    OpenApiRouter::new()
+        .merge(payments::router())
+        .merge(webhooks::router())
 }

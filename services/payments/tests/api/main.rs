@@ -7,3 +7,4 @@ mod ledger;
 mod routes;
 mod simulated;
 mod stripe;
+mod webhooks;

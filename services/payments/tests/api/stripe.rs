@@ -16,10 +16,10 @@ use axum::{Form, Json, Router};
 use polyclinic_payments::provider::stripe::{StripeClient, StripeError};
 use serde_json::{Value, json};
 
-const KEY: &str = "sk_test_polyclinic";
+pub const KEY: &str = "sk_test_polyclinic";
 
 #[derive(Default)]
-struct Stripe {
+pub struct Stripe {
     intents: Mutex<HashMap<String, Value>>,
     refunded: Mutex<HashMap<String, i64>>,
     /// Idempotency-Key -> (request, answer status, answer body).
@@ -29,7 +29,7 @@ struct Stripe {
     created: AtomicUsize,
 }
 
-type Shared = Arc<Stripe>;
+pub type Shared = Arc<Stripe>;
 
 fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> (StatusCode, Value) {
     (
@@ -291,7 +291,7 @@ async fn refund(
     })
 }
 
-async fn fake_stripe() -> (SocketAddr, Shared) {
+pub async fn fake_stripe() -> (SocketAddr, Shared) {
     let stripe = Shared::default();
     let app = Router::new()
         .route("/v1/payment_intents", post(create))

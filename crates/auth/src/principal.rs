@@ -154,6 +154,12 @@ pub mod rules {
     pub struct Person;
     /// Administrators, and platform services acting on their own behalf.
     pub struct AdminOrService;
+    /// Patients and administrators (bookings).
+    pub struct PatientOrAdmin;
+    /// Doctors and administrators (schedules).
+    pub struct DoctorOrAdmin;
+    /// The care team and administrators: doctors, nurses, admins (closing visits).
+    pub struct CareOrAdmin;
 
     impl RoleRule for Admin {
         const ROLES: &'static [Role] = &[Role::Admin];
@@ -172,6 +178,15 @@ pub mod rules {
     }
     impl RoleRule for AdminOrService {
         const ROLES: &'static [Role] = &[Role::Admin, Role::Service];
+    }
+    impl RoleRule for PatientOrAdmin {
+        const ROLES: &'static [Role] = &[Role::Patient, Role::Admin];
+    }
+    impl RoleRule for DoctorOrAdmin {
+        const ROLES: &'static [Role] = &[Role::Doctor, Role::Admin];
+    }
+    impl RoleRule for CareOrAdmin {
+        const ROLES: &'static [Role] = &[Role::Doctor, Role::Nurse, Role::Admin];
     }
     impl RoleRule for Person {
         const ROLES: &'static [Role] = &[Role::Admin, Role::Doctor, Role::Nurse, Role::Patient];

@@ -1,7 +1,8 @@
 //! The client services call each other with (what the original's Feign JWT interceptor
 //! was): it forwards the caller's bearer token, the `x-request-id` and the W3C
-//! `traceparent`, applies a timeout, retries only idempotent calls (once, on a connection
-//! failure or a 502/503/504), and maps failures to [`ClientError`].
+//! `traceparent`, applies a timeout, retries only idempotent calls (GET, PUT, DELETE, and a
+//! POST that carries an `Idempotency-Key`; once, on a connection failure or a 502/503/504),
+//! and maps failures to [`ClientError`].
 
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ impl ServiceClient {
         url: &str,
         context: CallContext<'_>,
     ) -> Result<T, ClientError> {
-        let body = self.send(Method::GET, url, context, None).await?;
+        let body = self.send(Method::GET, url, context, None, None).await?;
         serde_json::from_value(body).map_err(|err| ClientError::Unreadable {
             url: url.to_owned(),
             reason: err.to_string(),
@@ -79,7 +80,19 @@ impl ServiceClient {
         context: CallContext<'_>,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        self.send(Method::POST, url, context, body).await
+        self.send(Method::POST, url, context, body, None).await
+    }
+
+    /// `POST url` with an `Idempotency-Key`: the receiver answers a repeated key with its
+    /// first answer, so this call is retried like a GET.
+    pub async fn post_idempotent(
+        &self,
+        url: &str,
+        context: CallContext<'_>,
+        body: Option<&Value>,
+        key: &str,
+    ) -> Result<Value, ClientError> {
+        self.send(Method::POST, url, context, body, Some(key)).await
     }
 
     async fn send(
@@ -88,12 +101,14 @@ impl ServiceClient {
         url: &str,
         context: CallContext<'_>,
         body: Option<&Value>,
+        key: Option<&str>,
     ) -> Result<Value, ClientError> {
-        let idempotent = matches!(method, Method::GET | Method::PUT | Method::DELETE);
+        let idempotent =
+            key.is_some() || matches!(method, Method::GET | Method::PUT | Method::DELETE);
         let attempts = if idempotent { 2 } else { 1 };
         let mut last = None;
         for attempt in 1..=attempts {
-            match self.attempt(method.clone(), url, context, body).await {
+            match self.attempt(method.clone(), url, context, body, key).await {
                 Ok(value) => return Ok(value),
                 Err(err) => {
                     let transient = matches!(err, ClientError::Unreachable { .. })
@@ -126,8 +141,12 @@ impl ServiceClient {
         url: &str,
         context: CallContext<'_>,
         body: Option<&Value>,
+        key: Option<&str>,
     ) -> Result<Value, ClientError> {
         let mut request = self.http.request(method, url).timeout(self.timeout);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
         if let Some(bearer) = context.bearer {
             request = request.bearer_auth(bearer);
         }

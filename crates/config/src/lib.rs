@@ -112,6 +112,7 @@ impl Default for Config {
                 min_notice_minutes: 60,
                 cancellation_cutoff_hours: 24,
                 max_pending_per_patient: 3,
+                retention_days: 730,
             },
             stripe: StripeConfig {
                 secret_key: None,

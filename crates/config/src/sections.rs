@@ -28,6 +28,9 @@ pub enum LockBackend {
     Postgres,
     /// Redis `SET NX PX` with a random token: for many instances under load.
     Redis,
+    /// No lock at all: the database's constraints alone keep bookings apart (they always
+    /// do; the lock only spares the database the contention). For comparison and tests.
+    None,
 }
 
 /// The first administrator, created on start when no active admin exists.
@@ -208,6 +211,8 @@ pub struct AppointmentsConfig {
     pub cancellation_cutoff_hours: u32,
     /// Reservations a patient may hold unpaid at once.
     pub max_pending_per_patient: u32,
+    /// How long ended, expired, rejected and cancelled appointments are kept.
+    pub retention_days: u32,
 }
 
 /// Who handles card payments.

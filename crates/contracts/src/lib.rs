@@ -6,6 +6,7 @@
 //! topic ([`Topic`]), and each event is keyed by its aggregate id ([`Event::subject`]) so
 //! one aggregate's events stay in order.
 
+pub mod appointments;
 pub mod identity;
 pub mod payments;
 

@@ -1,9 +1,14 @@
 //! `Idempotency-Key` for mutating endpoints: the same key and body get the stored response,
 //! the same key with another body is refused, and a key whose first request is still running
-//! is reported as such. Keys are kept at least 24 hours.
+//! is reported as such. Keys are kept at least 24 hours. [`once`] wraps a handler with all of it.
 
+use std::future::Future;
 use std::time::Duration;
 
+use polyclinic_http::ApiError;
+use polyclinic_http::axum::Json;
+use polyclinic_http::axum::http::{HeaderMap, HeaderValue, StatusCode};
+use polyclinic_http::axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -153,4 +158,73 @@ pub async fn purge_expired(pool: &PgPool) -> anyhow::Result<u64> {
             .await?
             .rows_affected(),
     )
+}
+
+/// How long a first attempt of [`once`] holds its key before a retry may take over.
+const LEASE: Duration = Duration::from_secs(60);
+
+/// Runs `handle` unless the request's key was seen: the same key and body get the stored
+/// answer, another body 422, a key still in flight 409. Without a key, `handle` just runs.
+/// Failed requests free their key, so a retry is handled afresh.
+pub async fn once<F, Fut>(
+    pool: &PgPool,
+    headers: &HeaderMap,
+    scope: &str,
+    method_and_path: (&str, &str),
+    body: &[u8],
+    handle: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(StatusCode, Value), ApiError>>,
+{
+    let Some(key) = headers.get("idempotency-key") else {
+        return match handle().await {
+            Ok((status, body)) => (status, Json(body)).into_response(),
+            Err(err) => err.into_response(),
+        };
+    };
+    let Some(key) = key.to_str().ok().filter(|key| valid_key(key)) else {
+        return ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key: 1 to 255 visible ASCII characters.",
+        )
+        .into_response();
+    };
+    let fingerprint = fingerprint(method_and_path.0, method_and_path.1, body);
+    match claim(pool, scope, key, &fingerprint, LEASE).await {
+        Err(err) => ApiError::internal(err).into_response(),
+        Ok(Claim::Replay { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (status, Json(body)).into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+        Ok(Claim::InFlight) => ApiError::conflict(
+            "idempotency_key_in_flight",
+            "A request with this Idempotency-Key is still being handled.",
+        )
+        .into_response(),
+        Ok(Claim::Mismatch) => ApiError::unprocessable(
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with a different request.",
+        )
+        .into_response(),
+        Ok(Claim::Proceed) => match handle().await {
+            Ok((status, body)) => {
+                if let Err(err) = complete(pool, scope, key, status.as_u16(), &body).await {
+                    tracing::error!(error = %format!("{err:#}"), "storing an idempotent answer failed");
+                }
+                (status, Json(body)).into_response()
+            }
+            Err(err) => {
+                if let Err(release) = release(pool, scope, key).await {
+                    tracing::error!(error = %format!("{release:#}"), "freeing an idempotency key failed");
+                }
+                err.into_response()
+            }
+        },
+    }
 }

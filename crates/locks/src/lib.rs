@@ -9,6 +9,7 @@
 //! - `redis`: `SET <prefix><key> <random token> NX PX <ttl>`; release and extend run a
 //!   script that acts only if the key still holds our token, so a holder whose lock expired
 //!   can never release or extend someone else's.
+//! - `none`: every lock is granted at once; the constraints alone decide.
 
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,7 @@ enum Backend {
         connection: ConnectionManager,
         prefix: String,
     },
+    None,
 }
 
 impl std::fmt::Debug for Locks {
@@ -52,6 +54,7 @@ impl std::fmt::Debug for Locks {
         let backend = match &self.backend {
             Backend::Postgres(_) => "postgres",
             Backend::Redis { .. } => "redis",
+            Backend::None => "none",
         };
         f.debug_struct("Locks").field("backend", &backend).finish()
     }
@@ -63,6 +66,7 @@ impl Locks {
         match config.locks {
             LockBackend::Postgres => Ok(Self::postgres(pool.clone())),
             LockBackend::Redis => Self::redis(&config.redis_url, &config.redis_key_prefix).await,
+            LockBackend::None => Ok(Self::none()),
         }
     }
 
@@ -70,6 +74,13 @@ impl Locks {
     pub fn postgres(pool: PgPool) -> Self {
         Self {
             backend: Backend::Postgres(pool),
+        }
+    }
+
+    /// No locks: every one is granted at once.
+    pub fn none() -> Self {
+        Self {
+            backend: Backend::None,
         }
     }
 
@@ -91,6 +102,10 @@ impl Locks {
     /// holder that vanished; advisory locks end with their connection instead.
     pub async fn try_acquire(&self, key: &str, ttl: Duration) -> anyhow::Result<Option<LockGuard>> {
         match &self.backend {
+            Backend::None => Ok(Some(LockGuard {
+                key: key.to_owned(),
+                held: Held::Nothing,
+            })),
             Backend::Postgres(pool) => {
                 let mut connection = pool
                     .acquire()
@@ -189,6 +204,7 @@ pub struct LockGuard {
 }
 
 enum Held {
+    Nothing,
     Postgres(Option<PoolConnection<Postgres>>),
     Redis {
         connection: ConnectionManager,
@@ -213,6 +229,7 @@ impl LockGuard {
     /// lock that expired and was taken by someone else).
     pub async fn extend(&mut self, ttl: Duration) -> anyhow::Result<bool> {
         match &mut self.held {
+            Held::Nothing => Ok(true),
             Held::Postgres(connection) => Ok(connection.is_some()),
             Held::Redis {
                 connection,
@@ -234,6 +251,7 @@ impl LockGuard {
     /// Lets go of the lock. Returns false if it had already been lost.
     pub async fn release(mut self) -> anyhow::Result<bool> {
         match &mut self.held {
+            Held::Nothing => Ok(true),
             Held::Postgres(connection) => {
                 let Some(mut connection) = connection.take() else {
                     return Ok(false);

@@ -19,12 +19,14 @@
 )]
 
 mod api;
+mod clinic;
 mod db;
 mod platform;
 mod proxy;
 mod redis_prefix;
 
 pub use api::{Reply, Tokens};
+pub use clinic::{Clinic, eventually, use_kafka};
 pub use db::TestDb;
 pub use platform::TestPlatform;
 pub use polyclinic_config::{Config, Service};

@@ -456,6 +456,87 @@ impl Ledger {
         Ok(updated)
     }
 
+    /// The payment of an appointment, if it has one.
+    pub async fn find_for_appointment(
+        &self,
+        appointment_id: Uuid,
+    ) -> Result<Option<Payment>, LedgerError> {
+        Ok(sqlx::query_as(&format!(
+            "select {COLUMNS} from payments where appointment_id = $1"
+        ))
+        .bind(appointment_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Settles the payment of an appointment that ended without a visit (expired,
+    /// rejected, cancelled): an open or authorised payment is voided, a captured one refunded
+    /// in full; a settled one is left alone. Safe to repeat.
+    pub async fn settle(
+        &self,
+        appointment_id: Uuid,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<Option<Payment>, LedgerError> {
+        let Some(payment) = self.find_for_appointment(appointment_id).await? else {
+            return Ok(None);
+        };
+        let settled = match payment.status() {
+            PaymentStatus::RequiresPaymentMethod | PaymentStatus::RequiresCapture => {
+                self.void(payment.id, actor, context).await
+            }
+            PaymentStatus::Succeeded if payment.amount_captured > payment.amount_refunded => {
+                self.refund(payment.id, None, actor, context).await
+            }
+            _ => return Ok(Some(payment)),
+        };
+        match settled {
+            Ok(payment) => Ok(Some(payment)),
+            // Settled meanwhile by someone else (an admin, a webhook): nothing left to do.
+            Err(LedgerError::WrongState(_)) => Ok(Some(self.find(payment.id).await?)),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Asks the provider about up to `limit` payments in a non-final state that nobody
+    /// looked at for `quiet` before `now`, least recently checked first, and applies what it
+    /// reports. Returns how many moved forward.
+    pub async fn reconcile(
+        &self,
+        now: DateTime<Utc>,
+        quiet: chrono::Duration,
+        limit: i64,
+    ) -> Result<usize, LedgerError> {
+        let stale: Vec<(Uuid, String)> = sqlx::query_as(
+            "update payments set reconciled_at = $1
+             where id in (
+                 select id from payments
+                 where status in ('requires_payment_method', 'requires_capture')
+                   and updated_at <= $2 and coalesce(reconciled_at, created_at) <= $2
+                 order by coalesce(reconciled_at, created_at)
+                 limit $3
+                 for update skip locked)
+             returning id, status",
+        )
+        .bind(now)
+        .bind(now - quiet)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let context = EventContext::default();
+        let mut moved = 0;
+        for (id, before) in stale {
+            match self.sync(id, "reconciliation", &context).await {
+                Ok(payment) if payment.status != before => moved += 1,
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(payment = %id, error = %err, "reconciling a payment failed; tried again later")
+                }
+            }
+        }
+        Ok(moved)
+    }
+
     /// Records the provider's `intent` for `payment` if it moves it forward, with its history
     /// row and event.
     async fn apply(

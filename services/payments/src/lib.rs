@@ -9,15 +9,17 @@ pub mod ledger;
 pub mod provider;
 mod repo;
 mod routes;
-
-use std::time::Duration;
+pub mod settlement;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::FromRef;
 use polyclinic_auth::{Verifier, VerifierSettings};
+use polyclinic_client::ServiceClient;
 use polyclinic_config::{Config, PaymentsProvider, Service};
 use polyclinic_events::Backbone;
+use polyclinic_events::api::{EventsApi, Replay, internal_routes};
 use polyclinic_http::axum::Router;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 use polyclinic_http::{CancellationToken, ServiceApp};
@@ -47,6 +49,9 @@ pub struct AppState {
     test_mode: bool,
     /// Secrets that sign the provider's webhooks.
     webhook_secrets: Arc<Vec<String>>,
+    /// Calls the appointments service (the price of a payment is the appointment's).
+    client: ServiceClient,
+    appointments_url: String,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -58,29 +63,39 @@ impl FromRef<AppState> for Arc<Verifier> {
 impl AppState {
     /// The state for `config`, with the configured provider.
     pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>) -> anyhow::Result<Self> {
-        let (provider, test_mode) = match config.payments_provider {
-            PaymentsProvider::Simulated => {
-                (Provider::Simulated(Simulated::new(pool.clone())), true)
-            }
-            PaymentsProvider::Stripe => {
-                let key = config.stripe.secret_key.clone().ok_or_else(|| {
-                    anyhow::anyhow!("`stripe.secret_key` is required with the stripe provider")
-                })?;
-                let test_mode = key.starts_with("sk_test_");
-                (
-                    Provider::Stripe(StripeClient::new(&config.stripe.api_base, &key)),
-                    test_mode,
-                )
-            }
-        };
+        let (ledger, test_mode) = ledger(config, &pool)?;
         Ok(Self {
-            ledger: Arc::new(Ledger::new(pool.clone(), provider)),
+            ledger: Arc::new(ledger),
             pool,
             verifier,
             test_mode,
             webhook_secrets: Arc::new(config.stripe.webhook_secrets.clone()),
+            client: ServiceClient::new(Duration::from_secs(
+                config.http.upstream_timeout_secs.into(),
+            )),
+            appointments_url: config.service_url(Service::Appointments),
         })
     }
+}
+
+/// The ledger over the configured provider, and whether that provider is in test mode
+/// (the simulated provider, or a Stripe test key): server-side confirmation with test cards
+/// is allowed only then.
+pub fn ledger(config: &Config, pool: &PgPool) -> anyhow::Result<(Ledger, bool)> {
+    let (provider, test_mode) = match config.payments_provider {
+        PaymentsProvider::Simulated => (Provider::Simulated(Simulated::new(pool.clone())), true),
+        PaymentsProvider::Stripe => {
+            let key = config.stripe.secret_key.clone().ok_or_else(|| {
+                anyhow::anyhow!("`stripe.secret_key` is required with the stripe provider")
+            })?;
+            let test_mode = key.starts_with("sk_test_");
+            (
+                Provider::Stripe(StripeClient::new(&config.stripe.api_base, &key)),
+                test_mode,
+            )
+        }
+    };
+    Ok((Ledger::new(pool.clone(), provider), test_mode))
 }
 
 fn api() -> OpenApiRouter<AppState> {
@@ -89,23 +104,61 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
-    polyclinic_http::document(SERVICE, api().split_for_parts().1)
+    let mut api = api().split_for_parts().1;
+    api.merge(polyclinic_events::api::openapi());
+    polyclinic_http::document(SERVICE, api)
 }
 
-/// The service's HTTP interface, before the event backbone is attached.
-pub fn service_app(config: &Config, state: AppState) -> ServiceApp {
+/// The service's complete router; `consumers` are those whose dead letters it can replay.
+pub fn router(
+    config: &Config,
+    state: AppState,
+    backbone: &Backbone,
+    consumers: Vec<Arc<dyn Replay>>,
+) -> Router {
     let check = polyclinic_db::readiness_check(&state.pool);
-    ServiceApp::new(SERVICE, api().with_state(state))
+    let internal = internal_routes(EventsApi {
+        service: SERVICE.as_str(),
+        pool: state.pool.clone(),
+        verifier: state.verifier.clone(),
+        consumers: Arc::new(consumers),
+    });
+    let app = ServiceApp::new(SERVICE, api().with_state(state).merge(internal))
         .body_limit(config.http.body_limit_bytes as usize)
-        .check(check)
+        .check(check);
+    backbone.attach(app).into_router()
 }
 
-/// The service's complete router.
-pub fn router(config: &Config, state: AppState, backbone: &Backbone) -> Router {
-    backbone.attach(service_app(config, state)).into_router()
+/// How long a payment sits in a non-final state before the provider is asked about it.
+const RECONCILE_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Every minute, asks the provider about payments that a lost webhook may have left behind
+/// (and lets authorisations older than 7 days expire).
+fn spawn_reconciliation(ledger: Arc<Ledger>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match ledger
+                .reconcile(chrono::Utc::now(), RECONCILE_AFTER, 100)
+                .await
+            {
+                Ok(0) => {}
+                Ok(moved) => tracing::info!(moved, "reconciliation moved payments forward"),
+                Err(err) => {
+                    tracing::error!(error = %err, "reconciliation failed; it runs again in a minute")
+                }
+            }
+        }
+    });
 }
 
-/// Migrates the schema, then serves on `listener` until `shutdown` is cancelled.
+/// Migrates the schema, starts the settlement consumer and the reconciliation job, then
+/// serves on `listener` until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -114,11 +167,18 @@ pub async fn run(
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
     let verifier = Verifier::new(VerifierSettings::from_config(&config));
-    let app = router(
+    let state = AppState::new(&config, pool.clone(), verifier)?;
+
+    let settlement = Arc::new(settlement::consumer(
         &config,
-        AppState::new(&config, pool.clone(), verifier)?,
+        &pool,
         &backbone,
-    );
+        state.ledger.clone(),
+    ));
+    settlement.clone().spawn_shared(shutdown.clone());
+    spawn_reconciliation(state.ledger.clone(), shutdown.clone());
+
+    let app = router(&config, state, &backbone, vec![settlement]);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
     polyclinic_http::serve(listener, app, shutdown, grace).await?;

@@ -1,3 +1,4 @@
 //! The appointments service's types and rules: no HTTP, no SQL.
 
+pub mod appointment;
 pub mod schedule;

@@ -122,12 +122,19 @@ pub enum Unavailability {
 }
 
 impl Unavailability {
-    fn covers(&self, date: NaiveDate, start: NaiveTime) -> bool {
+    /// Whether the slot starting at local `start` on `date` is off.
+    pub fn covers(&self, date: NaiveDate, start: NaiveTime) -> bool {
         match self {
             Unavailability::Day(day) => *day == date,
             Unavailability::Slots { date: day, starts } => *day == date && starts.contains(&start),
             Unavailability::Weekday(weekday) => date.weekday() == *weekday,
         }
+    }
+
+    /// Whether an appointment starting at `starts_at` falls in this time off, read in `zone`.
+    pub fn covers_instant(&self, starts_at: DateTime<Utc>, zone: Tz) -> bool {
+        let local = starts_at.with_timezone(&zone).naive_local();
+        self.covers(local.date(), local.time())
     }
 }
 

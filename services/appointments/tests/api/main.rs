@@ -1,5 +1,11 @@
-//! The appointments service on real PostgreSQL.
+//! The appointments service against real peers: the identity and payments services, the
+//! gateway, PostgreSQL, Redis and both event buses.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
+mod booking;
+mod concurrency;
 mod constraints;
+mod jobs;
+mod roles;
+mod schedules;

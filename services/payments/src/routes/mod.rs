@@ -1,6 +1,5 @@
 //! The payments service's HTTP interface.
 
-mod idempotent;
 pub mod payments;
 mod webhooks;
 

@@ -7,6 +7,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use polyclinic_auth::rules::{Admin, AdminOrService, Person};
 use polyclinic_auth::{Principal, Require, Role};
+use polyclinic_client::CallContext;
+use polyclinic_db::idempotency;
 use polyclinic_events::EventContext;
 use polyclinic_http::extract::{Json, Path, Query, json_from_bytes};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
@@ -16,7 +18,6 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::idempotent;
 use crate::AppState;
 use crate::ledger::{LedgerError, Payment};
 use crate::provider::ProviderError;
@@ -87,32 +88,119 @@ pub struct Money {
 #[serde(deny_unknown_fields)]
 pub struct CreatePayment {
     pub appointment_id: Uuid,
-    pub patient_id: Uuid,
-    /// The appointment's fee.
-    pub amount: Money,
+    /// Admins and platform services may state the patient and the amount; otherwise both
+    /// are the appointment's, asked of the appointments service with the caller's token.
+    pub patient_id: Option<Uuid>,
+    pub amount: Option<Money>,
 }
 
-/// Creates the payment of an appointment (the appointments service does this at booking;
-/// asking again for the same appointment returns the same payment).
+/// What the appointments service says about an appointment being paid for.
+#[derive(Debug, Deserialize)]
+struct BookedAppointment {
+    patient_id: Uuid,
+    status: String,
+    fee: Money,
+}
+
+/// The patient and price of the payment `request` asks for: stated by a trusted caller, or
+/// the appointment's own, which the caller must be able to see.
+async fn priced(
+    state: &AppState,
+    caller: &Principal,
+    request_id: &RequestId,
+    headers: &HeaderMap,
+    request: CreatePayment,
+) -> Result<(Uuid, Money), ApiError> {
+    let trusted = caller.is(Role::Admin) || caller.is(Role::Service);
+    match (request.patient_id, request.amount) {
+        (Some(patient_id), Some(amount)) if trusted => return Ok((patient_id, amount)),
+        (None, None) => {}
+        _ if trusted => {
+            return Err(ApiError::unprocessable(
+                "validation_failed",
+                "patient_id and amount: state both, or neither to use the appointment's",
+            ));
+        }
+        _ => {
+            return Err(ApiError::unprocessable(
+                "validation_failed",
+                "patient_id and amount: the appointment sets them",
+            ));
+        }
+    }
+    let url = format!(
+        "{}/api/appointments/{}",
+        state.appointments_url, request.appointment_id
+    );
+    let context = CallContext {
+        bearer: Some(caller.bearer()),
+        request_id: Some(request_id.as_str()),
+        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+    };
+    let appointment: BookedAppointment = match state.client.get_json(&url, context).await {
+        Ok(appointment) => appointment,
+        Err(err) if err.status() == Some(StatusCode::NOT_FOUND) => {
+            return Err(ApiError::unprocessable(
+                "unknown_appointment",
+                "appointment_id: no such appointment of yours",
+            ));
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "the appointments service could not be asked");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dependency_unavailable",
+                "The appointments service is unavailable; please try again.",
+            ));
+        }
+    };
+    if appointment.status != "PENDING" {
+        return Err(ApiError::conflict(
+            "appointment_state",
+            format!(
+                "the appointment is {}; only a pending one is paid for",
+                appointment.status
+            ),
+        ));
+    }
+    Ok((appointment.patient_id, appointment.fee))
+}
+
+/// Creates the payment of an appointment (the appointments service does this at booking,
+/// with the booking caller's token; asking again for the same appointment returns the same
+/// payment).
 #[utoipa::path(post, path = "/api/payments", tag = "payments", request_body = CreatePayment,
     security(("bearer" = [])),
-    responses((status = 201, body = Payment), (status = 422, body = ProblemDetails)))]
+    responses((status = 201, body = Payment), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn create_payment(
     State(state): State<AppState>,
-    caller: Require<AdminOrService>,
+    caller: Principal,
+    request_id: RequestId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let scope = format!("POST /api/payments {}", caller.subject);
-    idempotent::once(
+    idempotency::once(
         &state.pool,
         &headers,
         &scope,
         ("POST", "/api/payments"),
         &body,
         || async {
+            if !caller
+                .roles
+                .any(&[Role::Admin, Role::Service, Role::Patient])
+            {
+                return Err(ApiError::forbidden(
+                    "forbidden",
+                    "Your role does not allow this request.",
+                ));
+            }
             let request: CreatePayment = json_from_bytes(&body)?;
-            let currency = request.amount.currency.trim();
+            let appointment_id = request.appointment_id;
+            let (patient_id, amount) =
+                priced(&state, &caller, &request_id, &headers, request).await?;
+            let currency = amount.currency.trim();
             if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
                 return Err(ApiError::unprocessable(
                     "validation_failed",
@@ -122,9 +210,9 @@ async fn create_payment(
             let payment = state
                 .ledger
                 .create(
-                    request.appointment_id,
-                    request.patient_id,
-                    request.amount.amount,
+                    appointment_id,
+                    patient_id,
+                    amount.amount,
                     currency,
                     &caller.subject,
                 )
@@ -219,7 +307,7 @@ async fn confirm_payment(
 ) -> Response {
     let scope = format!("POST /api/payments/{id}/confirm {}", caller.subject);
     let path = format!("/api/payments/{id}/confirm");
-    idempotent::once(
+    idempotency::once(
         &state.pool,
         &headers,
         &scope,
@@ -285,7 +373,7 @@ async fn capture_payment(
 ) -> Response {
     let scope = format!("POST /api/payments/{id}/capture {}", caller.subject);
     let path = format!("/api/payments/{id}/capture");
-    idempotent::once(
+    idempotency::once(
         &state.pool,
         &headers,
         &scope,
@@ -321,7 +409,7 @@ async fn cancel_payment(
 ) -> Response {
     let scope = format!("POST /api/payments/{id}/cancel {}", caller.subject);
     let path = format!("/api/payments/{id}/cancel");
-    idempotent::once(
+    idempotency::once(
         &state.pool,
         &headers,
         &scope,
@@ -352,7 +440,7 @@ async fn refund_payment(
 ) -> Response {
     let scope = format!("POST /api/payments/{id}/refund {}", caller.subject);
     let path = format!("/api/payments/{id}/refund");
-    idempotent::once(
+    idempotency::once(
         &state.pool,
         &headers,
         &scope,

@@ -1,0 +1,102 @@
+//! Events of the appointments service, on `polyclinic.appointments`, keyed by appointment id.
+//! Each carries the appointment as it is after the change ([`AppointmentRef`]), so consumers
+//! (notifications, payments) need not ask for it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Event, Topic};
+
+/// What every appointment event says about the appointment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppointmentRef {
+    pub appointment_id: Uuid,
+    pub patient_id: Uuid,
+    pub doctor_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// Assigned at approval.
+    pub room_id: Option<Uuid>,
+    /// Assigned at approval.
+    pub nurse_id: Option<Uuid>,
+    /// The payment, once it exists.
+    pub payment_id: Option<Uuid>,
+}
+
+macro_rules! appointment_event {
+    ($(#[$doc:meta])* $name:ident, $type:literal { $($(#[$field_doc:meta])* $field:ident: $kind:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct $name {
+            #[serde(flatten)]
+            pub appointment: AppointmentRef,
+            $($(#[$field_doc])* pub $field: $kind,)*
+        }
+
+        impl Event for $name {
+            const TYPE: &'static str = $type;
+            const TOPIC: Topic = Topic::Appointments;
+
+            fn subject(&self) -> String {
+                self.appointment.appointment_id.to_string()
+            }
+        }
+    };
+}
+
+appointment_event!(
+    /// A slot is held for a patient while the card is authorised.
+    AppointmentReservedV1, "polyclinic.appointment.reserved.v1" {
+        hold_expires_at: DateTime<Utc>,
+        /// The fee in minor units.
+        amount: i64,
+        currency: String,
+    }
+);
+appointment_event!(
+    /// The card is authorised: the appointment waits for an admin's approval.
+    AppointmentPaidV1, "polyclinic.appointment.paid.v1" {}
+);
+appointment_event!(
+    /// Approved: room and nurse assigned, payment captured.
+    AppointmentScheduledV1, "polyclinic.appointment.scheduled.v1" {}
+);
+appointment_event!(
+    /// An admin turned the paid request down; the authorisation is voided.
+    AppointmentRejectedV1, "polyclinic.appointment.rejected.v1" { reason: String }
+);
+appointment_event!(
+    /// Cancelled by the patient, an admin, the doctor's unavailability or the platform; the
+    /// payment is voided or refunded as its state requires.
+    AppointmentCancelledV1, "polyclinic.appointment.cancelled.v1" {
+        reason: String,
+        /// `PATIENT`, `ADMIN`, `DOCTOR` or `SYSTEM`.
+        cancelled_by: String,
+        /// The status it had: `PENDING`, `PAID` or `SCHEDULED`.
+        previous_status: String,
+    }
+);
+appointment_event!(
+    /// The hold ran out before the card was authorised; the slot is free again.
+    AppointmentExpiredV1, "polyclinic.appointment.expired.v1" {}
+);
+appointment_event!(
+    /// Moved to another slot of the same doctor, keeping its payment.
+    AppointmentRescheduledV1, "polyclinic.appointment.rescheduled.v1" {
+        previous_starts_at: DateTime<Utc>,
+        previous_ends_at: DateTime<Utc>,
+    }
+);
+appointment_event!(
+    /// The visit took place.
+    AppointmentCompletedV1, "polyclinic.appointment.completed.v1" {}
+);
+appointment_event!(
+    /// The patient did not come.
+    AppointmentNoShowV1, "polyclinic.appointment.no_show.v1" {}
+);
+appointment_event!(
+    /// The visit is about 24 hours away.
+    AppointmentReminderV1, "polyclinic.appointment.reminder.v1" {}
+);

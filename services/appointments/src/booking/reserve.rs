@@ -1,0 +1,180 @@
+//! Reserving a slot: the slot checked against the doctor's calendar, a PENDING appointment
+//! holding it, and the payment the patient confirms with their card.
+
+use chrono::{DateTime, Utc};
+use polyclinic_contracts::appointments::{AppointmentCancelledV1, AppointmentReservedV1};
+use uuid::Uuid;
+
+use super::{Booking, BookingError, Caller, announce, payment_error, release, unavailable};
+use crate::domain::appointment::{Actor, Status};
+use crate::peers::Payment;
+use crate::repo::appointments::{self as repo, Appointment, Change, Fee, NewAppointment};
+
+/// What a reservation asks for, already parsed.
+#[derive(Debug, Clone)]
+pub struct ReserveRequest {
+    pub doctor_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub reason: String,
+    pub notes: String,
+    /// Set by an admin booking on a patient's behalf; a patient books for themself.
+    pub patient_id: Option<Uuid>,
+}
+
+/// A held slot and the payment that will pay for it.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub appointment: Appointment,
+    pub payment: Payment,
+}
+
+impl Booking {
+    /// Holds the slot for the patient and sets up its payment.
+    pub async fn reserve(
+        &self,
+        caller: Caller<'_>,
+        request: ReserveRequest,
+    ) -> Result<Reservation, BookingError> {
+        let now = Utc::now();
+        let patient_id = self.patient_of(caller, request.patient_id).await?;
+        let doctor = self
+            .peers
+            .doctor(request.doctor_id, caller.call)
+            .await
+            .map_err(|err| unavailable("the identity service", err))?
+            .ok_or(BookingError::DoctorNotFound)?;
+        let slot = self
+            .check_slot(request.doctor_id, request.starts_at, now)
+            .await?;
+
+        let Some(guard) = self.lock_slot(request.doctor_id, slot.starts_at).await? else {
+            return Err(BookingError::SlotTaken);
+        };
+        let written = async {
+            let mut tx = self.pool.begin().await?;
+            repo::lock_patient(&mut tx, patient_id).await?;
+            let pending = repo::pending_count(&mut tx, patient_id).await?;
+            if pending >= self.policy.max_pending {
+                return Err(BookingError::PendingLimit(pending));
+            }
+            let new = NewAppointment {
+                patient_id,
+                doctor_id: request.doctor_id,
+                starts_at: slot.starts_at,
+                ends_at: slot.ends_at,
+                reason: request.reason.clone(),
+                notes: request.notes.clone(),
+                fee: Fee::from(&doctor.consultation_fee),
+                hold_expires_at: now + self.policy.hold,
+                created_by: caller.id,
+            };
+            let appointment = repo::insert_pending(&mut tx, &new).await?;
+            let reserved = AppointmentReservedV1 {
+                appointment: appointment.reference(),
+                hold_expires_at: new.hold_expires_at,
+                amount: new.fee.amount,
+                currency: new.fee.currency.clone(),
+            };
+            announce(&mut tx, &reserved, &caller.events()).await?;
+            tx.commit().await?;
+            Ok(appointment)
+        }
+        .await;
+        // Committed or not, the database decides from here on.
+        release(guard).await;
+        let appointment = written?;
+
+        match self.peers.create_payment(appointment.id, caller.call).await {
+            Ok(payment) => {
+                repo::set_payment(&self.pool, appointment.id, payment.id).await?;
+                let appointment = Appointment {
+                    payment_id: Some(payment.id),
+                    ..appointment
+                };
+                Ok(Reservation {
+                    appointment,
+                    payment,
+                })
+            }
+            Err(err) => {
+                // Without a payment the patient cannot pay: free the slot at once rather than
+                // let the hold run out. The event lets the payments service void an intent
+                // that was made after all.
+                let failure = payment_error(err);
+                self.abandon(caller, &appointment).await?;
+                Err(failure)
+            }
+        }
+    }
+
+    /// The patient a reservation is for: the caller themself, or the active patient an admin
+    /// names.
+    async fn patient_of(
+        &self,
+        caller: Caller<'_>,
+        requested: Option<Uuid>,
+    ) -> Result<Uuid, BookingError> {
+        match caller.actor {
+            Actor::Patient => match requested {
+                None => Ok(caller.id),
+                Some(id) if id == caller.id => Ok(caller.id),
+                Some(_) => Err(BookingError::InvalidPatient(
+                    "patients book for themselves; leave patient_id out",
+                )),
+            },
+            Actor::Admin => {
+                let id = requested.ok_or(BookingError::InvalidPatient(
+                    "patient_id: required when an admin books",
+                ))?;
+                let person = self
+                    .peers
+                    .person(id, caller.call)
+                    .await
+                    .map_err(|err| unavailable("the identity service", err))?;
+                match person {
+                    Some(person) if person.is_active("PATIENT") => Ok(id),
+                    _ => Err(BookingError::InvalidPatient(
+                        "patient_id: not an active patient",
+                    )),
+                }
+            }
+            _ => Err(BookingError::Forbidden),
+        }
+    }
+
+    /// Cancels a reservation whose payment could not be set up.
+    async fn abandon(
+        &self,
+        caller: Caller<'_>,
+        appointment: &Appointment,
+    ) -> Result<(), BookingError> {
+        let reason = "the payment could not be set up";
+        let mut tx = self.pool.begin().await?;
+        let Some(current) = repo::lock(&mut tx, appointment.id).await? else {
+            return Ok(());
+        };
+        if current.status != Status::Pending {
+            return Ok(());
+        }
+        let cancelled = repo::change_status(
+            &mut tx,
+            &current,
+            Status::Cancelled,
+            Change {
+                reason: Some(reason),
+                actor: Some(caller.id),
+                ..Change::default()
+            },
+        )
+        .await?;
+        let event = AppointmentCancelledV1 {
+            appointment: cancelled.reference(),
+            reason: reason.to_owned(),
+            cancelled_by: Actor::System.as_str().to_owned(),
+            previous_status: Status::Pending.as_str().to_owned(),
+        };
+        announce(&mut tx, &event, &caller.events()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

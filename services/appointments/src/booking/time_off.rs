@@ -1,0 +1,50 @@
+//! Doctors' time off. Time off over booked appointments cancels them: the patient and the
+//! doctor learn it from the event, and the payment is voided or refunded.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::lifecycle::cancel_locked;
+use super::{Booking, BookingError, Caller};
+use crate::domain::schedule::Unavailability;
+use crate::repo::appointments::{self as repo, Appointment};
+use crate::repo::schedules::{self, TimeOff};
+
+impl Booking {
+    /// Records time off for `doctor_id` and cancels the active appointments it covers.
+    pub async fn add_time_off(
+        &self,
+        caller: Caller<'_>,
+        doctor_id: Uuid,
+        rule: &Unavailability,
+        reason: &str,
+    ) -> Result<(TimeOff, Vec<Appointment>), BookingError> {
+        let mut tx = self.pool.begin().await?;
+        let entry = schedules::insert_time_off(&mut tx, doctor_id, rule, reason, caller.id).await?;
+        let booked = repo::lock_active_from(&mut tx, doctor_id, Utc::now()).await?;
+        let why = if reason.is_empty() {
+            "the doctor is not available then".to_owned()
+        } else {
+            format!("the doctor is not available then: {reason}")
+        };
+        let mut cancelled = Vec::new();
+        for appointment in booked
+            .iter()
+            .filter(|appointment| rule.covers_instant(appointment.starts_at, self.zone))
+        {
+            cancelled.push(
+                cancel_locked(
+                    &mut tx,
+                    appointment,
+                    &why,
+                    caller.actor,
+                    Some(caller.id),
+                    &caller.events(),
+                )
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok((entry, cancelled))
+    }
+}

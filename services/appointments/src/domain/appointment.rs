@@ -1,0 +1,210 @@
+//! The appointment's lifecycle: statuses, the moves between them, and the booking policy.
+//!
+//!     PENDING -> PAID -> SCHEDULED -> COMPLETED | NO_SHOW
+//!     PENDING -> EXPIRED;  PAID -> REJECTED
+//!     PENDING | PAID | SCHEDULED -> CANCELLED
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Where an appointment is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// The slot is held while the card is authorised.
+    Pending,
+    /// The card is authorised; waiting for an admin's approval.
+    Paid,
+    /// Approved: room and nurse assigned, payment captured.
+    Scheduled,
+    Completed,
+    NoShow,
+    /// The hold ran out unpaid.
+    Expired,
+    Rejected,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Pending,
+        Status::Paid,
+        Status::Scheduled,
+        Status::Completed,
+        Status::NoShow,
+        Status::Expired,
+        Status::Rejected,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Paid => "PAID",
+            Status::Scheduled => "SCHEDULED",
+            Status::Completed => "COMPLETED",
+            Status::NoShow => "NO_SHOW",
+            Status::Expired => "EXPIRED",
+            Status::Rejected => "REJECTED",
+            Status::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+
+    /// Whether the appointment occupies its slot (the exclusion constraint's statuses).
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Pending | Status::Paid | Status::Scheduled)
+    }
+
+    /// Whether the lifecycle allows moving from `self` to `to`.
+    pub fn may_become(self, to: Status) -> bool {
+        use Status::*;
+        matches!(
+            (self, to),
+            (Pending, Paid | Expired | Cancelled)
+                | (Paid, Scheduled | Rejected | Cancelled)
+                | (Scheduled, Completed | NoShow | Cancelled)
+        )
+    }
+
+    /// Whether a booking in this status can move to another slot.
+    pub fn may_reschedule(self) -> bool {
+        matches!(self, Status::Paid | Status::Scheduled)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who made a change, as events and history name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Patient,
+    Admin,
+    Doctor,
+    Nurse,
+    /// A job or an event of another service.
+    System,
+}
+
+impl Actor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Actor::Patient => "PATIENT",
+            Actor::Admin => "ADMIN",
+            Actor::Doctor => "DOCTOR",
+            Actor::Nurse => "NURSE",
+            Actor::System => "SYSTEM",
+        }
+    }
+}
+
+/// The booking rules of the clinic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// How long a reservation holds its slot unpaid.
+    pub hold: Duration,
+    /// How soon a slot may be booked at the earliest.
+    pub notice: Duration,
+    /// How long before the start a patient may still cancel or reschedule.
+    pub cancellation_cutoff: Duration,
+    /// Unpaid reservations a patient may hold at once.
+    pub max_pending: i64,
+}
+
+impl Policy {
+    /// Whether a patient may still cancel or move an appointment that starts at `starts_at`.
+    pub fn patient_may_change(&self, starts_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        now + self.cancellation_cutoff <= starts_at
+    }
+}
+
+/// Free text a patient or an admin gives (reasons, notes), trimmed and bounded.
+pub fn parse_text(text: Option<&str>, max_chars: usize) -> Result<String, String> {
+    let text = text.unwrap_or("").trim();
+    if text.chars().count() > max_chars {
+        return Err(format!("at most {max_chars} characters"));
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err("control characters are not allowed".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+/// A reason that must be given (rejection, an admin's cancellation).
+pub fn parse_required_text(text: Option<&str>, max_chars: usize) -> Result<String, String> {
+    let text = parse_text(text, max_chars)?;
+    if text.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_lifecycles_moves_are_allowed() {
+        use Status::*;
+        assert!(Pending.may_become(Paid));
+        assert!(Pending.may_become(Expired));
+        assert!(Paid.may_become(Scheduled));
+        assert!(Paid.may_become(Rejected));
+        assert!(Scheduled.may_become(Completed));
+        assert!(Scheduled.may_become(Cancelled));
+        assert!(!Pending.may_become(Scheduled), "approval needs a payment");
+        assert!(!Pending.may_become(Rejected));
+        assert!(!Scheduled.may_become(Expired));
+        assert!(!Completed.may_become(Cancelled));
+        for terminal in [Completed, NoShow, Expired, Rejected, Cancelled] {
+            assert!(!terminal.is_active());
+            assert!(Status::ALL.iter().all(|to| !terminal.may_become(*to)));
+        }
+    }
+
+    #[test]
+    fn statuses_read_back_from_their_names() {
+        for status in Status::ALL {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Status::parse("no_show"), Some(Status::NoShow));
+        assert_eq!(Status::parse("BOOKED"), None);
+    }
+
+    #[test]
+    fn a_patient_may_change_an_appointment_until_the_cutoff() {
+        let policy = Policy {
+            hold: Duration::minutes(10),
+            notice: Duration::minutes(60),
+            cancellation_cutoff: Duration::hours(24),
+            max_pending: 3,
+        };
+        let starts = DateTime::parse_from_rfc3339("2027-02-01T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(policy.patient_may_change(starts, starts - Duration::hours(24)));
+        assert!(!policy.patient_may_change(starts, starts - Duration::hours(23)));
+    }
+
+    #[test]
+    fn texts_are_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(parse_text(Some("  back pain "), 20).unwrap(), "back pain");
+        assert_eq!(parse_text(None, 20).unwrap(), "");
+        assert!(parse_text(Some(&"x".repeat(21)), 20).is_err());
+        assert!(parse_text(Some("bell\u{7}"), 20).is_err());
+        assert!(parse_required_text(Some("   "), 20).is_err());
+    }
+}

@@ -1,0 +1,211 @@
+//! The services this one calls: identity (doctors' fees and departments, rooms, nurses,
+//! patients) and payments (creating and capturing a booking's payment). Calls carry the
+//! caller's token, request id and trace context.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use polyclinic_client::{CallContext, ClientError, ServiceClient};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::repo::appointments::Fee;
+
+/// A doctor as the public directory shows them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Doctor {
+    pub id: Uuid,
+    pub department_id: Uuid,
+    pub consultation_fee: FeeBody,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeeBody {
+    pub amount: i64,
+    pub currency: String,
+}
+
+impl From<&FeeBody> for Fee {
+    fn from(fee: &FeeBody) -> Self {
+        Fee {
+            amount: fee.amount,
+            currency: fee.currency.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Room {
+    pub id: Uuid,
+    pub department_id: Uuid,
+}
+
+/// What approval and booking on behalf need to know of a person.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Person {
+    pub id: Uuid,
+    /// `ADMIN`, `DOCTOR`, `NURSE` or `PATIENT`.
+    pub role: String,
+    /// `ACTIVE` or `INACTIVE`.
+    pub status: String,
+    #[serde(default)]
+    pub nurse: Option<NurseProfile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NurseProfile {
+    pub department_id: Uuid,
+}
+
+impl Person {
+    pub fn is_active(&self, role: &str) -> bool {
+        self.role == role && self.status == "ACTIVE"
+    }
+}
+
+/// The part of a payment a booking keeps.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Payment {
+    pub id: Uuid,
+    pub status: String,
+    pub client_secret: Option<String>,
+}
+
+/// How long the directory's answer about a doctor is reused for availability reads.
+const DOCTOR_TTL: Duration = Duration::from_secs(30);
+
+/// The identity and payments services.
+pub struct Peers {
+    client: ServiceClient,
+    identity: String,
+    payments: String,
+    doctors: Mutex<HashMap<Uuid, (Instant, Option<Doctor>)>>,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers")
+            .field("identity", &self.identity)
+            .field("payments", &self.payments)
+            .finish()
+    }
+}
+
+/// `None` for a 404, the value otherwise.
+fn found<T>(result: Result<T, ClientError>) -> Result<Option<T>, ClientError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(err) if err.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+impl Peers {
+    pub fn new(client: ServiceClient, identity_url: &str, payments_url: &str) -> Self {
+        Self {
+            client,
+            identity: identity_url.trim_end_matches('/').to_owned(),
+            payments: payments_url.trim_end_matches('/').to_owned(),
+            doctors: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The doctor as the directory shows them now; `None` if there is no active doctor.
+    pub async fn doctor(
+        &self,
+        id: Uuid,
+        context: CallContext<'_>,
+    ) -> Result<Option<Doctor>, ClientError> {
+        let url = format!("{}/api/doctors/{id}", self.identity);
+        let doctor = found(self.client.get_json::<Doctor>(&url, context).await)?;
+        if let Ok(mut cache) = self.doctors.lock() {
+            cache.insert(id, (Instant::now(), doctor.clone()));
+        }
+        Ok(doctor)
+    }
+
+    /// Like [`Peers::doctor`], reusing an answer up to 30 seconds old (availability reads).
+    pub async fn doctor_cached(
+        &self,
+        id: Uuid,
+        context: CallContext<'_>,
+    ) -> Result<Option<Doctor>, ClientError> {
+        let cached = self.doctors.lock().ok().and_then(|cache| {
+            cache
+                .get(&id)
+                .filter(|(at, _)| at.elapsed() < DOCTOR_TTL)
+                .map(|(_, doctor)| doctor.clone())
+        });
+        match cached {
+            Some(doctor) => Ok(doctor),
+            None => self.doctor(id, context).await,
+        }
+    }
+
+    pub async fn room(
+        &self,
+        id: Uuid,
+        context: CallContext<'_>,
+    ) -> Result<Option<Room>, ClientError> {
+        found(
+            self.client
+                .get_json(&format!("{}/api/rooms/{id}", self.identity), context)
+                .await,
+        )
+    }
+
+    pub async fn person(
+        &self,
+        id: Uuid,
+        context: CallContext<'_>,
+    ) -> Result<Option<Person>, ClientError> {
+        found(
+            self.client
+                .get_json(&format!("{}/api/users/{id}", self.identity), context)
+                .await,
+        )
+    }
+
+    /// Asks for the payment of `appointment_id`; the payments service prices it from the
+    /// appointment itself. The key is derived from the appointment, so a retry never makes a
+    /// second payment.
+    pub async fn create_payment(
+        &self,
+        appointment_id: Uuid,
+        context: CallContext<'_>,
+    ) -> Result<Payment, ClientError> {
+        let url = format!("{}/api/payments", self.payments);
+        let body = json!({ "appointment_id": appointment_id });
+        let key = format!("appointment-{appointment_id}-payment");
+        let answer = self
+            .client
+            .post_idempotent(&url, context, Some(&body), &key)
+            .await?;
+        serde_json::from_value(answer).map_err(|err| ClientError::Unreadable {
+            url,
+            reason: err.to_string(),
+        })
+    }
+
+    /// Captures the whole authorisation of `payment_id` for `appointment_id`'s approval.
+    pub async fn capture_payment(
+        &self,
+        appointment_id: Uuid,
+        payment_id: Uuid,
+        context: CallContext<'_>,
+    ) -> Result<Payment, ClientError> {
+        let url = format!("{}/api/payments/{payment_id}/capture", self.payments);
+        let key = format!("appointment-{appointment_id}-capture");
+        let answer = self
+            .client
+            .post_idempotent(&url, context, None, &key)
+            .await?;
+        serde_json::from_value(answer).map_err(|err| ClientError::Unreadable {
+            url,
+            reason: err.to_string(),
+        })
+    }
+}

@@ -1,0 +1,509 @@
+//! Appointments, their status history, and the queries the jobs work through.
+//!
+//! Every status change goes through [`change_status`], which writes the history row in the
+//! same transaction. Overlaps are refused by the exclusion constraints; their names map to
+//! [`Overlap`].
+
+use chrono::{DateTime, Utc};
+use polyclinic_contracts::appointments::AppointmentRef;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::appointment::Status;
+
+impl TryFrom<String> for Status {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Status::parse(&text).ok_or_else(|| format!("unknown appointment status {text}"))
+    }
+}
+
+/// Money in minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Fee {
+    #[sqlx(rename = "fee_amount")]
+    pub amount: i64,
+    #[sqlx(rename = "fee_currency")]
+    pub currency: String,
+}
+
+/// An appointment as stored and answered.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Appointment {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub doctor_id: Uuid,
+    pub room_id: Option<Uuid>,
+    pub nurse_id: Option<Uuid>,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub reason: String,
+    pub notes: String,
+    /// The doctor's fee when it was booked.
+    #[sqlx(flatten)]
+    pub fee: Fee,
+    /// Until when a PENDING reservation holds its slot.
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    pub payment_id: Option<Uuid>,
+    /// Why it was rejected or cancelled.
+    pub status_reason: Option<String>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Appointment {
+    /// The appointment as events describe it.
+    pub fn reference(&self) -> AppointmentRef {
+        AppointmentRef {
+            appointment_id: self.id,
+            patient_id: self.patient_id,
+            doctor_id: self.doctor_id,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            room_id: self.room_id,
+            nurse_id: self.nurse_id,
+            payment_id: self.payment_id,
+        }
+    }
+
+    /// Whether `user` takes part in it as its patient, doctor or nurse.
+    pub fn involves(&self, user: Uuid) -> bool {
+        self.patient_id == user || self.doctor_id == user || self.nurse_id == Some(user)
+    }
+}
+
+const COLUMNS: &str = "id, patient_id, doctor_id, room_id, nurse_id, status, starts_at, ends_at,
+    reason, notes, fee_amount, fee_currency, hold_expires_at, payment_id, status_reason,
+    created_by, created_at, updated_at";
+
+/// Which exclusion constraint refused a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    Doctor,
+    Room,
+    Nurse,
+}
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the time overlaps another appointment")]
+    Overlap(Overlap),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+fn write_error(err: sqlx::Error) -> WriteError {
+    match polyclinic_db::violated_constraint(&err) {
+        Some("appointment_no_overlap") => WriteError::Overlap(Overlap::Doctor),
+        Some("appointment_room_no_overlap") => WriteError::Overlap(Overlap::Room),
+        Some("appointment_nurse_no_overlap") => WriteError::Overlap(Overlap::Nurse),
+        _ => WriteError::Database(err),
+    }
+}
+
+/// A reservation to be written.
+#[derive(Debug, Clone)]
+pub struct NewAppointment {
+    pub patient_id: Uuid,
+    pub doctor_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub reason: String,
+    pub notes: String,
+    pub fee: Fee,
+    pub hold_expires_at: DateTime<Utc>,
+    pub created_by: Uuid,
+}
+
+/// Writes a PENDING appointment and its first history row.
+pub async fn insert_pending(
+    conn: &mut PgConnection,
+    new: &NewAppointment,
+) -> Result<Appointment, WriteError> {
+    let appointment: Appointment = sqlx::query_as(&format!(
+        "insert into appointments (id, patient_id, doctor_id, status, starts_at, ends_at, reason, notes,
+                                   fee_amount, fee_currency, hold_expires_at, created_by)
+         values ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11)
+         returning {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(new.patient_id)
+    .bind(new.doctor_id)
+    .bind(new.starts_at)
+    .bind(new.ends_at)
+    .bind(&new.reason)
+    .bind(&new.notes)
+    .bind(new.fee.amount)
+    .bind(&new.fee.currency)
+    .bind(new.hold_expires_at)
+    .bind(new.created_by)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(write_error)?;
+    history(
+        conn,
+        appointment.id,
+        None,
+        Status::Pending,
+        Some(new.created_by),
+        None,
+    )
+    .await?;
+    Ok(appointment)
+}
+
+/// Serialises the reservations of one patient until the transaction ends, so that the
+/// pending limit cannot be overrun by requests racing each other.
+pub async fn lock_patient(conn: &mut PgConnection, patient_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "select pg_advisory_xact_lock(hashtextextended('appointments:patient:' || $1::text, 0))",
+    )
+    .bind(patient_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How many unpaid reservations the patient holds.
+pub async fn pending_count(conn: &mut PgConnection, patient_id: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "select count(*) from appointments where patient_id = $1 and status = 'PENDING'",
+    )
+    .bind(patient_id)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Appointment>> {
+    sqlx::query_as(&format!("select {COLUMNS} from appointments where id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The appointment, locked until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Appointment>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from appointments where id = $1 for update"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// What a status change also sets.
+#[derive(Debug, Clone, Default)]
+pub struct Change<'a> {
+    pub reason: Option<&'a str>,
+    /// The room and nurse of an approval.
+    pub assignment: Option<(Uuid, Uuid)>,
+    pub payment_id: Option<Uuid>,
+    /// A user, or `None` for jobs and events.
+    pub actor: Option<Uuid>,
+}
+
+/// Moves `appointment` to `to`, recording who and why in its history. The caller holds the
+/// row lock and has checked that the lifecycle allows the move.
+pub async fn change_status(
+    conn: &mut PgConnection,
+    appointment: &Appointment,
+    to: Status,
+    change: Change<'_>,
+) -> Result<Appointment, WriteError> {
+    let (room, nurse) = change.assignment.unzip();
+    let updated: Appointment = sqlx::query_as(&format!(
+        "update appointments set status = $2,
+                status_reason = coalesce($3, status_reason),
+                room_id = coalesce($4, room_id),
+                nurse_id = coalesce($5, nurse_id),
+                payment_id = coalesce(payment_id, $6),
+                hold_expires_at = case when $2 = 'PENDING' then hold_expires_at end,
+                updated_at = now()
+         where id = $1
+         returning {COLUMNS}"
+    ))
+    .bind(appointment.id)
+    .bind(to.as_str())
+    .bind(change.reason)
+    .bind(room)
+    .bind(nurse)
+    .bind(change.payment_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(write_error)?;
+    history(
+        conn,
+        appointment.id,
+        Some(appointment.status),
+        to,
+        change.actor,
+        change.reason,
+    )
+    .await?;
+    Ok(updated)
+}
+
+/// Moves the appointment to another period, keeping everything else.
+pub async fn move_to(
+    conn: &mut PgConnection,
+    appointment: &Appointment,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    actor: Uuid,
+) -> Result<Appointment, WriteError> {
+    let updated: Appointment = sqlx::query_as(&format!(
+        "update appointments set starts_at = $2, ends_at = $3, reminder_sent_at = null, updated_at = now()
+         where id = $1
+         returning {COLUMNS}"
+    ))
+    .bind(appointment.id)
+    .bind(starts_at)
+    .bind(ends_at)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(write_error)?;
+    let note = format!("moved from {}", appointment.starts_at.to_rfc3339());
+    history(
+        conn,
+        appointment.id,
+        Some(appointment.status),
+        appointment.status,
+        Some(actor),
+        Some(&note),
+    )
+    .await?;
+    Ok(updated)
+}
+
+/// Records the payment of a reservation.
+pub async fn set_payment(pool: &PgPool, id: Uuid, payment_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("update appointments set payment_id = $2, updated_at = now() where id = $1 and payment_id is null")
+        .bind(id)
+        .bind(payment_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+async fn history(
+    conn: &mut PgConnection,
+    id: Uuid,
+    from: Option<Status>,
+    to: Status,
+    actor: Option<Uuid>,
+    reason: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into appointment_history (appointment_id, from_status, to_status, actor, reason)
+         values ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(from.map(Status::as_str))
+    .bind(to.as_str())
+    .bind(actor)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One row of an appointment's history.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct HistoryEntry {
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub actor: Option<Uuid>,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn list_history(pool: &PgPool, id: Uuid) -> sqlx::Result<Vec<HistoryEntry>> {
+    sqlx::query_as(
+        "select from_status, to_status, actor, reason, created_at from appointment_history
+         where appointment_id = $1 order by id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+}
+
+/// The periods a doctor is booked between `from` and `to`.
+pub async fn busy(
+    pool: &PgPool,
+    doctor_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+    Ok(sqlx::query_as(
+        "select starts_at, ends_at from appointments
+         where doctor_id = $1 and status in ('PENDING', 'PAID', 'SCHEDULED')
+           and period && tstzrange($2, $3, '[)')
+         order by starts_at",
+    )
+    .bind(doctor_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Whether a room or nurse is in a SCHEDULED appointment overlapping the period.
+pub async fn assignment_conflict(
+    pool: &PgPool,
+    except: Uuid,
+    room_id: Uuid,
+    nurse_id: Uuid,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+) -> sqlx::Result<Option<Overlap>> {
+    let rows: Vec<(Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+        "select room_id, nurse_id from appointments
+         where status = 'SCHEDULED' and id <> $1 and (room_id = $2 or nurse_id = $3)
+           and period && tstzrange($4, $5, '[)')",
+    )
+    .bind(except)
+    .bind(room_id)
+    .bind(nurse_id)
+    .bind(starts_at)
+    .bind(ends_at)
+    .fetch_all(pool)
+    .await?;
+    Ok(if rows.iter().any(|(room, _)| *room == Some(room_id)) {
+        Some(Overlap::Room)
+    } else if rows.is_empty() {
+        None
+    } else {
+        Some(Overlap::Nurse)
+    })
+}
+
+/// Filters of a list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub status: Option<Status>,
+    pub patient_id: Option<Uuid>,
+    pub doctor_id: Option<Uuid>,
+    pub nurse_id: Option<Uuid>,
+    pub room_id: Option<Uuid>,
+    /// Starting at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Starting before.
+    pub to: Option<DateTime<Utc>>,
+    /// Only those booked after this one (the cursor): lists run oldest booking first.
+    pub after: Option<Uuid>,
+}
+
+/// Appointments matching `filter`, in booking order, at most `limit`.
+pub async fn list(
+    pool: &PgPool,
+    filter: &Filter,
+    limit: usize,
+) -> anyhow::Result<Vec<Appointment>> {
+    Ok(sqlx::query_as(&format!(
+        "select {COLUMNS} from appointments
+         where ($1::text is null or status = $1)
+           and ($2::uuid is null or patient_id = $2)
+           and ($3::uuid is null or doctor_id = $3)
+           and ($4::uuid is null or nurse_id = $4)
+           and ($5::uuid is null or room_id = $5)
+           and ($6::timestamptz is null or starts_at >= $6)
+           and ($7::timestamptz is null or starts_at < $7)
+           and ($8::uuid is null or id > $8)
+         order by id
+         limit $9"
+    ))
+    .bind(filter.status.map(Status::as_str))
+    .bind(filter.patient_id)
+    .bind(filter.doctor_id)
+    .bind(filter.nurse_id)
+    .bind(filter.room_id)
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(filter.after)
+    .bind(i64::try_from(limit).unwrap_or(100))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The doctor's active appointments starting at or after `from`, locked.
+pub async fn lock_active_from(
+    conn: &mut PgConnection,
+    doctor_id: Uuid,
+    from: DateTime<Utc>,
+) -> sqlx::Result<Vec<Appointment>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from appointments
+         where doctor_id = $1 and status in ('PENDING', 'PAID', 'SCHEDULED') and starts_at >= $2
+         order by starts_at
+         for update"
+    ))
+    .bind(doctor_id)
+    .bind(from)
+    .fetch_all(conn)
+    .await
+}
+
+/// Up to `limit` appointments of `status` whose `column` has passed `now`, locked; rows
+/// another instance has locked are skipped, so several job runners share the work.
+pub async fn lock_due(
+    conn: &mut PgConnection,
+    due: Due,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<Appointment>> {
+    let condition = match due {
+        Due::HoldExpired => "status = 'PENDING' and hold_expires_at <= $1",
+        Due::Ended => "status = 'SCHEDULED' and ends_at <= $1",
+        Due::Reminder => {
+            "status = 'SCHEDULED' and reminder_sent_at is null
+             and starts_at > $1 and starts_at <= $1 + interval '24 hours'"
+        }
+    };
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from appointments where {condition}
+         order by starts_at limit $2
+         for update skip locked"
+    ))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// What a job looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// PENDING reservations whose hold ran out.
+    HoldExpired,
+    /// SCHEDULED appointments that have ended.
+    Ended,
+    /// SCHEDULED appointments starting within 24 hours, not yet reminded of.
+    Reminder,
+}
+
+pub async fn mark_reminded(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("update appointments set reminder_sent_at = now() where id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes terminal appointments last changed before `before`, with their history.
+pub async fn purge_terminal(pool: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "delete from appointments
+         where status in ('COMPLETED', 'NO_SHOW', 'EXPIRED', 'REJECTED', 'CANCELLED') and updated_at < $1",
+    )
+    .bind(before)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}

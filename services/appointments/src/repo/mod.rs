@@ -1,0 +1,4 @@
+//! SQL of the `appointments` schema, one file per aggregate.
+
+pub mod appointments;
+pub mod schedules;

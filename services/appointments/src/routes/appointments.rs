@@ -1,0 +1,475 @@
+//! `/api/appointments`: reserve, read, list, and every move of the lifecycle. Mutating
+//! routes accept `Idempotency-Key`.
+
+use std::future::Future;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use polyclinic_auth::rules::{Admin, CareOrAdmin, PatientOrAdmin};
+use polyclinic_auth::{Principal, Require};
+use polyclinic_db::idempotency;
+use polyclinic_http::extract::{Json, Path, Query, json_from_bytes};
+use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
+use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, Violations};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::caller;
+use crate::AppState;
+use crate::booking::{Reservation, ReserveRequest};
+use crate::domain::appointment::{Actor, Status, parse_required_text, parse_text};
+use crate::repo::appointments::{self as repo, Appointment, Filter};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(reserve, list_appointments))
+        .routes(routes!(my_appointments))
+        .routes(routes!(approval_queue))
+        .routes(routes!(get_appointment))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(cancel))
+        .routes(routes!(reschedule))
+        .routes(routes!(complete))
+        .routes(routes!(no_show))
+}
+
+/// Runs a mutating request once per `Idempotency-Key` of its caller.
+async fn once<F, Fut>(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    path: &str,
+    body: &Bytes,
+    handle: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(StatusCode, Value), ApiError>>,
+{
+    let scope = format!("POST {path} {}", principal.subject);
+    idempotency::once(&state.pool, headers, &scope, ("POST", path), body, handle).await
+}
+
+fn to_value<T: Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(|err| ApiError::internal(err.into()))
+}
+
+/// A body that may be left empty.
+fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        json_from_bytes(body)
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveBody {
+    pub doctor_id: Uuid,
+    /// The slot's start, as availability lists it.
+    pub starts_at: DateTime<Utc>,
+    /// Why the patient comes (up to 500 characters).
+    pub reason: Option<String>,
+    /// Anything the doctor should know (up to 2,000 characters).
+    pub notes: Option<String>,
+    /// Admins booking on a patient's behalf name the patient.
+    pub patient_id: Option<Uuid>,
+}
+
+/// The payment a reservation is paid with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentHandle {
+    pub id: Uuid,
+    pub status: String,
+    /// For the patient's client to confirm the payment with the card.
+    pub client_secret: Option<String>,
+}
+
+/// A new reservation: the appointment (PENDING until `hold_expires_at`) and its payment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReservationBody {
+    #[serde(flatten)]
+    pub appointment: Appointment,
+    pub payment: PaymentHandle,
+}
+
+impl From<Reservation> for ReservationBody {
+    fn from(reservation: Reservation) -> Self {
+        Self {
+            appointment: reservation.appointment,
+            payment: PaymentHandle {
+                id: reservation.payment.id,
+                status: reservation.payment.status,
+                client_secret: reservation.payment.client_secret,
+            },
+        }
+    }
+}
+
+/// Reserves a slot (a patient for themself, an admin for a patient): the appointment holds
+/// the slot while the card is authorised with the returned `client_secret`.
+#[utoipa::path(post, path = "/api/appointments", tag = "appointments", request_body = ReserveBody,
+    security(("bearer" = [])),
+    responses((status = 201, body = ReservationBody), (status = 409, body = ProblemDetails),
+        (status = 422, body = ProblemDetails), (status = 503, body = ProblemDetails)))]
+async fn reserve(
+    State(state): State<AppState>,
+    principal: Require<PatientOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    once(
+        &state,
+        &principal,
+        &headers,
+        "/api/appointments",
+        &body,
+        || async {
+            let request: ReserveBody = json_from_bytes(&body)?;
+            let mut violations = Violations::new();
+            let reason = violations.check("reason", parse_text(request.reason.as_deref(), 500));
+            let notes = violations.check("notes", parse_text(request.notes.as_deref(), 2000));
+            let (Some(reason), Some(notes)) = (reason, notes) else {
+                return Err(violations.into_error());
+            };
+            let caller = caller(&principal, &request_id, &headers)?;
+            let reservation = state
+                .booking
+                .reserve(
+                    caller,
+                    ReserveRequest {
+                        doctor_id: request.doctor_id,
+                        starts_at: request.starts_at,
+                        reason,
+                        notes,
+                        patient_id: request.patient_id,
+                    },
+                )
+                .await?;
+            Ok((
+                StatusCode::CREATED,
+                to_value(&ReservationBody::from(reservation))?,
+            ))
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AppointmentQuery {
+    /// `PENDING`, `PAID`, `SCHEDULED`, `COMPLETED`, `NO_SHOW`, `EXPIRED`, `REJECTED` or `CANCELLED`.
+    pub status: Option<String>,
+    pub patient_id: Option<Uuid>,
+    pub doctor_id: Option<Uuid>,
+    pub nurse_id: Option<Uuid>,
+    pub room_id: Option<Uuid>,
+    /// Starting at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Starting before.
+    pub to: Option<DateTime<Utc>>,
+    /// 1 to 100, default 50.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+impl AppointmentQuery {
+    fn filter(&self) -> Result<Filter, ApiError> {
+        let status = match self.status.as_deref() {
+            None => None,
+            Some(text) => Some(Status::parse(text).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("status: no status is called {text}"),
+                )
+            })?),
+        };
+        Ok(Filter {
+            status,
+            patient_id: self.patient_id,
+            doctor_id: self.doctor_id,
+            nurse_id: self.nurse_id,
+            room_id: self.room_id,
+            from: self.from,
+            to: self.to,
+            after: self.cursor,
+        })
+    }
+
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(50).clamp(1, 100) as usize
+    }
+}
+
+async fn page(
+    state: &AppState,
+    filter: &Filter,
+    limit: usize,
+) -> Result<Page<Appointment>, ApiError> {
+    let items = repo::list(&state.pool, filter, limit + 1).await?;
+    Ok(Page::from_overfetch(items, limit, |item| {
+        item.id.to_string()
+    }))
+}
+
+/// All appointments with filters, in booking order (admin).
+#[utoipa::path(get, path = "/api/appointments", tag = "appointments", params(AppointmentQuery),
+    security(("bearer" = [])), responses((status = 200, body = Page<Appointment>)))]
+async fn list_appointments(
+    State(state): State<AppState>,
+    _admin: Require<Admin>,
+    Query(query): Query<AppointmentQuery>,
+) -> Result<Json<Page<Appointment>>, ApiError> {
+    Ok(Json(page(&state, &query.filter()?, query.limit()).await?))
+}
+
+/// The caller's appointments: a patient's bookings, a doctor's or a nurse's visits.
+#[utoipa::path(get, path = "/api/appointments/mine", tag = "appointments", params(AppointmentQuery),
+    security(("bearer" = [])), responses((status = 200, body = Page<Appointment>)))]
+async fn my_appointments(
+    State(state): State<AppState>,
+    principal: Principal,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Query(query): Query<AppointmentQuery>,
+) -> Result<Json<Page<Appointment>>, ApiError> {
+    let caller = caller(&principal, &request_id, &headers)?;
+    let mut filter = query.filter()?;
+    // Whatever the query says, only the caller's own.
+    filter.patient_id = None;
+    filter.doctor_id = None;
+    filter.nurse_id = None;
+    match caller.actor {
+        Actor::Patient => filter.patient_id = Some(caller.id),
+        Actor::Doctor => filter.doctor_id = Some(caller.id),
+        Actor::Nurse => filter.nurse_id = Some(caller.id),
+        Actor::Admin | Actor::System => {
+            return Ok(Json(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            }));
+        }
+    }
+    Ok(Json(page(&state, &filter, query.limit()).await?))
+}
+
+/// Paid appointments waiting for approval, first come first served (admin).
+#[utoipa::path(get, path = "/api/appointments/queue", tag = "appointments", params(AppointmentQuery),
+    security(("bearer" = [])), responses((status = 200, body = Page<Appointment>)))]
+async fn approval_queue(
+    State(state): State<AppState>,
+    _admin: Require<Admin>,
+    Query(query): Query<AppointmentQuery>,
+) -> Result<Json<Page<Appointment>>, ApiError> {
+    let mut filter = query.filter()?;
+    filter.status = Some(Status::Paid);
+    Ok(Json(page(&state, &filter, query.limit()).await?))
+}
+
+/// One appointment: its patient, doctor and nurse, admins and platform services; anyone
+/// else gets 404.
+#[utoipa::path(get, path = "/api/appointments/{id}", tag = "appointments", security(("bearer" = [])),
+    responses((status = 200, body = Appointment), (status = 404, body = ProblemDetails)))]
+async fn get_appointment(
+    State(state): State<AppState>,
+    principal: Principal,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Appointment>, ApiError> {
+    let caller = caller(&principal, &request_id, &headers)?;
+    Ok(Json(state.booking.find(caller, id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    /// A room of the doctor's department, free at that time.
+    pub room_id: Uuid,
+    /// A nurse of the doctor's department, free at that time.
+    pub nurse_id: Uuid,
+}
+
+/// Approves a paid appointment: room and nurse assigned, payment captured (admin).
+#[utoipa::path(post, path = "/api/appointments/{id}/approve", tag = "appointments", request_body = ApproveBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = Appointment), (status = 404, body = ProblemDetails),
+        (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn approve(
+    State(state): State<AppState>,
+    principal: Require<Admin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Response {
+    let path = format!("/api/appointments/{id}/approve");
+    once(&state, &principal, &headers, &path, &body, || async {
+        let request: ApproveBody = json_from_bytes(&body)?;
+        let caller = caller(&principal, &request_id, &headers)?;
+        let approved = state
+            .booking
+            .approve(caller, id, request.room_id, request.nurse_id)
+            .await?;
+        Ok((StatusCode::OK, to_value(&approved)?))
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    /// Up to 500 characters; required to reject.
+    pub reason: Option<String>,
+}
+
+/// Rejects a paid appointment with a reason; the authorisation is voided (admin).
+#[utoipa::path(post, path = "/api/appointments/{id}/reject", tag = "appointments", request_body = ReasonBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = Appointment), (status = 404, body = ProblemDetails),
+        (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn reject(
+    State(state): State<AppState>,
+    principal: Require<Admin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Response {
+    let path = format!("/api/appointments/{id}/reject");
+    once(&state, &principal, &headers, &path, &body, || async {
+        let request: ReasonBody = optional_body(&body)?;
+        let mut violations = Violations::new();
+        let Some(reason) = violations.check(
+            "reason",
+            parse_required_text(request.reason.as_deref(), 500),
+        ) else {
+            return Err(violations.into_error());
+        };
+        let caller = caller(&principal, &request_id, &headers)?;
+        let rejected = state.booking.reject(caller, id, &reason).await?;
+        Ok((StatusCode::OK, to_value(&rejected)?))
+    })
+    .await
+}
+
+/// Cancels an appointment: its patient until the cutoff before the start, an admin any
+/// time. The payment is voided, or refunded once captured.
+#[utoipa::path(post, path = "/api/appointments/{id}/cancel", tag = "appointments", request_body = ReasonBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = Appointment), (status = 404, body = ProblemDetails),
+        (status = 409, body = ProblemDetails)))]
+async fn cancel(
+    State(state): State<AppState>,
+    principal: Require<PatientOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Response {
+    let path = format!("/api/appointments/{id}/cancel");
+    once(&state, &principal, &headers, &path, &body, || async {
+        let request: ReasonBody = optional_body(&body)?;
+        let mut violations = Violations::new();
+        let Some(reason) = violations.check("reason", parse_text(request.reason.as_deref(), 500))
+        else {
+            return Err(violations.into_error());
+        };
+        let caller = caller(&principal, &request_id, &headers)?;
+        let cancelled = state.booking.cancel(caller, id, &reason).await?;
+        Ok((StatusCode::OK, to_value(&cancelled)?))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleBody {
+    /// The new slot's start, a free slot of the same doctor.
+    pub starts_at: DateTime<Utc>,
+}
+
+/// Moves a paid or scheduled appointment to another free slot of its doctor, keeping its
+/// payment (its patient until the cutoff, an admin any time).
+#[utoipa::path(post, path = "/api/appointments/{id}/reschedule", tag = "appointments", request_body = RescheduleBody,
+    security(("bearer" = [])),
+    responses((status = 200, body = Appointment), (status = 404, body = ProblemDetails),
+        (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn reschedule(
+    State(state): State<AppState>,
+    principal: Require<PatientOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Response {
+    let path = format!("/api/appointments/{id}/reschedule");
+    once(&state, &principal, &headers, &path, &body, || async {
+        let request: RescheduleBody = json_from_bytes(&body)?;
+        let caller = caller(&principal, &request_id, &headers)?;
+        let moved = state
+            .booking
+            .reschedule(caller, id, request.starts_at)
+            .await?;
+        Ok((StatusCode::OK, to_value(&moved)?))
+    })
+    .await
+}
+
+async fn close_visit(
+    state: AppState,
+    principal: Require<CareOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    id: Uuid,
+    body: Bytes,
+    attended: bool,
+) -> Response {
+    let verb = if attended { "complete" } else { "no-show" };
+    let path = format!("/api/appointments/{id}/{verb}");
+    once(&state, &principal, &headers, &path, &body, || async {
+        let caller = caller(&principal, &request_id, &headers)?;
+        let closed = state.booking.close_visit(caller, id, attended).await?;
+        Ok((StatusCode::OK, to_value(&closed)?))
+    })
+    .await
+}
+
+/// Marks a started visit COMPLETED (its doctor or nurse, or an admin).
+#[utoipa::path(post, path = "/api/appointments/{id}/complete", tag = "appointments", security(("bearer" = [])),
+    responses((status = 200, body = Appointment), (status = 404, body = ProblemDetails),
+        (status = 409, body = ProblemDetails)))]
+async fn complete(
+    State(state): State<AppState>,
+    principal: Require<CareOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Response {
+    close_visit(state, principal, request_id, headers, id, body, true).await
+}
+
+/// Marks a started visit NO_SHOW: the patient did not come (its doctor or nurse, or an admin).
+#[utoipa::path(post, path = "/api/appointments/{id}/no-show", tag = "appointments", security(("bearer" = [])),
+    responses((status = 200, body = Appointment), (status = 404, body = ProblemDetails),
+        (status = 409, body = ProblemDetails)))]
+async fn no_show(
+    State(state): State<AppState>,
+    principal: Require<CareOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Response {
+    close_visit(state, principal, request_id, headers, id, body, false).await
+}

@@ -1,0 +1,454 @@
+//! `/api/doctors/{id}/...`: the doctor's weekly template, time off, and availability.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{Duration, NaiveDate, NaiveTime, Utc, Weekday};
+use polyclinic_auth::rules::DoctorOrAdmin;
+use polyclinic_auth::{Principal, Require};
+use polyclinic_client::CallContext;
+use polyclinic_http::extract::{Json, Path, Query};
+use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
+use polyclinic_http::{ApiError, ProblemDetails, RequestId, Violations};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::caller;
+use crate::AppState;
+use crate::booking::Caller;
+use crate::domain::appointment::{Actor, parse_text};
+use crate::domain::schedule::{Calendar, DayHours, SlotState, Unavailability, WeeklyTemplate};
+use crate::repo::appointments::{self as repo, Appointment};
+use crate::repo::schedules::{self, TimeOff, iso_weekday};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_schedule, put_schedule))
+        .routes(routes!(add_unavailability, list_unavailability))
+        .routes(routes!(remove_unavailability))
+        .routes(routes!(availability))
+}
+
+fn doctor_not_found() -> ApiError {
+    ApiError::not_found("doctor_not_found", "No such doctor.")
+}
+
+/// Checks that `doctor_id` is an active doctor of the directory.
+async fn known_doctor(
+    state: &AppState,
+    doctor_id: Uuid,
+    call: CallContext<'_>,
+) -> Result<(), ApiError> {
+    match state.booking.peers().doctor_cached(doctor_id, call).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(doctor_not_found()),
+        Err(err) => {
+            tracing::warn!(error = %err, "the identity service could not be asked about a doctor");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dependency_unavailable",
+                "The identity service is unavailable; please try again.",
+            ))
+        }
+    }
+}
+
+/// The caller, if they may manage `doctor_id`'s calendar: admins, and the doctor themself.
+/// Another doctor gets 404, as if there were no such doctor.
+fn manager<'a>(
+    principal: &'a Principal,
+    request_id: &'a RequestId,
+    headers: &'a HeaderMap,
+    doctor_id: Uuid,
+) -> Result<Caller<'a>, ApiError> {
+    let caller = caller(principal, request_id, headers)?;
+    match caller.actor {
+        Actor::Admin => Ok(caller),
+        Actor::Doctor if caller.id == doctor_id => Ok(caller),
+        _ => Err(doctor_not_found()),
+    }
+}
+
+fn hh_mm(time: NaiveTime) -> String {
+    time.format("%H:%M").to_string()
+}
+
+fn parse_hh_mm(text: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(text.trim(), "%H:%M")
+        .map_err(|_| format!("`{text}` is not a time like 08:00"))
+}
+
+fn parse_weekday(iso: u8) -> Result<Weekday, String> {
+    (1..=7)
+        .contains(&iso)
+        .then(|| Weekday::try_from(iso - 1).ok())
+        .flatten()
+        .ok_or_else(|| "an ISO weekday: 1 (Monday) to 7 (Sunday)".to_owned())
+}
+
+/// The hours of one weekday.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DayBody {
+    /// ISO weekday: 1 is Monday, 7 is Sunday.
+    pub weekday: u8,
+    /// Local time, `HH:MM`.
+    pub starts_at: String,
+    /// Local time, `HH:MM`.
+    pub ends_at: String,
+    /// 5 to 240.
+    pub slot_minutes: u32,
+}
+
+/// A doctor's weekly template in the clinic's timezone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleBody {
+    pub doctor_id: Uuid,
+    /// The clinic's IANA timezone, in which the hours are read.
+    pub timezone: String,
+    /// False while the clinic's default week applies.
+    pub custom: bool,
+    pub days: Vec<DayBody>,
+}
+
+fn schedule_body(
+    state: &AppState,
+    doctor_id: Uuid,
+    template: Option<WeeklyTemplate>,
+) -> ScheduleBody {
+    let custom = template.is_some();
+    let template = template.unwrap_or_else(WeeklyTemplate::clinic_default);
+    let days = (1..=7u8)
+        .filter_map(|iso| parse_weekday(iso).ok())
+        .filter_map(|day| {
+            template.hours(day).map(|hours| DayBody {
+                weekday: u8::try_from(iso_weekday(day)).unwrap_or(1),
+                starts_at: hh_mm(hours.start()),
+                ends_at: hh_mm(hours.end()),
+                slot_minutes: hours.slot_minutes(),
+            })
+        })
+        .collect();
+    ScheduleBody {
+        doctor_id,
+        timezone: state.booking.zone().name().to_owned(),
+        custom,
+        days,
+    }
+}
+
+/// The doctor's weekly template (admins and the doctor).
+#[utoipa::path(get, path = "/api/doctors/{id}/schedule", tag = "schedules", security(("bearer" = [])),
+    responses((status = 200, body = ScheduleBody), (status = 404, body = ProblemDetails)))]
+async fn get_schedule(
+    State(state): State<AppState>,
+    principal: Require<DoctorOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(doctor_id): Path<Uuid>,
+) -> Result<Json<ScheduleBody>, ApiError> {
+    let caller = manager(&principal, &request_id, &headers, doctor_id)?;
+    known_doctor(&state, doctor_id, caller.call).await?;
+    let template = schedules::find_template(&state.pool, doctor_id).await?;
+    Ok(Json(schedule_body(&state, doctor_id, template)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// The days worked; days left out are not worked.
+    pub days: Vec<DayBody>,
+}
+
+/// Replaces the doctor's weekly template (admins and the doctor). Booked appointments stay.
+#[utoipa::path(put, path = "/api/doctors/{id}/schedule", tag = "schedules", request_body = ScheduleRequest,
+    security(("bearer" = [])),
+    responses((status = 200, body = ScheduleBody), (status = 404, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn put_schedule(
+    State(state): State<AppState>,
+    principal: Require<DoctorOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(doctor_id): Path<Uuid>,
+    Json(request): Json<ScheduleRequest>,
+) -> Result<Json<ScheduleBody>, ApiError> {
+    let caller = manager(&principal, &request_id, &headers, doctor_id)?;
+    let mut violations = Violations::new();
+    let mut days: Vec<(Weekday, DayHours)> = Vec::new();
+    if request.days.len() > 7 {
+        violations.add("days", "at most one entry per weekday");
+    }
+    for (index, day) in request.days.iter().enumerate() {
+        let field = |name: &str| format!("days[{index}].{name}");
+        let weekday = violations.check(&field("weekday"), parse_weekday(day.weekday));
+        let start = violations.check(&field("starts_at"), parse_hh_mm(&day.starts_at));
+        let end = violations.check(&field("ends_at"), parse_hh_mm(&day.ends_at));
+        if let (Some(weekday), Some(start), Some(end)) = (weekday, start, end) {
+            if days.iter().any(|(seen, _)| *seen == weekday) {
+                violations.add(&field("weekday"), "listed twice");
+            }
+            if let Some(hours) = violations.check(
+                &field("hours"),
+                DayHours::parse(start, end, day.slot_minutes),
+            ) {
+                days.push((weekday, hours));
+            }
+        }
+    }
+    violations.finish()?;
+    known_doctor(&state, doctor_id, caller.call).await?;
+    schedules::replace_template(&state.pool, doctor_id, &days).await?;
+    Ok(Json(schedule_body(
+        &state,
+        doctor_id,
+        Some(WeeklyTemplate::from_days(days)),
+    )))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeOffRequest {
+    /// `day` (a whole date), `slots` (some slots of a date) or `weekday` (every week).
+    pub kind: String,
+    /// The local date, for `day` and `slots`.
+    pub date: Option<NaiveDate>,
+    /// Local slot starts (`HH:MM`), for `slots`.
+    pub slots: Option<Vec<String>>,
+    /// ISO weekday (1 is Monday), for `weekday`.
+    pub weekday: Option<u8>,
+    /// Up to 500 characters; patients whose appointments it cancels are told it.
+    pub reason: Option<String>,
+}
+
+impl TimeOffRequest {
+    fn parse(&self) -> Result<(Unavailability, String), ApiError> {
+        let mut violations = Violations::new();
+        let reason = violations.check("reason", parse_text(self.reason.as_deref(), 500));
+        let rule = match self.kind.as_str() {
+            "day" => match self.date {
+                Some(date) if self.slots.is_none() && self.weekday.is_none() => {
+                    Some(Unavailability::Day(date))
+                }
+                _ => {
+                    violations.add("date", "a day off needs `date` and nothing else");
+                    None
+                }
+            },
+            "slots" => match (self.date, &self.slots) {
+                (Some(date), Some(slots))
+                    if !slots.is_empty() && slots.len() <= 96 && self.weekday.is_none() =>
+                {
+                    let starts: Vec<NaiveTime> = slots
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(index, slot)| {
+                            violations.check(&format!("slots[{index}]"), parse_hh_mm(slot))
+                        })
+                        .collect();
+                    Some(Unavailability::Slots { date, starts })
+                }
+                _ => {
+                    violations.add("slots", "slots off need `date` and 1 to 96 `slots`");
+                    None
+                }
+            },
+            "weekday" => match self.weekday {
+                Some(day) if self.date.is_none() && self.slots.is_none() => violations
+                    .check("weekday", parse_weekday(day))
+                    .map(Unavailability::Weekday),
+                _ => {
+                    violations.add(
+                        "weekday",
+                        "a weekly day off needs `weekday` and nothing else",
+                    );
+                    None
+                }
+            },
+            other => {
+                violations.add("kind", format!("`{other}` is not day, slots or weekday"));
+                None
+            }
+        };
+        violations.finish()?;
+        match (rule, reason) {
+            (Some(rule), Some(reason)) => Ok((rule, reason)),
+            _ => Err(Violations::new().into_error()),
+        }
+    }
+}
+
+/// Time off that was recorded, and the appointments it cancelled.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimeOffAdded {
+    #[serde(flatten)]
+    pub time_off: TimeOff,
+    pub cancelled_appointments: Vec<Appointment>,
+}
+
+/// Records time off (admins and the doctor). Active appointments in that time are
+/// cancelled; their patients are told and their payments voided or refunded.
+#[utoipa::path(post, path = "/api/doctors/{id}/unavailability", tag = "schedules", request_body = TimeOffRequest,
+    security(("bearer" = [])),
+    responses((status = 201, body = TimeOffAdded), (status = 404, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn add_unavailability(
+    State(state): State<AppState>,
+    principal: Require<DoctorOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(doctor_id): Path<Uuid>,
+    Json(request): Json<TimeOffRequest>,
+) -> Result<(StatusCode, Json<TimeOffAdded>), ApiError> {
+    let caller = manager(&principal, &request_id, &headers, doctor_id)?;
+    let (rule, reason) = request.parse()?;
+    known_doctor(&state, doctor_id, caller.call).await?;
+    let (time_off, cancelled) = state
+        .booking
+        .add_time_off(caller, doctor_id, &rule, &reason)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TimeOffAdded {
+            time_off,
+            cancelled_appointments: cancelled,
+        }),
+    ))
+}
+
+/// The doctor's time off (admins and the doctor).
+#[utoipa::path(get, path = "/api/doctors/{id}/unavailability", tag = "schedules", security(("bearer" = [])),
+    responses((status = 200, body = Vec<TimeOff>), (status = 404, body = ProblemDetails)))]
+async fn list_unavailability(
+    State(state): State<AppState>,
+    principal: Require<DoctorOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(doctor_id): Path<Uuid>,
+) -> Result<Json<Vec<TimeOff>>, ApiError> {
+    manager(&principal, &request_id, &headers, doctor_id)?;
+    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
+    Ok(Json(schedules::list_time_off(&mut conn, doctor_id).await?))
+}
+
+/// Removes time off (admins and the doctor); appointments it cancelled stay cancelled.
+#[utoipa::path(delete, path = "/api/doctors/{id}/unavailability/{uid}", tag = "schedules", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ProblemDetails)))]
+async fn remove_unavailability(
+    State(state): State<AppState>,
+    principal: Require<DoctorOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path((doctor_id, uid)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    manager(&principal, &request_id, &headers, doctor_id)?;
+    if schedules::delete_time_off(&state.pool, doctor_id, uid).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "unavailability_not_found",
+            "No such time off.",
+        ))
+    }
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AvailabilityQuery {
+    /// First local date (clinic time); default today.
+    pub from: Option<NaiveDate>,
+    /// Last local date, at most 31 days after `from`; default a week from `from`.
+    pub to: Option<NaiveDate>,
+}
+
+/// One slot: when, and whether it can be booked. Never who booked it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlotBody {
+    pub starts_at: chrono::DateTime<Utc>,
+    pub ends_at: chrono::DateTime<Utc>,
+    /// The slot's local date in the clinic's timezone.
+    pub local_date: NaiveDate,
+    /// The slot's local start, `HH:MM`.
+    pub local_time: String,
+    /// `free` or `taken`.
+    pub state: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AvailabilityBody {
+    pub doctor_id: Uuid,
+    pub timezone: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub slots: Vec<SlotBody>,
+}
+
+/// The doctor's free and taken slots per local date (anyone). Past slots and those inside
+/// the booking notice are left out.
+#[utoipa::path(get, path = "/api/doctors/{id}/availability", tag = "schedules", params(AvailabilityQuery),
+    responses((status = 200, body = AvailabilityBody), (status = 400, body = ProblemDetails), (status = 404, body = ProblemDetails)))]
+async fn availability(
+    State(state): State<AppState>,
+    request_id: RequestId,
+    Path(doctor_id): Path<Uuid>,
+    Query(query): Query<AvailabilityQuery>,
+) -> Result<Json<AvailabilityBody>, ApiError> {
+    let zone = state.booking.zone();
+    let now = Utc::now();
+    let from = query
+        .from
+        .unwrap_or_else(|| now.with_timezone(&zone).date_naive());
+    let to = query.to.unwrap_or(from + Duration::days(6));
+    if to < from || (to - from).num_days() > 31 {
+        return Err(ApiError::bad_request(
+            "invalid_range",
+            "`to` must be on or after `from`, and at most 31 days later.",
+        ));
+    }
+    let call = CallContext {
+        bearer: None,
+        request_id: Some(request_id.as_str()),
+        traceparent: None,
+    };
+    known_doctor(&state, doctor_id, call).await?;
+    let (template, rules) = schedules::calendar_parts(&state.pool, doctor_id).await?;
+    let calendar = Calendar {
+        template: &template,
+        unavailability: &rules,
+        zone,
+    };
+    // Wide enough for every slot of the local dates, whatever the offset.
+    let window_start = from
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc() - Duration::days(1));
+    let window_end = (to + Duration::days(2))
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc());
+    let (Some(window_start), Some(window_end)) = (window_start, window_end) else {
+        return Err(ApiError::bad_request(
+            "invalid_range",
+            "Dates out of range.",
+        ));
+    };
+    let busy = repo::busy(&state.pool, doctor_id, window_start, window_end).await?;
+    let slots = calendar
+        .availability(&busy, from, to, now, state.booking.policy().notice)
+        .into_iter()
+        .map(|(slot, slot_state)| SlotBody {
+            starts_at: slot.starts_at,
+            ends_at: slot.ends_at,
+            local_date: slot.local_start.date(),
+            local_time: hh_mm(slot.local_start.time()),
+            state: match slot_state {
+                SlotState::Free => "free",
+                SlotState::Taken => "taken",
+            }
+            .to_owned(),
+        })
+        .collect();
+    Ok(Json(AvailabilityBody {
+        doctor_id,
+        timezone: zone.name().to_owned(),
+        from,
+        to,
+        slots,
+    }))
+}

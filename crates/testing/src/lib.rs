@@ -10,7 +10,8 @@
 //!
 //! Environment: `POLYCLINIC_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`)
 //! names the server the test databases are created on, `POLYCLINIC_TEST_REDIS` (default
-//! `redis://127.0.0.1:6379`) the Redis server.
+//! `redis://127.0.0.1:6379`) the Redis server. `POLYCLINIC_TEST_LOG` (a tracing filter such
+//! as `info`) shows the services' logs.
 
 #![allow(
     clippy::unwrap_used,

@@ -32,6 +32,14 @@ impl TestPlatform {
         services: &[Service],
         customize: impl FnOnce(&mut Config, &TestDb),
     ) -> Self {
+        // `POLYCLINIC_TEST_LOG=info` (any tracing filter) shows the services' logs.
+        if let Ok(filter) = std::env::var("POLYCLINIC_TEST_LOG") {
+            let log = polyclinic_config::LogConfig {
+                format: polyclinic_config::LogFormat::Pretty,
+                filter,
+            };
+            polyclinic_telemetry::init(&log).ok();
+        }
         let db = TestDb::create().await;
         let redis = TestRedis::new();
         let mut config = Config {
@@ -47,6 +55,11 @@ impl TestPlatform {
         // Tests send many requests from one address; the rate-limit test lowers these.
         config.rate_limit.anonymous_per_minute = 100_000;
         config.rate_limit.user_per_minute = 100_000;
+        // Tests run side by side against one PostgreSQL (100 connections by default); small
+        // pools keep several platforms within it.
+        for service in Service::ALL {
+            config.service_mut(service).db_max_connections = 5;
+        }
 
         let mut listeners = Vec::new();
         for &service in &Service::ALL {

@@ -83,7 +83,17 @@ impl AppState {
 /// is allowed only then.
 pub fn ledger(config: &Config, pool: &PgPool) -> anyhow::Result<(Ledger, bool)> {
     let (provider, test_mode) = match config.payments_provider {
-        PaymentsProvider::Simulated => (Provider::Simulated(Simulated::new(pool.clone())), true),
+        PaymentsProvider::Simulated => {
+            // The simulated provider stands for a system outside ours: it gets connections of
+            // its own, so a ledger transaction waiting on it never waits on its own pool.
+            let provider_pool = polyclinic_db::schema_pool(
+                config.database_url_for(SERVICE),
+                SERVICE.schema().unwrap_or_default(),
+                config.service(SERVICE).db_max_connections,
+                "polyclinic-payments-simulated",
+            )?;
+            (Provider::Simulated(Simulated::new(provider_pool)), true)
+        }
         PaymentsProvider::Stripe => {
             let key = config.stripe.secret_key.clone().ok_or_else(|| {
                 anyhow::anyhow!("`stripe.secret_key` is required with the stripe provider")

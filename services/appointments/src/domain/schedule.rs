@@ -56,9 +56,11 @@ impl DayHours {
 
     /// The local start times of the day's slots.
     pub fn slot_starts(&self) -> impl Iterator<Item = NaiveTime> + '_ {
-        let length = Duration::minutes(i64::from(self.slot_minutes));
-        std::iter::successors(Some(self.start), move |start| Some(*start + length))
-            .take_while(move |start| *start + length <= self.end && *start >= self.start)
+        // Counted in minutes from the day's start, so that a slot ending at midnight cannot
+        // wrap around to 00:00 and start the day over.
+        let open = (self.end - self.start).num_minutes();
+        let length = i64::from(self.slot_minutes);
+        (0..open / length).map(move |n| self.start + Duration::minutes(n * length))
     }
 }
 
@@ -457,6 +459,15 @@ mod tests {
             doctor.slot_at(utc("2026-02-02T07:00:00Z"), monday_now, notice),
             Err(SlotError::TooSoon)
         );
+    }
+
+    #[test]
+    fn a_day_from_midnight_to_midnight_has_its_slots_once() {
+        let hours = DayHours::parse(time(0, 0), time(23, 0), 60).unwrap();
+        assert_eq!(hours.slot_starts().count(), 23);
+        let late =
+            DayHours::parse(time(22, 0), NaiveTime::from_hms_opt(23, 59, 0).unwrap(), 60).unwrap();
+        assert_eq!(late.slot_starts().collect::<Vec<_>>(), [time(22, 0)]);
     }
 
     #[test]

@@ -113,12 +113,13 @@ async fn state_of_slot(platform: &TestPlatform, clinic: &Clinic, starts_at: &str
 /// The event types the appointments service announced about `appointment_id`, in order.
 pub async fn announced(platform: &TestPlatform, appointment_id: &str) -> Vec<String> {
     let pool = sqlx::PgPool::connect(&platform.db().url()).await.unwrap();
-    let types: Vec<String> =
-        sqlx::query_scalar("select event_type from appointments.outbox where key = $1 order by id")
-            .bind(appointment_id)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let types: Vec<String> = sqlx::query_scalar(
+        "select event_type from appointments.outbox where key = $1 order by seq",
+    )
+    .bind(appointment_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     pool.close().await;
     types
         .into_iter()

@@ -279,8 +279,8 @@ async fn the_default_week_applies_until_a_valid_template_replaces_it() {
         .collect();
     assert_eq!(
         times,
-        ["09:00", "09:45", "10:30"],
-        "one Saturday, three 45-minute slots"
+        ["09:00", "09:45", "10:30", "11:15"],
+        "one Saturday, four 45-minute slots"
     );
 }
 
@@ -290,7 +290,10 @@ async fn time_off_removes_slots_until_it_is_deleted() {
     let clinic = platform.clinic().await;
     let date = Utc::now().date_naive() + Duration::days(3);
     let path = format!("/api/doctors/{}/unavailability", clinic.doctor_id);
-    let availability = format!("/api/doctors/{}/availability?from={date}&to={date}", clinic.doctor_id);
+    let availability = format!(
+        "/api/doctors/{}/availability?from={date}&to={date}",
+        clinic.doctor_id
+    );
     let on_date = async |platform: &TestPlatform| -> Vec<String> {
         let reply = platform.book(Method::GET, &availability, None, None).await;
         reply.body["slots"]

@@ -189,7 +189,7 @@ async fn a_patient_pays_with_a_test_card_and_an_admin_captures_and_refunds() {
 }
 
 #[tokio::test]
-async fn a_platform_service_creates_payments_and_patients_cannot() {
+async fn a_platform_service_states_the_price_of_a_payment_and_a_patient_cannot() {
     let platform = platform().await;
     let secret = platform.config.client_secret(Service::Appointments);
     let service = platform
@@ -222,7 +222,31 @@ async fn a_platform_service_creates_payments_and_patients_cannot() {
         )
         .await;
     assert_eq!(
-        refused.status,
+        (refused.status, refused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "a patient's payment is priced by the appointment, never by the patient"
+    );
+    let doctor_admin = platform.admin_token().await;
+    let department = platform.create_department(&doctor_admin, "Billing").await;
+    let (_, doctor) = platform
+        .create_staff(
+            &doctor_admin,
+            "DOCTOR",
+            "dr.pay@clinic.example",
+            department["id"].as_str(),
+        )
+        .await;
+    let forbidden = platform
+        .call_service(
+            Service::Payments,
+            Method::POST,
+            "/api/payments",
+            Some(&doctor),
+            Some(json!({"appointment_id": Uuid::now_v7()})),
+        )
+        .await;
+    assert_eq!(
+        forbidden.status,
         StatusCode::FORBIDDEN,
         "the service decides too, not only the gateway"
     );

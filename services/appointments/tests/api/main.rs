@@ -7,5 +7,6 @@ mod booking;
 mod concurrency;
 mod constraints;
 mod jobs;
+mod reservations;
 mod roles;
 mod schedules;

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+mod booking;
 mod events;
 
 use anyhow::{Context, bail};
@@ -42,6 +43,25 @@ enum Suite {
         /// Skip the kafka bus (no broker at hand)
         #[arg(long)]
         postgres_only: bool,
+    },
+    /// Reservations and availability reads through the gateway and direct, next to pgbench
+    /// running the reservation's transaction
+    Booking {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        #[arg(long, default_value = "http://127.0.0.1:8083")]
+        appointments: String,
+        /// The platform's database, for pgbench
+        #[arg(long, env = "DATABASE_URL")]
+        database: String,
+        #[arg(long, default_value = "admin@polyclinic.local")]
+        email: String,
+        #[arg(long, env = "POLYCLINIC_ADMIN_PASSWORD")]
+        password: String,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
     /// Authenticated `GET /api/users/me` directly at identity and through the gateway
     Gateway {
@@ -83,6 +103,9 @@ impl Outcome {
     }
 }
 
+/// Builds the `n`th request of worker `worker`.
+type RequestFn = std::sync::Arc<dyn Fn(usize, usize) -> reqwest::RequestBuilder + Send + Sync>;
+
 /// Runs `concurrency` workers sending `GET url` with `token` for `window` (after a warm-up
 /// of a quarter of it).
 async fn run(
@@ -93,22 +116,36 @@ async fn run(
     concurrency: usize,
     window: Duration,
 ) -> Outcome {
+    let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+    let request: RequestFn = std::sync::Arc::new(move |_, _| client.get(&url).bearer_auth(&token));
+    run_requests(label, concurrency, window, request).await
+}
+
+/// Runs `concurrency` closed-loop workers, each sending its next `request` as soon as the
+/// last is answered, for `window` after a warm-up of a quarter of it. A non-2xx answer
+/// counts as an error.
+async fn run_requests(
+    label: &str,
+    concurrency: usize,
+    window: Duration,
+    request: RequestFn,
+) -> Outcome {
     let warmup = window / 4;
     let started = Instant::now();
     let measure_from = started + warmup;
     let stop_at = measure_from + window;
     let mut workers = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+    for worker in 0..concurrency {
+        let request = request.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0usize;
-            loop {
+            for n in 0.. {
                 let sent = Instant::now();
                 if sent >= stop_at {
                     break;
                 }
-                let ok = match client.get(&url).bearer_auth(&token).send().await {
+                let ok = match request(worker, n).send().await {
                     Ok(response) => {
                         response.status().is_success() && response.bytes().await.is_ok()
                     }
@@ -218,6 +255,26 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "\nburst: {burst} events from 8 producers, one transaction each; paced: {rate} events/s for {seconds} s"
             );
+        }
+        Suite::Booking {
+            gateway,
+            appointments,
+            database,
+            email,
+            password,
+            concurrency,
+            seconds,
+        } => {
+            booking::measure(&booking::Options {
+                gateway,
+                appointments,
+                database,
+                email,
+                password,
+                concurrency,
+                seconds,
+            })
+            .await?;
         }
         Suite::Gateway {
             gateway,

@@ -195,3 +195,110 @@ impl ServiceClient {
         }
     }
 }
+
+/// The access token of one of the platform's own OAuth clients (`grant_type=client_credentials`),
+/// for work no user asked for (consumers, jobs). Cached, and renewed a minute (or a tenth of
+/// its lifetime, if shorter) before it expires; concurrent callers share one renewal.
+pub struct ServiceTokens {
+    http: reqwest::Client,
+    token_url: String,
+    client_id: String,
+    client_secret: String,
+    timeout: Duration,
+    cached: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
+}
+
+impl std::fmt::Debug for ServiceTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceTokens")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: u64,
+}
+
+impl ServiceTokens {
+    pub fn new(token_url: &str, client_id: &str, client_secret: &str, timeout: Duration) -> Self {
+        Self {
+            http: reqwest::Client::builder().build().unwrap_or_default(),
+            token_url: token_url.to_owned(),
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            timeout,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The tokens of `service`'s client `polyclinic-<service>` at the configured issuer: the
+    /// identity service's token endpoint, or Keycloak's.
+    pub fn for_service(config: &polyclinic_config::Config, service: polyclinic_config::Service) -> Self {
+        let token_url = match config.identity_provider {
+            polyclinic_config::IdentityProvider::Builtin => format!(
+                "{}/api/auth/token",
+                config.service_url(polyclinic_config::Service::Identity)
+            ),
+            polyclinic_config::IdentityProvider::Keycloak => format!(
+                "{}/protocol/openid-connect/token",
+                config.keycloak.realm_url()
+            ),
+        };
+        Self::new(
+            &token_url,
+            &format!("polyclinic-{service}"),
+            &config.client_secret(service),
+            Duration::from_secs(config.http.upstream_timeout_secs.into()),
+        )
+    }
+
+    /// A valid access token.
+    pub async fn token(&self) -> Result<String, ClientError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((token, renew_at)) = cached.as_ref()
+            && std::time::Instant::now() < *renew_at
+        {
+            return Ok(token.clone());
+        }
+        let url = &self.token_url;
+        let response = self
+            .http
+            .post(url)
+            .timeout(self.timeout)
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .map_err(|err| ClientError::Unreachable {
+                url: url.clone(),
+                reason: err.to_string(),
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.json().await.unwrap_or(Value::Null);
+            return Err(ClientError::Status {
+                url: url.clone(),
+                status,
+                body,
+            });
+        }
+        let answer: TokenAnswer = response.json().await.map_err(|err| ClientError::Unreadable {
+            url: url.clone(),
+            reason: err.to_string(),
+        })?;
+        let lifetime = Duration::from_secs(answer.expires_in);
+        let margin = Duration::from_secs(60).min(lifetime / 10);
+        let renew_at = std::time::Instant::now() + lifetime.saturating_sub(margin);
+        *cached = Some((answer.access_token.clone(), renew_at));
+        Ok(answer.access_token)
+    }
+
+    /// Forgets the cached token (after a 401, say), so the next call fetches a new one.
+    pub async fn forget(&self) {
+        *self.cached.lock().await = None;
+    }
+}

@@ -50,6 +50,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub booking: AppointmentsConfig,
     pub stripe: StripeConfig,
+    pub email: EmailConfig,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     pub http: HttpConfig,
@@ -118,6 +119,13 @@ impl Default for Config {
                 secret_key: None,
                 webhook_secrets: Vec::new(),
                 api_base: "https://api.stripe.com".into(),
+            },
+            email: EmailConfig {
+                transport: EmailTransport::Log,
+                smtp_url: None,
+                from: "Polyclinic <noreply@polyclinic.local>".into(),
+                max_attempts: 6,
+                retry_base_ms: 2_000,
             },
             rate_limit: RateLimitConfig {
                 anonymous_per_minute: 300,

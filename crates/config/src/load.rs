@@ -14,6 +14,9 @@ pub const ALIASES: &[(&str, &str)] = &[
     ("stripe.secret_key", "STRIPE_SECRET_KEY"),
     ("stripe.webhook_secrets", "STRIPE_WEBHOOK_SECRET"),
     ("stripe.api_base", "POLYCLINIC_STRIPE_API_BASE"),
+    ("email.transport", "POLYCLINIC_EMAIL"),
+    ("email.smtp_url", "POLYCLINIC_SMTP_URL"),
+    ("email.from", "POLYCLINIC_EMAIL_FROM"),
 ];
 
 /// Why the configuration could not be loaded. Every variant names what to fix.
@@ -68,6 +71,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "auth.issuer",
     "auth.jwks_url",
     "keycloak.client_secret",
+    "email.smtp_url",
 ];
 
 /// Optional keys that every service section has.
@@ -331,6 +335,12 @@ impl Config {
                 ),
             ));
         }
+        if self.booking.retention_days == 0 {
+            return Err((
+                "booking.retention_days".into(),
+                "must be at least 1: ended appointments are kept that many days".into(),
+            ));
+        }
         if self.booking.hold_minutes == 0 || self.booking.max_pending_per_patient == 0 {
             return Err((
                 "booking.hold_minutes".into(),
@@ -343,6 +353,27 @@ impl Config {
             return Err((
                 "stripe.secret_key".into(),
                 "is required with the stripe payments provider".into(),
+            ));
+        }
+        match (&self.email.transport, &self.email.smtp_url) {
+            (crate::EmailTransport::Smtp, None) => {
+                return Err((
+                    "email.smtp_url".into(),
+                    "is required with the smtp email transport".into(),
+                ));
+            }
+            (_, Some(url)) if !(url.starts_with("smtp://") || url.starts_with("smtps://")) => {
+                return Err((
+                    "email.smtp_url".into(),
+                    "is not an smtp:// or smtps:// URL".into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.email.max_attempts == 0 || !self.email.from.contains('@') {
+            return Err((
+                "email.from".into(),
+                "needs an address, and `email.max_attempts` at least 1".into(),
             ));
         }
         if self.events.max_attempts == 0 {

@@ -235,3 +235,31 @@ pub struct StripeConfig {
     pub webhook_secrets: Vec<String>,
     pub api_base: String,
 }
+
+/// How emails leave the notifications service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransport {
+    /// Messages are stored and listed (and their subjects logged), not sent.
+    Log,
+    /// Messages are sent through an SMTP server.
+    Smtp,
+}
+
+/// Email delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub transport: EmailTransport,
+    /// `smtp://user:pass@host:587?tls=starttls` (`tls=starttls`, the default on port 587;
+    /// `tls=tls` or `smtps://`, implicit TLS, the default on 465; `tls=none` for a relay on
+    /// a trusted network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+    /// The sender address, optionally with a name: `Polyclinic <noreply@clinic.example>`.
+    pub from: String,
+    /// Sending attempts before a message is FAILED.
+    pub max_attempts: u32,
+    /// The first retry's delay in milliseconds; each further one doubles, up to an hour.
+    pub retry_base_ms: u32,
+}

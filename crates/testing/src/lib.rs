@@ -25,6 +25,7 @@ mod db;
 mod platform;
 mod proxy;
 mod redis_prefix;
+mod smtp;
 
 pub use api::{Reply, Tokens};
 pub use clinic::{Clinic, eventually, use_kafka};
@@ -33,6 +34,7 @@ pub use platform::TestPlatform;
 pub use polyclinic_config::{Config, Service};
 pub use proxy::TcpProxy;
 pub use redis_prefix::TestRedis;
+pub use smtp::{Received, SmtpSink};
 
 /// The first administrator's email in every test platform.
 pub const ADMIN_EMAIL: &str = "admin@polyclinic.local";

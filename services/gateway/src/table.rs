@@ -37,7 +37,7 @@ const CARE_OR_ADMIN: Access = Access::Roles(&[Role::Doctor, Role::Nurse, Role::A
 const CARE: Access = Access::Roles(&[Role::Doctor, Role::Nurse]);
 const DOCTOR: Access = Access::Roles(&[Role::Doctor]);
 const PATIENT: Access = Access::Roles(&[Role::Patient]);
-const ADMIN_OR_SERVICE: Access = Access::Roles(&[Role::Admin, Role::Service]);
+const PAYERS: Access = Access::Roles(&[Role::Patient, Role::Admin, Role::Service]);
 
 macro_rules! rules {
     ($($method:ident $path:literal => $service:ident, $access:expr;)*) => {
@@ -97,7 +97,7 @@ pub const TABLE: &[Rule] = rules! {
     POST "/api/appointments/{id}/no-show" => Appointments, CARE_OR_ADMIN;
 
     // payments
-    POST "/api/payments" => Payments, ADMIN_OR_SERVICE;
+    POST "/api/payments" => Payments, PAYERS;
     GET "/api/payments" => Payments, ADMIN;
     GET "/api/payments/mine" => Payments, PERSON;
     GET "/api/payments/{id}" => Payments, PERSON;

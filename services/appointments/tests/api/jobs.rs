@@ -171,3 +171,82 @@ async fn terminal_appointments_are_purged_after_the_retention_period_with_their_
         .await;
     assert_eq!(still.body["status"], "PENDING");
 }
+
+#[tokio::test]
+async fn the_doctor_completes_a_started_visit_and_the_nurse_records_a_no_show() {
+    let platform = platform(Bus::Postgres).await;
+    let clinic = platform.clinic().await;
+    let (_, token) = platform.register_patient("visit@clinic.example").await;
+    let mut visits = Vec::new();
+    for nth in 0..2 {
+        let starts_at = slot(&platform, &clinic, 1, nth).await;
+        let booked = platform
+            .paid_appointment(&token, &clinic.doctor_id, &starts_at)
+            .await;
+        assert_eq!(
+            platform.approve(&clinic, id(&booked)).await.status,
+            StatusCode::OK
+        );
+        visits.push(booked);
+    }
+    let early = platform
+        .book(
+            Method::POST,
+            &format!("/api/appointments/{}/complete", id(&visits[0])),
+            Some(&clinic.doctor),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (early.status, early.code()),
+        (StatusCode::CONFLICT, "appointment_not_started")
+    );
+
+    // The visits' time has come.
+    let pool = sqlx::PgPool::connect(&platform.db().url()).await.unwrap();
+    sqlx::query("update appointments.appointments set starts_at = starts_at - interval '2 days', ends_at = ends_at - interval '2 days'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let done = platform
+        .book(
+            Method::POST,
+            &format!("/api/appointments/{}/complete", id(&visits[0])),
+            Some(&clinic.doctor),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (done.status, done.body["status"].as_str()),
+        (StatusCode::OK, Some("COMPLETED"))
+    );
+    let missed = platform
+        .book(
+            Method::POST,
+            &format!("/api/appointments/{}/no-show", id(&visits[1])),
+            Some(&clinic.nurse),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (missed.status, missed.body["status"].as_str()),
+        (StatusCode::OK, Some("NO_SHOW"))
+    );
+    let again = platform
+        .book(
+            Method::POST,
+            &format!("/api/appointments/{}/complete", id(&visits[1])),
+            Some(&clinic.doctor),
+            None,
+        )
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "a missed visit stays missed"
+    );
+    assert_eq!(
+        announced(&platform, id(&visits[1])).await.last().unwrap(),
+        "no_show"
+    );
+}

@@ -1,0 +1,252 @@
+//! The booking benchmark: reservations per second with many concurrent clients, each
+//! reserving a slot of its own, through the gateway and straight at the appointments
+//! service; availability reads the same two ways; and `pgbench` running the reservation's
+//! own transaction (the appointment, its history row, its outbox row) on the same database
+//! in the same run, as the ceiling a reservation is measured against.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::{Duration as Span, Utc};
+use serde_json::{Value, json};
+
+use crate::{Outcome, RequestFn, login, run_requests};
+
+pub struct Options {
+    pub gateway: String,
+    pub appointments: String,
+    pub database: String,
+    pub email: String,
+    pub password: String,
+    pub concurrency: usize,
+    pub seconds: u64,
+}
+
+/// Slots of the benchmark's doctor: every 5 minutes, all day, every day.
+const SLOTS_PER_DAY: usize = 287;
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let mut request = client.post(url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("POST {url}: {status} {body}");
+    }
+    Ok(body)
+}
+
+/// A doctor who works around the clock in 5-minute slots, and one patient per client.
+async fn set_up(
+    client: &reqwest::Client,
+    options: &Options,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let gateway = &options.gateway;
+    let admin = login(client, gateway, &options.email, &options.password).await?;
+    let department = post(
+        client,
+        &format!("{gateway}/api/departments"),
+        Some(&admin),
+        json!({"name": "Benchmark"}),
+    )
+    .await?;
+    let doctor = post(
+        client,
+        &format!("{gateway}/api/users/staff"),
+        Some(&admin),
+        json!({
+            "role": "DOCTOR", "first_name": "Bench", "last_name": "Mark",
+            "email": "doctor@bench.example", "password": "bench doctor passphrase",
+            "department_id": department["id"], "specialization": "General practice",
+            "years_of_experience": 10, "consultation_fee": {"amount": 6000, "currency": "EUR"}
+        }),
+    )
+    .await?;
+    let doctor_id = doctor["id"].as_str().context("a doctor id")?.to_owned();
+    let days: Vec<Value> = (1..=7)
+        .map(|day| json!({"weekday": day, "starts_at": "00:00", "ends_at": "23:55", "slot_minutes": 5}))
+        .collect();
+    let response = client
+        .put(format!("{gateway}/api/doctors/{doctor_id}/schedule"))
+        .bearer_auth(&admin)
+        .json(&json!({ "days": days }))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("setting the schedule: {}", response.status());
+    }
+    let mut patients = Vec::with_capacity(options.concurrency);
+    for n in 0..options.concurrency {
+        let email = format!("patient{n}@bench.example");
+        post(
+            client,
+            &format!("{gateway}/api/users/patients"),
+            None,
+            json!({"first_name": "Pat", "last_name": format!("Number {n}"), "email": email, "password": "bench patient passphrase"}),
+        )
+        .await?;
+        patients.push(login(client, gateway, &email, "bench patient passphrase").await?);
+    }
+    Ok((doctor_id, patients))
+}
+
+/// Reservations by `concurrency` patients at `base`, each request a slot nobody took yet.
+fn reservations(
+    client: &reqwest::Client,
+    base: &str,
+    doctor_id: &str,
+    patients: &Arc<Vec<String>>,
+    next_slot: &Arc<AtomicUsize>,
+) -> RequestFn {
+    let first_day = (Utc::now() + Span::days(1)).date_naive();
+    let (client, url, doctor_id) = (
+        client.clone(),
+        format!("{base}/api/appointments"),
+        doctor_id.to_owned(),
+    );
+    let (patients, next_slot) = (patients.clone(), next_slot.clone());
+    Arc::new(move |worker, _| {
+        let k = next_slot.fetch_add(1, Ordering::Relaxed);
+        let day = first_day + Span::days((k / SLOTS_PER_DAY) as i64);
+        let minutes = (k % SLOTS_PER_DAY) as i64 * 5;
+        let starts_at = day
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc() + Span::minutes(minutes));
+        client
+            .post(&url)
+            .bearer_auth(&patients[worker % patients.len()])
+            .json(&json!({"doctor_id": doctor_id, "starts_at": starts_at}))
+    })
+}
+
+fn availability(client: &reqwest::Client, base: &str, doctor_id: &str) -> RequestFn {
+    let day = (Utc::now() + Span::days(3)).date_naive();
+    let (client, url) = (
+        client.clone(),
+        format!("{base}/api/doctors/{doctor_id}/availability?from={day}&to={day}"),
+    );
+    Arc::new(move |_, _| client.get(&url))
+}
+
+/// The reservation's own transaction in pgbench's script language.
+const PGBENCH_SCRIPT: &str = r#"
+begin;
+insert into appointments.appointments
+    (id, patient_id, doctor_id, status, starts_at, ends_at, reason, notes, fee_amount, fee_currency, hold_expires_at, created_by)
+    values (gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), 'PENDING', now() + interval '1 day',
+            now() + interval '1 day 5 minutes', '', '', 6000, 'EUR', now() + interval '10 minutes', gen_random_uuid())
+    returning id \gset
+insert into appointments.appointment_history (appointment_id, from_status, to_status) values (:'id', null, 'PENDING');
+insert into appointments.outbox (event_id, topic, key, event_type, envelope)
+    values (gen_random_uuid(), 'polyclinic.appointments', :'id', 'polyclinic.bench.noop.v1',
+            jsonb_build_object('specversion', '1.0', 'id', gen_random_uuid(), 'source', '/polyclinic/bench',
+                               'type', 'polyclinic.bench.noop.v1', 'subject', :'id', 'time', now(),
+                               'datacontenttype', 'application/json', 'data', '{}'::jsonb));
+select pg_notify('polyclinic_outbox_appointments', '');
+commit;
+"#;
+
+/// Runs the script with `concurrency` clients for `seconds`; transactions per second and
+/// the mean latency in milliseconds, as pgbench reports them.
+fn pgbench(database: &str, concurrency: usize, seconds: u64) -> anyhow::Result<(f64, f64)> {
+    let script = std::env::temp_dir().join(format!("polyclinic-bench-{}.sql", std::process::id()));
+    std::fs::write(&script, PGBENCH_SCRIPT)?;
+    let output = Command::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &concurrency.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "-f",
+        ])
+        .arg(&script)
+        .arg(database)
+        .output()
+        .context("running pgbench (Debian: postgresql-client)")?;
+    std::fs::remove_file(&script).ok();
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let number_after = |prefix: &str| {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|value| value.parse::<f64>().ok())
+    };
+    let tps = number_after("tps = ").context("pgbench printed no tps")?;
+    let latency = number_after("latency average = ").unwrap_or(f64::NAN);
+    Ok((tps, latency))
+}
+
+pub async fn measure(options: &Options) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.concurrency)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let (doctor_id, patients) = set_up(&client, options).await?;
+    let patients = Arc::new(patients);
+    let next_slot = Arc::new(AtomicUsize::new(0));
+    let window = Duration::from_secs(options.seconds);
+    let concurrency = options.concurrency;
+
+    let mut rows: Vec<Outcome> = Vec::new();
+    for (label, base) in [
+        ("availability, through the gateway", &options.gateway),
+        ("availability, direct", &options.appointments),
+    ] {
+        rows.push(
+            run_requests(
+                label,
+                concurrency,
+                window,
+                availability(&client, base, &doctor_id),
+            )
+            .await,
+        );
+    }
+    for (label, base) in [
+        ("reservations, through the gateway", &options.gateway),
+        ("reservations, direct", &options.appointments),
+    ] {
+        let requests = reservations(&client, base, &doctor_id, &patients, &next_slot);
+        rows.push(run_requests(label, concurrency, window, requests).await);
+    }
+    // PostgreSQL allows 100 connections and the platform's pools hold some of them.
+    let pgbench_clients = concurrency.min(32);
+    let (tps, latency) = pgbench(&options.database, pgbench_clients, options.seconds)?;
+
+    println!("{}", crate::table(&rows));
+    println!(
+        "| pgbench: the reservation's transaction (appointment, history, outbox) | {tps:.0} | {latency:.2} (mean) | | |"
+    );
+    let through = rows[2].per_second();
+    println!(
+        "\n{concurrency} clients, {} s per target after a warm-up; every reservation a distinct slot. \
+         Reservations through the gateway: {:.0}% of the pgbench ceiling, p99 {:.1} ms.",
+        options.seconds,
+        100.0 * through / tps,
+        rows[2].percentile_ms(0.99)
+    );
+    Ok(())
+}

@@ -154,6 +154,8 @@ pub mod rules {
     pub struct Person;
     /// Administrators, and platform services acting on their own behalf.
     pub struct AdminOrService;
+    /// Clinic staff, and platform services acting on their own behalf (rooms).
+    pub struct StaffOrService;
     /// Patients and administrators (bookings).
     pub struct PatientOrAdmin;
     /// Doctors and administrators (schedules).
@@ -178,6 +180,9 @@ pub mod rules {
     }
     impl RoleRule for AdminOrService {
         const ROLES: &'static [Role] = &[Role::Admin, Role::Service];
+    }
+    impl RoleRule for StaffOrService {
+        const ROLES: &'static [Role] = &[Role::Admin, Role::Doctor, Role::Nurse, Role::Service];
     }
     impl RoleRule for PatientOrAdmin {
         const ROLES: &'static [Role] = &[Role::Patient, Role::Admin];

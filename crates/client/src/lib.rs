@@ -237,7 +237,10 @@ impl ServiceTokens {
 
     /// The tokens of `service`'s client `polyclinic-<service>` at the configured issuer: the
     /// identity service's token endpoint, or Keycloak's.
-    pub fn for_service(config: &polyclinic_config::Config, service: polyclinic_config::Service) -> Self {
+    pub fn for_service(
+        config: &polyclinic_config::Config,
+        service: polyclinic_config::Service,
+    ) -> Self {
         let token_url = match config.identity_provider {
             polyclinic_config::IdentityProvider::Builtin => format!(
                 "{}/api/auth/token",
@@ -286,10 +289,13 @@ impl ServiceTokens {
                 body,
             });
         }
-        let answer: TokenAnswer = response.json().await.map_err(|err| ClientError::Unreadable {
-            url: url.clone(),
-            reason: err.to_string(),
-        })?;
+        let answer: TokenAnswer = response
+            .json()
+            .await
+            .map_err(|err| ClientError::Unreadable {
+                url: url.clone(),
+                reason: err.to_string(),
+            })?;
         let lifetime = Duration::from_secs(answer.expires_in);
         let margin = Duration::from_secs(60).min(lifetime / 10);
         let renew_at = std::time::Instant::now() + lifetime.saturating_sub(margin);

@@ -22,6 +22,9 @@ pub struct AppointmentRef {
     pub nurse_id: Option<Uuid>,
     /// The payment, once it exists.
     pub payment_id: Option<Uuid>,
+    /// The fee, in minor units.
+    pub amount: i64,
+    pub currency: String,
 }
 
 macro_rules! appointment_event {
@@ -49,9 +52,6 @@ appointment_event!(
     /// A slot is held for a patient while the card is authorised.
     AppointmentReservedV1, "polyclinic.appointment.reserved.v1" {
         hold_expires_at: DateTime<Utc>,
-        /// The fee in minor units.
-        amount: i64,
-        currency: String,
     }
 );
 appointment_event!(

@@ -9,6 +9,7 @@
 pub mod appointments;
 pub mod identity;
 pub mod payments;
+pub mod prescriptions;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -76,7 +76,7 @@ fn address_in(argument: &str) -> String {
 async fn session(stream: TcpStream, store: Arc<Mutex<Vec<Received>>>) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
-    let mut say = async |write: &mut tokio::net::tcp::OwnedWriteHalf, text: &str| {
+    let say = async |write: &mut tokio::net::tcp::OwnedWriteHalf, text: &str| {
         write.write_all(text.as_bytes()).await.is_ok()
     };
     if !say(&mut write, "220 polyclinic-test ESMTP ready\r\n").await {
@@ -97,7 +97,9 @@ async fn session(stream: TcpStream, store: Arc<Mutex<Vec<Received>>>) {
             .unwrap_or("")
             .to_ascii_uppercase();
         let answer = match verb.as_str() {
-            "EHLO" => "250-polyclinic-test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 OK\r\n".to_owned(),
+            "EHLO" => {
+                "250-polyclinic-test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 OK\r\n".to_owned()
+            }
             "HELO" | "NOOP" => "250 OK\r\n".to_owned(),
             "RSET" => {
                 from.clear();
@@ -110,7 +112,9 @@ async fn session(stream: TcpStream, store: Arc<Mutex<Vec<Received>>>) {
                 "250 OK\r\n".to_owned()
             }
             "RCPT" => {
-                to.push(address_in(command.split_once(':').map_or("", |(_, rest)| rest)));
+                to.push(address_in(
+                    command.split_once(':').map_or("", |(_, rest)| rest),
+                ));
                 "250 OK\r\n".to_owned()
             }
             "DATA" => {
@@ -127,7 +131,11 @@ async fn session(stream: TcpStream, store: Arc<Mutex<Vec<Received>>>) {
                     if raw == b".\r\n" || raw == b".\n" {
                         break;
                     }
-                    let unstuffed = if raw.starts_with(b"..") { &raw[1..] } else { &raw[..] };
+                    let unstuffed = if raw.starts_with(b"..") {
+                        &raw[1..]
+                    } else {
+                        &raw[..]
+                    };
                     data.extend_from_slice(unstuffed);
                 }
                 store.lock().expect("sink lock").push(Received {

@@ -3,9 +3,14 @@
 //!
 //! It owns the `notifications` schema and nothing else, including its outbox, inbox and dead
 //! letters on the event backbone. [`router`] builds the HTTP interface; [`run`] migrates the
-//! schema, starts the consumers and serves until shutdown.
+//! schema, starts the consumers (the event log, and [`mail`], which writes the messages an
+//! event calls for) and the [`delivery`] senders, and serves until shutdown.
 
+pub mod delivery;
+pub mod directory;
 pub mod event_log;
+pub mod mail;
+pub mod messages;
 mod repo;
 mod routes;
 
@@ -14,7 +19,7 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use polyclinic_auth::{Verifier, VerifierSettings};
-use polyclinic_client::ServiceClient;
+use polyclinic_client::{ServiceClient, ServiceTokens};
 use polyclinic_config::{Config, Service};
 use polyclinic_contracts::Topic;
 use polyclinic_events::api::{EventsApi, Replay, internal_routes};
@@ -24,6 +29,11 @@ use polyclinic_http::{CancellationToken, ServiceApp};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
+
+use crate::delivery::{Sender, Transport};
+use crate::directory::Directory;
+use crate::mail::Mail;
+use crate::messages::Templates;
 
 /// This service's name in configuration, logs and metrics.
 pub const SERVICE: Service = Service::Notifications;
@@ -110,8 +120,32 @@ fn event_log_consumer(config: &Config, pool: &PgPool, backbone: &Backbone) -> Co
     )
 }
 
-/// Migrates the schema, starts the consumers, then serves on `listener` until `shutdown` is
-/// cancelled.
+/// What writing messages needs, from the configuration.
+pub fn mail(config: &Config) -> anyhow::Result<Mail> {
+    let client = ServiceClient::new(Duration::from_secs(
+        config.http.upstream_timeout_secs.into(),
+    ));
+    let directory = Directory::new(
+        client,
+        ServiceTokens::for_service(config, SERVICE),
+        &config.service_url(Service::Identity),
+    );
+    Ok(Mail {
+        directory,
+        templates: Templates::load()?,
+        zone: config.timezone.parse().map_err(|_| {
+            anyhow::anyhow!("`timezone`: {} is not an IANA timezone", config.timezone)
+        })?,
+        clinic: "Polyclinic".to_owned(),
+        sign_in_url: config.public_url.clone(),
+    })
+}
+
+/// Senders per instance: SMTP sends wait on the network, so a few run side by side.
+const SENDERS: usize = 4;
+
+/// Migrates the schema, starts the consumers and the senders, then serves on `listener`
+/// until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -123,9 +157,18 @@ pub async fn run(
 
     let event_log = Arc::new(event_log_consumer(&config, &pool, &backbone));
     event_log.clone().spawn_shared(shutdown.clone());
+    let mail = Arc::new(mail::consumer(
+        &config,
+        &pool,
+        &backbone,
+        Arc::new(self::mail(&config)?),
+    ));
+    mail.clone().spawn_shared(shutdown.clone());
+    let transport = Transport::from_config(&config.email)?;
+    Sender::new(pool.clone(), transport, &config.email).spawn(SENDERS, shutdown.clone());
 
     let state = AppState::new(&config, pool.clone(), verifier);
-    let app = router(&config, state, &backbone, vec![event_log]);
+    let app = router(&config, state, &backbone, vec![event_log, mail]);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
     polyclinic_http::serve(listener, app, shutdown, grace).await?;

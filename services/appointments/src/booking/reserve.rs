@@ -72,8 +72,6 @@ impl Booking {
             let reserved = AppointmentReservedV1 {
                 appointment: appointment.reference(),
                 hold_expires_at: new.hold_expires_at,
-                amount: new.fee.amount,
-                currency: new.fee.currency.clone(),
             };
             announce(&mut tx, &reserved, &caller.events()).await?;
             tx.commit().await?;

@@ -69,6 +69,8 @@ impl Appointment {
             room_id: self.room_id,
             nurse_id: self.nurse_id,
             payment_id: self.payment_id,
+            amount: self.fee.amount,
+            currency: self.fee.currency.clone(),
         }
     }
 

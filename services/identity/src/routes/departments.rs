@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use polyclinic_auth::Require;
-use polyclinic_auth::rules::{Admin, Staff};
+use polyclinic_auth::rules::{Admin, Staff, StaffOrService};
 use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, ProblemDetails, Violations};
@@ -205,7 +205,7 @@ async fn list_rooms(
     responses((status = 200, body = Room), (status = 404, body = ProblemDetails)))]
 async fn get_room(
     State(state): State<AppState>,
-    _staff: Require<Staff>,
+    _staff: Require<StaffOrService>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Room>, ApiError> {
     Ok(Json(repo::find_room(&state.pool, id).await?))

@@ -95,7 +95,7 @@ async fn list_events(
         ),
         None => None,
     };
-    let mut events: Vec<LoggedEvent> = crate::repo::list_events(
+    let mut events: Vec<LoggedEvent> = crate::repo::events::list_events(
         &state.pool,
         query.event_type.as_deref(),
         query.subject.as_deref(),

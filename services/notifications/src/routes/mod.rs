@@ -1,6 +1,7 @@
 //! The notifications service's HTTP interface.
 
 pub mod events;
+pub mod notifications;
 
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 
@@ -8,5 +9,7 @@ use crate::AppState;
 
 /// Every documented route of the service.
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(events::router())
+    OpenApiRouter::new()
+        .merge(events::router())
+        .merge(notifications::router())
 }

@@ -1,4 +1,4 @@
-//! SQL of the notifications service.
+//! The admins' event log.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;

@@ -1,0 +1,105 @@
+//! Who the people and places in a message are, asked of the identity service with this
+//! service's own token (client credentials), since no user is behind an event.
+
+use polyclinic_client::{CallContext, ClientError, ServiceClient, ServiceTokens};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// A person as messages need them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Person {
+    pub id: Uuid,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub role: String,
+    pub status: String,
+}
+
+impl Person {
+    pub fn is_active(&self) -> bool {
+        self.status == "ACTIVE"
+    }
+
+    /// How messages name them: doctors with their title.
+    pub fn display_name(&self) -> String {
+        let name = format!("{} {}", self.first_name, self.last_name);
+        if self.role == "DOCTOR" {
+            format!("Dr {name}")
+        } else {
+            name
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Room {
+    name: String,
+}
+
+/// The identity service, asked as this service.
+#[derive(Debug)]
+pub struct Directory {
+    client: ServiceClient,
+    tokens: ServiceTokens,
+    identity: String,
+}
+
+impl Directory {
+    pub fn new(client: ServiceClient, tokens: ServiceTokens, identity_url: &str) -> Self {
+        Self {
+            client,
+            tokens,
+            identity: identity_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// `GET path` as this service; `None` for a 404. A refused token is renewed once.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        request_id: Option<&str>,
+    ) -> Result<Option<T>, ClientError> {
+        let url = format!("{}{path}", self.identity);
+        for attempt in 0..2 {
+            let token = self.tokens.token().await?;
+            let context = CallContext {
+                bearer: Some(&token),
+                request_id,
+                traceparent: None,
+            };
+            match self.client.get_json(&url, context).await {
+                Ok(value) => return Ok(Some(value)),
+                Err(err) if err.status() == Some(StatusCode::NOT_FOUND) => return Ok(None),
+                Err(err) if err.status() == Some(StatusCode::UNAUTHORIZED) && attempt == 0 => {
+                    self.tokens.forget().await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(ClientError::Unreachable {
+            url,
+            reason: "the service token was refused twice".to_owned(),
+        })
+    }
+
+    pub async fn person(
+        &self,
+        id: Uuid,
+        request_id: Option<&str>,
+    ) -> Result<Option<Person>, ClientError> {
+        self.get(&format!("/api/users/{id}"), request_id).await
+    }
+
+    pub async fn room_name(
+        &self,
+        id: Uuid,
+        request_id: Option<&str>,
+    ) -> Result<Option<String>, ClientError> {
+        Ok(self
+            .get::<Room>(&format!("/api/rooms/{id}"), request_id)
+            .await?
+            .map(|room| room.name))
+    }
+}

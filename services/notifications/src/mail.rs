@@ -1,0 +1,199 @@
+//! The `notifications-mail` consumer: for each event of the catalogue, the people to tell are
+//! looked up, their messages rendered and written as PENDING notifications in the consumer's
+//! transaction (one per event, recipient and template), and the sender is woken at commit.
+//! People who do not exist or are deactivated are skipped, not retried.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use polyclinic_config::Config;
+use polyclinic_contracts::Topic;
+use polyclinic_events::{Backbone, Consumer, ConsumerSettings, Envelope, Handled, Handlers};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::directory::{Directory, Person};
+use crate::messages::{Context, Outgoing, Templates, plan};
+use crate::repo::notifications::{self, NewNotification};
+
+/// The consumer's name in inboxes, positions and dead letters.
+pub const CONSUMER: &str = "notifications-mail";
+
+/// What writing messages needs.
+#[derive(Debug)]
+pub struct Mail {
+    pub directory: Directory,
+    pub templates: Templates,
+    pub zone: Tz,
+    pub clinic: String,
+    pub sign_in_url: String,
+}
+
+/// `6000, "EUR"` as `60.00 EUR`.
+pub fn format_money(amount: i64, currency: &str) -> String {
+    let sign = if amount < 0 { "-" } else { "" };
+    let amount = amount.unsigned_abs();
+    format!("{sign}{}.{:02} {currency}", amount / 100, amount % 100)
+}
+
+impl Mail {
+    fn local(&self, instant: Option<DateTime<Utc>>) -> (String, String) {
+        instant
+            .map(|at| {
+                let local = at.with_timezone(&self.zone);
+                (
+                    local.format("%A %-d %B %Y").to_string(),
+                    local.format("%H:%M").to_string(),
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    /// Writes the messages `envelope` calls for.
+    pub async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        envelope: &Envelope,
+    ) -> anyhow::Result<Handled> {
+        let Some(outgoing) = plan(envelope)? else {
+            return Ok(Handled::Skipped(
+                "nobody is told about this event".to_owned(),
+            ));
+        };
+        let request_id = envelope.correlationid.as_deref();
+        let mut people: HashMap<Uuid, Option<Person>> = HashMap::new();
+        let mut ids: Vec<Uuid> = outgoing.recipients.iter().map(|r| r.user_id).collect();
+        ids.extend(
+            [outgoing.patient_id, outgoing.doctor_id, outgoing.nurse_id]
+                .into_iter()
+                .flatten(),
+        );
+        for id in ids {
+            if !people.contains_key(&id) {
+                people.insert(id, self.directory.person(id, request_id).await?);
+            }
+        }
+        let room_name = match outgoing.room_id {
+            Some(room) => self.directory.room_name(room, request_id).await?,
+            None => None,
+        };
+        let name_of = |id: Option<Uuid>, fallback: &str| {
+            id.and_then(|id| people.get(&id).cloned().flatten())
+                .map(|person| person.display_name())
+                .unwrap_or_else(|| fallback.to_owned())
+        };
+        let (date, time) = self.local(outgoing.starts_at);
+        let (previous_date, previous_time) = self.local(outgoing.previous_starts_at);
+        let base = Context {
+            clinic: self.clinic.clone(),
+            sign_in_url: self.sign_in_url.clone(),
+            timezone: self.zone.name().to_owned(),
+            patient_name: name_of(outgoing.patient_id, "the patient"),
+            doctor_name: name_of(outgoing.doctor_id, "your doctor"),
+            nurse_name: name_of(outgoing.nurse_id, "the nurse"),
+            room_name: room_name.unwrap_or_else(|| "to be announced".to_owned()),
+            date,
+            time,
+            previous_date,
+            previous_time,
+            reason: outgoing.reason.clone().unwrap_or_default(),
+            amount: outgoing
+                .amount
+                .as_ref()
+                .map(|(amount, currency)| format_money(*amount, currency))
+                .unwrap_or_default(),
+            money: outgoing.money.unwrap_or("none").to_owned(),
+            ..Context::default()
+        };
+        self.write(conn, envelope, &outgoing, &people, base).await
+    }
+
+    async fn write(
+        &self,
+        conn: &mut PgConnection,
+        envelope: &Envelope,
+        outgoing: &Outgoing,
+        people: &HashMap<Uuid, Option<Person>>,
+        base: Context,
+    ) -> anyhow::Result<Handled> {
+        let mut written = 0;
+        let mut skipped = Vec::new();
+        for recipient in &outgoing.recipients {
+            let person = match people.get(&recipient.user_id).cloned().flatten() {
+                Some(person) if person.is_active() => person,
+                Some(_) => {
+                    skipped.push(format!("{} is deactivated", recipient.user_id));
+                    continue;
+                }
+                None => {
+                    skipped.push(format!("{} does not exist", recipient.user_id));
+                    continue;
+                }
+            };
+            let context = Context {
+                recipient_name: format!("{} {}", person.first_name, person.last_name),
+                role: person.role.clone(),
+                ..base.clone()
+            };
+            let rendered = self.templates.render(recipient.template, &context)?;
+            notifications::insert(
+                conn,
+                &NewNotification {
+                    event_id: envelope.id,
+                    event_type: &envelope.event_type,
+                    recipient_id: person.id,
+                    recipient_email: &person.email,
+                    template: recipient.template,
+                    rendered: &rendered,
+                },
+            )
+            .await?;
+            written += 1;
+        }
+        if written == 0 {
+            return Ok(Handled::Skipped(format!(
+                "no one to tell: {}",
+                skipped.join(", ")
+            )));
+        }
+        notifications::wake_sender(conn).await?;
+        Ok(Handled::Done)
+    }
+}
+
+pub fn consumer(
+    config: &Config,
+    pool: &PgPool,
+    backbone: &Backbone,
+    mail: Arc<Mail>,
+) -> Consumer<Arc<Mail>> {
+    let topics: Vec<&str> = Topic::ALL.iter().map(|topic| topic.as_str()).collect();
+    let mut settings = ConsumerSettings::new(CONSUMER, &topics);
+    settings.max_attempts = i32::try_from(config.events.max_attempts).unwrap_or(5);
+    settings.retry_base = Duration::from_millis(config.events.retry_base_ms.into());
+    let handlers = Handlers::new()
+        .otherwise(|conn, envelope, mail: &Arc<Mail>| Box::pin(mail.handle(conn, envelope)));
+    Consumer::new(
+        backbone.bus(),
+        pool.clone(),
+        settings,
+        handlers,
+        mail,
+        backbone.metrics().clone(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_money;
+
+    #[test]
+    fn money_is_shown_in_major_units_with_its_currency() {
+        assert_eq!(format_money(6000, "EUR"), "60.00 EUR");
+        assert_eq!(format_money(5, "USD"), "0.05 USD");
+        assert_eq!(format_money(-1250, "EUR"), "-12.50 EUR");
+    }
+}

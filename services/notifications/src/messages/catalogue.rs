@@ -1,0 +1,172 @@
+//! The catalogue: which events are told to whom, with which template. Everything else a
+//! message says is looked up when it is written (names, rooms) or comes with the event.
+
+use chrono::{DateTime, Utc};
+use polyclinic_contracts::Event;
+use polyclinic_contracts::appointments::{
+    AppointmentCancelledV1, AppointmentCompletedV1, AppointmentPaidV1, AppointmentRef,
+    AppointmentRejectedV1, AppointmentReminderV1, AppointmentRescheduledV1, AppointmentScheduledV1,
+};
+use polyclinic_contracts::identity::UserRegisteredV1;
+use polyclinic_contracts::prescriptions::PrescriptionIssuedV1;
+use polyclinic_events::Envelope;
+use uuid::Uuid;
+
+/// The part a recipient plays in what happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Patient,
+    Doctor,
+    Nurse,
+    /// The account holder (welcome).
+    Account,
+}
+
+/// One person to tell, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub user_id: Uuid,
+    pub role: Role,
+    pub template: &'static str,
+}
+
+/// Everything an event says that messages use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outgoing {
+    pub recipients: Vec<Recipient>,
+    pub patient_id: Option<Uuid>,
+    pub doctor_id: Option<Uuid>,
+    pub nurse_id: Option<Uuid>,
+    pub room_id: Option<Uuid>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub previous_starts_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    /// Minor units and currency.
+    pub amount: Option<(i64, String)>,
+    /// `refund`, `void` or `none`.
+    pub money: Option<&'static str>,
+}
+
+fn appointment(appointment: &AppointmentRef, recipients: &[(Role, &'static str)]) -> Outgoing {
+    let id_of = |role: Role| match role {
+        Role::Patient => Some(appointment.patient_id),
+        Role::Doctor => Some(appointment.doctor_id),
+        Role::Nurse => appointment.nurse_id,
+        Role::Account => None,
+    };
+    Outgoing {
+        recipients: recipients
+            .iter()
+            .filter_map(|(role, template)| {
+                id_of(*role).map(|user_id| Recipient {
+                    user_id,
+                    role: *role,
+                    template,
+                })
+            })
+            .collect(),
+        patient_id: Some(appointment.patient_id),
+        doctor_id: Some(appointment.doctor_id),
+        nurse_id: appointment.nurse_id,
+        room_id: appointment.room_id,
+        starts_at: Some(appointment.starts_at),
+        amount: Some((appointment.amount, appointment.currency.clone())),
+        ..Outgoing::default()
+    }
+}
+
+/// What to send for `envelope`; `None` for events nobody is told about.
+pub fn plan(envelope: &Envelope) -> anyhow::Result<Option<Outgoing>> {
+    use Role::*;
+    let outgoing = match envelope.event_type.as_str() {
+        UserRegisteredV1::TYPE => {
+            let event: UserRegisteredV1 = envelope.data_as()?;
+            Outgoing {
+                recipients: vec![Recipient {
+                    user_id: event.user_id,
+                    role: Account,
+                    template: "welcome",
+                }],
+                ..Outgoing::default()
+            }
+        }
+        AppointmentPaidV1::TYPE => {
+            let event: AppointmentPaidV1 = envelope.data_as()?;
+            appointment(&event.appointment, &[(Patient, "appointment_paid")])
+        }
+        AppointmentScheduledV1::TYPE => {
+            let event: AppointmentScheduledV1 = envelope.data_as()?;
+            appointment(
+                &event.appointment,
+                &[
+                    (Patient, "appointment_scheduled_patient"),
+                    (Doctor, "appointment_scheduled_doctor"),
+                    (Nurse, "appointment_scheduled_nurse"),
+                ],
+            )
+        }
+        AppointmentRejectedV1::TYPE => {
+            let event: AppointmentRejectedV1 = envelope.data_as()?;
+            Outgoing {
+                reason: Some(event.reason),
+                ..appointment(&event.appointment, &[(Patient, "appointment_rejected")])
+            }
+        }
+        AppointmentCancelledV1::TYPE => {
+            let event: AppointmentCancelledV1 = envelope.data_as()?;
+            // A scheduled appointment's payment was captured; a paid one's only authorised.
+            let money = match event.previous_status.as_str() {
+                "SCHEDULED" => "refund",
+                "PAID" => "void",
+                _ => "none",
+            };
+            Outgoing {
+                reason: Some(event.reason),
+                money: Some(money),
+                ..appointment(
+                    &event.appointment,
+                    &[
+                        (Patient, "appointment_cancelled_patient"),
+                        (Doctor, "appointment_cancelled_doctor"),
+                    ],
+                )
+            }
+        }
+        AppointmentRescheduledV1::TYPE => {
+            let event: AppointmentRescheduledV1 = envelope.data_as()?;
+            Outgoing {
+                previous_starts_at: Some(event.previous_starts_at),
+                ..appointment(
+                    &event.appointment,
+                    &[
+                        (Patient, "appointment_rescheduled_patient"),
+                        (Doctor, "appointment_rescheduled_doctor"),
+                    ],
+                )
+            }
+        }
+        AppointmentReminderV1::TYPE => {
+            let event: AppointmentReminderV1 = envelope.data_as()?;
+            appointment(&event.appointment, &[(Patient, "appointment_reminder")])
+        }
+        AppointmentCompletedV1::TYPE => {
+            let event: AppointmentCompletedV1 = envelope.data_as()?;
+            appointment(&event.appointment, &[(Patient, "appointment_completed")])
+        }
+        PrescriptionIssuedV1::TYPE => {
+            let event: PrescriptionIssuedV1 = envelope.data_as()?;
+            Outgoing {
+                recipients: vec![Recipient {
+                    user_id: event.patient_id,
+                    role: Patient,
+                    template: "prescription_issued",
+                }],
+                patient_id: Some(event.patient_id),
+                doctor_id: Some(event.doctor_id),
+                ..Outgoing::default()
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(outgoing))
+}

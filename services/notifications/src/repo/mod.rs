@@ -1,0 +1,4 @@
+//! SQL of the notifications service.
+
+pub mod events;
+pub mod notifications;

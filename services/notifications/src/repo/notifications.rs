@@ -1,0 +1,269 @@
+//! Notifications: written by the mail consumer, claimed by the sender, read in the inbox.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::messages::Rendered;
+
+/// The channel on which the sender is woken when messages are written.
+pub const CHANNEL: &str = "polyclinic_notifications";
+
+/// A message to write.
+#[derive(Debug)]
+pub struct NewNotification<'a> {
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    pub recipient_id: Uuid,
+    pub recipient_email: &'a str,
+    pub template: &'a str,
+    pub rendered: &'a Rendered,
+}
+
+/// Writes a PENDING message unless this event already has it for this recipient; returns
+/// whether it was new.
+pub async fn insert(conn: &mut PgConnection, new: &NewNotification<'_>) -> sqlx::Result<bool> {
+    Ok(sqlx::query(
+        "insert into notifications (id, event_id, event_type, recipient_id, recipient_email, template,
+                                    subject, body_text, body_html)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         on conflict on constraint notifications_once_key do nothing",
+    )
+    .bind(Uuid::now_v7())
+    .bind(new.event_id)
+    .bind(new.event_type)
+    .bind(new.recipient_id)
+    .bind(new.recipient_email)
+    .bind(new.template)
+    .bind(&new.rendered.subject)
+    .bind(&new.rendered.text)
+    .bind(&new.rendered.html)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Wakes the sender when the caller's transaction commits.
+pub async fn wake_sender(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("select pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A message the sender works on.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Outbound {
+    pub id: Uuid,
+    pub recipient_email: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    pub attempts: i32,
+}
+
+/// Up to `limit` messages due at `now`, locked for this transaction; those another sender
+/// holds are skipped.
+pub async fn claim_due(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<Outbound>> {
+    sqlx::query_as(
+        "select id, recipient_email, subject, body_text, body_html, attempts from notifications
+         where status = 'PENDING' and next_attempt_at <= $1
+         order by next_attempt_at
+         limit $2
+         for update skip locked",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn mark_sent(conn: &mut PgConnection, id: Uuid, transport: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "update notifications set status = 'SENT', transport = $2, attempts = attempts + 1,
+                sent_at = now(), last_error = null, updated_at = now()
+         where id = $1",
+    )
+    .bind(id)
+    .bind(transport)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt: tried again at `retry_at`, or FAILED when `None`.
+pub async fn mark_failed_attempt(
+    conn: &mut PgConnection,
+    id: Uuid,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "update notifications set attempts = attempts + 1, last_error = $2,
+                status = case when $3::timestamptz is null then 'FAILED' else 'PENDING' end,
+                next_attempt_at = coalesce($3, next_attempt_at), updated_at = now()
+         where id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(retry_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A message in a recipient's inbox.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct InboxItem {
+    pub id: Uuid,
+    pub template: String,
+    pub subject: String,
+    pub body_text: String,
+    /// `PENDING`, `SENT` or `FAILED`: how the email is doing.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+const INBOX: &str = "id, template, subject, body_text, status, created_at, read_at";
+
+/// The recipient's messages, newest first, before the cursor.
+pub async fn inbox(
+    pool: &PgPool,
+    recipient_id: Uuid,
+    unread_only: bool,
+    before: Option<Uuid>,
+    limit: usize,
+) -> anyhow::Result<Vec<InboxItem>> {
+    Ok(sqlx::query_as(&format!(
+        "select {INBOX} from notifications
+         where recipient_id = $1 and (not $2 or read_at is null) and ($3::uuid is null or id < $3)
+         order by id desc limit $4"
+    ))
+    .bind(recipient_id)
+    .bind(unread_only)
+    .bind(before)
+    .bind(i64::try_from(limit).unwrap_or(100))
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn unread_count(pool: &PgPool, recipient_id: Uuid) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "select count(*) from notifications where recipient_id = $1 and read_at is null",
+    )
+    .bind(recipient_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Marks the recipient's message read; `None` if it is not theirs.
+pub async fn mark_read(
+    pool: &PgPool,
+    recipient_id: Uuid,
+    id: Uuid,
+) -> anyhow::Result<Option<InboxItem>> {
+    Ok(sqlx::query_as(&format!(
+        "update notifications set read_at = coalesce(read_at, now()), updated_at = now()
+         where id = $1 and recipient_id = $2
+         returning {INBOX}"
+    ))
+    .bind(id)
+    .bind(recipient_id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// A message as admins see it: who, what, how delivery went; not the body.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub recipient_id: Uuid,
+    pub recipient_email: String,
+    pub channel: String,
+    pub template: String,
+    pub subject: String,
+    pub status: String,
+    pub transport: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const DELIVERY: &str =
+    "id, event_id, event_type, recipient_id, recipient_email, channel, template, subject,
+    status, transport, attempts, last_error, next_attempt_at, sent_at, created_at, updated_at";
+
+/// Filters of the admins' list.
+#[derive(Debug, Default)]
+pub struct Filter<'a> {
+    pub status: Option<&'a str>,
+    pub recipient_id: Option<Uuid>,
+    pub template: Option<&'a str>,
+    pub event_id: Option<Uuid>,
+    pub before: Option<Uuid>,
+}
+
+pub async fn list(
+    pool: &PgPool,
+    filter: &Filter<'_>,
+    limit: usize,
+) -> anyhow::Result<Vec<Delivery>> {
+    Ok(sqlx::query_as(&format!(
+        "select {DELIVERY} from notifications
+         where ($1::text is null or status = $1)
+           and ($2::uuid is null or recipient_id = $2)
+           and ($3::text is null or template = $3)
+           and ($4::uuid is null or event_id = $4)
+           and ($5::uuid is null or id < $5)
+         order by id desc limit $6"
+    ))
+    .bind(filter.status)
+    .bind(filter.recipient_id)
+    .bind(filter.template)
+    .bind(filter.event_id)
+    .bind(filter.before)
+    .bind(i64::try_from(limit).unwrap_or(100))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Puts a FAILED message back in the queue, its attempts counted afresh. `Err` with the
+/// current status when it is not FAILED, `Ok(None)` when there is no such message.
+pub async fn resend(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<Result<Delivery, String>>> {
+    let mut tx = pool.begin().await?;
+    let status: Option<String> =
+        sqlx::query_scalar("select status from notifications where id = $1 for update")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(status) = status else {
+        return Ok(None);
+    };
+    if status != "FAILED" {
+        return Ok(Some(Err(status)));
+    }
+    let delivery: Delivery = sqlx::query_as(&format!(
+        "update notifications set status = 'PENDING', attempts = 0, next_attempt_at = now(), updated_at = now()
+         where id = $1 returning {DELIVERY}"
+    ))
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    wake_sender(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Some(Ok(delivery)))
+}

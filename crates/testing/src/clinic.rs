@@ -17,8 +17,10 @@ pub struct Clinic {
     pub room_id: String,
     pub doctor_id: String,
     pub doctor: String,
+    pub doctor_email: String,
     pub nurse_id: String,
     pub nurse: String,
+    pub nurse_email: String,
 }
 
 /// Waits up to 30 s for `check` to return `Some`, polling every 25 ms.
@@ -76,21 +78,13 @@ impl TestPlatform {
             )
             .await;
         assert_eq!(room.status, StatusCode::CREATED, "{:?}", room.body);
+        let doctor_email = format!("doctor-{suffix}@clinic.example");
+        let nurse_email = format!("nurse-{suffix}@clinic.example");
         let (doctor, doctor_token) = self
-            .create_staff(
-                &admin,
-                "DOCTOR",
-                &format!("doctor-{suffix}@clinic.example"),
-                Some(&department_id),
-            )
+            .create_staff(&admin, "DOCTOR", &doctor_email, Some(&department_id))
             .await;
         let (nurse, nurse_token) = self
-            .create_staff(
-                &admin,
-                "NURSE",
-                &format!("nurse-{suffix}@clinic.example"),
-                Some(&department_id),
-            )
+            .create_staff(&admin, "NURSE", &nurse_email, Some(&department_id))
             .await;
         let clinic = Clinic {
             admin,
@@ -98,8 +92,10 @@ impl TestPlatform {
             room_id: room.body["id"].as_str().expect("a room id").to_owned(),
             doctor_id: doctor["id"].as_str().expect("a doctor id").to_owned(),
             doctor: doctor_token,
+            doctor_email,
             nurse_id: nurse["id"].as_str().expect("a nurse id").to_owned(),
             nurse: nurse_token,
+            nurse_email,
         };
         let days: Vec<Value> = (1..=7)
             .map(|weekday| json!({"weekday": weekday, "starts_at": "00:00", "ends_at": "23:00", "slot_minutes": 60}))

@@ -55,11 +55,6 @@ impl TestPlatform {
         // Tests send many requests from one address; the rate-limit test lowers these.
         config.rate_limit.anonymous_per_minute = 100_000;
         config.rate_limit.user_per_minute = 100_000;
-        // Tests run side by side against one PostgreSQL (100 connections by default); small
-        // pools keep several platforms within it.
-        for service in Service::ALL {
-            config.service_mut(service).db_max_connections = 5;
-        }
 
         let mut listeners = Vec::new();
         for &service in &Service::ALL {

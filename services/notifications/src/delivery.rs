@@ -1,6 +1,8 @@
 //! Sending: transports (`smtp` with `lettre`, or `log`), and the sender that works through
-//! PENDING messages. Senders claim messages with `for update skip locked`, so two instances
-//! never send the same one; a failure is retried with exponential backoff until
+//! PENDING messages. A sender claims a batch with `for update skip locked` and leases it (its
+//! next attempt moved two minutes ahead), so two instances never send the same message and
+//! one that died mid-send is taken over; the sends then run side by side without holding a
+//! database connection. A failure is retried with exponential backoff until
 //! `email.max_attempts`, then the message is FAILED for an admin to resend. A permanent SMTP
 //! refusal (a 5xx answer) fails at once.
 
@@ -224,19 +226,23 @@ impl Transport {
 #[derive(Debug, Clone)]
 pub struct Sender {
     pool: PgPool,
-    transport: Transport,
+    transport: std::sync::Arc<Transport>,
     max_attempts: i32,
     retry_base: Duration,
 }
 
-/// Messages one sender claims at once.
-const BATCH: i64 = 16;
+/// Messages claimed and sent side by side at once.
+const BATCH: i64 = 32;
+
+/// How long a claimed message is left to its sender before another may take it over (a
+/// sender that died mid-send).
+const LEASE: chrono::Duration = chrono::Duration::minutes(2);
 
 impl Sender {
     pub fn new(pool: PgPool, transport: Transport, config: &EmailConfig) -> Self {
         Self {
             pool,
-            transport,
+            transport: std::sync::Arc::new(transport),
             max_attempts: i32::try_from(config.max_attempts).unwrap_or(6),
             retry_base: Duration::from_millis(config.retry_base_ms.into()),
         }
@@ -248,14 +254,24 @@ impl Sender {
         (self.retry_base * 2u32.pow(exponent)).min(Duration::from_secs(3600))
     }
 
-    /// Sends one batch of due messages; returns how many were tried.
+    /// Claims a batch of due messages (leased, so no other sender takes them), sends them
+    /// side by side without holding a database connection, and records each outcome.
+    /// Returns how many were tried.
     pub async fn send_due(&self) -> anyhow::Result<usize> {
-        let mut tx = self.pool.begin().await?;
-        let due = notifications::claim_due(&mut tx, Utc::now(), BATCH).await?;
-        for message in &due {
-            match self.transport.send(message).await {
+        let due = notifications::claim_due(&self.pool, Utc::now(), LEASE, BATCH).await?;
+        let mut sending = tokio::task::JoinSet::new();
+        for message in due.iter().cloned() {
+            let transport = self.transport.clone();
+            sending.spawn(async move {
+                let outcome = transport.send(&message).await;
+                (message, outcome)
+            });
+        }
+        while let Some(joined) = sending.join_next().await {
+            let (message, outcome) = joined?;
+            match outcome {
                 Ok(()) => {
-                    notifications::mark_sent(&mut tx, message.id, self.transport.name()).await?
+                    notifications::mark_sent(&self.pool, message.id, self.transport.name()).await?
                 }
                 Err(err) => {
                     let attempts = message.attempts + 1;
@@ -264,23 +280,23 @@ impl Sender {
                             + chrono::Duration::from_std(self.backoff(attempts)).unwrap_or_default()
                     });
                     tracing::warn!(notification = %message.id, attempts, permanent = err.permanent, error = %err.message, "sending an email failed");
-                    notifications::mark_failed_attempt(&mut tx, message.id, &err.message, retry_at)
-                        .await?;
+                    notifications::mark_failed_attempt(
+                        &self.pool,
+                        message.id,
+                        &err.message,
+                        retry_at,
+                    )
+                    .await?;
                 }
             }
         }
-        tx.commit().await?;
         Ok(due.len())
     }
 
-    /// Runs `workers` senders until `shutdown`: woken when messages are written, and looking
-    /// every second anyway (for retries that came due).
-    pub fn spawn(self, workers: usize, shutdown: CancellationToken) {
-        for _ in 0..workers {
-            let sender = self.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { sender.run(shutdown).await });
-        }
+    /// Sends until `shutdown`: woken when messages are written (one `LISTEN` connection),
+    /// and looking every second anyway for retries that came due.
+    pub fn spawn(self, shutdown: CancellationToken) {
+        tokio::spawn(async move { self.run(shutdown).await });
     }
 
     async fn run(self, shutdown: CancellationToken) {

@@ -141,9 +141,6 @@ pub fn mail(config: &Config) -> anyhow::Result<Mail> {
     })
 }
 
-/// Senders per instance: SMTP sends wait on the network, so a few run side by side.
-const SENDERS: usize = 4;
-
 /// Migrates the schema, starts the consumers and the senders, then serves on `listener`
 /// until `shutdown` is cancelled.
 pub async fn run(
@@ -165,7 +162,7 @@ pub async fn run(
     ));
     mail.clone().spawn_shared(shutdown.clone());
     let transport = Transport::from_config(&config.email)?;
-    Sender::new(pool.clone(), transport, &config.email).spawn(SENDERS, shutdown.clone());
+    Sender::new(pool.clone(), transport, &config.email).spawn(shutdown.clone());
 
     let state = AppState::new(&config, pool.clone(), verifier);
     let app = router(&config, state, &backbone, vec![event_log, mail]);

@@ -144,7 +144,9 @@ impl Templates {
             .render_captured(context)
             .map_err(failed(&text_name))?;
         let (subject, text) = captured
-            .with_state_mut(|state| Ok((state.render_block("subject")?, state.render_block("text")?)))
+            .with_state_mut(|state| {
+                Ok((state.render_block("subject")?, state.render_block("text")?))
+            })
             .map_err(failed(&text_name))?;
         let html = self
             .env

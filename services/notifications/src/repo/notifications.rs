@@ -66,27 +66,33 @@ pub struct Outbound {
     pub attempts: i32,
 }
 
-/// Up to `limit` messages due at `now`, locked for this transaction; those another sender
-/// holds are skipped.
+/// Claims up to `limit` messages due at `now` for one sender: their next attempt is moved
+/// `lease` ahead, so no other sender takes them while this one works. Rows another sender is
+/// claiming are skipped.
 pub async fn claim_due(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     now: DateTime<Utc>,
+    lease: chrono::Duration,
     limit: i64,
 ) -> sqlx::Result<Vec<Outbound>> {
     sqlx::query_as(
-        "select id, recipient_email, subject, body_text, body_html, attempts from notifications
-         where status = 'PENDING' and next_attempt_at <= $1
-         order by next_attempt_at
-         limit $2
-         for update skip locked",
+        "update notifications set next_attempt_at = $2, updated_at = now()
+         where id in (
+             select id from notifications
+             where status = 'PENDING' and next_attempt_at <= $1
+             order by next_attempt_at
+             limit $3
+             for update skip locked)
+         returning id, recipient_email, subject, body_text, body_html, attempts",
     )
     .bind(now)
+    .bind(now + lease)
     .bind(limit)
-    .fetch_all(conn)
+    .fetch_all(pool)
     .await
 }
 
-pub async fn mark_sent(conn: &mut PgConnection, id: Uuid, transport: &str) -> sqlx::Result<()> {
+pub async fn mark_sent(pool: &PgPool, id: Uuid, transport: &str) -> sqlx::Result<()> {
     sqlx::query(
         "update notifications set status = 'SENT', transport = $2, attempts = attempts + 1,
                 sent_at = now(), last_error = null, updated_at = now()
@@ -94,14 +100,14 @@ pub async fn mark_sent(conn: &mut PgConnection, id: Uuid, transport: &str) -> sq
     )
     .bind(id)
     .bind(transport)
-    .execute(conn)
+    .execute(pool)
     .await?;
     Ok(())
 }
 
 /// Records a failed attempt: tried again at `retry_at`, or FAILED when `None`.
 pub async fn mark_failed_attempt(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     id: Uuid,
     error: &str,
     retry_at: Option<DateTime<Utc>>,
@@ -115,7 +121,7 @@ pub async fn mark_failed_attempt(
     .bind(id)
     .bind(error)
     .bind(retry_at)
-    .execute(conn)
+    .execute(pool)
     .await?;
     Ok(())
 }

@@ -72,7 +72,10 @@ async fn the_event_log_shows_a_registration_its_request_id_and_each_consumers_ou
     for consumer in ["event-log", "notifications-mail"] {
         let outcome = outcome_of(consumer);
         assert_eq!(outcome["service"], "notifications");
-        assert_eq!(outcome["outcome"], "handled", "{consumer}: the welcome email is written");
+        assert_eq!(
+            outcome["outcome"], "handled",
+            "{consumer}: the welcome email is written"
+        );
     }
 
     let by_type = platform

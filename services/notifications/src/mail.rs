@@ -71,10 +71,11 @@ impl Mail {
                 .into_iter()
                 .flatten(),
         );
+        ids.sort_unstable();
+        ids.dedup();
         for id in ids {
-            if !people.contains_key(&id) {
-                people.insert(id, self.directory.person(id, request_id).await?);
-            }
+            let person = self.directory.person(id, request_id).await?;
+            people.insert(id, person);
         }
         let room_name = match outgoing.room_id {
             Some(room) => self.directory.room_name(room, request_id).await?,

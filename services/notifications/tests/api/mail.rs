@@ -106,15 +106,6 @@ async fn the_booking_flow_sends_each_person_the_right_emails_once(kafka: bool) {
     let platform = platform_sending_to(sink.address(), kafka, |_| {}).await;
     let clinic = platform.clinic().await;
     let (patient, token) = platform.register_patient("ada@clinic.example").await;
-    let doctor = platform
-        .book(
-            Method::GET,
-            &format!("/api/appointments/mine"),
-            Some(&clinic.doctor),
-            None,
-        )
-        .await;
-    assert_eq!(doctor.status, StatusCode::OK);
     let free = platform.free_slots(&clinic.doctor_id, None).await;
     let starts_at = &free[2];
     let paid = platform

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 mod booking;
 mod events;
+mod notifications;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -62,6 +63,24 @@ enum Suite {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// Emails per second to a loopback SMTP server from a burst of events, and each email's
+    /// commit-to-delivered latency
+    Notifications {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        /// The platform's database
+        #[arg(long, env = "DATABASE_URL")]
+        database: String,
+        #[arg(long, default_value = "admin@polyclinic.local")]
+        email: String,
+        #[arg(long, env = "POLYCLINIC_ADMIN_PASSWORD")]
+        password: String,
+        /// Where the benchmark's SMTP server listens (the platform sends there)
+        #[arg(long, default_value_t = 18025)]
+        smtp_port: u16,
+        #[arg(long, default_value_t = 5000)]
+        events: usize,
     },
     /// Authenticated `GET /api/users/me` directly at identity and through the gateway
     Gateway {
@@ -273,6 +292,24 @@ async fn main() -> anyhow::Result<()> {
                 password,
                 concurrency,
                 seconds,
+            })
+            .await?;
+        }
+        Suite::Notifications {
+            gateway,
+            database,
+            email,
+            password,
+            smtp_port,
+            events,
+        } => {
+            notifications::measure(&notifications::Options {
+                gateway,
+                database,
+                email,
+                password,
+                smtp_port,
+                events,
             })
             .await?;
         }

@@ -30,10 +30,13 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding the SMTP sink");
-        let address = listener.local_addr().expect("a bound address");
+        Self::start_on(0).await.expect("binding the SMTP sink")
+    }
+
+    /// Listens on loopback `port` (0: any free one).
+    pub async fn start_on(port: u16) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let address = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let store = received.clone();
         let accepting = tokio::spawn(async move {
@@ -41,11 +44,11 @@ impl SmtpSink {
                 tokio::spawn(session(stream, store.clone()));
             }
         });
-        Self {
+        Ok(Self {
             address,
             received,
             accepting,
-        }
+        })
     }
 
     pub fn address(&self) -> SocketAddr {

@@ -1,6 +1,10 @@
 //! Who the people and places in a message are, asked of the identity service with this
 //! service's own token (client credentials), since no user is behind an event.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use polyclinic_client::{CallContext, ClientError, ServiceClient, ServiceTokens};
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -38,12 +42,17 @@ struct Room {
     name: String,
 }
 
+/// How long an answer about a person is reused: a burst of events about the same people
+/// asks once, and a deactivation is seen within this long.
+const PERSON_TTL: Duration = Duration::from_secs(10);
+
 /// The identity service, asked as this service.
 #[derive(Debug)]
 pub struct Directory {
     client: ServiceClient,
     tokens: ServiceTokens,
     identity: String,
+    people: Mutex<HashMap<Uuid, (Instant, Option<Person>)>>,
 }
 
 impl Directory {
@@ -52,6 +61,7 @@ impl Directory {
             client,
             tokens,
             identity: identity_url.trim_end_matches('/').to_owned(),
+            people: Mutex::new(HashMap::new()),
         }
     }
 
@@ -84,12 +94,27 @@ impl Directory {
         })
     }
 
+    /// The person, as the identity service answered at most 10 seconds ago.
     pub async fn person(
         &self,
         id: Uuid,
         request_id: Option<&str>,
     ) -> Result<Option<Person>, ClientError> {
-        self.get(&format!("/api/users/{id}"), request_id).await
+        let cached = self.people.lock().ok().and_then(|people| {
+            people
+                .get(&id)
+                .filter(|(at, _)| at.elapsed() < PERSON_TTL)
+                .map(|(_, person)| person.clone())
+        });
+        if let Some(person) = cached {
+            return Ok(person);
+        }
+        let person: Option<Person> = self.get(&format!("/api/users/{id}"), request_id).await?;
+        if let Ok(mut people) = self.people.lock() {
+            people.retain(|_, (at, _)| at.elapsed() < PERSON_TTL);
+            people.insert(id, (Instant::now(), person.clone()));
+        }
+        Ok(person)
     }
 
     pub async fn room_name(

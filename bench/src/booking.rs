@@ -145,17 +145,22 @@ fn availability(client: &reqwest::Client, base: &str, doctor_id: &str) -> Reques
 /// The reservation's own transaction in pgbench's script language.
 const PGBENCH_SCRIPT: &str = r#"
 begin;
-insert into appointments.appointments
-    (id, patient_id, doctor_id, status, starts_at, ends_at, reason, notes, fee_amount, fee_currency, hold_expires_at, created_by)
+with appointment as (
+    insert into appointments.appointments
+        (id, patient_id, doctor_id, status, starts_at, ends_at, reason, notes, fee_amount, fee_currency, hold_expires_at, created_by)
     values (gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), 'PENDING', now() + interval '1 day',
             now() + interval '1 day 5 minutes', '', '', 6000, 'EUR', now() + interval '10 minutes', gen_random_uuid())
-    returning id \gset
-insert into appointments.appointment_history (appointment_id, from_status, to_status) values (:'id', null, 'PENDING');
+    returning id
+), history as (
+    insert into appointments.appointment_history (appointment_id, from_status, to_status)
+    select id, null, 'PENDING' from appointment
+)
 insert into appointments.outbox (event_id, topic, key, event_type, envelope)
-    values (gen_random_uuid(), 'polyclinic.appointments', :'id', 'polyclinic.bench.noop.v1',
-            jsonb_build_object('specversion', '1.0', 'id', gen_random_uuid(), 'source', '/polyclinic/bench',
-                               'type', 'polyclinic.bench.noop.v1', 'subject', :'id', 'time', now(),
-                               'datacontenttype', 'application/json', 'data', '{}'::jsonb));
+select gen_random_uuid(), 'polyclinic.appointments', id::text, 'polyclinic.bench.noop.v1',
+       jsonb_build_object('specversion', '1.0', 'id', gen_random_uuid(), 'source', '/polyclinic/bench',
+                          'type', 'polyclinic.bench.noop.v1', 'subject', id::text, 'time', now(),
+                          'datacontenttype', 'application/json', 'data', '{}'::jsonb)
+from appointment;
 select pg_notify('polyclinic_outbox_appointments', '');
 commit;
 "#;
@@ -232,11 +237,11 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
         let requests = reservations(&client, base, &doctor_id, &patients, &next_slot);
         rows.push(run_requests(label, concurrency, window, requests).await);
     }
-    // PostgreSQL allows 100 connections and the platform's pools hold some of them.
+    println!("{}", crate::table(&rows));
+    // The platform's pools hold connections of their own meanwhile.
     let pgbench_clients = concurrency.min(32);
     let (tps, latency) = pgbench(&options.database, pgbench_clients, options.seconds)?;
 
-    println!("{}", crate::table(&rows));
     println!(
         "| pgbench: the reservation's transaction (appointment, history, outbox) | {tps:.0} | {latency:.2} (mean) | | |"
     );

@@ -140,7 +140,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
     // Each email's commit-to-delivered latency: its event's creation in the producer's
     // transaction to the moment the SMTP server accepted it.
     let latencies: Vec<f64> = sqlx::query_scalar(
-        "select extract(epoch from (n.sent_at - o.created_at)) * 1000
+        "select (extract(epoch from (n.sent_at - o.created_at)) * 1000)::float8
          from notifications.notifications n join appointments.outbox o on o.event_id = n.event_id
          where n.template = 'appointment_reminder' and n.status = 'SENT'
          order by 1",

@@ -51,6 +51,19 @@ fn interval(duration: Duration) -> String {
     format!("{} milliseconds", duration.as_millis())
 }
 
+/// A transaction for key bookkeeping. It commits without waiting for the WAL flush: a
+/// crash can forget the last fraction of a second of keys, which only means that a retry
+/// sent across the crash is handled afresh, and every effect behind a key is guarded by a
+/// constraint of its own (one payment per appointment, one booking per slot). The effects
+/// themselves commit durably as usual.
+async fn bookkeeping(pool: &PgPool) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("set local synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// Claims `key` in `scope` (the route and the caller, so two callers never share keys) for a
 /// request with `fingerprint`. `lease` bounds how long an unfinished first attempt blocks
 /// the key.
@@ -61,7 +74,7 @@ pub async fn claim(
     fingerprint: &[u8],
     lease: Duration,
 ) -> anyhow::Result<Claim> {
-    let mut tx = pool.begin().await?;
+    let mut tx = bookkeeping(pool).await?;
     let inserted = sqlx::query(
         "insert into idempotency_keys (scope, key, request_hash, state, locked_until, expires_at)
          values ($1, $2, $3, 'in_flight', now() + $4::interval, now() + $5::interval)
@@ -123,6 +136,7 @@ pub async fn complete(
     status: u16,
     body: &Value,
 ) -> anyhow::Result<()> {
+    let mut tx = bookkeeping(pool).await?;
     sqlx::query(
         "update idempotency_keys set state = 'completed', response_status = $3, response_body = $4,
                 updated_at = now()
@@ -132,8 +146,9 @@ pub async fn complete(
     .bind(key)
     .bind(i16::try_from(status).unwrap_or(500))
     .bind(body)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -74,7 +74,8 @@ pub struct Payment {
     pub client_secret: Option<String>,
 }
 
-/// How long the directory's answer about a doctor is reused for availability reads.
+/// How long the directory's answer about a doctor is reused (availability, and the fee of a
+/// reservation: a new fee applies to bookings within this long).
 const DOCTOR_TTL: Duration = Duration::from_secs(30);
 
 /// The identity and payments services.
@@ -127,7 +128,7 @@ impl Peers {
         Ok(doctor)
     }
 
-    /// Like [`Peers::doctor`], reusing an answer up to 30 seconds old (availability reads).
+    /// Like [`Peers::doctor`], reusing an answer up to 30 seconds old.
     pub async fn doctor_cached(
         &self,
         id: Uuid,

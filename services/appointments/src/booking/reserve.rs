@@ -39,7 +39,7 @@ impl Booking {
         let patient_id = self.patient_of(caller, request.patient_id).await?;
         let doctor = self
             .peers
-            .doctor(request.doctor_id, caller.call)
+            .doctor_cached(request.doctor_id, caller.call)
             .await
             .map_err(|err| unavailable("the identity service", err))?
             .ok_or(BookingError::DoctorNotFound)?;

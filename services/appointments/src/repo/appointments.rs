@@ -284,14 +284,20 @@ pub async fn move_to(
     Ok(updated)
 }
 
-/// Records the payment of a reservation.
+/// Records the payment of a reservation. The commit does not wait for the WAL flush: should
+/// a crash lose it, the payment's authorisation records it again (see `change_status`), and
+/// the payments service finds payments by appointment anyway.
 pub async fn set_payment(pool: &PgPool, id: Uuid, payment_id: Uuid) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("set local synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("update appointments set payment_id = $2, updated_at = now() where id = $1 and payment_id is null")
         .bind(id)
         .bind(payment_id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    tx.commit().await
 }
 
 async fn history(

@@ -27,8 +27,13 @@ pub async fn enqueue_envelope(
     topic: &str,
     envelope: &Envelope,
 ) -> anyhow::Result<()> {
+    // One round trip: the row, and the wake-up of the relay, delivered at commit (a
+    // rolled-back transaction wakes nobody).
     sqlx::query(
-        "insert into outbox (event_id, topic, key, event_type, envelope) values ($1, $2, $3, $4, $5)",
+        "with written as (
+             insert into outbox (event_id, topic, key, event_type, envelope) values ($1, $2, $3, $4, $5)
+             returning 1)
+         select pg_notify('polyclinic_outbox_' || current_schema(), '') from written",
     )
     .bind(envelope.id)
     .bind(topic)
@@ -37,9 +42,5 @@ pub async fn enqueue_envelope(
     .bind(serde_json::to_value(envelope)?)
     .execute(&mut *conn)
     .await?;
-    // Delivered at commit, not before; a rolled-back transaction wakes nobody.
-    sqlx::query("select pg_notify('polyclinic_outbox_' || current_schema(), '')")
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }

@@ -124,16 +124,21 @@ pub struct NewAppointment {
     pub created_by: Uuid,
 }
 
-/// Writes a PENDING appointment and its first history row.
+/// Writes a PENDING appointment and its first history row (one round trip).
 pub async fn insert_pending(
     conn: &mut PgConnection,
     new: &NewAppointment,
 ) -> Result<Appointment, WriteError> {
-    let appointment: Appointment = sqlx::query_as(&format!(
-        "insert into appointments (id, patient_id, doctor_id, status, starts_at, ends_at, reason, notes,
-                                   fee_amount, fee_currency, hold_expires_at, created_by)
-         values ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11)
-         returning {COLUMNS}"
+    sqlx::query_as(&format!(
+        "with written as (
+             insert into appointments (id, patient_id, doctor_id, status, starts_at, ends_at, reason, notes,
+                                       fee_amount, fee_currency, hold_expires_at, created_by)
+             values ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11)
+             returning {COLUMNS}),
+         history as (
+             insert into appointment_history (appointment_id, from_status, to_status, actor)
+             select id, null, 'PENDING', created_by from written)
+         select * from written"
     ))
     .bind(Uuid::now_v7())
     .bind(new.patient_id)
@@ -148,17 +153,7 @@ pub async fn insert_pending(
     .bind(new.created_by)
     .fetch_one(&mut *conn)
     .await
-    .map_err(write_error)?;
-    history(
-        conn,
-        appointment.id,
-        None,
-        Status::Pending,
-        Some(new.created_by),
-        None,
-    )
-    .await?;
-    Ok(appointment)
+    .map_err(write_error)
 }
 
 /// Serialises the reservations of one patient until the transaction ends, so that the

@@ -8,14 +8,6 @@ use uuid::Uuid;
 
 use crate::domain::schedule::{DayHours, Unavailability, WeeklyTemplate};
 
-#[derive(sqlx::FromRow)]
-struct DayRow {
-    weekday: i16,
-    starts_at: NaiveTime,
-    ends_at: NaiveTime,
-    slot_minutes: i32,
-}
-
 fn weekday(iso: i16) -> Option<Weekday> {
     u8::try_from(iso)
         .ok()
@@ -28,35 +20,40 @@ pub fn iso_weekday(day: Weekday) -> i16 {
     i16::from(u8::try_from(day.number_from_monday()).unwrap_or(1))
 }
 
-/// The doctor's own template, or `None` when the clinic's default applies.
+/// One day of a stored template; all empty for a template without days.
+type DayRow = (
+    Option<i16>,
+    Option<NaiveTime>,
+    Option<NaiveTime>,
+    Option<i32>,
+);
+
+/// The doctor's own template, or `None` when the clinic's default applies (one query).
 pub async fn find_template(
     pool: &PgPool,
     doctor_id: Uuid,
 ) -> anyhow::Result<Option<WeeklyTemplate>> {
-    let custom: bool =
-        sqlx::query_scalar("select exists (select 1 from doctor_templates where doctor_id = $1)")
-            .bind(doctor_id)
-            .fetch_one(pool)
-            .await?;
-    if !custom {
-        return Ok(None);
-    }
     let rows: Vec<DayRow> = sqlx::query_as(
-        "select weekday, starts_at, ends_at, slot_minutes from template_days where doctor_id = $1",
+        "select d.weekday, d.starts_at, d.ends_at, d.slot_minutes
+         from doctor_templates t left join template_days d on d.doctor_id = t.doctor_id
+         where t.doctor_id = $1",
     )
     .bind(doctor_id)
     .fetch_all(pool)
     .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
     let mut days = Vec::with_capacity(rows.len());
+    // A template without days (a doctor who works no day) is one row of nulls.
     for row in rows {
-        let day = weekday(row.weekday)
-            .ok_or_else(|| anyhow::anyhow!("a stored weekday {} is out of range", row.weekday))?;
-        let hours = DayHours::parse(
-            row.starts_at,
-            row.ends_at,
-            u32::try_from(row.slot_minutes).unwrap_or(0),
-        )
-        .map_err(|err| anyhow::anyhow!("stored hours of doctor {doctor_id}: {err}"))?;
+        let (Some(iso), Some(start), Some(end), Some(minutes)) = row else {
+            continue;
+        };
+        let day = weekday(iso)
+            .ok_or_else(|| anyhow::anyhow!("a stored weekday {iso} is out of range"))?;
+        let hours = DayHours::parse(start, end, u32::try_from(minutes).unwrap_or(0))
+            .map_err(|err| anyhow::anyhow!("stored hours of doctor {doctor_id}: {err}"))?;
         days.push((day, hours));
     }
     Ok(Some(WeeklyTemplate::from_days(days)))

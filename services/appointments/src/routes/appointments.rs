@@ -232,7 +232,8 @@ async fn list_appointments(
     Ok(Json(page(&state, &query.filter()?, query.limit()).await?))
 }
 
-/// The caller's appointments: a patient's bookings, a doctor's or a nurse's visits.
+/// The caller's appointments: a patient's bookings, a doctor's or a nurse's visits (which
+/// `patient_id` narrows to one patient).
 #[utoipa::path(get, path = "/api/appointments/mine", tag = "appointments", params(AppointmentQuery),
     security(("bearer" = [])), responses((status = 200, body = Page<Appointment>)))]
 async fn my_appointments(
@@ -244,8 +245,8 @@ async fn my_appointments(
 ) -> Result<Json<Page<Appointment>>, ApiError> {
     let caller = caller(&principal, &request_id, &headers)?;
     let mut filter = query.filter()?;
-    // Whatever the query says, only the caller's own.
-    filter.patient_id = None;
+    // Whatever the query says, only the caller's own; a doctor or nurse may narrow theirs to
+    // one patient (the prescriptions service asks so whether they care for that patient).
     filter.doctor_id = None;
     filter.nurse_id = None;
     match caller.actor {

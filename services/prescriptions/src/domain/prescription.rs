@@ -1,0 +1,158 @@
+//! Prescriptions: what a doctor writes, its lifecycle, and the allergy check.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Where a prescription is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Active,
+    Completed,
+    Cancelled,
+    /// Ended early by the doctor (a side effect, say), with a reason.
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "ACTIVE",
+            Status::Completed => "COMPLETED",
+            Status::Cancelled => "CANCELLED",
+            Status::Stopped => "STOPPED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Status::Active, Status::Completed, Status::Cancelled, Status::Stopped]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+}
+
+/// One medication of a prescription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    /// `Amoxicillin`.
+    pub medication: String,
+    /// `500 mg`.
+    pub strength: String,
+    /// `capsule`.
+    pub form: String,
+    /// `1 capsule`.
+    pub dose: String,
+    /// `oral`.
+    pub route: String,
+    /// `every 8 hours`.
+    pub frequency: String,
+    /// `7 days`.
+    pub duration: String,
+    pub quantity: i32,
+    #[serde(default)]
+    pub instructions: String,
+}
+
+impl Item {
+    /// Checks every field; errors name `items[i].field`.
+    pub fn validate(&self, index: usize, errors: &mut Vec<(String, String)>) {
+        let mut text = |field: &str, value: &str, min: usize, max: usize| {
+            let length = value.trim().chars().count();
+            if length < min || length > max {
+                errors.push((format!("items[{index}].{field}"), format!("{min} to {max} characters")));
+            }
+        };
+        text("medication", &self.medication, 1, 200);
+        for (field, value) in [
+            ("strength", &self.strength),
+            ("form", &self.form),
+            ("dose", &self.dose),
+            ("route", &self.route),
+            ("frequency", &self.frequency),
+            ("duration", &self.duration),
+        ] {
+            text(field, value, 1, 100);
+        }
+        text("instructions", &self.instructions, 0, 1000);
+        if !(1..=10_000).contains(&self.quantity) {
+            errors.push((format!("items[{index}].quantity"), "1 to 10000".to_owned()));
+        }
+    }
+}
+
+/// Checks the items of a new prescription.
+pub fn validate_items(items: &[Item]) -> Result<(), Vec<(String, String)>> {
+    let mut errors = Vec::new();
+    if items.is_empty() || items.len() > 20 {
+        errors.push(("items".to_owned(), "1 to 20 medications".to_owned()));
+    }
+    for (index, item) in items.iter().enumerate() {
+        item.validate(index, &mut errors);
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// The allergies of `allergies` that an item names: the substance appears in a medication's
+/// name, or the name's first word in the substance (`penicillin` and `Penicillin V`,
+/// `amoxicillin` and `Amoxicillin trihydrate`).
+pub fn allergy_conflicts(items: &[Item], allergies: &[String]) -> Vec<String> {
+    let mut conflicts: Vec<String> = allergies
+        .iter()
+        .filter(|substance| {
+            let substance = substance.trim().to_lowercase();
+            !substance.is_empty()
+                && items.iter().any(|item| {
+                    let medication = item.medication.to_lowercase();
+                    let first = medication.split_whitespace().next().unwrap_or("");
+                    medication.contains(&substance) || (!first.is_empty() && substance.contains(first))
+                })
+        })
+        .cloned()
+        .collect();
+    conflicts.sort();
+    conflicts.dedup();
+    conflicts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(medication: &str) -> Item {
+        Item {
+            medication: medication.into(),
+            strength: "500 mg".into(),
+            form: "capsule".into(),
+            dose: "1 capsule".into(),
+            route: "oral".into(),
+            frequency: "every 8 hours".into(),
+            duration: "7 days".into(),
+            quantity: 21,
+            instructions: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_medication_naming_an_allergy_is_a_conflict() {
+        let allergies = vec!["Penicillin".to_owned(), "latex".to_owned()];
+        assert_eq!(allergy_conflicts(&[item("Penicillin V")], &allergies), ["Penicillin"]);
+        assert!(allergy_conflicts(&[item("Ibuprofen")], &allergies).is_empty());
+        assert_eq!(
+            allergy_conflicts(&[item("amoxicillin")], &["Amoxicillin trihydrate".to_owned()]),
+            ["Amoxicillin trihydrate"]
+        );
+    }
+
+    #[test]
+    fn a_prescription_needs_medications_with_every_field() {
+        assert!(validate_items(&[]).is_err());
+        let mut bad = item("Ibuprofen");
+        bad.quantity = 0;
+        bad.route = String::new();
+        let errors = validate_items(&[bad]).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|(field, _)| field.as_str()).collect();
+        assert_eq!(fields, ["items[0].route", "items[0].quantity"]);
+        assert!(validate_items(&[item("Ibuprofen")]).is_ok());
+    }
+}

@@ -47,6 +47,9 @@ enum Command {
     /// Publish a new token signing key; it signs after `auth.key_publish_lead_secs`, and the
     /// current key keeps verifying until its tokens expire
     RotateSigningKey,
+    /// Check the audit trail of health-data access: recompute every row's hash chain and
+    /// report the first row that was altered (exit status 1 if one was)
+    AuditVerify,
 }
 
 impl Command {
@@ -59,7 +62,11 @@ impl Command {
             Command::Payments => Service::Payments,
             Command::Notifications => Service::Notifications,
             Command::Prescriptions => Service::Prescriptions,
-            Command::Migrate | Command::Openapi | Command::Config | Command::RotateSigningKey => {
+            Command::Migrate
+            | Command::Openapi
+            | Command::Config
+            | Command::RotateSigningKey
+            | Command::AuditVerify => {
                 return None;
             }
         };
@@ -123,6 +130,22 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             let kid = polyclinic_identity::rotate_signing_key(&config).await?;
             println!("published signing key {kid}");
             return Ok(());
+        }
+        if let Command::AuditVerify = command {
+            let verification = polyclinic_prescriptions::verify_audit(&config).await?;
+            return match verification.broken_at {
+                None => {
+                    println!(
+                        "audit trail intact: {} rows, every hash matches",
+                        verification.rows
+                    );
+                    Ok(())
+                }
+                Some(id) => anyhow::bail!(
+                    "audit trail altered: row {id} does not match its hash chain ({} rows before it are intact)",
+                    verification.rows
+                ),
+            };
         }
         return polyclinic::migrate(&config).await;
     };

@@ -119,6 +119,7 @@ pub const TABLE: &[Rule] = rules! {
     // medical records and prescriptions
     GET "/api/records/{patient_id}" => Prescriptions, PERSON;
     POST "/api/records/{patient_id}/entries" => Prescriptions, CARE;
+    GET "/api/records/{patient_id}/entries/{entry_id}/versions" => Prescriptions, PERSON;
     GET "/api/records/{patient_id}/access-log" => Prescriptions, PATIENT_OR_ADMIN;
     POST "/api/prescriptions" => Prescriptions, DOCTOR;
     GET "/api/prescriptions/mine" => Prescriptions, PERSON;

@@ -69,12 +69,14 @@ pub async fn append(conn: &mut PgConnection, access: &Access<'_>) -> anyhow::Res
     sqlx::query("select pg_advisory_xact_lock(hashtextextended('prescriptions:audit_log', 0))")
         .execute(&mut *conn)
         .await?;
-    let previous: Vec<u8> = sqlx::query_scalar("select hash from audit_log order by id desc limit 1")
-        .fetch_optional(&mut *conn)
-        .await?
-        .unwrap_or_default();
+    let previous: Vec<u8> =
+        sqlx::query_scalar("select hash from audit_log order by id desc limit 1")
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or_default();
     // Stored to the microsecond; hashed as stored.
-    let at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_else(Utc::now);
+    let at =
+        DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_else(Utc::now);
     let hash = chain(&previous, &canonical(at, access));
     sqlx::query(
         "insert into audit_log (at, actor_id, actor_role, action, patient_id, record_id, entry_id, request_id,
@@ -133,7 +135,11 @@ pub struct Search<'a> {
     pub before: Option<i64>,
 }
 
-pub async fn search(pool: &PgPool, search: &Search<'_>, limit: usize) -> anyhow::Result<Vec<AuditRow>> {
+pub async fn search(
+    pool: &PgPool,
+    search: &Search<'_>,
+    limit: usize,
+) -> anyhow::Result<Vec<AuditRow>> {
     Ok(sqlx::query_as(
         "select id, at, actor_id, actor_role, action, patient_id, record_id, entry_id, request_id, outcome
          from audit_log
@@ -197,7 +203,10 @@ pub async fn verify(pool: &PgPool) -> anyhow::Result<Verification> {
         .fetch_all(pool)
         .await?;
         let Some(last) = batch.last() else {
-            return Ok(Verification { rows, broken_at: None });
+            return Ok(Verification {
+                rows,
+                broken_at: None,
+            });
         };
         after = last.id;
         for row in &batch {
@@ -216,8 +225,12 @@ pub async fn verify(pool: &PgPool) -> anyhow::Result<Verification> {
                 outcome,
             };
             let expected = chain(&previous, &canonical(row.at, &access));
-            if row.prev_hash != previous || row.hash != expected || outcome.as_str() != row.outcome {
-                return Ok(Verification { rows, broken_at: Some(row.id) });
+            if row.prev_hash != previous || row.hash != expected || outcome.as_str() != row.outcome
+            {
+                return Ok(Verification {
+                    rows,
+                    broken_at: Some(row.id),
+                });
             }
             previous = row.hash.clone();
             rows += 1;

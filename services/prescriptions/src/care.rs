@@ -45,7 +45,12 @@ impl CareTeam {
 
     /// Whether the calling doctor or nurse (`caller`, whose token `call` carries) has a
     /// scheduled or completed appointment with `patient`.
-    pub async fn cares_for(&self, caller: Uuid, patient: Uuid, call: CallContext<'_>) -> Result<bool, ClientError> {
+    pub async fn cares_for(
+        &self,
+        caller: Uuid,
+        patient: Uuid,
+        call: CallContext<'_>,
+    ) -> Result<bool, ClientError> {
         let cached = self.answers.lock().ok().and_then(|answers| {
             answers
                 .get(&(caller, patient))
@@ -75,7 +80,11 @@ impl CareTeam {
     }
 
     /// The appointment, if the caller may see it.
-    pub async fn appointment(&self, id: Uuid, call: CallContext<'_>) -> Result<Option<Appointment>, ClientError> {
+    pub async fn appointment(
+        &self,
+        id: Uuid,
+        call: CallContext<'_>,
+    ) -> Result<Option<Appointment>, ClientError> {
         let url = format!("{}/api/appointments/{id}", self.appointments);
         match self.client.get_json(&url, call).await {
             Ok(appointment) => Ok(Some(appointment)),

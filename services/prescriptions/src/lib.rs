@@ -1,11 +1,27 @@
 //! The prescriptions service: medical records, prescriptions and the audit trail of access to health data.
 //!
 //! It owns the `prescriptions` schema and nothing else, including its outbox, relayed by the
-//! event backbone. [`router`] builds the HTTP interface (tests
-//! call it in process); [`run`] migrates the schema and serves until shutdown.
+//! event backbone. [`router`] builds the HTTP interface (tests call it in process); [`run`]
+//! migrates the schema and serves until shutdown.
+//!
+//! Access to clinical data is decided here with the caller's token: the patient reads their
+//! own record; a doctor or nurse reads it while they have a scheduled or completed
+//! appointment with the patient ([`care`], asked of the appointments service); admins read no
+//! clinical content. Every read, write and refused attempt appends a row to the hash-chained
+//! [`audit`] trail.
 
+pub mod audit;
+pub mod care;
+pub mod domain;
+pub mod repo;
+mod routes;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
+use polyclinic_auth::{Verifier, VerifierSettings};
+use polyclinic_client::ServiceClient;
 use polyclinic_config::{Config, Service};
 use polyclinic_events::Backbone;
 use polyclinic_http::axum::Router;
@@ -14,6 +30,8 @@ use polyclinic_http::{CancellationToken, ServiceApp};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
+
+use crate::care::CareTeam;
 
 /// This service's name in configuration, logs and metrics.
 pub const SERVICE: Service = Service::Prescriptions;
@@ -25,10 +43,34 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub verifier: Arc<Verifier>,
+    care: Arc<CareTeam>,
+}
+
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl AppState {
+    pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>) -> Self {
+        let client = ServiceClient::new(Duration::from_secs(
+            config.http.upstream_timeout_secs.into(),
+        ));
+        Self {
+            pool,
+            verifier,
+            care: Arc::new(CareTeam::new(
+                client,
+                &config.service_url(Service::Appointments),
+            )),
+        }
+    }
 }
 
 fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    routes::api()
 }
 
 /// This service's OpenAPI document.
@@ -57,10 +99,23 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
-    let app = router(&config, AppState { pool: pool.clone() }, &backbone);
+    let verifier = Verifier::new(VerifierSettings::from_config(&config));
+    let app = router(
+        &config,
+        AppState::new(&config, pool.clone(), verifier),
+        &backbone,
+    );
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
     polyclinic_http::serve(listener, app, shutdown, grace).await?;
     pool.close().await;
     Ok(())
+}
+
+/// Checks the audit trail's hash chain (`polyclinic audit-verify`).
+pub async fn verify_audit(config: &Config) -> anyhow::Result<audit::Verification> {
+    let pool = polyclinic_db::pool(config, SERVICE)?;
+    let verification = audit::verify(&pool).await;
+    pool.close().await;
+    verification
 }

@@ -8,7 +8,10 @@ use polyclinic_contracts::appointments::{
     AppointmentRejectedV1, AppointmentReminderV1, AppointmentRescheduledV1, AppointmentScheduledV1,
 };
 use polyclinic_contracts::identity::UserRegisteredV1;
-use polyclinic_contracts::prescriptions::PrescriptionIssuedV1;
+use polyclinic_contracts::prescriptions::{
+    PrescriptionCancelledV1, PrescriptionIssuedV1, RefillApprovedV1, RefillDeclinedV1, RefillRef,
+    RefillRequestedV1,
+};
 use polyclinic_events::Envelope;
 use uuid::Uuid;
 
@@ -71,6 +74,25 @@ fn appointment(appointment: &AppointmentRef, recipients: &[(Role, &'static str)]
         room_id: appointment.room_id,
         starts_at: Some(appointment.starts_at),
         amount: Some((appointment.amount, appointment.currency.clone())),
+        ..Outgoing::default()
+    }
+}
+
+/// A refill's news, told to its patient or its doctor. Clinical detail (the medication, the
+/// doctor's reason) stays out of emails: the recipient signs in to read it.
+fn refill(refill: &RefillRef, role: Role, template: &'static str) -> Outgoing {
+    let user_id = match role {
+        Role::Doctor => refill.doctor_id,
+        _ => refill.patient_id,
+    };
+    Outgoing {
+        recipients: vec![Recipient {
+            user_id,
+            role,
+            template,
+        }],
+        patient_id: Some(refill.patient_id),
+        doctor_id: Some(refill.doctor_id),
         ..Outgoing::default()
     }
 }
@@ -165,6 +187,31 @@ pub fn plan(envelope: &Envelope) -> anyhow::Result<Option<Outgoing>> {
                 doctor_id: Some(event.doctor_id),
                 ..Outgoing::default()
             }
+        }
+        PrescriptionCancelledV1::TYPE => {
+            let event: PrescriptionCancelledV1 = envelope.data_as()?;
+            Outgoing {
+                recipients: vec![Recipient {
+                    user_id: event.patient_id,
+                    role: Patient,
+                    template: "prescription_cancelled",
+                }],
+                patient_id: Some(event.patient_id),
+                doctor_id: Some(event.doctor_id),
+                ..Outgoing::default()
+            }
+        }
+        RefillRequestedV1::TYPE => {
+            let event: RefillRequestedV1 = envelope.data_as()?;
+            refill(&event.refill, Doctor, "refill_requested")
+        }
+        RefillApprovedV1::TYPE => {
+            let event: RefillApprovedV1 = envelope.data_as()?;
+            refill(&event.refill, Patient, "refill_approved")
+        }
+        RefillDeclinedV1::TYPE => {
+            let event: RefillDeclinedV1 = envelope.data_as()?;
+            refill(&event.refill, Patient, "refill_declined")
         }
         _ => return Ok(None),
     };

@@ -25,6 +25,7 @@ pub const TEMPLATES: &[&str] = &[
     "appointment_reminder",
     "appointment_completed",
     "prescription_issued",
+    "prescription_cancelled",
 ];
 
 macro_rules! sources {
@@ -50,6 +51,7 @@ const SOURCES: &[(&str, &str)] = sources!(
     "appointment_reminder",
     "appointment_completed",
     "prescription_issued",
+    "prescription_cancelled",
 );
 
 const LAYOUT: &str = include_str!("../../templates/_layout.html");

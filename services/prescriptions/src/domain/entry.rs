@@ -98,34 +98,65 @@ impl Content {
     /// Checks every field; the errors name the fields.
     pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
         let mut errors = Vec::new();
-        let mut text = |field: &str, value: &str, min: usize, max: usize| {
+        let text = |errors: &mut Vec<(String, String)>,
+                    field: &str,
+                    value: &str,
+                    min: usize,
+                    max: usize| {
             let length = value.trim().chars().count();
             if length < min || length > max {
                 errors.push((field.to_owned(), format!("{min} to {max} characters")));
             }
         };
         match self {
-            Content::Diagnosis { icd10_code, description } => {
+            Content::Diagnosis {
+                icd10_code,
+                description,
+            } => {
                 if !is_icd10(icd10_code) {
-                    errors.push(("icd10_code".into(), "not an ICD-10 code such as J45.909".into()));
+                    errors.push((
+                        "icd10_code".into(),
+                        "not an ICD-10 code such as J45.909".into(),
+                    ));
                 }
-                text("description", description, 1, 2000);
+                text(&mut errors, "description", description, 1, 2000);
             }
-            Content::Note { subjective, objective, assessment, plan } => {
-                for (field, value) in [("subjective", subjective), ("objective", objective), ("assessment", assessment), ("plan", plan)] {
-                    text(field, value, 0, 10_000);
+            Content::Note {
+                subjective,
+                objective,
+                assessment,
+                plan,
+            } => {
+                for (field, value) in [
+                    ("subjective", subjective),
+                    ("objective", objective),
+                    ("assessment", assessment),
+                    ("plan", plan),
+                ] {
+                    text(&mut errors, field, value, 0, 10_000);
                 }
-                if [subjective, objective, assessment, plan].iter().all(|part| part.trim().is_empty()) {
+                if [subjective, objective, assessment, plan]
+                    .iter()
+                    .all(|part| part.trim().is_empty())
+                {
                     errors.push(("note".into(), "a note needs at least one part".into()));
                 }
             }
             Content::Vitals(vitals) => errors.extend(check_vitals(vitals)),
-            Content::Allergy { substance, reaction, .. } => {
-                text("substance", substance, 1, 200);
-                text("reaction", reaction, 0, 1000);
+            Content::Allergy {
+                substance,
+                reaction,
+                ..
+            } => {
+                text(&mut errors, "substance", substance, 1, 200);
+                text(&mut errors, "reaction", reaction, 0, 1000);
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -139,9 +170,12 @@ pub fn is_icd10(code: &str) -> bool {
         && (bytes[2].is_ascii_digit() || bytes[2] == b'A' || bytes[2] == b'B');
     let tail = match &code.get(3..) {
         Some("") => true,
-        Some(rest) => rest
-            .strip_prefix('.')
-            .is_some_and(|rest| (1..=4).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())),
+        Some(rest) => rest.strip_prefix('.').is_some_and(|rest| {
+            (1..=4).contains(&rest.len())
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        }),
         None => false,
     };
     head && tail
@@ -151,7 +185,10 @@ fn check_vitals(vitals: &Vitals) -> Vec<(String, String)> {
     let mut errors = Vec::new();
     let mut range = |field: &str, value: Option<f64>, low: f64, high: f64| {
         if value.is_some_and(|value| !(low..=high).contains(&value) || !value.is_finite()) {
-            errors.push((field.to_owned(), format!("must be between {low} and {high}")));
+            errors.push((
+                field.to_owned(),
+                format!("must be between {low} and {high}"),
+            ));
         }
     };
     let int = |value: Option<i16>| value.map(f64::from);
@@ -165,10 +202,16 @@ fn check_vitals(vitals: &Vitals) -> Vec<(String, String)> {
     range("height_cm", vitals.height_cm, 20.0, 260.0);
     match (vitals.systolic_mmhg, vitals.diastolic_mmhg) {
         (Some(systolic), Some(diastolic)) if systolic <= diastolic => {
-            errors.push(("diastolic_mmhg".into(), "must be below the systolic pressure".into()));
+            errors.push((
+                "diastolic_mmhg".into(),
+                "must be below the systolic pressure".into(),
+            ));
         }
         (Some(_), None) | (None, Some(_)) => {
-            errors.push(("diastolic_mmhg".into(), "blood pressure needs both numbers".into()));
+            errors.push((
+                "diastolic_mmhg".into(),
+                "blood pressure needs both numbers".into(),
+            ));
         }
         _ => {}
     }
@@ -193,10 +236,22 @@ mod tests {
 
     #[test]
     fn icd10_codes_are_checked_for_shape() {
-        for good in ["J45", "J45.9", "J45.909", "E11.65", "B20", "Z00.00", "O9A.1"] {
+        for good in [
+            "J45", "J45.9", "J45.909", "E11.65", "B20", "Z00.00", "O9A.1",
+        ] {
             assert!(is_icd10(good), "{good}");
         }
-        for bad in ["", "j45", "J4", "45J", "J45.", "J45.12345", "J45-9", "JJ5", "J45 .9"] {
+        for bad in [
+            "",
+            "j45",
+            "J4",
+            "45J",
+            "J45.",
+            "J45.12345",
+            "J45-9",
+            "JJ5",
+            "J45 .9",
+        ] {
             assert!(!is_icd10(bad), "{bad}");
         }
     }
@@ -213,16 +268,31 @@ mod tests {
         let errors = Content::Vitals(vitals).validate().unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|(field, _)| field.as_str()).collect();
         assert_eq!(fields, ["pulse_bpm", "temperature_c", "diastolic_mmhg"]);
-        assert!(Content::Vitals(Vitals::default()).validate().is_err(), "nothing measured");
-        let fine = Vitals { pulse_bpm: Some(72), spo2_percent: Some(98), ..Vitals::default() };
+        assert!(
+            Content::Vitals(Vitals::default()).validate().is_err(),
+            "nothing measured"
+        );
+        let fine = Vitals {
+            pulse_bpm: Some(72),
+            spo2_percent: Some(98),
+            ..Vitals::default()
+        };
         assert!(Content::Vitals(fine).validate().is_ok());
     }
 
     #[test]
     fn notes_need_a_part_and_texts_are_bounded() {
-        let empty = Content::Note { subjective: " ".into(), objective: String::new(), assessment: String::new(), plan: String::new() };
+        let empty = Content::Note {
+            subjective: " ".into(),
+            objective: String::new(),
+            assessment: String::new(),
+            plan: String::new(),
+        };
         assert!(empty.validate().is_err());
-        let huge = Content::Diagnosis { icd10_code: "J45".into(), description: "x".repeat(2001) };
+        let huge = Content::Diagnosis {
+            icd10_code: "J45".into(),
+            description: "x".repeat(2001),
+        };
         assert!(huge.validate().is_err());
     }
 }

@@ -25,9 +25,14 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Status::Active, Status::Completed, Status::Cancelled, Status::Stopped]
-            .into_iter()
-            .find(|status| status.as_str() == text)
+        [
+            Status::Active,
+            Status::Completed,
+            Status::Cancelled,
+            Status::Stopped,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
     }
 }
 
@@ -60,7 +65,10 @@ impl Item {
         let mut text = |field: &str, value: &str, min: usize, max: usize| {
             let length = value.trim().chars().count();
             if length < min || length > max {
-                errors.push((format!("items[{index}].{field}"), format!("{min} to {max} characters")));
+                errors.push((
+                    format!("items[{index}].{field}"),
+                    format!("{min} to {max} characters"),
+                ));
             }
         };
         text("medication", &self.medication, 1, 200);
@@ -90,7 +98,11 @@ pub fn validate_items(items: &[Item]) -> Result<(), Vec<(String, String)>> {
     for (index, item) in items.iter().enumerate() {
         item.validate(index, &mut errors);
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// The allergies of `allergies` that an item names: the substance appears in a medication's
@@ -105,7 +117,8 @@ pub fn allergy_conflicts(items: &[Item], allergies: &[String]) -> Vec<String> {
                 && items.iter().any(|item| {
                     let medication = item.medication.to_lowercase();
                     let first = medication.split_whitespace().next().unwrap_or("");
-                    medication.contains(&substance) || (!first.is_empty() && substance.contains(first))
+                    medication.contains(&substance)
+                        || (!first.is_empty() && substance.contains(first))
                 })
         })
         .cloned()
@@ -136,10 +149,16 @@ mod tests {
     #[test]
     fn a_medication_naming_an_allergy_is_a_conflict() {
         let allergies = vec!["Penicillin".to_owned(), "latex".to_owned()];
-        assert_eq!(allergy_conflicts(&[item("Penicillin V")], &allergies), ["Penicillin"]);
+        assert_eq!(
+            allergy_conflicts(&[item("Penicillin V")], &allergies),
+            ["Penicillin"]
+        );
         assert!(allergy_conflicts(&[item("Ibuprofen")], &allergies).is_empty());
         assert_eq!(
-            allergy_conflicts(&[item("amoxicillin")], &["Amoxicillin trihydrate".to_owned()]),
+            allergy_conflicts(
+                &[item("amoxicillin")],
+                &["Amoxicillin trihydrate".to_owned()]
+            ),
             ["Amoxicillin trihydrate"]
         );
     }

@@ -31,7 +31,8 @@ pub struct Prescription {
     pub items: Vec<Item>,
 }
 
-const COLUMNS: &str = "id, record_id, patient_id, doctor_id, appointment_id, status, status_reason, issued_on,
+const COLUMNS: &str =
+    "id, record_id, patient_id, doctor_id, appointment_id, status, status_reason, issued_on,
     valid_until, refills_allowed, refills_left, allergy_override_reason, created_at, updated_at";
 
 /// A prescription to write.
@@ -48,7 +49,10 @@ pub struct NewPrescription<'a> {
     pub items: &'a [Item],
 }
 
-pub async fn insert(conn: &mut PgConnection, new: &NewPrescription<'_>) -> sqlx::Result<Prescription> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    new: &NewPrescription<'_>,
+) -> sqlx::Result<Prescription> {
     let mut prescription: Prescription = sqlx::query_as(&format!(
         "insert into prescriptions (id, record_id, patient_id, doctor_id, appointment_id, issued_on, valid_until,
                                     refills_allowed, refills_left, allergy_override_reason)
@@ -90,7 +94,10 @@ pub async fn insert(conn: &mut PgConnection, new: &NewPrescription<'_>) -> sqlx:
     Ok(prescription)
 }
 
-async fn with_items(pool: &PgPool, mut prescriptions: Vec<Prescription>) -> sqlx::Result<Vec<Prescription>> {
+async fn with_items(
+    pool: &PgPool,
+    mut prescriptions: Vec<Prescription>,
+) -> sqlx::Result<Vec<Prescription>> {
     let ids: Vec<Uuid> = prescriptions.iter().map(|p| p.id).collect();
     let items: Vec<(Uuid, String, String, String, String, String, String, String, i32, String)> = sqlx::query_as(
         "select prescription_id, medication, strength, form, dose, route, frequency, duration, quantity, instructions
@@ -99,19 +106,43 @@ async fn with_items(pool: &PgPool, mut prescriptions: Vec<Prescription>) -> sqlx
     .bind(&ids)
     .fetch_all(pool)
     .await?;
-    for (id, medication, strength, form, dose, route, frequency, duration, quantity, instructions) in items {
+    for (
+        id,
+        medication,
+        strength,
+        form,
+        dose,
+        route,
+        frequency,
+        duration,
+        quantity,
+        instructions,
+    ) in items
+    {
         if let Some(prescription) = prescriptions.iter_mut().find(|p| p.id == id) {
-            prescription.items.push(Item { medication, strength, form, dose, route, frequency, duration, quantity, instructions });
+            prescription.items.push(Item {
+                medication,
+                strength,
+                form,
+                dose,
+                route,
+                frequency,
+                duration,
+                quantity,
+                instructions,
+            });
         }
     }
     Ok(prescriptions)
 }
 
 pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Prescription>> {
-    let found: Option<Prescription> = sqlx::query_as(&format!("select {COLUMNS} from prescriptions where id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let found: Option<Prescription> = sqlx::query_as(&format!(
+        "select {COLUMNS} from prescriptions where id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
     match found {
         Some(prescription) => Ok(with_items(pool, vec![prescription]).await?.pop()),
         None => Ok(None),
@@ -119,7 +150,12 @@ pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Prescription>>
 }
 
 /// A patient's prescriptions, or a doctor's, newest first.
-pub async fn list(pool: &PgPool, patient_id: Option<Uuid>, doctor_id: Option<Uuid>, limit: i64) -> sqlx::Result<Vec<Prescription>> {
+pub async fn list(
+    pool: &PgPool,
+    patient_id: Option<Uuid>,
+    doctor_id: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Prescription>> {
     let found: Vec<Prescription> = sqlx::query_as(&format!(
         "select {COLUMNS} from prescriptions
          where ($1::uuid is null or patient_id = $1) and ($2::uuid is null or doctor_id = $2)
@@ -134,7 +170,12 @@ pub async fn list(pool: &PgPool, patient_id: Option<Uuid>, doctor_id: Option<Uui
 }
 
 /// Ends an ACTIVE prescription; `None` if it is not active (any more).
-pub async fn end(conn: &mut PgConnection, id: Uuid, status: &str, reason: &str) -> sqlx::Result<Option<Prescription>> {
+pub async fn end(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+    reason: &str,
+) -> sqlx::Result<Option<Prescription>> {
     sqlx::query_as(&format!(
         "update prescriptions set status = $2, status_reason = $3, updated_at = now()
          where id = $1 and status = 'ACTIVE' returning {COLUMNS}"
@@ -163,7 +204,10 @@ pub struct Refill {
 const REFILL: &str = "r.id, r.prescription_id, r.status, r.reason, r.requested_at, r.decided_at, p.patient_id, p.doctor_id";
 
 /// Asks for a refill; `None` when one is already waiting.
-pub async fn request_refill(conn: &mut PgConnection, prescription_id: Uuid) -> sqlx::Result<Option<Refill>> {
+pub async fn request_refill(
+    conn: &mut PgConnection,
+    prescription_id: Uuid,
+) -> sqlx::Result<Option<Refill>> {
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "insert into refills (id, prescription_id) values ($1, $2)
          on conflict (prescription_id) where status = 'REQUESTED' do nothing returning id",
@@ -200,7 +244,10 @@ pub async fn queue(pool: &PgPool, doctor_id: Uuid) -> sqlx::Result<Vec<Refill>> 
 
 /// Approves a waiting refill, taking one of the prescription's refills; `None` if it is not
 /// waiting or none is left.
-pub async fn approve_refill(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<(Refill, i16)>> {
+pub async fn approve_refill(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<(Refill, i16)>> {
     let left: Option<i16> = sqlx::query_scalar(
         "update prescriptions p set refills_left = refills_left - 1, updated_at = now()
          from refills r
@@ -221,7 +268,11 @@ pub async fn approve_refill(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<O
 }
 
 /// Declines a waiting refill; `None` if it is not waiting.
-pub async fn decline_refill(conn: &mut PgConnection, id: Uuid, reason: &str) -> sqlx::Result<Option<Refill>> {
+pub async fn decline_refill(
+    conn: &mut PgConnection,
+    id: Uuid,
+    reason: &str,
+) -> sqlx::Result<Option<Refill>> {
     let declined = sqlx::query(
         "update refills set status = 'DECLINED', reason = $2, decided_at = now(), updated_at = now()
          where id = $1 and status = 'REQUESTED'",

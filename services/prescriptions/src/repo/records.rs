@@ -11,11 +11,13 @@ use crate::domain::entry::{Content, Kind, Severity, Vitals};
 
 /// The patient's record, made on first use.
 pub async fn ensure_record(conn: &mut PgConnection, patient_id: Uuid) -> sqlx::Result<Uuid> {
-    sqlx::query("insert into records (id, patient_id) values ($1, $2) on conflict (patient_id) do nothing")
-        .bind(Uuid::now_v7())
-        .bind(patient_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "insert into records (id, patient_id) values ($1, $2) on conflict (patient_id) do nothing",
+    )
+    .bind(Uuid::now_v7())
+    .bind(patient_id)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query_scalar("select id from records where patient_id = $1")
         .bind(patient_id)
         .fetch_one(conn)
@@ -139,12 +141,17 @@ pub async fn current_entries(pool: &PgPool, record_id: Uuid) -> anyhow::Result<V
 }
 
 /// One version of an entry of the record.
-pub async fn find_entry(conn: &mut PgConnection, record_id: Uuid, id: Uuid) -> anyhow::Result<Option<Entry>> {
-    let row: Option<Row> = sqlx::query_as(&format!("{SELECT} where e.record_id = $1 and e.id = $2"))
-        .bind(record_id)
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+pub async fn find_entry(
+    conn: &mut PgConnection,
+    record_id: Uuid,
+    id: Uuid,
+) -> anyhow::Result<Option<Entry>> {
+    let row: Option<Row> =
+        sqlx::query_as(&format!("{SELECT} where e.record_id = $1 and e.id = $2"))
+            .bind(record_id)
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
     row.map(Row::into_entry).transpose()
 }
 
@@ -205,15 +212,25 @@ pub async fn insert_entry(
     .await?;
     let trimmed = |text: &str| text.trim().to_owned();
     match content {
-        Content::Diagnosis { icd10_code, description } => {
-            sqlx::query("insert into diagnoses (entry_id, icd10_code, description) values ($1, $2, $3)")
-                .bind(id)
-                .bind(icd10_code)
-                .bind(trimmed(description))
-                .execute(&mut *conn)
-                .await?;
+        Content::Diagnosis {
+            icd10_code,
+            description,
+        } => {
+            sqlx::query(
+                "insert into diagnoses (entry_id, icd10_code, description) values ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(icd10_code)
+            .bind(trimmed(description))
+            .execute(&mut *conn)
+            .await?;
         }
-        Content::Note { subjective, objective, assessment, plan } => {
+        Content::Note {
+            subjective,
+            objective,
+            assessment,
+            plan,
+        } => {
             sqlx::query("insert into visit_notes (entry_id, subjective, objective, assessment, plan) values ($1, $2, $3, $4, $5)")
                 .bind(id)
                 .bind(trimmed(subjective))
@@ -241,7 +258,11 @@ pub async fn insert_entry(
             .execute(&mut *conn)
             .await?;
         }
-        Content::Allergy { substance, reaction, severity } => {
+        Content::Allergy {
+            substance,
+            reaction,
+            severity,
+        } => {
             sqlx::query("insert into allergies (entry_id, substance, reaction, severity) values ($1, $2, $3, $4)")
                 .bind(id)
                 .bind(trimmed(substance))

@@ -1,0 +1,60 @@
+//! `/api/audit`: the admins' search of the trail.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use polyclinic_auth::Require;
+use polyclinic_auth::rules::Admin;
+use polyclinic_http::extract::{Json, Query};
+use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
+use polyclinic_http::{ApiError, Page};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::audit::{self, AuditRow, Search};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(search_audit))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    pub patient_id: Option<Uuid>,
+    /// A user id (or a service client).
+    pub actor_id: Option<String>,
+    /// `record.read`, `entry.write`, `entry.read`, `prescription.write`, `prescription.read`,
+    /// `prescription.list`, `refill.request`, `refill.list`, `refill.decide`.
+    pub action: Option<String>,
+    /// `allowed` or `denied`.
+    pub outcome: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+    pub cursor: Option<i64>,
+}
+
+/// The audit trail, newest first (admin).
+#[utoipa::path(get, path = "/api/audit", tag = "audit", params(AuditQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<AuditRow>)))]
+async fn search_audit(
+    State(state): State<AppState>,
+    _admin: Require<Admin>,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<Page<AuditRow>>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 500) as usize;
+    let search = Search {
+        patient_id: query.patient_id,
+        actor_id: query.actor_id.as_deref(),
+        action: query.action.as_deref(),
+        outcome: query.outcome.as_deref(),
+        from: query.from,
+        to: query.to,
+        before: query.cursor,
+    };
+    let rows = audit::search(&state.pool, &search, limit + 1).await?;
+    Ok(Json(Page::from_overfetch(rows, limit, |row| {
+        row.id.to_string()
+    })))
+}

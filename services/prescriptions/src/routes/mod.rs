@@ -1,0 +1,185 @@
+//! The prescriptions service's HTTP interface. Every handler decides access with the
+//! caller's token (and, for doctors and nurses, the appointments service), and every read,
+//! write and refused attempt on clinical data appends a row to the audit trail. What the
+//! caller may not see is 404, never 403, so a probe learns nothing.
+
+pub mod audit;
+pub mod prescriptions;
+pub mod records;
+
+use axum::http::{HeaderMap, StatusCode};
+use polyclinic_auth::{Principal, Role};
+use polyclinic_client::CallContext;
+use polyclinic_http::utoipa_axum::router::OpenApiRouter;
+use polyclinic_http::{ApiError, RequestId};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::audit::{Access as AuditAccess, Outcome};
+
+/// Every documented route of the service.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(records::router())
+        .merge(prescriptions::router())
+        .merge(audit::router())
+}
+
+/// The role a person acts in here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acting {
+    Patient,
+    Doctor,
+    Nurse,
+    Admin,
+}
+
+impl Acting {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acting::Patient => "PATIENT",
+            Acting::Doctor => "DOCTOR",
+            Acting::Nurse => "NURSE",
+            Acting::Admin => "ADMIN",
+        }
+    }
+}
+
+/// Who asks, and what their calls to other services carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    pub id: Uuid,
+    pub acting: Acting,
+    pub subject: &'a str,
+    pub request_id: &'a str,
+    pub call: CallContext<'a>,
+}
+
+pub fn viewer<'a>(
+    principal: &'a Principal,
+    request_id: &'a RequestId,
+    headers: &'a HeaderMap,
+) -> Result<Viewer<'a>, ApiError> {
+    let acting = if principal.is(Role::Admin) {
+        Acting::Admin
+    } else if principal.is(Role::Doctor) {
+        Acting::Doctor
+    } else if principal.is(Role::Nurse) {
+        Acting::Nurse
+    } else if principal.is(Role::Patient) {
+        Acting::Patient
+    } else {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "Clinical data is read by people, not services.",
+        ));
+    };
+    Ok(Viewer {
+        id: principal.user_id()?,
+        acting,
+        subject: &principal.subject,
+        request_id: request_id.as_str(),
+        call: CallContext {
+            bearer: Some(principal.bearer()),
+            request_id: Some(request_id.as_str()),
+            traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        },
+    })
+}
+
+/// What a viewer may do with a patient's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    None,
+    Read,
+    /// Read, and record vitals (the nurse of one of the patient's appointments).
+    ReadAndVitals,
+    /// Read and write every kind (a doctor of one of the patient's appointments).
+    Full,
+}
+
+impl AppState {
+    /// The viewer's access to `patient_id`'s record.
+    pub async fn level(&self, viewer: &Viewer<'_>, patient_id: Uuid) -> Result<Level, ApiError> {
+        let care = |level| async move {
+            match self
+                .care
+                .cares_for(viewer.id, patient_id, viewer.call)
+                .await
+            {
+                Ok(true) => Ok(level),
+                Ok(false) => Ok(Level::None),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the appointments service could not be asked");
+                    Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "dependency_unavailable",
+                        "The appointments service is unavailable; please try again.",
+                    ))
+                }
+            }
+        };
+        match viewer.acting {
+            Acting::Patient if viewer.id == patient_id => Ok(Level::Read),
+            Acting::Doctor => care(Level::Full).await,
+            Acting::Nurse => care(Level::ReadAndVitals).await,
+            // Admins read no clinical content.
+            Acting::Patient | Acting::Admin => Ok(Level::None),
+        }
+    }
+
+    /// Appends an access of `viewer` to the trail on its own.
+    pub async fn audit(
+        &self,
+        viewer: &Viewer<'_>,
+        action: &str,
+        patient_id: Option<Uuid>,
+        entry_id: Option<Uuid>,
+        outcome: Outcome,
+    ) -> Result<(), ApiError> {
+        crate::audit::record(
+            &self.pool,
+            &AuditAccess {
+                actor_id: viewer.subject,
+                actor_role: viewer.acting.as_str(),
+                action,
+                patient_id,
+                record_id: None,
+                entry_id,
+                request_id: Some(viewer.request_id),
+                outcome,
+            },
+        )
+        .await
+        .map_err(ApiError::internal)
+    }
+}
+
+/// The trail row of an allowed access by `viewer`, for a write's own transaction.
+pub fn allowed<'a>(
+    viewer: &Viewer<'a>,
+    action: &'a str,
+    patient_id: Uuid,
+    record_id: Option<Uuid>,
+    entry_id: Option<Uuid>,
+) -> AuditAccess<'a> {
+    AuditAccess {
+        actor_id: viewer.subject,
+        actor_role: viewer.acting.as_str(),
+        action,
+        patient_id: Some(patient_id),
+        record_id,
+        entry_id,
+        request_id: Some(viewer.request_id),
+        outcome: Outcome::Allowed,
+    }
+}
+
+/// Field errors as one 422.
+pub fn invalid(errors: Vec<(String, String)>) -> ApiError {
+    let mut violations = polyclinic_http::Violations::new();
+    for (field, message) in errors {
+        violations.add(&field, message);
+    }
+    violations.into_error()
+}

@@ -1,0 +1,290 @@
+//! `/api/records/{patient_id}`: the patient's record, its entries and their versions, and who
+//! accessed it.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use polyclinic_auth::Require;
+use polyclinic_auth::rules::{CareOrAdmin, PatientOrAdmin, Person};
+use polyclinic_http::extract::{Json, Path, json_from_bytes};
+use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
+use polyclinic_http::{ApiError, ProblemDetails, RequestId};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Acting, Level, allowed, invalid, viewer};
+use crate::AppState;
+use crate::audit::{self, AuditRow, Outcome, Search};
+use crate::domain::entry::Content;
+use crate::repo::prescriptions::{self, Prescription};
+use crate::repo::records::{self, Entry};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(read_record))
+        .routes(routes!(add_entry))
+        .routes(routes!(entry_versions))
+        .routes(routes!(access_log))
+}
+
+fn record_not_found() -> ApiError {
+    ApiError::not_found(
+        "record_not_found",
+        "No such record of a patient you care for.",
+    )
+}
+
+/// A patient's record: current entries and prescriptions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Record {
+    pub patient_id: Uuid,
+    pub record_id: Uuid,
+    /// Each entry's latest version, oldest first.
+    pub entries: Vec<Entry>,
+    /// Newest first.
+    pub prescriptions: Vec<Prescription>,
+}
+
+/// The patient's record (the patient; doctors and nurses of the patient's scheduled or
+/// completed appointments). Anyone else gets 404, and the attempt is in the trail.
+#[utoipa::path(get, path = "/api/records/{patient_id}", tag = "records", security(("bearer" = [])),
+    responses((status = 200, body = Record), (status = 404, body = ProblemDetails)))]
+async fn read_record(
+    State(state): State<AppState>,
+    principal: Require<Person>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(patient_id): Path<Uuid>,
+) -> Result<Json<Record>, ApiError> {
+    let viewer = viewer(&principal, &request_id, &headers)?;
+    if state.level(&viewer, patient_id).await? == Level::None {
+        state
+            .audit(
+                &viewer,
+                "record.read",
+                Some(patient_id),
+                None,
+                Outcome::Denied,
+            )
+            .await?;
+        return Err(record_not_found());
+    }
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let record_id = records::ensure_record(&mut tx, patient_id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    audit::append(
+        &mut tx,
+        &allowed(&viewer, "record.read", patient_id, Some(record_id), None),
+    )
+    .await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    Ok(Json(Record {
+        patient_id,
+        record_id,
+        entries: records::current_entries(&state.pool, record_id).await?,
+        prescriptions: prescriptions::list(&state.pool, Some(patient_id), None, 200)
+            .await
+            .map_err(anyhow::Error::from)?,
+    }))
+}
+
+/// An entry written: `{"kind": "DIAGNOSIS", "icd10_code", "description"}`, `{"kind": "NOTE",
+/// "subjective", "objective", "assessment", "plan"}`, `{"kind": "VITALS", ...}` or
+/// `{"kind": "ALLERGY", "substance", "reaction", "severity"}`, with `"corrects": <entry id>`
+/// to write a new version of an entry.
+#[derive(Debug, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "documents the body that `add_entry` parses by hand"
+)]
+pub struct EntryRequest {
+    #[schema(inline)]
+    pub content: Content,
+    pub corrects: Option<Uuid>,
+}
+
+fn parse_entry(body: &Bytes) -> Result<(Content, Option<Uuid>), ApiError> {
+    let mut value: Value = json_from_bytes(body)?;
+    let corrects = match value
+        .as_object_mut()
+        .and_then(|object| object.remove("corrects"))
+    {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(
+            Uuid::parse_str(&id)
+                .map_err(|_| ApiError::unprocessable("invalid_body", "corrects: an entry id"))?,
+        ),
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                "corrects: an entry id",
+            ));
+        }
+    };
+    let content: Content = serde_json::from_value(value)
+        .map_err(|err| ApiError::unprocessable("invalid_body", err.to_string()))?;
+    content.validate().map_err(invalid)?;
+    Ok((content, corrects))
+}
+
+/// Writes an entry (doctors of the patient's appointments: any kind; their nurses: vitals).
+/// A correction keeps the version it replaces readable.
+#[utoipa::path(post, path = "/api/records/{patient_id}/entries", tag = "records", request_body = EntryRequest,
+    security(("bearer" = [])),
+    responses((status = 201, body = Entry), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails),
+        (status = 422, body = ProblemDetails)))]
+async fn add_entry(
+    State(state): State<AppState>,
+    principal: Require<CareOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(patient_id): Path<Uuid>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Entry>), ApiError> {
+    let viewer = viewer(&principal, &request_id, &headers)?;
+    let (content, corrects) = parse_entry(&body)?;
+    let level = state.level(&viewer, patient_id).await?;
+    let may = match level {
+        Level::Full => true,
+        Level::ReadAndVitals => records::nurse_may_write(content.kind()),
+        Level::Read | Level::None => false,
+    };
+    if !may {
+        state
+            .audit(
+                &viewer,
+                "entry.write",
+                Some(patient_id),
+                corrects,
+                Outcome::Denied,
+            )
+            .await?;
+        return Err(record_not_found());
+    }
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let record_id = records::ensure_record(&mut tx, patient_id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let previous = match corrects {
+        None => None,
+        Some(id) => {
+            let entry = records::find_entry(&mut tx, record_id, id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found("entry_not_found", "No such entry in this record.")
+                })?;
+            if entry.corrected_by.is_some() {
+                return Err(ApiError::conflict(
+                    "entry_corrected",
+                    "That version was corrected already; correct the latest.",
+                ));
+            }
+            if !records::same_kind(&entry, &content) {
+                return Err(ApiError::unprocessable(
+                    "validation_failed",
+                    "kind: a correction keeps the entry's kind",
+                ));
+            }
+            Some(entry)
+        }
+    };
+    let author_role = viewer.acting.as_str();
+    let id = records::insert_entry(
+        &mut tx,
+        record_id,
+        &content,
+        viewer.id,
+        author_role,
+        previous.as_ref(),
+    )
+    .await?;
+    audit::append(
+        &mut tx,
+        &allowed(
+            &viewer,
+            "entry.write",
+            patient_id,
+            Some(record_id),
+            Some(id),
+        ),
+    )
+    .await?;
+    let entry = records::find_entry(&mut tx, record_id, id)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a written entry is gone")))?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    Ok((StatusCode::CREATED, Json(entry)))
+}
+
+/// Every version of an entry, first to last (whoever may read the record).
+#[utoipa::path(get, path = "/api/records/{patient_id}/entries/{entry_id}/versions", tag = "records",
+    security(("bearer" = [])), responses((status = 200, body = Vec<Entry>), (status = 404, body = ProblemDetails)))]
+async fn entry_versions(
+    State(state): State<AppState>,
+    principal: Require<Person>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path((patient_id, entry_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Vec<Entry>>, ApiError> {
+    let viewer = viewer(&principal, &request_id, &headers)?;
+    if state.level(&viewer, patient_id).await? == Level::None {
+        state
+            .audit(
+                &viewer,
+                "entry.read",
+                Some(patient_id),
+                Some(entry_id),
+                Outcome::Denied,
+            )
+            .await?;
+        return Err(record_not_found());
+    }
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let record_id = records::ensure_record(&mut tx, patient_id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    audit::append(
+        &mut tx,
+        &allowed(
+            &viewer,
+            "entry.read",
+            patient_id,
+            Some(record_id),
+            Some(entry_id),
+        ),
+    )
+    .await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    let versions = records::versions(&state.pool, record_id, entry_id).await?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(
+            "entry_not_found",
+            "No such entry in this record.",
+        ));
+    }
+    Ok(Json(versions))
+}
+
+/// Who accessed the record and when, newest first (the patient, admins).
+#[utoipa::path(get, path = "/api/records/{patient_id}/access-log", tag = "records", security(("bearer" = [])),
+    responses((status = 200, body = Vec<AuditRow>), (status = 404, body = ProblemDetails)))]
+async fn access_log(
+    State(state): State<AppState>,
+    principal: Require<PatientOrAdmin>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    Path(patient_id): Path<Uuid>,
+) -> Result<Json<Vec<AuditRow>>, ApiError> {
+    let viewer = viewer(&principal, &request_id, &headers)?;
+    if viewer.acting == Acting::Patient && viewer.id != patient_id {
+        return Err(record_not_found());
+    }
+    let search = Search {
+        patient_id: Some(patient_id),
+        ..Search::default()
+    };
+    Ok(Json(audit::search(&state.pool, &search, 500).await?))
+}

@@ -298,13 +298,6 @@ async fn end(
     reason: &str,
     status: &'static str,
 ) -> Result<Json<Prescription>, ApiError> {
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(invalid(vec![(
-            "reason".into(),
-            "1 to 500 characters".into(),
-        )]));
-    }
     let found = prescriptions::find(&state.pool, id)
         .await
         .map_err(database)?;
@@ -320,6 +313,13 @@ async fn end(
             .await?;
         return Err(not_found());
     };
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(invalid(vec![(
+            "reason".into(),
+            "1 to 500 characters".into(),
+        )]));
+    }
     let mut tx = state.pool.begin().await.map_err(database)?;
     let Some(mut ended) = prescriptions::end(&mut tx, id, status, reason)
         .await

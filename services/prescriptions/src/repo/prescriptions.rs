@@ -94,43 +94,31 @@ pub async fn insert(
     Ok(prescription)
 }
 
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    prescription_id: Uuid,
+    #[sqlx(flatten)]
+    item: Item,
+}
+
 async fn with_items(
     pool: &PgPool,
     mut prescriptions: Vec<Prescription>,
 ) -> sqlx::Result<Vec<Prescription>> {
     let ids: Vec<Uuid> = prescriptions.iter().map(|p| p.id).collect();
-    let items: Vec<(Uuid, String, String, String, String, String, String, String, i32, String)> = sqlx::query_as(
+    let items: Vec<ItemRow> = sqlx::query_as(
         "select prescription_id, medication, strength, form, dose, route, frequency, duration, quantity, instructions
          from prescription_items where prescription_id = any($1) order by prescription_id, position",
     )
     .bind(&ids)
     .fetch_all(pool)
     .await?;
-    for (
-        id,
-        medication,
-        strength,
-        form,
-        dose,
-        route,
-        frequency,
-        duration,
-        quantity,
-        instructions,
-    ) in items
-    {
-        if let Some(prescription) = prescriptions.iter_mut().find(|p| p.id == id) {
-            prescription.items.push(Item {
-                medication,
-                strength,
-                form,
-                dose,
-                route,
-                frequency,
-                duration,
-                quantity,
-                instructions,
-            });
+    for row in items {
+        if let Some(prescription) = prescriptions
+            .iter_mut()
+            .find(|p| p.id == row.prescription_id)
+        {
+            prescription.items.push(row.item);
         }
     }
     Ok(prescriptions)

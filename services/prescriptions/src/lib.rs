@@ -2,7 +2,8 @@
 //!
 //! It owns the `prescriptions` schema and nothing else, including its outbox, relayed by the
 //! event backbone. [`router`] builds the HTTP interface (tests call it in process); [`run`]
-//! migrates the schema and serves until shutdown.
+//! migrates the schema, completes prescriptions that ran their course every hour, and serves
+//! until shutdown.
 //!
 //! Access to clinical data is decided here with the caller's token: the patient reads their
 //! own record; a doctor or nurse reads it while they have a scheduled or completed
@@ -100,6 +101,7 @@ pub async fn run(
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
     let verifier = Verifier::new(VerifierSettings::from_config(&config));
+    spawn_completion(pool.clone(), shutdown.clone());
     let app = router(
         &config,
         AppState::new(&config, pool.clone(), verifier),
@@ -110,6 +112,62 @@ pub async fn run(
     polyclinic_http::serve(listener, app, shutdown, grace).await?;
     pool.close().await;
     Ok(())
+}
+
+/// Marks ACTIVE prescriptions whose validity ended before `today` COMPLETED, each with its
+/// row in the audit trail (a write by the platform itself). Safe with several instances: the
+/// rows are locked and skipped by others. Returns how many.
+pub async fn complete_expired(pool: &PgPool, today: chrono::NaiveDate) -> anyhow::Result<u64> {
+    let mut tx = pool.begin().await?;
+    let ended: Vec<(uuid::Uuid, uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
+        "update prescriptions set status = 'COMPLETED', status_reason = 'the prescription ran its course', updated_at = now()
+         where id in (select id from prescriptions where status = 'ACTIVE' and valid_until < $1
+                      for update skip locked)
+         returning id, patient_id, record_id",
+    )
+    .bind(today)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, patient_id, record_id) in &ended {
+        audit::append(
+            &mut tx,
+            &audit::Access {
+                actor_id: "polyclinic-prescriptions",
+                actor_role: "SYSTEM",
+                action: "prescription.complete",
+                patient_id: Some(*patient_id),
+                record_id: Some(*record_id),
+                entry_id: Some(*id),
+                request_id: None,
+                outcome: audit::Outcome::Allowed,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(ended.len() as u64)
+}
+
+/// Runs [`complete_expired`] every hour until `shutdown`.
+fn spawn_completion(pool: PgPool, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match complete_expired(&pool, chrono::Utc::now().date_naive()).await {
+                Ok(0) => {}
+                Ok(count) => {
+                    tracing::info!(count, "prescriptions that ran their course are completed")
+                }
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "completing prescriptions failed; tried again in an hour")
+                }
+            }
+        }
+    });
 }
 
 /// Checks the audit trail's hash chain (`polyclinic audit-verify`).

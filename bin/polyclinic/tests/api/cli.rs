@@ -118,3 +118,66 @@ fn the_readme_lists_every_configuration_variable() {
         );
     }
 }
+
+#[tokio::test]
+async fn audit_verify_reports_an_intact_trail_and_names_a_row_altered_by_hand() {
+    let db = polyclinic_testing::TestDb::create().await;
+    let migrated = polyclinic()
+        .arg("migrate")
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let config = polyclinic_testing::Config {
+        database_url: db.url(),
+        ..polyclinic_testing::Config::default()
+    };
+    let pool = polyclinic_db::pool(&config, polyclinic_testing::Service::Prescriptions).unwrap();
+    for action in ["record.read", "entry.write"] {
+        polyclinic_prescriptions::audit::record(
+            &pool,
+            &polyclinic_prescriptions::audit::Access {
+                actor_id: "a-doctor",
+                actor_role: "DOCTOR",
+                action,
+                patient_id: None,
+                record_id: None,
+                entry_id: None,
+                request_id: Some("cli-test"),
+                outcome: polyclinic_prescriptions::audit::Outcome::Allowed,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let intact = polyclinic()
+        .arg("audit-verify")
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert!(intact.status.success());
+    assert!(String::from_utf8_lossy(&intact.stdout).contains("intact: 2 rows"));
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("alter table audit_log disable trigger audit_log_append_only")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("update audit_log set actor_id = 'someone-else' where action = 'entry.write'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let broken = polyclinic()
+        .arg("audit-verify")
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert_eq!(broken.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains("row 2 does not match"), "{stderr}");
+}

@@ -429,3 +429,61 @@ async fn every_prescriptions_route_admits_exactly_the_right_callers() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[tokio::test]
+async fn a_prescription_past_its_validity_is_completed_once_with_its_audit_row() {
+    let (platform, clinic, _, token, appointment) = setting().await;
+    let issued = call(&platform, Method::POST, "/api/prescriptions", Some(&clinic.doctor), Some(json!({"appointment_id": appointment["id"], "items": [item("Ibuprofen")], "refills_allowed": 1}))).await;
+    let id = issued.body["id"].as_str().unwrap().to_owned();
+    let pool = polyclinic_db::pool(&platform.config, Service::Prescriptions).unwrap();
+    let today = chrono::Utc::now().date_naive();
+    assert_eq!(
+        polyclinic_prescriptions::complete_expired(&pool, today)
+            .await
+            .unwrap(),
+        0,
+        "still valid"
+    );
+    let later = today + chrono::Duration::days(31);
+    assert_eq!(
+        polyclinic_prescriptions::complete_expired(&pool, later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        polyclinic_prescriptions::complete_expired(&pool, later)
+            .await
+            .unwrap(),
+        0,
+        "once"
+    );
+    let done = call(
+        &platform,
+        Method::GET,
+        &format!("/api/prescriptions/{id}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(done.body["status"], "COMPLETED");
+    let refill = call(
+        &platform,
+        Method::POST,
+        &format!("/api/prescriptions/{id}/refills"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(
+        refill.status,
+        StatusCode::CONFLICT,
+        "a completed prescription is not refilled"
+    );
+    let rows = crate::access::audit_rows(&platform).await;
+    assert!(
+        rows.iter()
+            .any(|(actor, action, _)| actor == "polyclinic-prescriptions"
+                && action == "prescription.complete")
+    );
+}

@@ -4,3 +4,5 @@
 
 mod cli;
 mod health;
+mod inventory;
+mod scenario;

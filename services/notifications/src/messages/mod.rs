@@ -10,34 +10,21 @@ use serde::Serialize;
 
 pub use catalogue::{Outgoing, Recipient, Role, plan};
 
-/// Every template, by name.
-pub const TEMPLATES: &[&str] = &[
-    "welcome",
-    "appointment_paid",
-    "appointment_scheduled_patient",
-    "appointment_scheduled_doctor",
-    "appointment_scheduled_nurse",
-    "appointment_rejected",
-    "appointment_cancelled_patient",
-    "appointment_cancelled_doctor",
-    "appointment_rescheduled_patient",
-    "appointment_rescheduled_doctor",
-    "appointment_reminder",
-    "appointment_completed",
-    "prescription_issued",
-    "prescription_cancelled",
-];
-
-macro_rules! sources {
+/// The templates: each name's `.txt` and `.html` file, compiled in, and the list of names,
+/// from one list so that neither can miss one.
+macro_rules! templates {
     ($($name:literal),* $(,)?) => {
-        &[$(
+        /// Every template, by name.
+        pub const TEMPLATES: &[&str] = &[$($name),*];
+
+        const SOURCES: &[(&str, &str)] = &[$(
             (concat!($name, ".txt"), include_str!(concat!("../../templates/", $name, ".txt"))),
             (concat!($name, ".html"), include_str!(concat!("../../templates/", $name, ".html"))),
-        )*]
+        )*];
     };
 }
 
-const SOURCES: &[(&str, &str)] = sources!(
+templates!(
     "welcome",
     "appointment_paid",
     "appointment_scheduled_patient",
@@ -52,6 +39,9 @@ const SOURCES: &[(&str, &str)] = sources!(
     "appointment_completed",
     "prescription_issued",
     "prescription_cancelled",
+    "refill_requested",
+    "refill_approved",
+    "refill_declined",
 );
 
 const LAYOUT: &str = include_str!("../../templates/_layout.html");
@@ -208,6 +198,20 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn every_template_file_is_in_the_list() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|name| name.strip_suffix(".txt").map(str::to_owned))
+            .collect();
+        files.sort();
+        let mut listed: Vec<String> = TEMPLATES.iter().map(|name| (*name).to_owned()).collect();
+        listed.sort();
+        assert_eq!(files, listed);
     }
 
     #[test]

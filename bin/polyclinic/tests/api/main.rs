@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod cli;
+mod docs;
 mod health;
 mod inventory;
 mod scenario;

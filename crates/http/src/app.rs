@@ -57,6 +57,8 @@ pub fn document(service: Service, api: utoipa::openapi::OpenApi) -> utoipa::open
                 .build(),
         ),
     );
+    declare_path_parameters(&mut doc);
+    declare_problem_responses(&mut doc);
     doc.info.title = format!("Polyclinic {service}");
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.info.description = Some(format!(
@@ -64,6 +66,95 @@ pub fn document(service: Service, api: utoipa::openapi::OpenApi) -> utoipa::open
          (`application/problem+json`) with a stable `code`."
     ));
     doc
+}
+
+/// Declares every `{name}` of a path template that its operations do not declare: the
+/// extractors parse path segments themselves, and every one of the platform's path
+/// parameters is a UUID.
+fn declare_path_parameters(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::Required;
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let names: Vec<&str> = path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let parameters = operation.parameters.get_or_insert_with(Vec::new);
+            for name in &names {
+                let declared = parameters
+                    .iter()
+                    .any(|p| p.name == *name && p.parameter_in == ParameterIn::Path);
+                if !declared {
+                    let uuid = ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)));
+                    parameters.push(
+                        ParameterBuilder::new()
+                            .name(*name)
+                            .parameter_in(ParameterIn::Path)
+                            .required(Required::True)
+                            .schema(Some(uuid))
+                            .build(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Errors are problem documents: every documented 4xx and 5xx answer is
+/// `application/problem+json`, and every operation documents a `default` answer of that
+/// kind for the errors any route can give (401, 403, 413, 429, 500, ...).
+fn declare_problem_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+
+    const PROBLEM: &str = "application/problem+json";
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let is_error = status.parse::<u16>().is_ok_and(|code| code >= 400);
+                if let (true, RefOr::T(response)) = (is_error, response)
+                    && let Some(content) = response.content.shift_remove("application/json")
+                {
+                    response.content.insert(PROBLEM.to_owned(), content);
+                }
+            }
+            operation
+                .responses
+                .responses
+                .entry("default".to_owned())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(
+                                "An error: an RFC 9457 problem document with a stable `code`",
+                            )
+                            .content(
+                                PROBLEM,
+                                Content::new(Some(Ref::from_schema_name("ProblemDetails"))),
+                            )
+                            .build(),
+                    )
+                });
+        }
+    }
 }
 
 /// A service's router under construction: its API plus the platform's routes and layers.

@@ -24,11 +24,57 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let has_json_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                let essence = value.split(';').next().unwrap_or("").trim();
+                essence.eq_ignore_ascii_case("application/json")
+                    || essence.to_ascii_lowercase().ends_with("+json")
+            });
+        if !has_json_type {
+            return Err(json_rejection(JsonRejection::MissingJsonContentType(
+                Default::default(),
+            )));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    payload_too_large()
+                } else {
+                    ApiError::new(rejection.status(), "unreadable_body", rejection.body_text())
+                }
+            })?;
+        json_from_bytes(&bytes).map(Json)
+    }
+}
+
+/// Whether a URL part or a form body has a percent-encoded NUL character, which no text the
+/// platform keeps may contain and PostgreSQL cannot store.
+pub fn has_encoded_nul(text: impl AsRef<[u8]>) -> bool {
+    text.as_ref()
+        .windows(3)
+        .any(|window| window.eq_ignore_ascii_case(b"%00"))
+}
+
+/// Whether a JSON text has a string holding the NUL character (`\u0000`), which no text
+/// the platform keeps may contain and PostgreSQL cannot store.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'\\' {
+            let escape = bytes.get(index + 1..index + 6);
+            if escape.is_some_and(|escape| escape.eq_ignore_ascii_case(b"u0000")) {
+                return true;
+            }
+            index += 2;
+        } else {
+            index += 1;
         }
     }
+    false
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -110,6 +156,12 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(has_encoded_nul) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "Query values must not contain the NUL character (%00).",
+            ));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
             Err(rejection) => Err(query_rejection(rejection)),
@@ -124,10 +176,29 @@ fn query_rejection(rejection: QueryRejection) -> ApiError {
 /// Parses a JSON body read as bytes (for handlers that also need the raw bytes, such as
 /// idempotency fingerprints and signature checks), with the same errors as [`Json`].
 pub fn json_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|err| match err.classify() {
-        serde_json::error::Category::Data => {
-            ApiError::unprocessable("invalid_body", err.to_string())
+    if has_nul_escape(bytes) {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "Text must not contain the NUL character (\\u0000).",
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        // The message names the field, as axum's own JSON rejection does.
+        let detail = if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        };
+        match inner.classify() {
+            serde_json::error::Category::Data => ApiError::unprocessable("invalid_body", detail),
+            _ => ApiError::bad_request("malformed_json", detail),
         }
-        _ => ApiError::bad_request("malformed_json", err.to_string()),
-    })
+    })?;
+    deserializer
+        .end()
+        .map_err(|err| ApiError::bad_request("malformed_json", err.to_string()))?;
+    Ok(value)
 }

@@ -127,6 +127,52 @@ async fn malformed_json_gives_400_and_a_wrong_field_type_gives_422() {
     let fine = send("{\"name\": \"Ada\", \"age\": 36}").await.unwrap();
     assert_eq!(fine.status(), 200);
     assert_eq!(fine.json::<Value>().await.unwrap()["age"], 36);
+
+    // PostgreSQL cannot store a NUL character: it is refused at the boundary, not a 500 later.
+    let nul = send("{\"name\": \"A\\u0000da\", \"age\": 36}")
+        .await
+        .unwrap();
+    assert_eq!(nul.status(), 422);
+    assert_eq!(problem(nul).await["code"], "invalid_body");
+    let escaped_backslash = send("{\"name\": \"A\\\\u0000da\", \"age\": 36}")
+        .await
+        .unwrap();
+    assert_eq!(
+        escaped_backslash.status(),
+        200,
+        "a backslash followed by the text u0000 is fine"
+    );
+}
+
+#[derive(serde::Deserialize)]
+struct Search {
+    #[allow(dead_code, reason = "only its parsing is under test")]
+    q: String,
+}
+
+async fn search(
+    polyclinic_http::extract::Query(_): polyclinic_http::extract::Query<Search>,
+) -> &'static str {
+    "found"
+}
+
+#[tokio::test]
+async fn a_nul_character_in_a_query_gives_400() {
+    let app = serve_app(ServiceApp::new(
+        Service::Identity,
+        OpenApiRouter::new().route("/search", get(search)),
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let fine = client.get(app.url("/search?q=ada")).send().await.unwrap();
+    assert_eq!(fine.status(), 200);
+    let nul = client
+        .get(app.url("/search?q=a%00da"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nul.status(), 400);
+    assert_eq!(problem(nul).await["code"], "invalid_query");
 }
 
 #[tokio::test]

@@ -94,6 +94,11 @@ fn form<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Res
             "Expected Content-Type: application/x-www-form-urlencoded.",
         ));
     }
+    if polyclinic_http::extract::has_encoded_nul(body) {
+        return Err(ApiError::from(GrantError::InvalidRequest(
+            "malformed form: values must not contain the NUL character".to_owned(),
+        )));
+    }
     serde_urlencoded::from_bytes(body)
         .map_err(|err| ApiError::from(GrantError::InvalidRequest(format!("malformed form: {err}"))))
 }

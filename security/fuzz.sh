@@ -54,7 +54,8 @@ patient=$(token patient@fuzz.example "fuzzing patient passphrase")
 doctor=$(token doctor@fuzz.example "fuzzing staff passphrase")
 nurse=$(token nurse@fuzz.example "fuzzing staff passphrase")
 
-# schemathesis keeps a cache in its working directory: give it one outside the repository.
+# One worker: schemathesis 4.32 with two threads has been seen to fail inside CPython's AST
+# compiler. It keeps a cache in its working directory: give it one outside the repository.
 work=$(mktemp -d)
 failed=0
 for role in anonymous patient doctor nurse admin; do
@@ -69,7 +70,7 @@ for role in anonymous patient doctor nurse admin; do
   [ "$role" = anonymous ] || exclude=(--exclude-path /api/auth/token --exclude-path /api/auth/revoke)
   if ! (cd "$work" && schemathesis run "$GATEWAY/docs/openapi.json" "${auth[@]}" "${exclude[@]}" \
       --checks not_a_server_error,response_schema_conformance,content_type_conformance \
-      --max-examples "$EXAMPLES" --workers 2 --seed 1 --warnings off --no-color); then
+      --max-examples "$EXAMPLES" --workers 1 --seed 1 --warnings off --no-color); then
     failed=1
   fi
 done

@@ -109,16 +109,22 @@ fn main() -> ExitCode {
         };
     }
 
-    if let Err(err) = polyclinic_telemetry::init(&config.log) {
-        eprintln!("polyclinic: {err}");
-        return ExitCode::from(2);
-    }
+    let telemetry = match polyclinic_telemetry::init(&config.log) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("polyclinic: {err}");
+            return ExitCode::from(2);
+        }
+    };
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => return fail(&anyhow::Error::new(err)),
     };
-    match runtime.block_on(execute(cli.command, config)) {
+    let outcome = runtime.block_on(execute(cli.command, config));
+    // The last spans (the shutdown's) are posted before the process ends.
+    telemetry.flush();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),
     }

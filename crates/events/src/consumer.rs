@@ -11,6 +11,7 @@ use polyclinic_http::CancellationToken;
 use sqlx::postgres::PgListener;
 use sqlx::{Acquire, PgConnection, PgPool};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::kafka::{Bus, GroupMember, KafkaSettings};
 use crate::log::{self, LoggedEvent};
@@ -91,6 +92,9 @@ impl<S> Handlers<S> {
 pub struct ConsumerSettings {
     /// The consumer group: its name in the inbox, its positions, its dead letters.
     pub name: String,
+    /// The service it runs in, as traces name it: the part of `name` before the first `-`
+    /// unless set otherwise.
+    pub service: String,
     /// The topics it reads.
     pub topics: Vec<String>,
     /// Events read per transaction.
@@ -107,6 +111,7 @@ impl ConsumerSettings {
     pub fn new(name: &str, topics: &[&str]) -> Self {
         Self {
             name: name.to_owned(),
+            service: name.split('-').next().unwrap_or(name).to_owned(),
             topics: topics.iter().map(|topic| (*topic).to_owned()).collect(),
             batch_size: 200,
             poll_interval: Duration::from_secs(1),
@@ -426,7 +431,46 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         self.run_handler_in(conn, event, Isolation::PerEvent).await
     }
 
+    /// Runs the handler in a consumer span, a child of the span that wrote the event.
     async fn run_handler_in(
+        &self,
+        conn: &mut PgConnection,
+        event: &LoggedEvent,
+        isolation: Isolation,
+    ) -> anyhow::Result<Result<Handled, String>> {
+        let span = tracing::info_span!(
+            "consume",
+            consumer = %self.settings.name,
+            event_type = %event.event_type,
+            event_id = %event.event_id,
+            error = tracing::field::Empty,
+        );
+        polyclinic_telemetry::adopt(
+            &span,
+            polyclinic_telemetry::SpanShape {
+                name: Some(format!("{} {}", self.settings.name, event.event_type)),
+                kind: Some(polyclinic_telemetry::Kind::Consumer),
+                service: Some(&self.settings.service),
+                parent: event.envelope["traceparent"].as_str(),
+            },
+        );
+        let outcome = self
+            .run_handler_untraced(conn, event, isolation)
+            .instrument(span.clone())
+            .await;
+        match &outcome {
+            Ok(Ok(_)) => {}
+            Ok(Err(message)) => {
+                span.record("error", message.as_str());
+            }
+            Err(err) => {
+                span.record("error", format!("{err:#}").as_str());
+            }
+        }
+        outcome
+    }
+
+    async fn run_handler_untraced(
         &self,
         conn: &mut PgConnection,
         event: &LoggedEvent,

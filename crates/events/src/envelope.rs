@@ -53,7 +53,10 @@ impl Envelope {
             time: Utc::now(),
             datacontenttype: "application/json".to_owned(),
             data: serde_json::to_value(event)?,
-            traceparent: context.traceparent.clone(),
+            // A child of the span that writes it when spans are exported (the request, or the
+            // consumer of the event that caused it); otherwise the caller's trace, passed on.
+            traceparent: polyclinic_telemetry::current_traceparent()
+                .or_else(|| context.traceparent.clone()),
             correlationid: context.correlation_id.clone(),
         })
     }

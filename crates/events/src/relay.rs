@@ -105,11 +105,11 @@ impl Relay {
                     leader = None;
                 }
                 if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
-                    match self.purge().await {
-                        Ok(()) => last_purge = Some(Instant::now()),
-                        Err(err) => {
-                            tracing::warn!(error = %format!("{err:#}"), "purging published events failed")
-                        }
+                    // Tried again in an hour either way: a failing purge must not run (and
+                    // log) on every turn of the loop.
+                    last_purge = Some(Instant::now());
+                    if let Err(err) = self.purge().await {
+                        tracing::warn!(error = %format!("{err:#}"), "purging published events failed; tried again in an hour");
                     }
                 }
             }
@@ -197,6 +197,11 @@ impl Relay {
             return Ok(0);
         }
         let events: Vec<LoggedEvent> = pending.iter().map(|(_, event)| event.clone()).collect();
+        // Closed when this function returns, whichever way.
+        let _spans: Vec<tracing::Span> = events
+            .iter()
+            .map(|event| publish_span(&self.schema, event))
+            .collect();
         let (published, failure) = match &self.publisher {
             None => {
                 log::append(&mut tx, &events).await?;
@@ -251,8 +256,11 @@ impl Relay {
             .bind(&retention)
             .execute(&self.pool)
             .await?;
-        let mut conn = self.pool.acquire().await?;
-        log::purge(&mut conn, self.settings.retention * 4).await?;
+        // The shared log exists on the postgres bus only; Kafka keeps its own retention.
+        if self.publisher.is_none() {
+            let mut conn = self.pool.acquire().await?;
+            log::purge(&mut conn, self.settings.retention * 4).await?;
+        }
         Ok(())
     }
 }
@@ -294,4 +302,24 @@ pub fn readiness_check(pool: &PgPool) -> Check {
             }
         }
     })
+}
+
+/// A producer span for one event, a child of the span that wrote it to the outbox.
+fn publish_span(schema: &str, event: &LoggedEvent) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        topic = %event.topic,
+        event_type = %event.event_type,
+        event_id = %event.event_id,
+    );
+    polyclinic_telemetry::adopt(
+        &span,
+        polyclinic_telemetry::SpanShape {
+            name: Some(format!("publish {}", event.event_type)),
+            kind: Some(polyclinic_telemetry::Kind::Producer),
+            service: Some(schema),
+            parent: event.envelope["traceparent"].as_str(),
+        },
+    );
+    span
 }

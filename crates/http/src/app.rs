@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::health::{self, CheckReport, HealthReport, Readiness};
 use crate::metrics::{self, HttpMetrics};
-use crate::observe::observe;
+use crate::observe::{Observer, observe};
 use crate::{ApiError, Check, ProblemDetails};
 
 #[derive(OpenApi)]
@@ -200,7 +200,10 @@ impl ServiceApp {
 
     /// The finished router.
     pub fn into_router(mut self) -> Router {
-        let http_metrics = Arc::new(HttpMetrics::register(&mut self.registry));
+        let observer = Arc::new(Observer {
+            service: self.service.as_str(),
+            metrics: HttpMetrics::register(&mut self.registry),
+        });
         let openapi =
             Bytes::from(serde_json::to_vec(&document(self.service, self.doc)).unwrap_or_default());
         let readiness = Arc::new(Readiness {
@@ -236,7 +239,7 @@ impl ServiceApp {
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
             }))
-            .layer(middleware::from_fn_with_state(http_metrics, observe))
+            .layer(middleware::from_fn_with_state(observer, observe))
     }
 }
 

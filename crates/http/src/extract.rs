@@ -24,31 +24,59 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let has_json_type = req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| {
-                let essence = value.split(';').next().unwrap_or("").trim();
-                essence.eq_ignore_ascii_case("application/json")
-                    || essence.to_ascii_lowercase().ends_with("+json")
-            });
-        if !has_json_type {
-            return Err(json_rejection(JsonRejection::MissingJsonContentType(
-                Default::default(),
-            )));
+        if !has_json_type(req.headers()) {
+            return Err(unsupported_media_type());
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    payload_too_large()
-                } else {
-                    ApiError::new(rejection.status(), "unreadable_body", rejection.body_text())
-                }
-            })?;
+        let bytes = read_body(req, state).await?;
         json_from_bytes(&bytes).map(Json)
     }
+}
+
+/// The bytes of a JSON body, for handlers that need them as sent (idempotency
+/// fingerprints) and parse them with [`json_from_bytes`]. The same rejections as [`Json`]
+/// for the content type and the size; an empty body needs no content type, for routes
+/// whose body is optional.
+#[derive(Debug, Clone, Default)]
+pub struct JsonBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let typed = has_json_type(req.headers());
+        let bytes = read_body(req, state).await?;
+        if !typed && !bytes.is_empty() {
+            return Err(unsupported_media_type());
+        }
+        Ok(JsonBytes(bytes))
+    }
+}
+
+fn has_json_type(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            let essence = value.split(';').next().unwrap_or("").trim();
+            essence.eq_ignore_ascii_case("application/json")
+                || essence.to_ascii_lowercase().ends_with("+json")
+        })
+}
+
+fn unsupported_media_type() -> ApiError {
+    json_rejection(JsonRejection::MissingJsonContentType(Default::default()))
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                payload_too_large()
+            } else {
+                ApiError::new(rejection.status(), "unreadable_body", rejection.body_text())
+            }
+        })
 }
 
 /// Whether a URL part or a form body has a percent-encoded NUL character, which no text the

@@ -68,11 +68,21 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     }
 }
 
+/// What the outermost middleware needs: the service's name and its HTTP metrics.
+pub(crate) struct Observer {
+    pub(crate) service: &'static str,
+    pub(crate) metrics: HttpMetrics,
+}
+
+/// The header of the W3C trace context.
+const TRACEPARENT: &str = "traceparent";
+
 pub(crate) async fn observe(
-    State(metrics): State<Arc<HttpMetrics>>,
+    State(observer): State<Arc<Observer>>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let metrics = &observer.metrics;
     let request_id = RequestId::from_headers(request.headers());
     request.extensions_mut().insert(request_id.clone());
     let method = request.method().clone();
@@ -89,13 +99,39 @@ pub(crate) async fn observe(
         request_id = %request_id,
         status = Empty,
         latency_ms = Empty,
+        error = Empty,
     );
+    // The request's span continues the caller's trace. The handler sees this span's own
+    // `traceparent` in place of the caller's, so that whatever it passes on (a call to
+    // another service, an event) is a child of this span.
+    let incoming = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    polyclinic_telemetry::adopt(
+        &span,
+        polyclinic_telemetry::SpanShape {
+            name: Some(format!("{method} {route}")),
+            kind: Some(polyclinic_telemetry::Kind::Server),
+            service: Some(observer.service),
+            parent: incoming.as_deref(),
+        },
+    );
+    if let Some(own) =
+        polyclinic_telemetry::traceparent_of(&span).and_then(|own| HeaderValue::from_str(&own).ok())
+    {
+        request.headers_mut().insert(TRACEPARENT, own);
+    }
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status();
 
     span.record("status", status.as_u16());
+    if status.is_server_error() {
+        span.record("error", status.canonical_reason().unwrap_or("server error"));
+    }
     span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
     span.in_scope(|| {
         if status.is_server_error() {

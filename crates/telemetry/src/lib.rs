@@ -2,10 +2,18 @@
 //!
 //! Logs are human-readable (`log.format = "pretty"`) or one JSON object per line
 //! (`"json"`, for log collectors). Spans carry the request id, so every line a request
-//! causes can be found from the `x-request-id` a client saw.
+//! causes can be found from the `x-request-id` a client saw. With the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over OTLP ([`trace`]).
+
+pub mod trace;
 
 use polyclinic_config::{LogConfig, LogFormat};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+pub use trace::{Kind, OtlpSettings, SpanShape, adopt, current_traceparent, traceparent_of};
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -14,22 +22,64 @@ pub enum TelemetryError {
     Filter(String),
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
+    #[error("the span exporter could not start: {0}")]
+    Exporter(std::io::Error),
 }
 
-/// Installs the global tracing subscriber described by `log`.
-pub fn init(log: &LogConfig) -> Result<(), TelemetryError> {
+/// What [`init`] installed; [`Telemetry::flush`] before exit posts the last spans.
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    exporter: Option<trace::Exporter>,
+}
+
+impl Telemetry {
+    /// Posts the spans finished so far, waiting at most five seconds.
+    pub fn flush(&self) {
+        if let Some(exporter) = &self.exporter {
+            exporter.flush(std::time::Duration::from_secs(5));
+        }
+    }
+}
+
+/// Installs the global tracing subscriber described by `log`, exporting spans when the
+/// process's `OTEL_*` variables name a collector.
+pub fn init(log: &LogConfig) -> Result<Telemetry, TelemetryError> {
+    init_with(log, OtlpSettings::from_env(std::env::vars()))
+}
+
+/// Like [`init`], with the span export given rather than read from the environment.
+pub fn init_with(log: &LogConfig, otlp: Option<OtlpSettings>) -> Result<Telemetry, TelemetryError> {
     let filter =
         EnvFilter::try_new(&log.filter).map_err(|err| TelemetryError::Filter(err.to_string()))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let installed = match log.format {
-        LogFormat::Pretty => builder.with_target(false).try_init(),
-        LogFormat::Json => builder
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = match log.format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
+            .with_writer(std::io::stderr)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .with_filter(filter)
+            .boxed(),
     };
-    installed.map_err(|_| TelemetryError::AlreadyInstalled)
+    let (spans, exporter) = match otlp {
+        Some(settings) => {
+            let (layer, exporter) = trace::layer(settings).map_err(TelemetryError::Exporter)?;
+            // The platform's own spans, whatever the log filter lets through.
+            let ours = Targets::new()
+                .with_target("polyclinic", LevelFilter::INFO)
+                .with_default(LevelFilter::OFF);
+            (Some(layer.with_filter(ours)), Some(exporter))
+        }
+        None => (None, None),
+    };
+    Registry::default()
+        .with(logs)
+        .with(spans)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    Ok(Telemetry { exporter })
 }

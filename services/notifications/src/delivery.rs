@@ -17,6 +17,7 @@ use polyclinic_config::{EmailConfig, EmailTransport};
 use polyclinic_http::CancellationToken;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tracing::Instrument;
 
 use crate::repo::notifications::{self, CHANNEL, Outbound};
 
@@ -262,10 +263,31 @@ impl Sender {
         let mut sending = tokio::task::JoinSet::new();
         for message in due.iter().cloned() {
             let transport = self.transport.clone();
-            sending.spawn(async move {
-                let outcome = transport.send(&message).await;
-                (message, outcome)
-            });
+            let span = tracing::info_span!(
+                "send email",
+                notification = %message.id,
+                transport = transport.name(),
+                error = tracing::field::Empty,
+            );
+            polyclinic_telemetry::adopt(
+                &span,
+                polyclinic_telemetry::SpanShape {
+                    name: Some(format!("send email ({})", transport.name())),
+                    kind: Some(polyclinic_telemetry::Kind::Client),
+                    service: Some("notifications"),
+                    parent: message.traceparent.as_deref(),
+                },
+            );
+            sending.spawn(
+                async move {
+                    let outcome = transport.send(&message).await;
+                    if let Err(err) = &outcome {
+                        tracing::Span::current().record("error", err.message.as_str());
+                    }
+                    (message, outcome)
+                }
+                .instrument(span),
+            );
         }
         while let Some(joined) = sending.join_next().await {
             let (message, outcome) = joined?;

@@ -72,12 +72,14 @@ impl Directory {
         request_id: Option<&str>,
     ) -> Result<Option<T>, ClientError> {
         let url = format!("{}{path}", self.identity);
+        // The lookup is part of the trace of the event being handled.
+        let traceparent = polyclinic_telemetry::current_traceparent();
         for attempt in 0..2 {
             let token = self.tokens.token().await?;
             let context = CallContext {
                 bearer: Some(&token),
                 request_id,
-                traceparent: None,
+                traceparent: traceparent.as_deref(),
             };
             match self.client.get_json(&url, context).await {
                 Ok(value) => return Ok(Some(value)),

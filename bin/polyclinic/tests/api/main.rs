@@ -2,8 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
+mod abuse;
 mod cli;
 mod docs;
 mod health;
 mod inventory;
 mod scenario;
+mod traces;

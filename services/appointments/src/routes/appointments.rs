@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use polyclinic_auth::rules::{Admin, CareOrAdmin, PatientOrAdmin};
 use polyclinic_auth::{Principal, Require};
 use polyclinic_db::idempotency;
-use polyclinic_http::extract::{Json, Path, Query, json_from_bytes};
+use polyclinic_http::extract::{Json, JsonBytes, Path, Query, json_from_bytes};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, Violations};
 use serde::{Deserialize, Serialize};
@@ -124,7 +124,7 @@ async fn reserve(
     principal: Require<PatientOrAdmin>,
     request_id: RequestId,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     once(
         &state,
@@ -311,7 +311,7 @@ async fn approve(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     let path = format!("/api/appointments/{id}/approve");
     once(&state, &principal, &headers, &path, &body, || async {
@@ -344,7 +344,7 @@ async fn reject(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     let path = format!("/api/appointments/{id}/reject");
     once(&state, &principal, &headers, &path, &body, || async {
@@ -375,7 +375,7 @@ async fn cancel(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     let path = format!("/api/appointments/{id}/cancel");
     once(&state, &principal, &headers, &path, &body, || async {
@@ -411,7 +411,7 @@ async fn reschedule(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     let path = format!("/api/appointments/{id}/reschedule");
     once(&state, &principal, &headers, &path, &body, || async {
@@ -455,7 +455,7 @@ async fn complete(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     close_visit(state, principal, request_id, headers, id, body, true).await
 }
@@ -470,7 +470,7 @@ async fn no_show(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     close_visit(state, principal, request_id, headers, id, body, false).await
 }

@@ -108,8 +108,8 @@ impl AccountFields {
     }
 }
 
-/// A patient's self-registration. Any other field (`role`, `status`, ...) is ignored: the
-/// result is always an active patient.
+/// A patient's self-registration. Any other field (`role`, `status`, `id`, ...) is refused:
+/// the result is always an active patient.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterPatient {
     #[serde(flatten)]
@@ -117,6 +117,24 @@ pub struct RegisterPatient {
     pub blood_type: Option<BloodType>,
     #[serde(default)]
     pub allergies: Vec<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+/// The fields of a body that no field of its type took. `deny_unknown_fields` does not work
+/// beside `flatten`; this does, and [`refuse_unknown`] answers as it would.
+pub type Unknown = std::collections::BTreeMap<String, serde::de::IgnoredAny>;
+
+/// 422 `invalid_body` naming the first field the body should not have had.
+fn refuse_unknown(unknown: &Unknown) -> Result<(), ApiError> {
+    match unknown.keys().next() {
+        None => Ok(()),
+        Some(field) => Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("unknown field `{field}`"),
+        )),
+    }
 }
 
 /// Register as a patient.
@@ -127,6 +145,7 @@ async fn register_patient(
     request_id: RequestId,
     Json(body): Json<RegisterPatient>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
+    refuse_unknown(&body.unknown)?;
     let mut violations = Violations::new();
     let account = body.account.parse(&mut violations);
     let allergies = violations.check("allergies", parse_allergies(&body.allergies));
@@ -171,6 +190,9 @@ pub struct CreateStaff {
     pub years_of_experience: Option<i32>,
     /// Doctors: what a consultation costs.
     pub consultation_fee: Option<Money>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
 }
 
 /// Builds the profile of `role` from optional request fields, recording what is missing.
@@ -234,6 +256,7 @@ async fn create_staff(
     request_id: RequestId,
     Json(body): Json<CreateStaff>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
+    refuse_unknown(&body.unknown)?;
     let mut violations = Violations::new();
     if !accounts::is_staff_role(body.role) {
         violations.add(

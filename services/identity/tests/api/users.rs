@@ -19,8 +19,34 @@ async fn user_count(platform: &TestPlatform) -> i64 {
 }
 
 #[tokio::test]
-async fn a_registration_asking_for_admin_or_a_status_creates_a_plain_patient() {
+async fn a_registration_asking_for_admin_or_a_status_is_refused_and_creates_nobody() {
     let platform = platform().await;
+    let before = user_count(&platform).await;
+    for (field, value) in [
+        ("role", json!("ADMIN")),
+        ("status", json!("ACTIVE")),
+        ("id", json!("00000000-0000-0000-0000-000000000001")),
+        ("doctor", json!({"department_id": "x"})),
+    ] {
+        let mut body = json!({
+            "first_name": "Mallory", "last_name": "Evil", "email": "mallory@clinic.example",
+            "password": "a long passphrase",
+        });
+        body[field] = value;
+        let reply = platform
+            .call(Method::POST, "/api/users/patients", None, Some(body))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        assert_eq!(reply.code(), "invalid_body");
+        assert_eq!(
+            reply.body["detail"],
+            format!("unknown field `{field}`"),
+            "the field is named"
+        );
+    }
+    assert_eq!(user_count(&platform).await, before, "nobody was created");
+
+    // Without them, the same registration is a plain patient.
     let reply = platform
         .call(
             Method::POST,
@@ -28,14 +54,12 @@ async fn a_registration_asking_for_admin_or_a_status_creates_a_plain_patient() {
             None,
             Some(json!({
                 "first_name": "Mallory", "last_name": "Evil", "email": "mallory@clinic.example",
-                "password": "a long passphrase", "role": "ADMIN", "status": "ACTIVE",
-                "id": "00000000-0000-0000-0000-000000000001", "doctor": {"department_id": "x"},
+                "password": "a long passphrase",
             })),
         )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED);
     assert_eq!(reply.body["role"], "PATIENT");
-    assert_ne!(reply.body["id"], "00000000-0000-0000-0000-000000000001");
     let token = platform
         .login("mallory@clinic.example", "a long passphrase")
         .await

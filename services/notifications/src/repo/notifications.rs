@@ -27,8 +27,8 @@ pub struct NewNotification<'a> {
 pub async fn insert(conn: &mut PgConnection, new: &NewNotification<'_>) -> sqlx::Result<bool> {
     Ok(sqlx::query(
         "insert into notifications (id, event_id, event_type, recipient_id, recipient_email, template,
-                                    subject, body_text, body_html)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                    subject, body_text, body_html, traceparent)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          on conflict on constraint notifications_once_key do nothing",
     )
     .bind(Uuid::now_v7())
@@ -40,6 +40,8 @@ pub async fn insert(conn: &mut PgConnection, new: &NewNotification<'_>) -> sqlx:
     .bind(&new.rendered.subject)
     .bind(&new.rendered.text)
     .bind(&new.rendered.html)
+    // Sending the message continues the trace of the event that caused it.
+    .bind(polyclinic_telemetry::current_traceparent())
     .execute(conn)
     .await?
     .rows_affected()
@@ -64,6 +66,7 @@ pub struct Outbound {
     pub body_text: String,
     pub body_html: String,
     pub attempts: i32,
+    pub traceparent: Option<String>,
 }
 
 /// Claims up to `limit` messages due at `now` for one sender: their next attempt is moved
@@ -83,7 +86,7 @@ pub async fn claim_due(
              order by next_attempt_at
              limit $3
              for update skip locked)
-         returning id, recipient_email, subject, body_text, body_html, attempts",
+         returning id, recipient_email, subject, body_text, body_html, attempts, traceparent",
     )
     .bind(now)
     .bind(now + lease)

@@ -10,7 +10,7 @@ use polyclinic_auth::{Principal, Require, Role};
 use polyclinic_client::CallContext;
 use polyclinic_db::idempotency;
 use polyclinic_events::EventContext;
-use polyclinic_http::extract::{Json, Path, Query, json_from_bytes};
+use polyclinic_http::extract::{Json, JsonBytes, Path, Query, json_from_bytes};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId};
 use serde::Deserialize;
@@ -177,7 +177,7 @@ async fn create_payment(
     caller: Principal,
     request_id: RequestId,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     let scope = format!("POST /api/payments {}", caller.subject);
     idempotency::once(
@@ -303,7 +303,7 @@ async fn confirm_payment(
     request_id: RequestId,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     let scope = format!("POST /api/payments/{id}/confirm {}", caller.subject);
     let path = format!("/api/payments/{id}/confirm");
@@ -369,7 +369,7 @@ async fn capture_payment(
     request_id: RequestId,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     let scope = format!("POST /api/payments/{id}/capture {}", caller.subject);
     let path = format!("/api/payments/{id}/capture");
@@ -405,7 +405,7 @@ async fn cancel_payment(
     request_id: RequestId,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     let scope = format!("POST /api/payments/{id}/cancel {}", caller.subject);
     let path = format!("/api/payments/{id}/cancel");
@@ -436,7 +436,7 @@ async fn refund_payment(
     request_id: RequestId,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Response {
     let scope = format!("POST /api/payments/{id}/refund {}", caller.subject);
     let path = format!("/api/payments/{id}/refund");

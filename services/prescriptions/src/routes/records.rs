@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use polyclinic_auth::Require;
 use polyclinic_auth::rules::{CareOrAdmin, PatientOrAdmin, Person};
-use polyclinic_http::extract::{Json, Path, json_from_bytes};
+use polyclinic_http::extract::{Json, JsonBytes, Path, json_from_bytes};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, ProblemDetails, RequestId};
 use serde::Serialize;
@@ -142,7 +142,7 @@ async fn add_entry(
     request_id: RequestId,
     headers: HeaderMap,
     Path(patient_id): Path<Uuid>,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<(StatusCode, Json<Entry>), ApiError> {
     let viewer = viewer(&principal, &request_id, &headers)?;
     let (content, corrects) = parse_entry(&body)?;

@@ -139,6 +139,7 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
                 partitions: 6,
                 replication_factor: 1,
                 topic_prefix: format!("bench-{}-", uuid::Uuid::new_v4().simple()),
+                group_instance_id: None,
             };
             ensure_topics(&settings, &[Topic::Appointments.as_str()]).await?;
             Bus::Kafka(settings)

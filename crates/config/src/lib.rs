@@ -103,6 +103,7 @@ impl Default for Config {
                 partitions: 6,
                 replication_factor: 1,
                 topic_prefix: String::new(),
+                group_instance_id: String::new(),
             },
             events: EventsConfig {
                 max_attempts: 5,

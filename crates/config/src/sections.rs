@@ -187,6 +187,11 @@ pub struct KafkaConfig {
     /// Prefix of topic and consumer group names (empty in production; tests isolate
     /// themselves with it).
     pub topic_prefix: String,
+    /// Static group membership (KIP-345): this process's `group.instance.id` in every
+    /// consumer group, stable across its restarts and unique among live processes (the pod
+    /// name). A restarted process then takes its partitions back at once instead of waiting
+    /// for the group to give up on the one that died. Empty: dynamic membership.
+    pub group_instance_id: String,
 }
 
 /// The event backbone's consumers.

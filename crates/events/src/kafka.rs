@@ -25,6 +25,8 @@ pub struct KafkaSettings {
     pub partitions: i32,
     pub replication_factor: i32,
     pub topic_prefix: String,
+    /// `group.instance.id` of every group this process joins; `None`: dynamic membership.
+    pub group_instance_id: Option<String>,
 }
 
 impl KafkaSettings {
@@ -40,6 +42,8 @@ impl KafkaSettings {
             partitions: i32::try_from(config.partitions).unwrap_or(1),
             replication_factor: i32::try_from(config.replication_factor).unwrap_or(1),
             topic_prefix: config.topic_prefix.clone(),
+            group_instance_id: Some(config.group_instance_id.trim().to_owned())
+                .filter(|id| !id.is_empty()),
         }
     }
 
@@ -185,6 +189,12 @@ impl GroupMember {
             .set("group.id", settings.topic(group))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest");
+        // With static membership a restarted process takes its partitions back at once, and
+        // librdkafka's 45 s session outlasts a pause (a long GC-free stall, a frozen VM)
+        // without a rebalance; a member that is gone for good is replaced after it.
+        if let Some(instance) = &settings.group_instance_id {
+            config.set("group.instance.id", instance);
+        }
         for (name, value) in &settings.properties {
             config.set(name, value);
         }

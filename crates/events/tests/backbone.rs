@@ -78,6 +78,7 @@ async fn kafka_bus() -> Bus {
         partitions: 3,
         replication_factor: 1,
         topic_prefix: format!("test-{}-", uuid::Uuid::new_v4().simple()),
+        group_instance_id: None,
     };
     polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()])
         .await
@@ -811,6 +812,7 @@ async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrive
         partitions: 3,
         replication_factor: 1,
         topic_prefix: String::new(),
+        group_instance_id: None,
     };
     polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()])
         .await

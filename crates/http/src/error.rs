@@ -101,8 +101,20 @@ impl ApiError {
         error
     }
 
-    /// An unexpected failure: the client sees an opaque 500, the log sees `source`.
+    /// An unexpected failure: the client sees an opaque 500, the log sees `source`. The
+    /// database being away is told apart: 503 `dependency_unavailable` with `Retry-After`.
     pub fn internal(source: anyhow::Error) -> Self {
+        if is_database_outage(&source) {
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dependency_unavailable",
+                "The database cannot be reached just now; retry shortly (with the same \
+                 Idempotency-Key, where the route takes one).",
+            );
+            error.retry_after_secs = Some(2);
+            error.source = Some(source);
+            return error;
+        }
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: Cow::Borrowed("internal_error"),
@@ -143,6 +155,28 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// Whether `err` is PostgreSQL being away (unreachable, restarting, or no connection free
+/// in time) rather than a fault of the request or the code: that is a 503 with
+/// `Retry-After`, as for any other dependency.
+fn is_database_outage(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            // 57P01-57P03: the server is shutting down, crashed, or cannot take connections yet;
+            // 08xxx: the connection failed.
+            Some(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|code| code.starts_with("57P0") || code.starts_with("08")),
+            _ => false,
+        })
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(source) = &self.source {
@@ -179,5 +213,33 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_is_away_is_a_503_with_retry_after_and_anything_else_a_500() {
+        for away in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let error = ApiError::from(anyhow::Error::new(away).context("reading appointments"));
+            assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(error.code(), "dependency_unavailable");
+            let response = error.into_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        }
+        for other in [
+            anyhow::Error::new(sqlx::Error::RowNotFound),
+            anyhow::anyhow!("a bug"),
+        ] {
+            let error = ApiError::from(other);
+            assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(error.code(), "internal_error");
+        }
     }
 }

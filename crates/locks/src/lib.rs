@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use polyclinic_config::{Config, LockBackend};
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
@@ -87,7 +87,15 @@ impl Locks {
     /// Locks in Redis at `url`, every key starting with `prefix`.
     pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("parsing `redis_url`")?;
-        let connection = ConnectionManager::new(client)
+        // Without timeouts a command waits forever on a Redis that went away mid-request
+        // or is still coming back; a lock that cannot be had quickly is an error, and the
+        // caller falls back to the database's own guarantees.
+        let settings = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(Duration::from_millis(500))
+            .set_number_of_retries(2)
+            .set_max_delay(1000);
+        let connection = ConnectionManager::new_with_config(client, settings)
             .await
             .context("connecting to Redis")?;
         Ok(Self {

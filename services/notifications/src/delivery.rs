@@ -198,7 +198,11 @@ impl Transport {
                     message: format!("the recipient address is not valid: {err}"),
                     permanent: true,
                 })?;
+                // One Message-ID per notification, the same on every attempt: a message
+                // that is sent again (a retry after a lost reply, a resend) is recognisably
+                // the same message to the recipient's mail system.
                 let email = Message::builder()
+                    .message_id(Some(format!("<{}@{}>", message.id, from.email.domain())))
                     .from(from.clone())
                     .to(to)
                     .subject(message.subject.clone())
@@ -219,6 +223,29 @@ impl Transport {
                         message: err.to_string(),
                     })
             }
+        }
+    }
+}
+
+/// Runs `write` until it succeeds, for up to about 20 s while the database is away, then
+/// gives up with its error.
+async fn persistently<F, Fut>(what: &str, write: F) -> sqlx::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<()>>,
+{
+    let mut pause = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match write().await {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt < 8 => {
+                tracing::warn!(error = %err, attempt, "{what} failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
         }
     }
 }
@@ -293,7 +320,11 @@ impl Sender {
             let (message, outcome) = joined?;
             match outcome {
                 Ok(()) => {
-                    notifications::mark_sent(&self.pool, message.id, self.transport.name()).await?
+                    // A message sent and not recorded would go again when its lease ends.
+                    persistently("recording a sent email", || {
+                        notifications::mark_sent(&self.pool, message.id, self.transport.name())
+                    })
+                    .await?
                 }
                 Err(err) => {
                     let attempts = message.attempts + 1;

@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone)]
 pub struct Email {
     pub to: String,
+    /// Without the angle brackets.
+    pub message_id: String,
     pub subject: String,
     pub text: String,
     pub html: String,
@@ -32,6 +34,7 @@ pub fn parse(sink: &SmtpSink) -> Vec<Email> {
             assert_eq!(received.to.len(), 1, "one recipient per message");
             Email {
                 to: received.to[0].clone(),
+                message_id: message.message_id().unwrap_or("").to_owned(),
                 subject: message.subject().unwrap_or("").to_owned(),
                 text: message
                     .body_text(0)
@@ -315,11 +318,23 @@ async fn messages_wait_while_the_smtp_server_is_away_then_fail_and_are_resent_by
         .await;
     assert_eq!(resent.status, StatusCode::OK, "{:?}", resent.body);
     let emails = exactly(&sink, 4).await;
-    assert!(
-        emails
-            .iter()
-            .any(|email| email.to == "unlucky@clinic.example")
+    let resent: Vec<&Email> = emails
+        .iter()
+        .filter(|email| email.to == "unlucky@clinic.example")
+        .collect();
+    assert_eq!(resent.len(), 1);
+    assert_eq!(
+        resent[0].message_id,
+        format!("{id}@clinic.example"),
+        "the notification's own Message-ID, the same on every attempt"
     );
+    let mut ids: Vec<&str> = emails
+        .iter()
+        .map(|email| email.message_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "every message has its own Message-ID");
     let again = platform
         .call(
             Method::POST,

@@ -7,5 +7,6 @@ mod cli;
 mod docs;
 mod health;
 mod inventory;
+mod matrix;
 mod scenario;
 mod traces;

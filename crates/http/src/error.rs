@@ -90,6 +90,18 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
     }
 
+    /// 503 `dependency_unavailable` with `Retry-After: 2`: something this service needs (its
+    /// database, another service) cannot be reached just now, and nothing was changed.
+    pub fn dependency_unavailable(detail: impl Into<Cow<'static, str>>) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dependency_unavailable",
+            detail,
+        );
+        error.retry_after_secs = Some(2);
+        error
+    }
+
     /// 429 with a `Retry-After` header.
     pub fn too_many_requests(code: &'static str, retry_after_secs: u64) -> Self {
         let mut error = Self::new(
@@ -105,13 +117,10 @@ impl ApiError {
     /// database being away is told apart: 503 `dependency_unavailable` with `Retry-After`.
     pub fn internal(source: anyhow::Error) -> Self {
         if is_database_outage(&source) {
-            let mut error = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "dependency_unavailable",
+            let mut error = ApiError::dependency_unavailable(
                 "The database cannot be reached just now; retry shortly (with the same \
                  Idempotency-Key, where the route takes one).",
             );
-            error.retry_after_secs = Some(2);
             error.source = Some(source);
             return error;
         }

@@ -238,7 +238,6 @@ pub struct OtlpLayer {
 #[derive(Debug, Clone)]
 pub struct Exporter {
     queue: SyncSender<Message>,
-    dropped: Arc<AtomicU64>,
 }
 
 impl Exporter {
@@ -248,11 +247,6 @@ impl Exporter {
         if self.queue.send(Message::Flush(done)).is_ok() {
             let _ = wait.recv_timeout(timeout);
         }
-    }
-
-    /// Spans dropped because the queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -267,15 +261,16 @@ const LINGER: Duration = Duration::from_millis(500);
 pub fn layer(settings: OtlpSettings) -> std::io::Result<(OtlpLayer, Exporter)> {
     let (queue, receiver) = mpsc::sync_channel(QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
+    let counted = dropped.clone();
     std::thread::Builder::new()
         .name("otlp-exporter".to_owned())
-        .spawn(move || export_loop(&settings, &receiver))?;
+        .spawn(move || export_loop(&settings, &receiver, &counted))?;
     Ok((
         OtlpLayer {
             queue: queue.clone(),
-            dropped: dropped.clone(),
+            dropped,
         },
-        Exporter { queue, dropped },
+        Exporter { queue },
     ))
 }
 
@@ -409,7 +404,7 @@ where
     }
 }
 
-fn export_loop(settings: &OtlpSettings, receiver: &Receiver<Message>) {
+fn export_loop(settings: &OtlpSettings, receiver: &Receiver<Message>, dropped: &AtomicU64) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -452,6 +447,10 @@ fn export_loop(settings: &OtlpSettings, receiver: &Receiver<Message>) {
             runtime.block_on(post(&client, settings, &batch));
             batch.clear();
             since = None;
+            let lost = dropped.swap(0, Ordering::Relaxed);
+            if lost > 0 {
+                tracing::warn!(spans = lost, "spans dropped: the export queue was full");
+            }
         }
         if let Some(done) = flushed {
             let _ = done.send(());

@@ -3,7 +3,7 @@
 pub mod appointments;
 pub mod schedules;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use polyclinic_auth::{Principal, Role};
 use polyclinic_client::CallContext;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
@@ -46,11 +46,7 @@ impl From<BookingError> for ApiError {
             BookingError::NurseTaken => ApiError::conflict("nurse_taken", detail),
             BookingError::Forbidden => ApiError::forbidden("forbidden", detail),
             BookingError::PaymentRefused(_) => ApiError::conflict("payment_refused", detail),
-            BookingError::PeerUnavailable(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "dependency_unavailable",
-                detail,
-            ),
+            BookingError::PeerUnavailable(_) => ApiError::dependency_unavailable(detail),
             BookingError::Unexpected(source) => ApiError::internal(source),
         }
     }

@@ -44,9 +44,7 @@ async fn known_doctor(
         Ok(None) => Err(doctor_not_found()),
         Err(err) => {
             tracing::warn!(error = %err, "the identity service could not be asked about a doctor");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "dependency_unavailable",
+            Err(ApiError::dependency_unavailable(
                 "The identity service is unavailable; please try again.",
             ))
         }

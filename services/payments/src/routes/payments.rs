@@ -147,9 +147,7 @@ async fn priced(
         }
         Err(err) => {
             tracing::warn!(error = %err, "the appointments service could not be asked");
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "dependency_unavailable",
+            return Err(ApiError::dependency_unavailable(
                 "The appointments service is unavailable; please try again.",
             ));
         }

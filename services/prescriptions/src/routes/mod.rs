@@ -7,7 +7,7 @@ pub mod audit;
 pub mod prescriptions;
 pub mod records;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use polyclinic_auth::{Principal, Role};
 use polyclinic_client::CallContext;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
@@ -111,9 +111,7 @@ impl AppState {
                 Ok(false) => Ok(Level::None),
                 Err(err) => {
                     tracing::warn!(error = %err, "the appointments service could not be asked");
-                    Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "dependency_unavailable",
+                    Err(ApiError::dependency_unavailable(
                         "The appointments service is unavailable; please try again.",
                     ))
                 }

@@ -115,11 +115,7 @@ async fn prescribe(
         .await
         .map_err(|err| {
             tracing::warn!(error = %err, "the appointments service could not be asked");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "dependency_unavailable",
-                "The appointments service is unavailable.",
-            )
+            ApiError::dependency_unavailable("The appointments service is unavailable.")
         })?
         .filter(|a| {
             a.doctor_id == viewer.id && (a.status == "SCHEDULED" || a.status == "COMPLETED")

@@ -81,6 +81,7 @@ async fn run_service(
         Service::Payments => polyclinic_payments::run(config, listener, shutdown).await,
         Service::Notifications => polyclinic_notifications::run(config, listener, shutdown).await,
         Service::Prescriptions => polyclinic_prescriptions::run(config, listener, shutdown).await,
+        Service::Web => polyclinic_web::run(config, listener, shutdown).await,
     }
 }
 
@@ -88,7 +89,7 @@ async fn run_service(
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     for service in Service::ALL {
         let migrator = match service {
-            Service::Gateway => continue,
+            Service::Gateway | Service::Web => continue,
             Service::Identity => &polyclinic_identity::MIGRATOR,
             Service::Appointments => &polyclinic_appointments::MIGRATOR,
             Service::Payments => &polyclinic_payments::MIGRATOR,
@@ -112,6 +113,7 @@ pub fn openapi() -> OpenApi {
         polyclinic_payments::openapi(),
         polyclinic_notifications::openapi(),
         polyclinic_prescriptions::openapi(),
+        polyclinic_web::openapi(),
     ] {
         merged.merge(doc);
     }

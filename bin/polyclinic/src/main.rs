@@ -38,6 +38,8 @@ enum Command {
     Notifications,
     /// Start the prescriptions and medical records service (port 8086)
     Prescriptions,
+    /// Start the web app for patients, doctors, nurses and admins (port 8090)
+    Web,
     /// Apply every service's database migrations, then exit
     Migrate,
     /// Print the merged OpenAPI document of every service as JSON
@@ -62,6 +64,7 @@ impl Command {
             Command::Payments => Service::Payments,
             Command::Notifications => Service::Notifications,
             Command::Prescriptions => Service::Prescriptions,
+            Command::Web => Service::Web,
             Command::Migrate
             | Command::Openapi
             | Command::Config

@@ -26,6 +26,9 @@ pub struct Config {
     pub database_url: String,
     /// The gateway's public base URL, as browsers and API clients see it.
     pub public_url: String,
+    /// The web app's public base URL, as browsers see it: Keycloak redirects back to it, and
+    /// an `https://` URL makes the session cookie `Secure`.
+    pub public_web_url: String,
     /// Who issues tokens: the identity service itself, or Keycloak.
     pub identity_provider: IdentityProvider,
     /// Which bus carries events between services.
@@ -41,6 +44,8 @@ pub struct Config {
     pub redis_key_prefix: String,
     /// The clinic's IANA timezone: schedules are laid out and times shown in it.
     pub timezone: String,
+    /// The clinic's ISO 4217 currency: fees are set in it (amounts carry their own currency).
+    pub currency: String,
     /// Browser origins allowed to call the API cross-origin (CORS); empty allows none.
     pub cors_origins: Vec<String>,
     pub admin: AdminConfig,
@@ -60,6 +65,8 @@ pub struct Config {
     pub payments: ServiceConfig,
     pub notifications: ServiceConfig,
     pub prescriptions: ServiceConfig,
+    /// The browser app (a client of the gateway; keeps no data).
+    pub web: ServiceConfig,
 }
 
 impl Default for Config {
@@ -68,6 +75,7 @@ impl Default for Config {
             environment: Environment::Development,
             database_url: "postgres://postgres@127.0.0.1:5432/polyclinic".into(),
             public_url: "http://127.0.0.1:8080".into(),
+            public_web_url: "http://127.0.0.1:8090".into(),
             identity_provider: IdentityProvider::Builtin,
             event_bus: EventBus::Postgres,
             payments_provider: PaymentsProvider::Simulated,
@@ -75,6 +83,7 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "polyclinic:".into(),
             timezone: "UTC".into(),
+            currency: "EUR".into(),
             cors_origins: Vec::new(),
             admin: AdminConfig {
                 email: "admin@polyclinic.local".into(),
@@ -147,6 +156,7 @@ impl Default for Config {
             payments: ServiceConfig::with_port(8084),
             notifications: ServiceConfig::with_port(8085),
             prescriptions: ServiceConfig::with_port(8086),
+            web: ServiceConfig::with_port(8090),
         }
     }
 }
@@ -161,6 +171,7 @@ impl Config {
             Service::Payments => &self.payments,
             Service::Notifications => &self.notifications,
             Service::Prescriptions => &self.prescriptions,
+            Service::Web => &self.web,
         }
     }
 
@@ -174,6 +185,7 @@ impl Config {
             Service::Payments => &mut self.payments,
             Service::Notifications => &mut self.notifications,
             Service::Prescriptions => &mut self.prescriptions,
+            Service::Web => &mut self.web,
         }
     }
 

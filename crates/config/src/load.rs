@@ -302,6 +302,13 @@ impl Config {
             ));
         }
         http("public_url".into(), &self.public_url)?;
+        http("public_web_url".into(), &self.public_web_url)?;
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err((
+                "currency".into(),
+                format!("`{}` is not an ISO 4217 code such as EUR", self.currency),
+            ));
+        }
         if self.http.body_limit_bytes < 1024 {
             return Err((
                 "http.body_limit_bytes".into(),
@@ -435,7 +442,8 @@ impl Config {
         if self.identity_provider == crate::IdentityProvider::Keycloak {
             required("keycloak.client_secret", &self.keycloak.client_secret)?;
         }
-        for service in Service::ALL {
+        // The web app holds no service credentials (it acts for the signed-in person).
+        for service in Service::ALL.into_iter().filter(|s| *s != Service::Web) {
             required(
                 &format!("{service}.client_secret"),
                 &self.service(service).client_secret,

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-/// One of the platform's services. The gateway keeps no tables; every other service owns
-/// one PostgreSQL schema named after it.
+/// One of the platform's services. The gateway and the web app keep no tables; every other
+/// service owns one PostgreSQL schema named after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Service {
     Gateway,
@@ -12,17 +12,19 @@ pub enum Service {
     Payments,
     Notifications,
     Prescriptions,
+    Web,
 }
 
 impl Service {
     /// Every service, in start-up order.
-    pub const ALL: [Service; 6] = [
+    pub const ALL: [Service; 7] = [
         Service::Identity,
         Service::Appointments,
         Service::Payments,
         Service::Notifications,
         Service::Prescriptions,
         Service::Gateway,
+        Service::Web,
     ];
 
     /// The lowercase name used in configuration keys, logs, metrics and the CLI.
@@ -34,13 +36,14 @@ impl Service {
             Service::Payments => "payments",
             Service::Notifications => "notifications",
             Service::Prescriptions => "prescriptions",
+            Service::Web => "web",
         }
     }
 
     /// The PostgreSQL schema the service owns, if it keeps data.
     pub fn schema(self) -> Option<&'static str> {
         match self {
-            Service::Gateway => None,
+            Service::Gateway | Service::Web => None,
             other => Some(other.as_str()),
         }
     }

@@ -72,9 +72,11 @@ impl AppState {
                 Credentials::Keycloak(KeycloakAdmin::new(&config.keycloak, secret)?)
             }
         };
+        // The web app signs people in as the first-party client `polyclinic-web`; it never
+        // acts as a service, so it gets no service credentials.
         let service_clients = Service::ALL
             .into_iter()
-            .filter(|service| *service != SERVICE)
+            .filter(|service| *service != SERVICE && *service != Service::Web)
             .map(|service| {
                 (
                     format!("polyclinic-{service}"),

@@ -1,0 +1,196 @@
+//! The one middleware in front of every page: it finds (or starts) the browser's session,
+//! refuses unsafe requests that do not bring the session's CSRF token back, sets the
+//! session cookie, adds the security headers, and turns a handler's [`WebError`] into the
+//! error page for that session.
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::WebState;
+use crate::page::{Layout, WebError, plain_error, render_status};
+use crate::session::{COOKIE, SECURE_COOKIE, Session};
+
+/// The CSRF token's form field; htmx sends it as the `X-CSRF-Token` header instead.
+pub const CSRF_FIELD: &str = "_csrf";
+const CSRF_HEADER: &str = "x-csrf-token";
+/// Forms are small; a bigger unsafe body is refused before it is parsed.
+const FORM_LIMIT: usize = 64 * 1024;
+
+/// The session of the current request.
+#[derive(Clone)]
+pub struct Visitor(pub Arc<Session>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Visitor {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Visitor>()
+            .cloned()
+            .ok_or_else(|| plain_error(StatusCode::INTERNAL_SERVER_ERROR))
+    }
+}
+
+/// Put on a response by a handler that replaced the session (sign-in, sign-out): the
+/// browser gets the new session's cookie.
+#[derive(Clone)]
+pub struct NewSession(pub Arc<Session>);
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        // Rendered by the middleware below, which knows the session to lay it out for.
+        let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        response.extensions_mut().insert(Arc::new(std::sync::Mutex::new(Some(self))));
+        response
+    }
+}
+
+type PendingError = Arc<std::sync::Mutex<Option<WebError>>>;
+
+#[derive(askama::Template)]
+#[template(path = "csrf.html")]
+struct CsrfRefused {
+    l: Layout,
+}
+
+pub async fn sessions_and_csrf(
+    State(state): State<WebState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let cookie_name = if state.secure { SECURE_COOKIE } else { COOKIE };
+    let existing = cookie(request.headers(), cookie_name).and_then(|id| state.sessions.get(&id));
+    let fresh = existing.is_none();
+    let session = existing.unwrap_or_else(|| state.sessions.start());
+
+    let unsafe_method = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let mut request = request;
+    if unsafe_method {
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = to_bytes(body, FORM_LIMIT).await else {
+            return plain_error(StatusCode::PAYLOAD_TOO_LARGE);
+        };
+        let presented = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| form_field(&bytes, CSRF_FIELD));
+        let matches = presented.is_some_and(|token| same(token.as_bytes(), session.csrf.as_bytes()));
+        if fresh || !matches {
+            tracing::warn!(path = %parts.uri.path(), "refused an unsafe request without the session's CSRF token");
+            let page = CsrfRefused {
+                l: Layout::new(&session, "Form expired", ""),
+            };
+            let mut response = render_status(StatusCode::FORBIDDEN, &page);
+            finish(&state, cookie_name, fresh.then_some(&session), &mut response);
+            return response;
+        }
+        request = Request::from_parts(parts, Body::from(bytes));
+    }
+
+    request.extensions_mut().insert(Visitor(session.clone()));
+    let mut response = next.run(request).await;
+    if let Some(pending) = response.extensions_mut().remove::<PendingError>() {
+        let error = pending.lock().ok().and_then(|mut error| error.take());
+        if let Some(error) = error {
+            response = error.page(&session);
+        }
+    }
+    let replaced = response.extensions_mut().remove::<NewSession>();
+    let set = match &replaced {
+        Some(NewSession(new)) => Some(new),
+        None => fresh.then_some(&session),
+    };
+    finish(&state, cookie_name, set, &mut response);
+    response
+}
+
+/// Sets the cookie (when the session is new) and the headers every page carries.
+fn finish(state: &WebState, name: &str, new: Option<&Arc<Session>>, response: &mut Response) {
+    let headers = response.headers_mut();
+    if let Some(session) = new {
+        let secure = if state.secure { "; Secure" } else { "" };
+        let value = format!("{name}={}; Path=/; HttpOnly; SameSite=Lax{secure}", session.id);
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    let fixed = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        // Pages show health data: never kept by the browser or a proxy.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if state.secure {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()?
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+/// Compares in time that does not depend on where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    ring::constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; polyclinic_session=abc; b=2"),
+        );
+        assert_eq!(cookie(&headers, COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&headers, SECURE_COOKIE), None);
+    }
+
+    #[test]
+    fn the_csrf_field_is_read_from_a_urlencoded_form() {
+        let body = b"name=x&_csrf=t%2Bk&other=y";
+        assert_eq!(form_field(body, CSRF_FIELD).as_deref(), Some("t+k"));
+        assert_eq!(form_field(b"name=x", CSRF_FIELD), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! The clinic's web app on port 8090: server-rendered pages (askama templates, checked at
+//! compile time) with htmx for partial updates, for patients, doctors, nurses and admins.
+//!
+//! It is a backend-for-frontend and a client of the gateway like any other: it keeps no data
+//! and reads no database. The browser holds one HttpOnly, SameSite session cookie (Secure
+//! when served over TLS); the tokens it stands for stay in [`session`] and are refreshed
+//! here. Every unsafe request must carry the session's CSRF token ([`guard`]). Static
+//! assets are compiled into the binary ([`assets`]), so the app works without a CDN.
+
+mod api;
+mod assets;
+mod guard;
+mod keycloak;
+mod model;
+mod page;
+mod routes;
+mod session;
+mod view;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use polyclinic_config::{Config, IdentityProvider, Service};
+use polyclinic_http::axum::Router;
+use polyclinic_http::utoipa_axum::router::OpenApiRouter;
+use polyclinic_http::{CancellationToken, ServiceApp};
+use tokio::net::TcpListener;
+
+use crate::api::{AuthEndpoints, Gateway};
+use crate::keycloak::KeycloakLogin;
+use crate::session::Sessions;
+use crate::view::Clinic;
+
+/// This service's name in configuration, logs and metrics.
+pub const SERVICE: Service = Service::Web;
+
+/// What the web app's handlers share.
+#[derive(Clone)]
+pub struct WebState {
+    gateway: Gateway,
+    sessions: Sessions,
+    clinic: Arc<Clinic>,
+    /// Served over TLS: the cookie is `Secure` (and `__Host-` prefixed).
+    secure: bool,
+    /// Set in Keycloak mode: sign-in goes through Keycloak (authorization code + PKCE).
+    keycloak: Option<Arc<KeycloakLogin>>,
+    /// Patients may cancel or move a paid booking until this many hours before it (the
+    /// appointments service enforces it; the pages only hide buttons that would fail).
+    cutoff_hours: i64,
+    /// The clinic's currency, for fees entered here.
+    currency: String,
+}
+
+impl WebState {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let timeout = Duration::from_secs(config.http.upstream_timeout_secs.into());
+        let base = config.service_url(Service::Gateway);
+        let keycloak = match config.identity_provider {
+            IdentityProvider::Builtin => None,
+            IdentityProvider::Keycloak => Some(Arc::new(KeycloakLogin::new(config)?)),
+        };
+        let auth = match &keycloak {
+            Some(keycloak) => keycloak.endpoints.clone(),
+            None => AuthEndpoints {
+                token_url: format!("{base}/api/auth/token"),
+                revoke_url: format!("{base}/api/auth/revoke"),
+                client_id: "polyclinic-web".to_owned(),
+            },
+        };
+        let gateway =
+            Gateway::new(base, auth, timeout).context("building the gateway client")?;
+        Ok(Self {
+            gateway,
+            sessions: Sessions::new(),
+            clinic: Arc::new(Clinic::new(&config.timezone)?),
+            secure: web_is_tls(config),
+            keycloak,
+            cutoff_hours: config.booking.cancellation_cutoff_hours.into(),
+            currency: config.currency.clone(),
+        })
+    }
+}
+
+/// Whether browsers reach the app over HTTPS.
+fn web_is_tls(config: &Config) -> bool {
+    config.public_web_url.starts_with("https://")
+}
+
+/// The web app's OpenAPI document: only the platform routes (its pages are HTML, not API).
+pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
+    polyclinic_http::document(SERVICE, OpenApiRouter::<()>::new().split_for_parts().1)
+}
+
+/// The complete router: pages and assets behind the session and CSRF guard, plus the
+/// health, metrics and OpenAPI routes every service serves.
+pub fn router(config: &Config, state: WebState) -> Router {
+    let pages = routes::router()
+        .merge(assets::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::sessions_and_csrf,
+        ))
+        .with_state(state);
+    ServiceApp::new(SERVICE, OpenApiRouter::from(pages))
+        .body_limit(config.http.body_limit_bytes as usize)
+        .into_router()
+}
+
+/// Serves on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = WebState::new(&config)?;
+    let sessions = state.sessions.clone();
+    let sweeping = shutdown.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = sweeping.cancelled() => break,
+                _ = every.tick() => sessions.sweep(),
+            }
+        }
+    });
+    let app = router(&config, state);
+    tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
+    let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
+    polyclinic_http::serve(listener, app, shutdown, grace).await?;
+    Ok(())
+}

@@ -37,13 +37,6 @@ pub enum ApiFailure {
 }
 
 impl ApiFailure {
-    /// The problem, when the API refused with `status`.
-    pub fn rejected_with(&self, status: StatusCode) -> Option<&Problem> {
-        match self {
-            ApiFailure::Rejected(problem) if problem.status == status => Some(problem),
-            _ => None,
-        }
-    }
 }
 
 /// An RFC 9457 problem document as the platform writes them.
@@ -87,13 +80,6 @@ impl Problem {
         }
     }
 
-    /// The message for `field`, if the API named it.
-    pub fn field(&self, field: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(name, _)| name == field)
-            .map(|(_, message)| message.as_str())
-    }
 }
 
 #[derive(Deserialize)]
@@ -139,11 +125,6 @@ impl Gateway {
             base,
             auth: std::sync::Arc::new(auth),
         })
-    }
-
-    /// The HTTP client (shared with the Keycloak login).
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
     }
 
     /// `GET path` as the session's user, decoded.

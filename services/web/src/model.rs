@@ -42,8 +42,6 @@ pub struct Appointment {
     pub ends_at: DateTime<Utc>,
     #[serde(default)]
     pub reason: String,
-    #[serde(default)]
-    pub notes: String,
     pub fee: Money,
     pub hold_expires_at: Option<DateTime<Utc>>,
     pub payment_id: Option<String>,
@@ -167,22 +165,11 @@ pub struct Person {
     pub email: String,
     pub first_name: String,
     pub last_name: String,
-    #[serde(default)]
-    pub doctor: Option<Value>,
-    #[serde(default)]
-    pub nurse: Option<Value>,
 }
 
 impl Person {
     pub fn name(&self) -> String {
         format!("{} {}", self.first_name, self.last_name)
-    }
-
-    pub fn department_id(&self) -> Option<&str> {
-        self.doctor
-            .as_ref()
-            .or(self.nurse.as_ref())
-            .and_then(|profile| profile["department_id"].as_str())
     }
 }
 
@@ -221,7 +208,6 @@ pub struct Delivery {
     pub event_type: String,
     pub recipient_email: String,
     pub template: String,
-    pub status: String,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,

@@ -119,10 +119,6 @@ pub struct Flash {
 }
 
 impl Session {
-    pub fn signed_in(&self) -> bool {
-        self.user.is_some()
-    }
-
     pub fn set_flash(&self, kind: &'static str, text: impl Into<String>) {
         if let Ok(mut flash) = self.flash.lock() {
             *flash = Some(Flash {
@@ -244,20 +240,17 @@ impl Sessions {
             sessions.retain(|_, session| !session.expired(now));
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.inner.lock().map(|sessions| sessions.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Default for Sessions {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -283,7 +276,7 @@ mod tests {
         assert_ne!(signed.id, visitor.id);
         assert_ne!(signed.csrf, visitor.csrf);
         assert!(sessions.get(&visitor.id).is_none());
-        assert!(sessions.get(&signed.id).is_some_and(|s| s.signed_in()));
+        assert!(sessions.get(&signed.id).is_some_and(|s| s.user.is_some()));
     }
 
     #[test]

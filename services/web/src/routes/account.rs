@@ -183,9 +183,7 @@ async fn keycloak_callback(
     let (Some(code), Some(returned)) = (callback.code, callback.state) else {
         return Err(refused("The sign-in answer was incomplete."));
     };
-    if !ring::constant_time::verify_slices_are_equal(returned.as_bytes(), pending.state.as_bytes())
-        .is_ok()
-    {
+    if !crate::session::same_secret(returned.as_bytes(), pending.state.as_bytes()) {
         return Err(refused("The sign-in answer does not belong to this browser."));
     }
     let tokens = state

@@ -356,6 +356,7 @@ struct PaymentRow {
     captured: String,
     refunded: String,
     status: String,
+    status_label: String,
     created: String,
     can_capture: bool,
     can_refund: bool,
@@ -406,6 +407,7 @@ async fn payments(
                 captured: money(payment.amount_captured, &payment.currency),
                 refunded: money(payment.amount_refunded, &payment.currency),
                 status: payment.status.clone(),
+                status_label: payment.status.replace('_', " "),
                 created: state.clinic.time(&payment.created_at),
                 can_capture: payment.status == "requires_capture",
                 can_refund: payment.status == "succeeded" && payment.amount_refunded < payment.amount_captured,
@@ -688,7 +690,6 @@ struct DayRow {
 #[template(path = "admin_schedules.html")]
 struct SchedulesPage {
     l: Layout,
-    f: FormState,
     doctors: Vec<Choice>,
     doctor_id: String,
     custom: bool,
@@ -697,7 +698,7 @@ struct SchedulesPage {
 
 const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
-async fn schedules_page(state: &WebState, session: &Session, doctor_id: Option<String>, f: FormState) -> Result<SchedulesPage, WebError> {
+async fn schedules_page(state: &WebState, session: &Session, doctor_id: Option<String>) -> Result<SchedulesPage, WebError> {
     let here = "/admin/schedules";
     admin(session, here)?;
     let names = doctor_names(state).await;
@@ -729,7 +730,6 @@ async fn schedules_page(state: &WebState, session: &Session, doctor_id: Option<S
     };
     Ok(SchedulesPage {
         l: Layout::new(session, "Schedules", here),
-        f,
         doctors,
         doctor_id,
         custom,
@@ -738,7 +738,7 @@ async fn schedules_page(state: &WebState, session: &Session, doctor_id: Option<S
 }
 
 async fn schedules(State(state): State<WebState>, Visitor(session): Visitor, Query(q): Query<ScheduleQuery>) -> PageResult {
-    Ok(render(&schedules_page(&state, &session, q.doctor_id.map(|id| id.to_string()), FormState::default()).await?))
+    Ok(render(&schedules_page(&state, &session, q.doctor_id.map(|id| id.to_string())).await?))
 }
 
 async fn save_schedule(State(state): State<WebState>, Visitor(session): Visitor, Id(doctor_id): Id, Form(pairs): Form<Vec<(String, String)>>) -> PageResult {

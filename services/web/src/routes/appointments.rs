@@ -45,7 +45,6 @@ pub struct AppointmentView {
     pub fee: String,
     pub hold_until: String,
     pub room_id: String,
-    pub nurse_id: String,
     pub can_pay: bool,
     pub can_cancel: bool,
     pub can_reschedule: bool,
@@ -84,7 +83,6 @@ impl AppointmentView {
                 _ => String::new(),
             },
             room_id: appointment.room_id.clone().unwrap_or_default(),
-            nurse_id: appointment.nurse_id.clone().unwrap_or_default(),
             can_pay: role == Role::Patient && status == "PENDING",
             can_cancel: active && (patient_may || role == Role::Admin),
             can_reschedule: matches!(status, "PAID" | "SCHEDULED")

@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use chrono::{Duration, NaiveDate};
+use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -37,10 +37,10 @@ pub fn router() -> Router<WebState> {
 
 /// One entry of a record, as lines of text.
 pub struct EntryView {
-    kind: String,
-    at: String,
-    author: String,
-    lines: Vec<String>,
+    pub(crate) kind: String,
+    pub(crate) at: String,
+    pub(crate) author: String,
+    pub(crate) lines: Vec<String>,
 }
 
 impl EntryView {
@@ -109,18 +109,18 @@ const VITALS: [(&str, &str, &str); 8] = [
 ];
 
 pub struct PrescriptionView {
-    id: String,
-    title: String,
-    status: String,
-    status_reason: Option<String>,
-    issued_on: String,
-    valid_until: String,
-    refills_left: i64,
-    refills_allowed: i64,
-    doctor: String,
-    items: Vec<String>,
-    override_reason: Option<String>,
-    refillable: bool,
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) status: String,
+    pub(crate) status_reason: Option<String>,
+    pub(crate) issued_on: String,
+    pub(crate) valid_until: String,
+    pub(crate) refills_left: i64,
+    pub(crate) refills_allowed: i64,
+    pub(crate) doctor: String,
+    pub(crate) items: Vec<String>,
+    pub(crate) override_reason: Option<String>,
+    pub(crate) refillable: bool,
 }
 
 impl PrescriptionView {
@@ -678,7 +678,7 @@ async fn time_off_page(state: &WebState, session: &Session, f: FormState) -> Res
     })
 }
 
-pub(super) fn time_off_row(entry: &TimeOff) -> TimeOffRow {
+fn time_off_row(entry: &TimeOff) -> TimeOffRow {
     let what = match entry.kind.as_str() {
         "DAY" => format!("The whole day {}", entry.on_date.map(|d| d.to_string()).unwrap_or_default()),
         "WEEKDAY" => format!("Every {}", entry.weekday.map(weekday).unwrap_or("week")),

@@ -9,6 +9,7 @@
 
 mod browser;
 mod guard;
+mod keycloak;
 
 use polyclinic_testing::{Service, TestPlatform};
 

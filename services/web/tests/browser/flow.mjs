@@ -75,8 +75,15 @@ async function basics(page, label) {
     // A phone's width: nothing wider than the screen.
     const viewport = page.viewportSize();
     await page.setViewportSize({ width: 360, height: 740 });
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    assert(overflow <= 1, `${label}: ${overflow}px wider than a 360px phone screen`);
+    const [overflow, culprits] = await page.evaluate(() => {
+      const wide = [...document.querySelectorAll('body *')]
+        .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
+        .filter((el) => !el.closest('.table-wrap') || getComputedStyle(el).position === 'absolute')
+        .slice(0, 4)
+        .map((el) => `${el.tagName.toLowerCase()}.${el.className}`);
+      return [document.documentElement.scrollWidth - window.innerWidth, wide];
+    });
+    assert(overflow <= 1, `${label}: ${overflow}px wider than a 360px phone screen (${culprits.join(', ')})`);
     await page.setViewportSize(viewport);
   }
 }

@@ -9,23 +9,8 @@ async fn platform() -> TestPlatform {
     TestPlatform::start(&[Service::Identity, Service::Gateway, Service::Web]).await
 }
 
-/// Signs the admin in through the login form; returns the session cookie.
 async fn sign_in(platform: &TestPlatform) -> String {
-    let http = client();
-    let page = http.get(web(platform, "/login")).send().await.unwrap();
-    let anonymous = session_cookie(&page).expect("a session for the visitor");
-    let csrf = csrf_of(&page.text().await.unwrap());
-    let signed = http
-        .post(web(platform, "/login"))
-        .header("cookie", &anonymous)
-        .form(&[("_csrf", csrf.as_str()), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD), ("next", "")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
-    let cookie = session_cookie(&signed).expect("a new session at sign-in");
-    assert_ne!(cookie, anonymous, "signing in changes the session id");
-    cookie
+    crate::sign_in(platform, ADMIN_EMAIL, ADMIN_PASSWORD).await
 }
 
 #[tokio::test]

@@ -10,8 +10,10 @@
 mod browser;
 mod guard;
 mod keycloak;
+mod pages;
 
 use polyclinic_testing::{Service, TestPlatform};
+use reqwest::StatusCode;
 
 /// A client that keeps no cookies and follows no redirects: each test sees exactly what the
 /// web app answered.
@@ -47,4 +49,29 @@ pub fn csrf_of(html: &str) -> String {
         .next()
         .expect("a closing quote")
         .to_owned()
+}
+
+/// Signs in through the login form; returns the new session's cookie.
+pub async fn sign_in(platform: &TestPlatform, email: &str, password: &str) -> String {
+    let http = client();
+    let page = http.get(web(platform, "/login")).send().await.unwrap();
+    let anonymous = session_cookie(&page).expect("a session for the visitor");
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let signed = http
+        .post(web(platform, "/login"))
+        .header("cookie", &anonymous)
+        .form(&[("_csrf", csrf.as_str()), ("email", email), ("password", password), ("next", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER, "signing in as {email}");
+    let cookie = session_cookie(&signed).expect("a new session at sign-in");
+    assert_ne!(cookie, anonymous, "signing in changes the session id");
+    cookie
+}
+
+/// `GET path` with the session cookie: the status and the page.
+pub async fn page(platform: &TestPlatform, cookie: &str, path: &str) -> (StatusCode, String) {
+    let response = client().get(web(platform, path)).header("cookie", cookie).send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
 }

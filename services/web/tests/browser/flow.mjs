@@ -89,6 +89,7 @@ async function basics(page, label) {
 }
 
 async function shot(page, name) {
+  await page.evaluate(() => document.activeElement?.blur());
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
 

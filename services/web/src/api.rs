@@ -36,8 +36,7 @@ pub enum ApiFailure {
     Unavailable(String),
 }
 
-impl ApiFailure {
-}
+impl ApiFailure {}
 
 /// An RFC 9457 problem document as the platform writes them.
 #[derive(Debug, Clone)]
@@ -79,7 +78,6 @@ impl Problem {
             body,
         }
     }
-
 }
 
 #[derive(Deserialize)]
@@ -252,24 +250,18 @@ impl Gateway {
         let Some(refresh) = &tokens.refresh else {
             return;
         };
-        let request = self
-            .http
-            .post(&self.auth.revoke_url)
-            .form(&[
-                ("token", refresh.as_str()),
-                ("token_type_hint", "refresh_token"),
-                ("client_id", &self.auth.client_id),
-            ]);
+        let request = self.http.post(&self.auth.revoke_url).form(&[
+            ("token", refresh.as_str()),
+            ("token_type_hint", "refresh_token"),
+            ("client_id", &self.auth.client_id),
+        ]);
         if let Err(failure) = exchange(request).await {
             tracing::warn!(?failure, "revoking a refresh token at logout failed");
         }
     }
 
     async fn token_request(&self, form: &[(&str, &str)]) -> Result<Tokens, ApiFailure> {
-        let request = self
-            .http
-            .post(&self.auth.token_url)
-            .form(form);
+        let request = self.http.post(&self.auth.token_url).form(form);
         let (status, body) = exchange(request).await?;
         if !status.is_success() {
             return Err(ApiFailure::Rejected(Problem::from_body(status, body)));
@@ -279,7 +271,11 @@ impl Gateway {
     }
 
     /// The session's access token, refreshed first when it is about to expire.
-    async fn access_token(&self, session: &Session, force: Option<&str>) -> Result<String, ApiFailure> {
+    async fn access_token(
+        &self,
+        session: &Session,
+        force: Option<&str>,
+    ) -> Result<String, ApiFailure> {
         let mut tokens = session.tokens.lock().await;
         let Some(current) = tokens.as_ref() else {
             return Err(ApiFailure::SignedOut);
@@ -362,10 +358,9 @@ async fn exchange(request: reqwest::RequestBuilder) -> Result<(StatusCode, Value
         .map_err(|error| ApiFailure::Unavailable(format!("the gateway did not answer: {error}")))?;
     let status = StatusCode::from_u16(response.status().as_u16())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|error| ApiFailure::Unavailable(format!("reading the gateway's answer: {error}")))?;
+    let bytes = response.bytes().await.map_err(|error| {
+        ApiFailure::Unavailable(format!("reading the gateway's answer: {error}"))
+    })?;
     if status.is_server_error() {
         let problem = serde_json::from_slice::<Value>(&bytes).unwrap_or_default();
         return Err(ApiFailure::Unavailable(format!(
@@ -385,6 +380,8 @@ async fn exchange(request: reqwest::RequestBuilder) -> Result<(StatusCode, Value
 
 fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ApiFailure> {
     serde_json::from_value(value).map_err(|error| {
-        ApiFailure::Unavailable(format!("the gateway's answer has an unexpected shape: {error}"))
+        ApiFailure::Unavailable(format!(
+            "the gateway's answer has an unexpected shape: {error}"
+        ))
     })
 }

@@ -49,10 +49,22 @@ pub fn router() -> Router<WebState> {
         )
         .route(
             ICON,
-            get(|| async { asset(include_bytes!("../assets/icon.svg"), "image/svg+xml", HOURLY) }),
+            get(|| async {
+                asset(
+                    include_bytes!("../assets/icon.svg"),
+                    "image/svg+xml",
+                    HOURLY,
+                )
+            }),
         )
         .route(
             "/favicon.ico",
-            get(|| async { asset(include_bytes!("../assets/icon.svg"), "image/svg+xml", HOURLY) }),
+            get(|| async {
+                asset(
+                    include_bytes!("../assets/icon.svg"),
+                    "image/svg+xml",
+                    HOURLY,
+                )
+            }),
         )
 }

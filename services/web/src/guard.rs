@@ -47,7 +47,9 @@ impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         // Rendered by the middleware below, which knows the session to lay it out for.
         let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        response.extensions_mut().insert(Arc::new(std::sync::Mutex::new(Some(self))));
+        response
+            .extensions_mut()
+            .insert(Arc::new(std::sync::Mutex::new(Some(self))));
         response
     }
 }
@@ -70,7 +72,10 @@ pub async fn sessions_and_csrf(
     let fresh = existing.is_none();
     let session = existing.unwrap_or_else(|| state.sessions.start());
 
-    let unsafe_method = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let unsafe_method = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
     let mut request = request;
     if unsafe_method {
         let (parts, body) = request.into_parts();
@@ -83,14 +88,20 @@ pub async fn sessions_and_csrf(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned)
             .or_else(|| form_field(&bytes, CSRF_FIELD));
-        let matches = presented.is_some_and(|token| same_secret(token.as_bytes(), session.csrf.as_bytes()));
+        let matches =
+            presented.is_some_and(|token| same_secret(token.as_bytes(), session.csrf.as_bytes()));
         if fresh || !matches {
             tracing::warn!(path = %parts.uri.path(), "refused an unsafe request without the session's CSRF token");
             let page = CsrfRefused {
                 l: Layout::new(&session, "Form expired", ""),
             };
             let mut response = render_status(StatusCode::FORBIDDEN, &page);
-            finish(&state, cookie_name, fresh.then_some(&session), &mut response);
+            finish(
+                &state,
+                cookie_name,
+                fresh.then_some(&session),
+                &mut response,
+            );
             return response;
         }
         request = Request::from_parts(parts, Body::from(bytes));
@@ -118,7 +129,10 @@ fn finish(state: &WebState, name: &str, new: Option<&Arc<Session>>, response: &m
     let headers = response.headers_mut();
     if let Some(session) = new {
         let secure = if state.secure { "; Secure" } else { "" };
-        let value = format!("{name}={}; Path=/; HttpOnly; SameSite=Lax{secure}", session.id);
+        let value = format!(
+            "{name}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
+            session.id
+        );
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.append(header::SET_COOKIE, value);
         }
@@ -166,7 +180,6 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .find(|(key, _)| key == name)
         .map(|(_, value)| value)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -68,8 +68,7 @@ impl WebState {
                 client_id: "polyclinic-web".to_owned(),
             },
         };
-        let gateway =
-            Gateway::new(base, auth, timeout).context("building the gateway client")?;
+        let gateway = Gateway::new(base, auth, timeout).context("building the gateway client")?;
         Ok(Self {
             gateway,
             sessions: Sessions::new(),

@@ -31,7 +31,11 @@ impl Layout {
     /// The layout for `session`, with the navigation entry under `path` marked current.
     pub fn new(session: &Session, title: impl Into<String>, path: &str) -> Self {
         let links: &[(&'static str, &'static str)] = match session.user.as_ref().map(|u| u.role) {
-            None => &[("/doctors", "Doctors"), ("/login", "Sign in"), ("/register", "Register")],
+            None => &[
+                ("/doctors", "Doctors"),
+                ("/login", "Sign in"),
+                ("/register", "Register"),
+            ],
             Some(Role::Patient) => &[
                 ("/doctors", "Book"),
                 ("/appointments", "My appointments"),

@@ -55,7 +55,11 @@ async fn login_page(
 ) -> Response {
     let next = local_path(next.next.as_deref()).unwrap_or_default();
     if let Some(user) = &session.user {
-        return see_other(if next.is_empty() { user.role.home() } else { &next });
+        return see_other(if next.is_empty() {
+            user.role.home()
+        } else {
+            &next
+        });
     }
     if let Some(keycloak) = &state.keycloak {
         let pending = PendingLogin {
@@ -84,7 +88,11 @@ async fn login(
     f.required("email");
     f.required("password");
     if !f.has_errors() {
-        match state.gateway.password_grant(f.v("email"), f.v("password")).await {
+        match state
+            .gateway
+            .password_grant(f.v("email"), f.v("password"))
+            .await
+        {
             Ok(tokens) => match signed_in(&state, &session, tokens, f.opt("next")).await {
                 Ok(response) => return response,
                 Err(failure) => f.general = Some(failure),
@@ -174,7 +182,9 @@ async fn keycloak_callback(
         detail: detail.to_owned(),
     };
     let Some(pending) = pending else {
-        return Err(refused("No sign-in was in progress in this browser. Please sign in again."));
+        return Err(refused(
+            "No sign-in was in progress in this browser. Please sign in again.",
+        ));
     };
     if let Some(error) = callback.error {
         tracing::info!(%error, "Keycloak ended the sign-in");
@@ -184,7 +194,9 @@ async fn keycloak_callback(
         return Err(refused("The sign-in answer was incomplete."));
     };
     if !crate::session::same_secret(returned.as_bytes(), pending.state.as_bytes()) {
-        return Err(refused("The sign-in answer does not belong to this browser."));
+        return Err(refused(
+            "The sign-in answer does not belong to this browser.",
+        ));
     }
     let tokens = state
         .gateway
@@ -197,7 +209,7 @@ async fn keycloak_callback(
     let next = Some(pending.next.as_str()).filter(|next| !next.is_empty());
     signed_in(&state, &session, tokens, next)
         .await
-        .map_err(|message| WebError::Unavailable(message))
+        .map_err(WebError::Unavailable)
 }
 
 async fn logout(State(state): State<WebState>, Visitor(session): Visitor) -> Response {
@@ -258,10 +270,19 @@ async fn register(
             .filter(|allergy| !allergy.is_empty())
             .collect();
         body["allergies"] = json!(allergies);
-        match state.gateway.post_public("/api/users/patients", &body).await {
-            Ok(_) => match state.gateway.password_grant(f.v("email"), f.v("password")).await {
+        match state
+            .gateway
+            .post_public("/api/users/patients", &body)
+            .await
+        {
+            Ok(_) => match state
+                .gateway
+                .password_grant(f.v("email"), f.v("password"))
+                .await
+            {
                 Ok(tokens) => {
-                    if let Ok(response) = signed_in(&state, &session, tokens, Some("/doctors")).await
+                    if let Ok(response) =
+                        signed_in(&state, &session, tokens, Some("/doctors")).await
                     {
                         return response;
                     }
@@ -274,7 +295,10 @@ async fn register(
                 }
             },
             Err(ApiFailure::Rejected(problem)) => match problem.code.as_str() {
-                "email_taken" => f.error("email", "An account with this email exists. Sign in instead."),
+                "email_taken" => f.error(
+                    "email",
+                    "An account with this email exists. Sign in instead.",
+                ),
                 _ => f.absorb(&problem, &[("username", "email")]),
             },
             Err(_) => f.general = Some(UNAVAILABLE.to_owned()),
@@ -301,7 +325,11 @@ struct AccountPage {
 }
 
 fn account(session: &Session, f: FormState) -> Result<AccountPage, WebError> {
-    let user = require(session, &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin], "/account")?;
+    let user = require(
+        session,
+        &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin],
+        "/account",
+    )?;
     Ok(AccountPage {
         l: Layout::new(session, "Account", "/account"),
         f,
@@ -331,7 +359,11 @@ async fn change_password(
             "current_password": f.v("current_password"),
             "new_password": f.v("new_password"),
         });
-        match state.gateway.post(&session, "/api/users/me/password", &body).await {
+        match state
+            .gateway
+            .post(&session, "/api/users/me/password", &body)
+            .await
+        {
             Ok(_) => {
                 session.set_flash("ok", "Your password is changed. Other sign-ins have ended.");
                 return Ok(see_other("/account"));
@@ -348,9 +380,5 @@ async fn change_password(
     for name in ["current_password", "new_password", "confirm_password"] {
         f.forget(name);
     }
-    Ok(render_status(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        &account(&session, f)?,
-    )
-    .into_response())
+    Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &account(&session, f)?).into_response())
 }

@@ -40,7 +40,10 @@ pub fn router() -> Router<WebState> {
         .route("/admin/payments/{id}/refund", post(refund))
         .route("/admin/users", get(users).post(create_staff))
         .route("/admin/users/{id}/deactivate", post(deactivate))
-        .route("/admin/departments", get(departments).post(create_department))
+        .route(
+            "/admin/departments",
+            get(departments).post(create_department),
+        )
         .route("/admin/rooms", post(create_room))
         .route("/admin/schedules", get(schedules))
         .route("/admin/schedules/{id}", post(save_schedule))
@@ -87,7 +90,11 @@ async fn queue(State(state): State<WebState>, Visitor(session): Visitor) -> Page
         .get(&session, "/api/appointments/queue?limit=100")
         .await
         .map_err(fail)?;
-    let directory: Vec<Doctor> = state.gateway.get_public("/api/doctors").await.map_err(fail)?;
+    let directory: Vec<Doctor> = state
+        .gateway
+        .get_public("/api/doctors")
+        .await
+        .map_err(fail)?;
     let names: HashMap<String, String> =
         directory.iter().map(|d| (d.id.clone(), d.name())).collect();
     let mut staffing: HashMap<String, Staffing> = HashMap::new();
@@ -108,13 +115,23 @@ async fn queue(State(state): State<WebState>, Visitor(session): Visitor) -> Page
                 .gateway
                 .get(
                     &session,
-                    &format!("/api/users?role=NURSE&status=ACTIVE&department_id={department}&limit=100"),
+                    &format!(
+                        "/api/users?role=NURSE&status=ACTIVE&department_id={department}&limit=100"
+                    ),
                 )
                 .await
                 .map_err(fail)?;
-            staffing.insert(department.clone(), Staffing { rooms, nurses: nurses.items });
+            staffing.insert(
+                department.clone(),
+                Staffing {
+                    rooms,
+                    nurses: nurses.items,
+                },
+            );
         }
-        let (busy_rooms, busy_nurses) = busy_during(&state, &session, appointment).await.map_err(fail)?;
+        let (busy_rooms, busy_nurses) = busy_during(&state, &session, appointment)
+            .await
+            .map_err(fail)?;
         let staff = &staffing[&department];
         items.push(QueueItem {
             a: AppointmentView::new(&state, appointment, &names, Role::Admin),
@@ -122,13 +139,19 @@ async fn queue(State(state): State<WebState>, Visitor(session): Visitor) -> Page
                 .rooms
                 .iter()
                 .filter(|room| !busy_rooms.contains(&room.id))
-                .map(|room| Choice { id: room.id.clone(), label: room.name.clone() })
+                .map(|room| Choice {
+                    id: room.id.clone(),
+                    label: room.name.clone(),
+                })
                 .collect(),
             nurses: staff
                 .nurses
                 .iter()
                 .filter(|nurse| !busy_nurses.contains(&nurse.id))
-                .map(|nurse| Choice { id: nurse.id.clone(), label: nurse.name() })
+                .map(|nurse| Choice {
+                    id: nurse.id.clone(),
+                    label: nurse.name(),
+                })
                 .collect(),
         });
     }
@@ -161,7 +184,8 @@ async fn busy_during(
         };
         let page: Page<Appointment> = state.gateway.get(session, &page_path).await?;
         for other in &page.items {
-            let overlaps = other.starts_at < appointment.ends_at && other.ends_at > appointment.starts_at;
+            let overlaps =
+                other.starts_at < appointment.ends_at && other.ends_at > appointment.starts_at;
             if overlaps && other.id != appointment.id {
                 rooms.extend(other.room_id.clone());
                 nurses.extend(other.nurse_id.clone());
@@ -192,7 +216,12 @@ async fn approve(
         &session,
         state
             .gateway
-            .post_once(&session, &format!("/api/appointments/{id}/approve"), &body, &uuid::Uuid::new_v4().to_string())
+            .post_once(
+                &session,
+                &format!("/api/appointments/{id}/approve"),
+                &body,
+                &uuid::Uuid::new_v4().to_string(),
+            )
             .await,
         "Approved: the payment is captured and the patient is told.",
         "/admin/queue",
@@ -215,7 +244,12 @@ async fn reject(
         &session,
         state
             .gateway
-            .post_once(&session, &format!("/api/appointments/{id}/reject"), &json!({ "reason": f.v("reason") }), &uuid::Uuid::new_v4().to_string())
+            .post_once(
+                &session,
+                &format!("/api/appointments/{id}/reject"),
+                &json!({ "reason": f.v("reason") }),
+                &uuid::Uuid::new_v4().to_string(),
+            )
             .await,
         "Rejected: the card authorisation is released and the patient is told.",
         "/admin/queue",
@@ -223,13 +257,22 @@ async fn reject(
 }
 
 /// A flash for what happened, then back to `back`. Refusals are shown, not error pages.
-fn outcome(session: &Session, result: Result<Value, ApiFailure>, done: &str, back: &str) -> PageResult {
+fn outcome(
+    session: &Session,
+    result: Result<Value, ApiFailure>,
+    done: &str,
+    back: &str,
+) -> PageResult {
     match result {
         Ok(_) => session.set_flash("ok", done),
         Err(ApiFailure::Rejected(problem)) => {
             let message = match problem.code.as_str() {
-                "room_taken" => "That room was just booked for the same time. Choose another.".to_owned(),
-                "nurse_taken" => "That nurse was just booked for the same time. Choose another.".to_owned(),
+                "room_taken" => {
+                    "That room was just booked for the same time. Choose another.".to_owned()
+                }
+                "nurse_taken" => {
+                    "That nurse was just booked for the same time. Choose another.".to_owned()
+                }
                 _ if problem.fields.is_empty() => problem.detail.clone(),
                 _ => problem
                     .fields
@@ -255,7 +298,14 @@ struct AppointmentFilter {
 }
 
 const STATUSES: [&str; 8] = [
-    "PENDING", "PAID", "SCHEDULED", "COMPLETED", "NO_SHOW", "EXPIRED", "REJECTED", "CANCELLED",
+    "PENDING",
+    "PAID",
+    "SCHEDULED",
+    "COMPLETED",
+    "NO_SHOW",
+    "EXPIRED",
+    "REJECTED",
+    "CANCELLED",
 ];
 
 #[derive(Template)]
@@ -279,15 +329,25 @@ async fn appointments(
 ) -> PageResult {
     let here = "/admin/appointments";
     admin(&session, here)?;
-    let status = filter.status.clone().filter(|s| STATUSES.contains(&s.as_str())).unwrap_or_default();
+    let status = filter
+        .status
+        .clone()
+        .filter(|s| STATUSES.contains(&s.as_str()))
+        .unwrap_or_default();
     let doctor_id = filter
         .doctor_id
         .as_deref()
         .and_then(|id| uuid::Uuid::parse_str(id).ok())
         .map(|id| id.to_string())
         .unwrap_or_default();
-    let from = filter.from.map(|date| state.clinic.day_bounds(date, 0).0.to_rfc3339()).unwrap_or_default();
-    let to = filter.to.map(|date| state.clinic.day_bounds(date, 1).1.to_rfc3339()).unwrap_or_default();
+    let from = filter
+        .from
+        .map(|date| state.clinic.day_bounds(date, 0).0.to_rfc3339())
+        .unwrap_or_default();
+    let to = filter
+        .to
+        .map(|date| state.clinic.day_bounds(date, 1).1.to_rfc3339())
+        .unwrap_or_default();
     let cursor = filter.cursor.map(|c| c.to_string()).unwrap_or_default();
     let path = format!(
         "/api/appointments{}",
@@ -322,7 +382,10 @@ async fn appointments(
     });
     let mut doctors: Vec<Choice> = names
         .iter()
-        .map(|(id, name)| Choice { id: id.clone(), label: name.clone() })
+        .map(|(id, name)| Choice {
+            id: id.clone(),
+            label: name.clone(),
+        })
         .collect();
     doctors.sort_by(|a, b| a.label.cmp(&b.label));
     Ok(render(&AppointmentsPage {
@@ -362,7 +425,12 @@ struct PaymentRow {
     can_refund: bool,
 }
 
-const PAYMENT_STATUSES: [&str; 4] = ["requires_payment_method", "requires_capture", "succeeded", "canceled"];
+const PAYMENT_STATUSES: [&str; 4] = [
+    "requires_payment_method",
+    "requires_capture",
+    "succeeded",
+    "canceled",
+];
 
 #[derive(Template)]
 #[template(path = "admin_payments.html")]
@@ -381,11 +449,20 @@ async fn payments(
 ) -> PageResult {
     let here = "/admin/payments";
     admin(&session, here)?;
-    let status = filter.status.filter(|s| PAYMENT_STATUSES.contains(&s.as_str())).unwrap_or_default();
+    let status = filter
+        .status
+        .filter(|s| PAYMENT_STATUSES.contains(&s.as_str()))
+        .unwrap_or_default();
     let cursor = filter.cursor.map(|c| c.to_string()).unwrap_or_default();
     let page: Page<Payment> = state
         .gateway
-        .get(&session, &format!("/api/payments{}", query(&[("status", &status), ("limit", "50"), ("cursor", &cursor)])))
+        .get(
+            &session,
+            &format!(
+                "/api/payments{}",
+                query(&[("status", &status), ("limit", "50"), ("cursor", &cursor)])
+            ),
+        )
         .await
         .map_err(|failure| WebError::from_api(failure, here))?;
     let next = page
@@ -410,7 +487,8 @@ async fn payments(
                 status_label: payment.status.replace('_', " "),
                 created: state.clinic.time(&payment.created_at),
                 can_capture: payment.status == "requires_capture",
-                can_refund: payment.status == "succeeded" && payment.amount_refunded < payment.amount_captured,
+                can_refund: payment.status == "succeeded"
+                    && payment.amount_refunded < payment.amount_captured,
             })
             .collect(),
         next,
@@ -421,7 +499,11 @@ async fn payments(
 fn minor_units(text: &str) -> Option<i64> {
     let text = text.trim().replace(',', ".");
     let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
-    if whole.is_empty() || fraction.len() > 2 || !whole.chars().all(|c| c.is_ascii_digit()) || !fraction.chars().all(|c| c.is_ascii_digit()) {
+    if whole.is_empty()
+        || fraction.len() > 2
+        || !whole.chars().all(|c| c.is_ascii_digit())
+        || !fraction.chars().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let whole: i64 = whole.parse().ok()?;
@@ -429,7 +511,14 @@ fn minor_units(text: &str) -> Option<i64> {
     whole.checked_mul(100)?.checked_add(cents)
 }
 
-async fn money_action(state: &WebState, session: &Session, id: &str, action: &str, pairs: Vec<(String, String)>, done: &str) -> PageResult {
+async fn money_action(
+    state: &WebState,
+    session: &Session,
+    id: &str,
+    action: &str,
+    pairs: Vec<(String, String)>,
+    done: &str,
+) -> PageResult {
     admin(session, "/admin/payments")?;
     let f = FormState::new(pairs);
     let body = match f.opt("amount") {
@@ -437,23 +526,41 @@ async fn money_action(state: &WebState, session: &Session, id: &str, action: &st
         Some(text) => match minor_units(text) {
             Some(amount) => json!({ "amount": amount }),
             None => {
-                session.set_flash("error", "Enter the amount like 12.50, or leave it empty for all of it.");
+                session.set_flash(
+                    "error",
+                    "Enter the amount like 12.50, or leave it empty for all of it.",
+                );
                 return Ok(see_other("/admin/payments"));
             }
         },
     };
     let result = state
         .gateway
-        .post_once(session, &format!("/api/payments/{id}/{action}"), &body, &uuid::Uuid::new_v4().to_string())
+        .post_once(
+            session,
+            &format!("/api/payments/{id}/{action}"),
+            &body,
+            &uuid::Uuid::new_v4().to_string(),
+        )
         .await;
     outcome(session, result, done, "/admin/payments")
 }
 
-async fn capture(State(state): State<WebState>, Visitor(session): Visitor, Id(id): Id, Form(pairs): Form<Vec<(String, String)>>) -> PageResult {
+async fn capture(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Id(id): Id,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> PageResult {
     money_action(&state, &session, &id, "capture", pairs, "Captured.").await
 }
 
-async fn refund(State(state): State<WebState>, Visitor(session): Visitor, Id(id): Id, Form(pairs): Form<Vec<(String, String)>>) -> PageResult {
+async fn refund(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Id(id): Id,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> PageResult {
     money_action(&state, &session, &id, "refund", pairs, "Refunded.").await
 }
 
@@ -487,20 +594,48 @@ struct UsersPage {
 
 const ROLES: [&str; 4] = ["ADMIN", "DOCTOR", "NURSE", "PATIENT"];
 
-async fn users_page(state: &WebState, session: &Session, filter: UserFilter, f: FormState) -> Result<UsersPage, WebError> {
+async fn users_page(
+    state: &WebState,
+    session: &Session,
+    filter: UserFilter,
+    f: FormState,
+) -> Result<UsersPage, WebError> {
     let here = "/admin/users";
     admin(session, here)?;
     let fail = |failure| WebError::from_api(failure, here);
-    let role = filter.role.filter(|r| ROLES.contains(&r.as_str())).unwrap_or_default();
+    let role = filter
+        .role
+        .filter(|r| ROLES.contains(&r.as_str()))
+        .unwrap_or_default();
     let q: String = filter.q.unwrap_or_default().chars().take(100).collect();
     let cursor = filter.cursor.map(|c| c.to_string()).unwrap_or_default();
     let page: Page<Person> = state
         .gateway
-        .get(session, &format!("/api/users{}", query(&[("role", &role), ("q", &q), ("limit", "50"), ("cursor", &cursor)])))
+        .get(
+            session,
+            &format!(
+                "/api/users{}",
+                query(&[
+                    ("role", &role),
+                    ("q", &q),
+                    ("limit", "50"),
+                    ("cursor", &cursor)
+                ])
+            ),
+        )
         .await
         .map_err(fail)?;
-    let departments: Vec<Department> = state.gateway.get(session, "/api/departments").await.map_err(fail)?;
-    let next = page.next_cursor.as_ref().map(|next| format!("{here}{}", query(&[("role", &role), ("q", &q), ("cursor", next)])));
+    let departments: Vec<Department> = state
+        .gateway
+        .get(session, "/api/departments")
+        .await
+        .map_err(fail)?;
+    let next = page.next_cursor.as_ref().map(|next| {
+        format!(
+            "{here}{}",
+            query(&[("role", &role), ("q", &q), ("cursor", next)])
+        )
+    });
     Ok(UsersPage {
         l: Layout::new(session, "Users", here),
         f,
@@ -518,17 +653,31 @@ async fn users_page(state: &WebState, session: &Session, filter: UserFilter, f: 
             })
             .collect(),
         next,
-        departments: departments.into_iter().map(|d| Choice { id: d.id, label: d.name }).collect(),
+        departments: departments
+            .into_iter()
+            .map(|d| Choice {
+                id: d.id,
+                label: d.name,
+            })
+            .collect(),
         currency: state.currency.clone(),
     })
 }
 
-async fn users(State(state): State<WebState>, Visitor(session): Visitor, Query(filter): Query<UserFilter>) -> PageResult {
+async fn users(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Query(filter): Query<UserFilter>,
+) -> PageResult {
     let f = FormState::default().with("role", "DOCTOR");
     Ok(render(&users_page(&state, &session, filter, f).await?))
 }
 
-async fn create_staff(State(state): State<WebState>, Visitor(session): Visitor, Form(pairs): Form<Vec<(String, String)>>) -> PageResult {
+async fn create_staff(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> PageResult {
     admin(&session, "/admin/users")?;
     let mut f = FormState::new(pairs);
     for name in ["first_name", "last_name", "email", "password", "role"] {
@@ -542,10 +691,8 @@ async fn create_staff(State(state): State<WebState>, Visitor(session): Visitor, 
         "password": f.v("password"),
         "role": role,
     });
-    if role == "DOCTOR" || role == "NURSE" {
-        if !f.required("department_id") {
-            body["department_id"] = Value::from(f.v("department_id"));
-        }
+    if (role == "DOCTOR" || role == "NURSE") && !f.required("department_id") {
+        body["department_id"] = Value::from(f.v("department_id"));
     }
     if role == "DOCTOR" {
         if !f.required("specialization") {
@@ -556,20 +703,39 @@ async fn create_staff(State(state): State<WebState>, Visitor(session): Visitor, 
             Err(_) => f.error("years_of_experience", "Enter the years as a whole number."),
         }
         match minor_units(f.v("fee")) {
-            Some(amount) => body["consultation_fee"] = json!({ "amount": amount, "currency": state.currency }),
+            Some(amount) => {
+                body["consultation_fee"] = json!({ "amount": amount, "currency": state.currency })
+            }
             None => f.error("fee", "Enter the fee like 60.00."),
         }
     }
     if !f.has_errors() {
-        match state.gateway.post(&session, "/api/users/staff", &body).await {
+        match state
+            .gateway
+            .post(&session, "/api/users/staff", &body)
+            .await
+        {
             Ok(_) => {
-                session.set_flash("ok", format!("{} {} can now sign in.", f.v("first_name"), f.v("last_name")));
+                session.set_flash(
+                    "ok",
+                    format!(
+                        "{} {} can now sign in.",
+                        f.v("first_name"),
+                        f.v("last_name")
+                    ),
+                );
                 return Ok(see_other("/admin/users"));
             }
             Err(ApiFailure::Rejected(problem)) => match problem.code.as_str() {
                 "email_taken" => f.error("email", "An account with this email exists."),
                 "unknown_department" => f.error("department_id", "Choose an existing department."),
-                _ => f.absorb(&problem, &[("consultation_fee", "fee"), ("consultation_fee.amount", "fee")]),
+                _ => f.absorb(
+                    &problem,
+                    &[
+                        ("consultation_fee", "fee"),
+                        ("consultation_fee.amount", "fee"),
+                    ],
+                ),
             },
             Err(other) => return Err(WebError::from_api(other, "/admin/users")),
         }
@@ -579,10 +745,22 @@ async fn create_staff(State(state): State<WebState>, Visitor(session): Visitor, 
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
-async fn deactivate(State(state): State<WebState>, Visitor(session): Visitor, Id(id): Id) -> PageResult {
+async fn deactivate(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Id(id): Id,
+) -> PageResult {
     admin(&session, "/admin/users")?;
-    let result = state.gateway.delete(&session, &format!("/api/users/{id}")).await;
-    outcome(&session, result, "Deactivated: their sign-ins have ended.", "/admin/users")
+    let result = state
+        .gateway
+        .delete(&session, &format!("/api/users/{id}"))
+        .await;
+    outcome(
+        &session,
+        result,
+        "Deactivated: their sign-ins have ended.",
+        "/admin/users",
+    )
 }
 
 struct DepartmentRow {
@@ -600,12 +778,24 @@ struct DepartmentsPage {
     rows: Vec<DepartmentRow>,
 }
 
-async fn departments_page(state: &WebState, session: &Session, f: FormState) -> Result<DepartmentsPage, WebError> {
+async fn departments_page(
+    state: &WebState,
+    session: &Session,
+    f: FormState,
+) -> Result<DepartmentsPage, WebError> {
     let here = "/admin/departments";
     admin(session, here)?;
     let fail = |failure| WebError::from_api(failure, here);
-    let departments: Vec<Department> = state.gateway.get(session, "/api/departments").await.map_err(fail)?;
-    let rooms: Vec<Room> = state.gateway.get(session, "/api/rooms").await.map_err(fail)?;
+    let departments: Vec<Department> = state
+        .gateway
+        .get(session, "/api/departments")
+        .await
+        .map_err(fail)?;
+    let rooms: Vec<Room> = state
+        .gateway
+        .get(session, "/api/rooms")
+        .await
+        .map_err(fail)?;
     Ok(DepartmentsPage {
         l: Layout::new(session, "Departments and rooms", here),
         f,
@@ -626,15 +816,25 @@ async fn departments_page(state: &WebState, session: &Session, f: FormState) -> 
 }
 
 async fn departments(State(state): State<WebState>, Visitor(session): Visitor) -> PageResult {
-    Ok(render(&departments_page(&state, &session, FormState::default()).await?))
+    Ok(render(
+        &departments_page(&state, &session, FormState::default()).await?,
+    ))
 }
 
-async fn create_department(State(state): State<WebState>, Visitor(session): Visitor, Form(pairs): Form<Vec<(String, String)>>) -> PageResult {
+async fn create_department(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> PageResult {
     admin(&session, "/admin/departments")?;
     let mut f = FormState::new(pairs);
     if !f.required("name") {
         let body = json!({ "name": f.v("name"), "description": f.v("description") });
-        match state.gateway.post(&session, "/api/departments", &body).await {
+        match state
+            .gateway
+            .post(&session, "/api/departments", &body)
+            .await
+        {
             Ok(_) => {
                 session.set_flash("ok", "Department created.");
                 return Ok(see_other("/admin/departments"));
@@ -650,7 +850,11 @@ async fn create_department(State(state): State<WebState>, Visitor(session): Visi
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
-async fn create_room(State(state): State<WebState>, Visitor(session): Visitor, Form(pairs): Form<Vec<(String, String)>>) -> PageResult {
+async fn create_room(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> PageResult {
     admin(&session, "/admin/departments")?;
     let mut f = FormState::new(pairs);
     let missing = f.required("room_name") | f.required("room_department_id");
@@ -663,7 +867,13 @@ async fn create_room(State(state): State<WebState>, Visitor(session): Visitor, F
             }
             Err(ApiFailure::Rejected(problem)) => match problem.code.as_str() {
                 "room_name_taken" => f.error("room_name", "A room with this name exists."),
-                _ => f.absorb(&problem, &[("name", "room_name"), ("department_id", "room_department_id")]),
+                _ => f.absorb(
+                    &problem,
+                    &[
+                        ("name", "room_name"),
+                        ("department_id", "room_department_id"),
+                    ],
+                ),
             },
             Err(other) => return Err(WebError::from_api(other, "/admin/departments")),
         }
@@ -696,15 +906,35 @@ struct SchedulesPage {
     days: Vec<DayRow>,
 }
 
-const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
-async fn schedules_page(state: &WebState, session: &Session, doctor_id: Option<String>) -> Result<SchedulesPage, WebError> {
+async fn schedules_page(
+    state: &WebState,
+    session: &Session,
+    doctor_id: Option<String>,
+) -> Result<SchedulesPage, WebError> {
     let here = "/admin/schedules";
     admin(session, here)?;
     let names = doctor_names(state).await;
-    let mut doctors: Vec<Choice> = names.iter().map(|(id, name)| Choice { id: id.clone(), label: name.clone() }).collect();
+    let mut doctors: Vec<Choice> = names
+        .iter()
+        .map(|(id, name)| Choice {
+            id: id.clone(),
+            label: name.clone(),
+        })
+        .collect();
     doctors.sort_by(|a, b| a.label.cmp(&b.label));
-    let doctor_id = doctor_id.or_else(|| doctors.first().map(|d| d.id.clone())).unwrap_or_default();
+    let doctor_id = doctor_id
+        .or_else(|| doctors.first().map(|d| d.id.clone()))
+        .unwrap_or_default();
     let (custom, days) = if doctor_id.is_empty() {
         (false, Vec::new())
     } else {
@@ -720,9 +950,15 @@ async fn schedules_page(state: &WebState, session: &Session, doctor_id: Option<S
                     weekday,
                     name: WEEKDAYS[(weekday - 1) as usize],
                     works: day.is_some(),
-                    starts_at: day.map(|d| d.starts_at.clone()).unwrap_or_else(|| "08:00".into()),
-                    ends_at: day.map(|d| d.ends_at.clone()).unwrap_or_else(|| "17:00".into()),
-                    slot_minutes: day.map(|d| d.slot_minutes.to_string()).unwrap_or_else(|| "30".into()),
+                    starts_at: day
+                        .map(|d| d.starts_at.clone())
+                        .unwrap_or_else(|| "08:00".into()),
+                    ends_at: day
+                        .map(|d| d.ends_at.clone())
+                        .unwrap_or_else(|| "17:00".into()),
+                    slot_minutes: day
+                        .map(|d| d.slot_minutes.to_string())
+                        .unwrap_or_else(|| "30".into()),
                 }
             })
             .collect();
@@ -737,11 +973,22 @@ async fn schedules_page(state: &WebState, session: &Session, doctor_id: Option<S
     })
 }
 
-async fn schedules(State(state): State<WebState>, Visitor(session): Visitor, Query(q): Query<ScheduleQuery>) -> PageResult {
-    Ok(render(&schedules_page(&state, &session, q.doctor_id.map(|id| id.to_string())).await?))
+async fn schedules(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Query(q): Query<ScheduleQuery>,
+) -> PageResult {
+    Ok(render(
+        &schedules_page(&state, &session, q.doctor_id.map(|id| id.to_string())).await?,
+    ))
 }
 
-async fn save_schedule(State(state): State<WebState>, Visitor(session): Visitor, Id(doctor_id): Id, Form(pairs): Form<Vec<(String, String)>>) -> PageResult {
+async fn save_schedule(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Id(doctor_id): Id,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> PageResult {
     admin(&session, "/admin/schedules")?;
     let mut f = FormState::new(pairs);
     let mut days = Vec::new();
@@ -767,9 +1014,19 @@ async fn save_schedule(State(state): State<WebState>, Visitor(session): Visitor,
     }
     let result = state
         .gateway
-        .call(&session, Method::PUT, &format!("/api/doctors/{doctor_id}/schedule"), &json!({ "days": days }))
+        .call(
+            &session,
+            Method::PUT,
+            &format!("/api/doctors/{doctor_id}/schedule"),
+            &json!({ "days": days }),
+        )
         .await;
-    outcome(&session, result, "Schedule saved. Booked appointments stay as they are.", &back)
+    outcome(
+        &session,
+        result,
+        "Schedule saved. Booked appointments stay as they are.",
+        &back,
+    )
 }
 
 struct DeliveryRow {
@@ -805,8 +1062,16 @@ async fn deliveries(State(state): State<WebState>, Visitor(session): Visitor) ->
     let here = "/admin/deliveries";
     admin(&session, here)?;
     let fail = |failure| WebError::from_api(failure, here);
-    let failed: Page<Delivery> = state.gateway.get(&session, "/api/notifications?status=FAILED&limit=100").await.map_err(fail)?;
-    let dead: DeadLetters = state.gateway.get(&session, "/api/events/dead-letters").await.map_err(fail)?;
+    let failed: Page<Delivery> = state
+        .gateway
+        .get(&session, "/api/notifications?status=FAILED&limit=100")
+        .await
+        .map_err(fail)?;
+    let dead: DeadLetters = state
+        .gateway
+        .get(&session, "/api/events/dead-letters")
+        .await
+        .map_err(fail)?;
     Ok(render(&DeliveriesPage {
         l: Layout::new(&session, "Failed deliveries", here),
         failed: failed
@@ -832,23 +1097,58 @@ async fn deliveries(State(state): State<WebState>, Visitor(session): Visitor) ->
                 event_type: d.event_type.clone(),
                 error: d.replay_error.clone().unwrap_or_else(|| d.error.clone()),
                 attempts: d.attempts,
-                replayed: d.replayed_at.map(|at| state.clinic.time(&at)).unwrap_or_default(),
+                replayed: d
+                    .replayed_at
+                    .map(|at| state.clinic.time(&at))
+                    .unwrap_or_default(),
             })
             .collect(),
         unreachable: dead.unreachable,
     }))
 }
 
-async fn resend(State(state): State<WebState>, Visitor(session): Visitor, Id(id): Id) -> PageResult {
+async fn resend(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Id(id): Id,
+) -> PageResult {
     admin(&session, "/admin/deliveries")?;
-    let result = state.gateway.post(&session, &format!("/api/notifications/{id}/resend"), &json!({})).await;
-    outcome(&session, result, "Queued to be sent again.", "/admin/deliveries")
+    let result = state
+        .gateway
+        .post(
+            &session,
+            &format!("/api/notifications/{id}/resend"),
+            &json!({}),
+        )
+        .await;
+    outcome(
+        &session,
+        result,
+        "Queued to be sent again.",
+        "/admin/deliveries",
+    )
 }
 
-async fn replay(State(state): State<WebState>, Visitor(session): Visitor, Id(id): Id) -> PageResult {
+async fn replay(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Id(id): Id,
+) -> PageResult {
     admin(&session, "/admin/deliveries")?;
-    let result = state.gateway.post(&session, &format!("/api/events/dead-letters/{id}/replay"), &json!({})).await;
-    outcome(&session, result, "Replayed: the event was handled this time.", "/admin/deliveries")
+    let result = state
+        .gateway
+        .post(
+            &session,
+            &format!("/api/events/dead-letters/{id}/replay"),
+            &json!({}),
+        )
+        .await;
+    outcome(
+        &session,
+        result,
+        "Replayed: the event was handled this time.",
+        "/admin/deliveries",
+    )
 }
 
 #[derive(Template)]

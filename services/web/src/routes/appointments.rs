@@ -96,7 +96,11 @@ impl AppointmentView {
 
 /// Doctors' names by id, from the public directory.
 pub async fn doctor_names(state: &WebState) -> HashMap<String, String> {
-    let doctors: Vec<Doctor> = state.gateway.get_public("/api/doctors").await.unwrap_or_default();
+    let doctors: Vec<Doctor> = state
+        .gateway
+        .get_public("/api/doctors")
+        .await
+        .unwrap_or_default();
     doctors
         .into_iter()
         .map(|doctor| (doctor.id.clone(), doctor.name()))
@@ -111,7 +115,11 @@ struct MinePage {
 }
 
 async fn mine(State(state): State<WebState>, Visitor(session): Visitor) -> PageResult {
-    let user = require(&session, &[Role::Patient, Role::Doctor, Role::Nurse], "/appointments")?;
+    let user = require(
+        &session,
+        &[Role::Patient, Role::Doctor, Role::Nurse],
+        "/appointments",
+    )?;
     if user.role != Role::Patient {
         return Ok(see_other(user.role.home()));
     }
@@ -125,7 +133,11 @@ async fn mine(State(state): State<WebState>, Visitor(session): Visitor) -> PageR
     items.sort_by_key(|appointment| std::cmp::Reverse(appointment.starts_at));
     let now = Utc::now();
     let (upcoming, past): (Vec<_>, Vec<_>) = items.iter().partition(|appointment| {
-        appointment.ends_at > now && matches!(appointment.status.as_str(), "PENDING" | "PAID" | "SCHEDULED")
+        appointment.ends_at > now
+            && matches!(
+                appointment.status.as_str(),
+                "PENDING" | "PAID" | "SCHEDULED"
+            )
     });
     let view = |list: Vec<&Appointment>| {
         list.into_iter()
@@ -154,7 +166,11 @@ async fn detail(
     Id(id): Id,
 ) -> PageResult {
     let here = format!("/appointments/{id}");
-    let user = require(&session, &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin], &here)?;
+    let user = require(
+        &session,
+        &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin],
+        &here,
+    )?;
     let appointment: Appointment = state
         .gateway
         .get(&session, &format!("/api/appointments/{id}"))
@@ -189,7 +205,12 @@ async fn act(
     let key = uuid::Uuid::new_v4().to_string();
     match state
         .gateway
-        .post_once(session, &format!("/api/appointments/{id}/{action}"), &body, &key)
+        .post_once(
+            session,
+            &format!("/api/appointments/{id}/{action}"),
+            &body,
+            &key,
+        )
         .await
     {
         Ok(_) => session.set_flash("ok", done),
@@ -221,7 +242,15 @@ async fn cancel(
         Some(reason) => json!({ "reason": reason }),
         None => json!({}),
     };
-    act(&state, &session, &id, "cancel", body, "The appointment is cancelled; any payment is released or refunded.").await
+    act(
+        &state,
+        &session,
+        &id,
+        "cancel",
+        body,
+        "The appointment is cancelled; any payment is released or refunded.",
+    )
+    .await
 }
 
 async fn reschedule(
@@ -232,15 +261,55 @@ async fn reschedule(
 ) -> PageResult {
     require(&session, &[Role::Patient, Role::Admin], "/appointments")?;
     let f = FormState::new(pairs);
-    act(&state, &session, &id, "reschedule", json!({ "starts_at": f.v("starts_at") }), "The appointment is moved.").await
+    act(
+        &state,
+        &session,
+        &id,
+        "reschedule",
+        json!({ "starts_at": f.v("starts_at") }),
+        "The appointment is moved.",
+    )
+    .await
 }
 
-async fn complete(State(state): State<WebState>, Visitor(session): Visitor, Id(id): Id) -> PageResult {
-    require(&session, &[Role::Doctor, Role::Nurse, Role::Admin], "/appointments")?;
-    act(&state, &session, &id, "complete", json!({}), "Marked as completed.").await
+async fn complete(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Id(id): Id,
+) -> PageResult {
+    require(
+        &session,
+        &[Role::Doctor, Role::Nurse, Role::Admin],
+        "/appointments",
+    )?;
+    act(
+        &state,
+        &session,
+        &id,
+        "complete",
+        json!({}),
+        "Marked as completed.",
+    )
+    .await
 }
 
-async fn no_show(State(state): State<WebState>, Visitor(session): Visitor, Id(id): Id) -> PageResult {
-    require(&session, &[Role::Doctor, Role::Nurse, Role::Admin], "/appointments")?;
-    act(&state, &session, &id, "no-show", json!({}), "Marked as a no-show.").await
+async fn no_show(
+    State(state): State<WebState>,
+    Visitor(session): Visitor,
+    Id(id): Id,
+) -> PageResult {
+    require(
+        &session,
+        &[Role::Doctor, Role::Nurse, Role::Admin],
+        "/appointments",
+    )?;
+    act(
+        &state,
+        &session,
+        &id,
+        "no-show",
+        json!({}),
+        "Marked as a no-show.",
+    )
+    .await
 }

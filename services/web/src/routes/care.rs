@@ -70,7 +70,11 @@ impl EntryView {
                     "{} ({}){}",
                     text("substance"),
                     text("severity").to_lowercase(),
-                    if reaction.is_empty() { String::new() } else { format!(": {reaction}") }
+                    if reaction.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {reaction}")
+                    }
                 )]
             }
             "VITALS" => VITALS
@@ -244,7 +248,11 @@ async fn doctor_home(
     let appointments = visits(&state, &session, today, if week { 7 } else { 1 }, "/doctor").await?;
     Ok(render(&VisitsPage {
         l: Layout::new(&session, "My appointments", "/doctor"),
-        heading: if week { "This week".to_owned() } else { format!("Today, {}", today.format("%-d %b %Y")) },
+        heading: if week {
+            "This week".to_owned()
+        } else {
+            format!("Today, {}", today.format("%-d %b %Y"))
+        },
         views: vec![
             ("/doctor".to_owned(), "Today", !week),
             ("/doctor?view=week".to_owned(), "Next 7 days", week),
@@ -303,7 +311,10 @@ async fn record_page(
     let appointments = if doctor {
         let page: Page<Appointment> = state
             .gateway
-            .get(session, &format!("/api/appointments/mine?patient_id={patient_id}&limit=100"))
+            .get(
+                session,
+                &format!("/api/appointments/mine?patient_id={patient_id}&limit=100"),
+            )
             .await
             .map_err(|failure| WebError::from_api(failure, &here))?;
         page.items
@@ -311,24 +322,40 @@ async fn record_page(
             .filter(|appointment| matches!(appointment.status.as_str(), "SCHEDULED" | "COMPLETED"))
             .map(|appointment| AppointmentChoice {
                 id: appointment.id.clone(),
-                label: format!("{} ({})", state.clinic.time(&appointment.starts_at), appointment.status.to_lowercase()),
+                label: format!(
+                    "{} ({})",
+                    state.clinic.time(&appointment.starts_at),
+                    appointment.status.to_lowercase()
+                ),
             })
             .collect()
     } else {
         Vec::new()
     };
     Ok(PatientRecordPage {
-        l: Layout::new(session, format!("Record of patient {}", short(patient_id)), ""),
+        l: Layout::new(
+            session,
+            format!("Record of patient {}", short(patient_id)),
+            "",
+        ),
         f,
         patient_id: patient_id.to_owned(),
         patient: format!("Patient {}", short(patient_id)),
         doctor,
-        entries: record.entries.iter().map(|entry| EntryView::new(state, entry)).collect(),
+        entries: record
+            .entries
+            .iter()
+            .map(|entry| EntryView::new(state, entry))
+            .collect(),
         prescriptions: record
             .prescriptions
             .iter()
             .map(|prescription| {
-                let by = if prescription.doctor_id == user.id { "you".to_owned() } else { "another doctor".to_owned() };
+                let by = if prescription.doctor_id == user.id {
+                    "you".to_owned()
+                } else {
+                    "another doctor".to_owned()
+                };
                 PrescriptionView::new(prescription, by)
             })
             .collect(),
@@ -344,7 +371,9 @@ async fn patient_record(
     Id(patient_id): Id,
 ) -> PageResult {
     let f = FormState::default().with("idempotency_key", uuid::Uuid::new_v4().to_string());
-    Ok(render(&record_page(&state, &session, &patient_id, f, Vec::new()).await?))
+    Ok(render(
+        &record_page(&state, &session, &patient_id, f, Vec::new()).await?,
+    ))
 }
 
 /// Reads the form of one entry kind into the API's body, recording field errors.
@@ -367,7 +396,10 @@ fn entry_body(f: &mut FormState) -> Option<Value> {
             for name in ["subjective", "objective", "assessment", "plan"] {
                 text(f, name, false);
             }
-            if ["subjective", "objective", "assessment", "plan"].iter().all(|name| f.v(name).is_empty()) {
+            if ["subjective", "objective", "assessment", "plan"]
+                .iter()
+                .all(|name| f.v(name).is_empty())
+            {
                 f.error("subjective", "Write at least one part of the note.");
             }
         }
@@ -393,7 +425,14 @@ fn entry_body(f: &mut FormState) -> Option<Value> {
                         body.insert(name.to_owned(), number);
                         any = true;
                     }
-                    None => f.error(name, if integer { "Enter a whole number." } else { "Enter a number." }),
+                    None => f.error(
+                        name,
+                        if integer {
+                            "Enter a whole number."
+                        } else {
+                            "Enter a number."
+                        },
+                    ),
                 }
             }
             if !any && !f.has_errors() {
@@ -419,14 +458,20 @@ async fn add_entry(
     if let Some(body) = entry_body(&mut f) {
         match state
             .gateway
-            .post(&session, &format!("/api/records/{patient_id}/entries"), &body)
+            .post(
+                &session,
+                &format!("/api/records/{patient_id}/entries"),
+                &body,
+            )
             .await
         {
             Ok(_) => {
                 session.set_flash("ok", "Saved to the record.");
                 return Ok(see_other(&here));
             }
-            Err(ApiFailure::Rejected(problem)) if problem.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            Err(ApiFailure::Rejected(problem))
+                if problem.status == StatusCode::UNPROCESSABLE_ENTITY =>
+            {
                 f.absorb(&problem, &[]);
             }
             Err(other) => return Err(WebError::from_api(other, &here)),
@@ -491,7 +536,11 @@ async fn prescribe(
         if let Some(reason) = f.opt("allergy_override_reason") {
             body["allergy_override_reason"] = Value::from(reason);
         }
-        match state.gateway.post(&session, "/api/prescriptions", &body).await {
+        match state
+            .gateway
+            .post(&session, "/api/prescriptions", &body)
+            .await
+        {
             Ok(_) => {
                 session.set_flash("ok", "Prescription issued. The patient is notified.");
                 return Ok(see_other(&here));
@@ -500,22 +549,31 @@ async fn prescribe(
                 "allergy_conflict" => {
                     conflicts = problem.body["conflicts"]
                         .as_array()
-                        .map(|all| all.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+                        .map(|all| {
+                            all.iter()
+                                .filter_map(|c| c.as_str().map(str::to_owned))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     f.error(
                         "allergy_override_reason",
                         "The patient's record lists an allergy to this. To prescribe anyway, give the reason.",
                     );
                 }
-                "unknown_appointment" => f.error("appointment_id", "Choose one of your scheduled or completed appointments with this patient."),
+                "unknown_appointment" => f.error(
+                    "appointment_id",
+                    "Choose one of your scheduled or completed appointments with this patient.",
+                ),
                 _ => {
                     let mut names: Vec<(String, String)> = ITEM_FIELDS
                         .iter()
                         .map(|(form, api)| (format!("items[0].{api}"), (*form).to_owned()))
                         .collect();
                     names.push(("items[0].quantity".into(), "quantity".into()));
-                    let names: Vec<(&str, &str)> =
-                        names.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+                    let names: Vec<(&str, &str)> = names
+                        .iter()
+                        .map(|(a, b)| (a.as_str(), b.as_str()))
+                        .collect();
                     f.absorb(&problem, &names);
                 }
             },
@@ -625,7 +683,14 @@ async fn decline_refill(
         session.set_flash("error", "Give the patient a reason for declining.");
         return Ok(see_other("/doctor/refills"));
     }
-    decide_refill(&state, &session, &id, "decline", json!({ "reason": f.v("reason") })).await
+    decide_refill(
+        &state,
+        &session,
+        &id,
+        "decline",
+        json!({ "reason": f.v("reason") }),
+    )
+    .await
 }
 
 async fn decide_refill(
@@ -641,7 +706,14 @@ async fn decide_refill(
         .post(session, &format!("/api/refills/{id}/{decision}"), &body)
         .await
     {
-        Ok(_) => session.set_flash("ok", if decision == "approve" { "Refill approved." } else { "Refill declined." }),
+        Ok(_) => session.set_flash(
+            "ok",
+            if decision == "approve" {
+                "Refill approved."
+            } else {
+                "Refill declined."
+            },
+        ),
         Err(ApiFailure::Rejected(problem)) if problem.status != StatusCode::NOT_FOUND => {
             session.set_flash("error", problem.detail.clone())
         }
@@ -664,7 +736,11 @@ struct TimeOffPage {
     rows: Vec<TimeOffRow>,
 }
 
-async fn time_off_page(state: &WebState, session: &Session, f: FormState) -> Result<TimeOffPage, WebError> {
+async fn time_off_page(
+    state: &WebState,
+    session: &Session,
+    f: FormState,
+) -> Result<TimeOffPage, WebError> {
     let user = require(session, &[Role::Doctor], "/doctor/unavailability")?;
     let list: Vec<TimeOff> = state
         .gateway
@@ -680,12 +756,20 @@ async fn time_off_page(state: &WebState, session: &Session, f: FormState) -> Res
 
 fn time_off_row(entry: &TimeOff) -> TimeOffRow {
     let what = match entry.kind.as_str() {
-        "DAY" => format!("The whole day {}", entry.on_date.map(|d| d.to_string()).unwrap_or_default()),
+        "DAY" => format!(
+            "The whole day {}",
+            entry.on_date.map(|d| d.to_string()).unwrap_or_default()
+        ),
         "WEEKDAY" => format!("Every {}", entry.weekday.map(weekday).unwrap_or("week")),
         _ => format!(
             "{} at {}",
             entry.on_date.map(|d| d.to_string()).unwrap_or_default(),
-            entry.slot_starts.iter().map(|s| s.trim_end_matches(":00").to_owned()).collect::<Vec<_>>().join(", ")
+            entry
+                .slot_starts
+                .iter()
+                .map(|s| s.trim_end_matches(":00").to_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     TimeOffRow {
@@ -751,11 +835,17 @@ async fn add_time_off(
     if !f.has_errors() {
         match state
             .gateway
-            .post(&session, &format!("/api/doctors/{}/unavailability", user.id), &body)
+            .post(
+                &session,
+                &format!("/api/doctors/{}/unavailability", user.id),
+                &body,
+            )
             .await
         {
             Ok(created) => {
-                let cancelled = created["cancelled_appointments"].as_array().map_or(0, Vec::len);
+                let cancelled = created["cancelled_appointments"]
+                    .as_array()
+                    .map_or(0, Vec::len);
                 session.set_flash(
                     "ok",
                     if cancelled == 0 {
@@ -766,7 +856,9 @@ async fn add_time_off(
                 );
                 return Ok(see_other("/doctor/unavailability"));
             }
-            Err(ApiFailure::Rejected(problem)) if problem.status == StatusCode::UNPROCESSABLE_ENTITY => {
+            Err(ApiFailure::Rejected(problem))
+                if problem.status == StatusCode::UNPROCESSABLE_ENTITY =>
+            {
                 f.absorb(&problem, &[]);
             }
             Err(other) => return Err(WebError::from_api(other, "/doctor/unavailability")),
@@ -784,10 +876,16 @@ async fn remove_time_off(
     let user = require(&session, &[Role::Doctor], "/doctor/unavailability")?;
     state
         .gateway
-        .delete(&session, &format!("/api/doctors/{}/unavailability/{id}", user.id))
+        .delete(
+            &session,
+            &format!("/api/doctors/{}/unavailability/{id}", user.id),
+        )
         .await
         .map_err(|failure| WebError::from_api(failure, "/doctor/unavailability"))?;
-    session.set_flash("ok", "Time off removed. Appointments it cancelled stay cancelled.");
+    session.set_flash(
+        "ok",
+        "Time off removed. Appointments it cancelled stay cancelled.",
+    );
     Ok(see_other("/doctor/unavailability"))
 }
 

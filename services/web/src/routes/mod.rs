@@ -83,7 +83,10 @@ impl FormState {
 
     /// The submitted value of `name`, trimmed ("" if none).
     pub fn v(&self, name: &str) -> &str {
-        self.values.get(name).map(|value| value.trim()).unwrap_or("")
+        self.values
+            .get(name)
+            .map(|value| value.trim())
+            .unwrap_or("")
     }
 
     /// The value, or `None` when blank.
@@ -188,6 +191,27 @@ pub fn short(id: &str) -> String {
     id.chars().take(8).collect()
 }
 
+/// A UUID from the path. Anything else is a page that does not exist (and never reaches
+/// the API, so a crafted segment cannot steer the API call elsewhere).
+pub struct Id(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| WebError::NotFound)?;
+        uuid::Uuid::parse_str(&raw)
+            .map(|id| Id(id.to_string()))
+            .map_err(|_| WebError::NotFound)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,26 +238,5 @@ mod tests {
         form.absorb(&problem, &[]);
         assert_eq!(form.e("email"), "Is not an email address.");
         assert!(form.general.is_none());
-    }
-}
-
-/// A UUID from the path. Anything else is a page that does not exist (and never reaches
-/// the API, so a crafted segment cannot steer the API call elsewhere).
-pub struct Id(pub String);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
-    type Rejection = WebError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| WebError::NotFound)?;
-        uuid::Uuid::parse_str(&raw)
-            .map(|id| Id(id.to_string()))
-            .map_err(|_| WebError::NotFound)
     }
 }

@@ -61,7 +61,10 @@ impl From<&Doctor> for DoctorCard {
             specialization: doctor.specialization.clone(),
             department: doctor.department_name.clone(),
             experience: format!("{} years", doctor.years_of_experience),
-            fee: money(doctor.consultation_fee.amount, &doctor.consultation_fee.currency),
+            fee: money(
+                doctor.consultation_fee.amount,
+                &doctor.consultation_fee.currency,
+            ),
         }
     }
 }
@@ -117,7 +120,10 @@ async fn directory(
     };
     Ok(render(&DirectoryPage {
         l: Layout::new(&session, "Find a doctor", "/doctors"),
-        departments: departments.into_iter().map(|(name, id)| (id, name)).collect(),
+        departments: departments
+            .into_iter()
+            .map(|(name, id)| (id, name))
+            .collect(),
         specializations,
         department_id,
         specialization,
@@ -242,7 +248,10 @@ async fn book_form(
 ) -> Result<BookPage, WebError> {
     let here = format!(
         "/book{}",
-        query(&[("doctor_id", f.v("doctor_id")), ("starts_at", f.v("starts_at"))])
+        query(&[
+            ("doctor_id", f.v("doctor_id")),
+            ("starts_at", f.v("starts_at"))
+        ])
     );
     require(session, &[Role::Patient], &here)?;
     let doctor_id = uuid::Uuid::parse_str(f.v("doctor_id")).map_err(|_| WebError::NotFound)?;
@@ -298,7 +307,10 @@ async fn book(
             "reason": f.v("reason"),
             "notes": f.v("notes"),
         });
-        let key = f.opt("idempotency_key").map(str::to_owned).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let key = f
+            .opt("idempotency_key")
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         match state
             .gateway
             .post_once(&session, "/api/appointments", &body, &key)
@@ -426,7 +438,10 @@ async fn pay(
             .map_err(|failure| WebError::from_api(failure, "/appointments"))?
             .payment_id
             .unwrap_or_default();
-        let key = f.opt("idempotency_key").map(str::to_owned).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let key = f
+            .opt("idempotency_key")
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         match state
             .gateway
             .post_once(
@@ -445,10 +460,15 @@ async fn pay(
                 return Ok(see_other(&format!("/appointments/{id}")));
             }
             Err(ApiFailure::Rejected(problem)) => match problem.code.as_str() {
-                "card_declined" => f.error("card_number", "The card was declined. Try another card."),
+                "card_declined" => {
+                    f.error("card_number", "The card was declined. Try another card.")
+                }
                 "provider_refused" => f.error("card_number", "This card cannot be used here."),
                 "not_in_test_mode" => {
-                    f.general = Some("Card payments are taken by Stripe's payment form in this clinic.".to_owned())
+                    f.general = Some(
+                        "Card payments are taken by Stripe's payment form in this clinic."
+                            .to_owned(),
+                    )
                 }
                 _ => f.general = Some(problem.detail.clone()),
             },
@@ -481,7 +501,10 @@ fn check_card(f: &mut FormState) -> Option<String> {
     } else if !(12..=19).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
         f.error("card_number", "A card number has 12 to 19 digits.");
     } else if !luhn(&digits) {
-        f.error("card_number", "This card number is not valid; check for a typo.");
+        f.error(
+            "card_number",
+            "This card number is not valid; check for a typo.",
+        );
     } else {
         card = Some(digits);
     }
@@ -524,7 +547,7 @@ fn luhn(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 pub struct InboxView {
@@ -568,7 +591,11 @@ fn inbox_view(state: &WebState, item: &InboxItem) -> InboxView {
 }
 
 async fn notifications(State(state): State<WebState>, Visitor(session): Visitor) -> PageResult {
-    require(&session, &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin], "/notifications")?;
+    require(
+        &session,
+        &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin],
+        "/notifications",
+    )?;
     let inbox: Inbox = state
         .gateway
         .get(&session, "/api/notifications/me?limit=50")
@@ -576,7 +603,11 @@ async fn notifications(State(state): State<WebState>, Visitor(session): Visitor)
         .map_err(|failure| WebError::from_api(failure, "/notifications"))?;
     Ok(render(&NotificationsPage {
         l: Layout::new(&session, "Notifications", "/notifications"),
-        items: inbox.items.iter().map(|item| inbox_view(&state, item)).collect(),
+        items: inbox
+            .items
+            .iter()
+            .map(|item| inbox_view(&state, item))
+            .collect(),
         unread: inbox.unread_count,
     }))
 }
@@ -587,10 +618,18 @@ async fn mark_read(
     Id(id): Id,
     headers: HeaderMap,
 ) -> PageResult {
-    require(&session, &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin], "/notifications")?;
+    require(
+        &session,
+        &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin],
+        "/notifications",
+    )?;
     let value = state
         .gateway
-        .post(&session, &format!("/api/notifications/{id}/read"), &json!({}))
+        .post(
+            &session,
+            &format!("/api/notifications/{id}/read"),
+            &json!({}),
+        )
         .await
         .map_err(|failure| WebError::from_api(failure, "/notifications"))?;
     if from_htmx(&headers) {
@@ -632,7 +671,11 @@ async fn record(State(state): State<WebState>, Visitor(session): Visitor) -> Pag
         .get(&session, &format!("/api/records/{}/access-log", user.id))
         .await
         .map_err(|failure| WebError::from_api(failure, "/record"))?;
-    let doctors: Vec<Doctor> = state.gateway.get_public("/api/doctors").await.unwrap_or_default();
+    let doctors: Vec<Doctor> = state
+        .gateway
+        .get_public("/api/doctors")
+        .await
+        .unwrap_or_default();
     let doctor_name = |id: &str| {
         doctors
             .iter()
@@ -682,19 +725,24 @@ async fn request_refill(
     require(&session, &[Role::Patient], "/record")?;
     match state
         .gateway
-        .post(&session, &format!("/api/prescriptions/{id}/refills"), &json!({}))
+        .post(
+            &session,
+            &format!("/api/prescriptions/{id}/refills"),
+            &json!({}),
+        )
         .await
     {
         Ok(_) => session.set_flash("ok", "Refill requested. Your doctor will decide."),
-        Err(ApiFailure::Rejected(problem)) if problem.status == StatusCode::CONFLICT => {
-            session.set_flash(
+        Err(ApiFailure::Rejected(problem)) if problem.status == StatusCode::CONFLICT => session
+            .set_flash(
                 "error",
                 match problem.code.as_str() {
-                    "refill_pending" => "A refill request for this prescription is already waiting.",
+                    "refill_pending" => {
+                        "A refill request for this prescription is already waiting."
+                    }
                     _ => "This prescription cannot be refilled.",
                 },
-            )
-        }
+            ),
         Err(other) => return Err(WebError::from_api(other, "/record")),
     }
     Ok(see_other("/record"))

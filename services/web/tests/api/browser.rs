@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use polyclinic_testing::{ADMIN_EMAIL, ADMIN_PASSWORD, Service, SmtpSink, TestPlatform, eventually};
+use polyclinic_testing::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Service, SmtpSink, TestPlatform, eventually,
+};
 
 const STAFF_PASSWORD: &str = "staff passphrase";
 
@@ -44,7 +46,10 @@ async fn a_patient_registers_books_pays_and_reads_the_prescription_in_a_real_bro
         .expect("node runs (Node.js 20 or later)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the browser flow failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "the browser flow failed:\n{stdout}\n{stderr}"
+    );
     println!("{stdout}");
 
     // What the patient saw in the list went out as real email.
@@ -55,16 +60,40 @@ async fn a_patient_registers_books_pays_and_reads_the_prescription_in_a_real_bro
             received
                 .into_iter()
                 .filter(|mail| mail.to.contains(&patient_email))
-                .find(|mail| String::from_utf8_lossy(&mail.data).to_lowercase().contains("prescription"))
+                .find(|mail| {
+                    String::from_utf8_lossy(&mail.data)
+                        .to_lowercase()
+                        .contains("prescription")
+                })
         }
     })
     .await;
-    assert!(!String::from_utf8_lossy(&mails.data).contains("Penicillin"), "the email carries no clinical detail");
-    for screenshot in ["02-directory", "03-week", "04-pay", "06-admin-queue", "10-allergy-warning", "11-record", "12-notifications"] {
-        assert!(artifacts.join(format!("{screenshot}.png")).is_file(), "{screenshot}.png was saved");
+    assert!(
+        !String::from_utf8_lossy(&mails.data).contains("Penicillin"),
+        "the email carries no clinical detail"
+    );
+    for screenshot in [
+        "02-directory",
+        "03-week",
+        "04-pay",
+        "06-admin-queue",
+        "10-allergy-warning",
+        "11-record",
+        "12-notifications",
+    ] {
+        assert!(
+            artifacts.join(format!("{screenshot}.png")).is_file(),
+            "{screenshot}.png was saved"
+        );
     }
 }
 
 fn uuid_suffix() -> String {
-    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }

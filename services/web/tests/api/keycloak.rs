@@ -29,7 +29,10 @@ struct Realm {
 
 type Shared = Arc<Mutex<Realm>>;
 
-async fn authorize(State(realm): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn authorize(
+    State(realm): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let param = |name: &str| q.get(name).cloned().unwrap_or_default();
     if param("response_type") != "code"
         || param("client_id") != "polyclinic-app"
@@ -52,13 +55,20 @@ async fn authorize(State(realm): State<Shared>, Query(q): Query<HashMap<String, 
 async fn token(State(realm): State<Shared>, Form(form): Form<HashMap<String, String>>) -> Response {
     let param = |name: &str| form.get(name).cloned().unwrap_or_default();
     let mut realm = realm.lock().unwrap();
-    let refused = || (AxumStatus::BAD_REQUEST, Json(json!({"error": "invalid_grant"}))).into_response();
+    let refused = || {
+        (
+            AxumStatus::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response()
+    };
     match param("grant_type").as_str() {
         "authorization_code" => {
             let Some((challenge, redirect)) = realm.codes.remove(&param("code")) else {
                 return refused();
             };
-            let digest = ring::digest::digest(&ring::digest::SHA256, param("code_verifier").as_bytes());
+            let digest =
+                ring::digest::digest(&ring::digest::SHA256, param("code_verifier").as_bytes());
             if URL_SAFE_NO_PAD.encode(digest.as_ref()) != challenge
                 || redirect != param("redirect_uri")
                 || param("client_id") != "polyclinic-app"
@@ -86,7 +96,11 @@ async fn me(State(realm): State<Shared>, headers: HeaderMap) -> Response {
         .unwrap_or_default()
         .to_owned();
     if !realm.lock().unwrap().issued.contains(&bearer) {
-        return (AxumStatus::UNAUTHORIZED, Json(json!({"code": "invalid_token"}))).into_response();
+        return (
+            AxumStatus::UNAUTHORIZED,
+            Json(json!({"code": "invalid_token"})),
+        )
+            .into_response();
     }
     Json(json!({
         "id": "0192c0de-0000-7000-8000-000000000001", "email": "kc.patient@example.test",
@@ -99,9 +113,18 @@ async fn me(State(realm): State<Shared>, headers: HeaderMap) -> Response {
 async fn in_keycloak_mode_sign_in_is_the_authorization_code_flow_with_pkce() {
     let realm: Shared = Arc::default();
     let fake = Router::new()
-        .route("/realms/polyclinic/protocol/openid-connect/auth", get(authorize))
-        .route("/realms/polyclinic/protocol/openid-connect/token", post(token))
-        .route("/realms/polyclinic/protocol/openid-connect/revoke", post(|| async { "" }))
+        .route(
+            "/realms/polyclinic/protocol/openid-connect/auth",
+            get(authorize),
+        )
+        .route(
+            "/realms/polyclinic/protocol/openid-connect/token",
+            post(token),
+        )
+        .route(
+            "/realms/polyclinic/protocol/openid-connect/revoke",
+            post(|| async { "" }),
+        )
         .route("/api/users/me", get(me))
         .with_state(realm.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -118,7 +141,11 @@ async fn in_keycloak_mode_sign_in_is_the_authorization_code_flow_with_pkce() {
     let http = client();
 
     // The sign-in page sends the browser to Keycloak with a state and an S256 challenge.
-    let start = http.get(web(&platform, "/login?next=/record")).send().await.unwrap();
+    let start = http
+        .get(web(&platform, "/login?next=/record"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(start.status(), StatusCode::SEE_OTHER);
     let visitor = session_cookie(&start).unwrap();
     let authorize_url = start.headers()["location"].to_str().unwrap().to_owned();
@@ -126,36 +153,76 @@ async fn in_keycloak_mode_sign_in_is_the_authorization_code_flow_with_pkce() {
     let query: HashMap<_, _> = parsed.query_pairs().into_owned().collect();
     assert_eq!(query["redirect_uri"], web(&platform, "/auth/callback"));
     assert_eq!(query["code_challenge_method"], "S256");
-    assert!(!authorize_url.contains("code_verifier"), "the verifier never leaves the server");
+    assert!(
+        !authorize_url.contains("code_verifier"),
+        "the verifier never leaves the server"
+    );
 
     // Keycloak sends the browser back with a code; a forged state is refused.
     let back = http.get(&authorize_url).send().await.unwrap();
     assert_eq!(back.status(), StatusCode::FOUND);
     let callback = back.headers()["location"].to_str().unwrap().to_owned();
     let forged = callback.replace(&format!("state={}", query["state"]), "state=forged");
-    let refused = http.get(&forged).header("cookie", &visitor).send().await.unwrap();
+    let refused = http
+        .get(&forged)
+        .header("cookie", &visitor)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(realm.lock().unwrap().exchanges, 0, "no code was exchanged for a forged state");
+    assert_eq!(
+        realm.lock().unwrap().exchanges,
+        0,
+        "no code was exchanged for a forged state"
+    );
 
     // A fresh attempt completes: the code and the verifier become tokens on the server.
-    let start = http.get(web(&platform, "/login?next=/record")).send().await.unwrap();
+    let start = http
+        .get(web(&platform, "/login?next=/record"))
+        .send()
+        .await
+        .unwrap();
     let visitor = session_cookie(&start).unwrap();
-    let back = http.get(start.headers()["location"].to_str().unwrap()).send().await.unwrap();
+    let back = http
+        .get(start.headers()["location"].to_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     let callback = back.headers()["location"].to_str().unwrap().to_owned();
-    let signed = http.get(&callback).header("cookie", &visitor).send().await.unwrap();
-    assert_eq!(signed.status(), StatusCode::SEE_OTHER, "{}", signed.text().await.unwrap());
+    let signed = http
+        .get(&callback)
+        .header("cookie", &visitor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        signed.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed.text().await.unwrap()
+    );
     assert_eq!(signed.headers()["location"], "/record");
     let cookie = session_cookie(&signed).expect("a new session");
     assert_ne!(cookie, visitor);
     assert_eq!(realm.lock().unwrap().exchanges, 1);
 
-    let account = http.get(web(&platform, "/account")).header("cookie", &cookie).send().await.unwrap();
+    let account = http
+        .get(web(&platform, "/account"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(account.status(), StatusCode::OK);
     let html = account.text().await.unwrap();
     assert!(html.contains("Kay Cloak"), "signed in as Keycloak's user");
     assert!(!html.contains("kc-access"), "no token reaches the page");
 
     // The same code cannot be used twice.
-    let replay = http.get(&callback).header("cookie", &cookie).send().await.unwrap();
+    let replay = http
+        .get(&callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
 }

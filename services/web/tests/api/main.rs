@@ -60,11 +60,20 @@ pub async fn sign_in(platform: &TestPlatform, email: &str, password: &str) -> St
     let signed = http
         .post(web(platform, "/login"))
         .header("cookie", &anonymous)
-        .form(&[("_csrf", csrf.as_str()), ("email", email), ("password", password), ("next", "")])
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+            ("next", ""),
+        ])
         .send()
         .await
         .unwrap();
-    assert_eq!(signed.status(), StatusCode::SEE_OTHER, "signing in as {email}");
+    assert_eq!(
+        signed.status(),
+        StatusCode::SEE_OTHER,
+        "signing in as {email}"
+    );
     let cookie = session_cookie(&signed).expect("a new session at sign-in");
     assert_ne!(cookie, anonymous, "signing in changes the session id");
     cookie
@@ -72,6 +81,11 @@ pub async fn sign_in(platform: &TestPlatform, email: &str, password: &str) -> St
 
 /// `GET path` with the session cookie: the status and the page.
 pub async fn page(platform: &TestPlatform, cookie: &str, path: &str) -> (StatusCode, String) {
-    let response = client().get(web(platform, path)).header("cookie", cookie).send().await.unwrap();
+    let response = client()
+        .get(web(platform, path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
     (response.status(), response.text().await.unwrap())
 }

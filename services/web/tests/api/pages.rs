@@ -12,32 +12,62 @@ async fn the_approval_pickers_offer_only_rooms_and_nurses_free_at_that_time() {
     let clinic = platform.clinic().await;
     // A second doctor in the same department, working the same hours.
     let (second, _) = platform
-        .create_staff(&clinic.admin, "DOCTOR", "second.doctor@clinic.example", Some(&clinic.department_id))
+        .create_staff(
+            &clinic.admin,
+            "DOCTOR",
+            "second.doctor@clinic.example",
+            Some(&clinic.department_id),
+        )
         .await;
     let second_id = second["id"].as_str().unwrap().to_owned();
     let days: Vec<_> = (1..=7)
         .map(|weekday| json!({"weekday": weekday, "starts_at": "00:00", "ends_at": "23:00", "slot_minutes": 60}))
         .collect();
     let schedule = platform
-        .book(Method::PUT, &format!("/api/doctors/{second_id}/schedule"), Some(&clinic.admin), Some(json!({"days": days})))
+        .book(
+            Method::PUT,
+            &format!("/api/doctors/{second_id}/schedule"),
+            Some(&clinic.admin),
+            Some(json!({"days": days})),
+        )
         .await;
     assert_eq!(schedule.status, StatusCode::OK);
     let spare = platform
-        .call(Method::POST, "/api/rooms", Some(&clinic.admin), Some(json!({"name": "Spare room", "department_id": clinic.department_id})))
+        .call(
+            Method::POST,
+            "/api/rooms",
+            Some(&clinic.admin),
+            Some(json!({"name": "Spare room", "department_id": clinic.department_id})),
+        )
         .await;
     assert_eq!(spare.status, StatusCode::CREATED);
     let (spare_nurse, _) = platform
-        .create_staff(&clinic.admin, "NURSE", "second.nurse@clinic.example", Some(&clinic.department_id))
+        .create_staff(
+            &clinic.admin,
+            "NURSE",
+            "second.nurse@clinic.example",
+            Some(&clinic.department_id),
+        )
         .await;
 
     // Two paid requests for the same hour with the two doctors; the first is approved with
     // the clinic's room and its only nurse.
     let slot = platform.free_slots(&clinic.doctor_id, None).await[0].clone();
-    let (_, first_patient) = platform.register_patient("first.patient@example.test").await;
-    let (_, second_patient) = platform.register_patient("second.patient@example.test").await;
-    let first = platform.paid_appointment(&first_patient, &clinic.doctor_id, &slot).await;
-    let waiting = platform.paid_appointment(&second_patient, &second_id, &slot).await;
-    let approved = platform.approve(&clinic, first["id"].as_str().unwrap()).await;
+    let (_, first_patient) = platform
+        .register_patient("first.patient@example.test")
+        .await;
+    let (_, second_patient) = platform
+        .register_patient("second.patient@example.test")
+        .await;
+    let first = platform
+        .paid_appointment(&first_patient, &clinic.doctor_id, &slot)
+        .await;
+    let waiting = platform
+        .paid_appointment(&second_patient, &second_id, &slot)
+        .await;
+    let approved = platform
+        .approve(&clinic, first["id"].as_str().unwrap())
+        .await;
     assert_eq!(approved.status, StatusCode::OK, "{:?}", approved.body);
 
     let admin = sign_in(&platform, ADMIN_EMAIL, ADMIN_PASSWORD).await;
@@ -45,25 +75,57 @@ async fn the_approval_pickers_offer_only_rooms_and_nurses_free_at_that_time() {
     assert_eq!(status, StatusCode::OK);
     let waiting_id = waiting["id"].as_str().unwrap();
     assert!(html.contains(waiting_id), "the waiting request is listed");
-    assert!(html.contains(&format!("value=\"{}\"", spare.body["id"].as_str().unwrap())), "the free room is offered");
-    assert!(!html.contains(&format!("value=\"{}\"", clinic.room_id)), "the booked room is not offered");
-    assert!(html.contains(&format!("value=\"{}\"", spare_nurse["id"].as_str().unwrap())), "the free nurse is offered");
-    assert!(!html.contains(&format!("value=\"{}\"", clinic.nurse_id)), "the booked nurse is not offered");
+    assert!(
+        html.contains(&format!("value=\"{}\"", spare.body["id"].as_str().unwrap())),
+        "the free room is offered"
+    );
+    assert!(
+        !html.contains(&format!("value=\"{}\"", clinic.room_id)),
+        "the booked room is not offered"
+    );
+    assert!(
+        html.contains(&format!(
+            "value=\"{}\"",
+            spare_nurse["id"].as_str().unwrap()
+        )),
+        "the free nurse is offered"
+    );
+    assert!(
+        !html.contains(&format!("value=\"{}\"", clinic.nurse_id)),
+        "the booked nurse is not offered"
+    );
 
     // Once the spare room is taken too, no room is left for that hour.
-    let (_, third_patient) = platform.register_patient("third.patient@example.test").await;
+    let (_, third_patient) = platform
+        .register_patient("third.patient@example.test")
+        .await;
     let (third, _) = platform
-        .create_staff(&clinic.admin, "DOCTOR", "third.doctor@clinic.example", Some(&clinic.department_id))
+        .create_staff(
+            &clinic.admin,
+            "DOCTOR",
+            "third.doctor@clinic.example",
+            Some(&clinic.department_id),
+        )
         .await;
     let third_id = third["id"].as_str().unwrap();
     platform
-        .book(Method::PUT, &format!("/api/doctors/{third_id}/schedule"), Some(&clinic.admin), Some(json!({"days": days})))
+        .book(
+            Method::PUT,
+            &format!("/api/doctors/{third_id}/schedule"),
+            Some(&clinic.admin),
+            Some(json!({"days": days})),
+        )
         .await;
-    let taken = platform.paid_appointment(&third_patient, third_id, &slot).await;
+    let taken = platform
+        .paid_appointment(&third_patient, third_id, &slot)
+        .await;
     let approve = platform
         .book(
             Method::POST,
-            &format!("/api/appointments/{}/approve", taken["id"].as_str().unwrap()),
+            &format!(
+                "/api/appointments/{}/approve",
+                taken["id"].as_str().unwrap()
+            ),
             Some(&clinic.admin),
             Some(json!({"room_id": spare.body["id"], "nurse_id": spare_nurse["id"]})),
         )
@@ -71,19 +133,56 @@ async fn the_approval_pickers_offer_only_rooms_and_nurses_free_at_that_time() {
     assert_eq!(approve.status, StatusCode::OK, "{:?}", approve.body);
     let (_, html) = page(&platform, &admin, "/admin/queue").await;
     assert!(html.contains("No room of the department is free at this time."));
-    assert!(!html.contains(&format!("/admin/appointments/{waiting_id}/approve")), "nothing to approve with");
+    assert!(
+        !html.contains(&format!("/admin/appointments/{waiting_id}/approve")),
+        "nothing to approve with"
+    );
 }
 
 #[tokio::test]
 async fn each_role_sees_only_its_own_screens() {
-    let platform = TestPlatform::start(&[Service::Identity, Service::Appointments, Service::Payments, Service::Notifications, Service::Prescriptions, Service::Gateway, Service::Web]).await;
+    let platform = TestPlatform::start(&[
+        Service::Identity,
+        Service::Appointments,
+        Service::Payments,
+        Service::Notifications,
+        Service::Prescriptions,
+        Service::Gateway,
+        Service::Web,
+    ])
+    .await;
     let clinic = platform.clinic().await;
     platform.register_patient("role.patient@example.test").await;
     let cases = [
-        ("role.patient@example.test", "patient passphrase", "/appointments", ["/admin/queue", "/doctor", "/nurse", "/doctor/refills"]),
-        (clinic.doctor_email.as_str(), "staff passphrase", "/doctor", ["/admin/users", "/record", "/nurse", "/book?doctor_id=x"]),
-        (clinic.nurse_email.as_str(), "staff passphrase", "/nurse", ["/admin/payments", "/doctor", "/record", "/doctor/unavailability"]),
-        (ADMIN_EMAIL, ADMIN_PASSWORD, "/admin/queue", ["/doctor", "/nurse", "/record", "/doctor/refills"]),
+        (
+            "role.patient@example.test",
+            "patient passphrase",
+            "/appointments",
+            ["/admin/queue", "/doctor", "/nurse", "/doctor/refills"],
+        ),
+        (
+            clinic.doctor_email.as_str(),
+            "staff passphrase",
+            "/doctor",
+            ["/admin/users", "/record", "/nurse", "/book?doctor_id=x"],
+        ),
+        (
+            clinic.nurse_email.as_str(),
+            "staff passphrase",
+            "/nurse",
+            [
+                "/admin/payments",
+                "/doctor",
+                "/record",
+                "/doctor/unavailability",
+            ],
+        ),
+        (
+            ADMIN_EMAIL,
+            ADMIN_PASSWORD,
+            "/admin/queue",
+            ["/doctor", "/nurse", "/record", "/doctor/refills"],
+        ),
     ];
     for (email, password, home, others) in cases {
         let cookie = sign_in(&platform, email, password).await;

@@ -26,8 +26,8 @@ export POLYCLINIC_GATEWAY_URL=http://127.0.0.1:18080 POLYCLINIC_IDENTITY_URL=htt
   POLYCLINIC_NOTIFICATIONS_URL=http://127.0.0.1:18085 POLYCLINIC_PRESCRIPTIONS_URL=http://127.0.0.1:18086
 
 "$BIN/polyclinic" migrate 2>/dev/null
-declare -A pids ports=([gateway]=18080 [identity]=18081 [appointments]=18083 [payments]=18084 [notifications]=18085 [prescriptions]=18086)
-order=(identity appointments payments notifications prescriptions gateway)
+declare -A pids ports=([gateway]=18080 [identity]=18081 [appointments]=18083 [payments]=18084 [notifications]=18085 [prescriptions]=18086 [web]=18090)
+order=(identity appointments payments notifications prescriptions gateway web)
 cleanup() {
   for service in "${order[@]}"; do kill -TERM "${pids[$service]:-0}" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -49,13 +49,15 @@ for service in "${order[@]}"; do idle[$service]=$(kib "${pids[$service]}" VmRSS)
 
 "$BIN/polyclinic-bench" booking --gateway http://127.0.0.1:18080 --appointments http://127.0.0.1:18083 \
   --database "$DATABASE_URL" --concurrency 64 --seconds 5 >/dev/null
+"$BIN/polyclinic-bench" web --gateway http://127.0.0.1:18080 --web http://127.0.0.1:18090 \
+  --concurrency 16 --seconds 4 >/dev/null
 
 echo "| service | idle RSS (MiB) | peak RSS under load (MiB) |"
 echo "|---|---:|---:|"
-for service in gateway identity appointments payments notifications prescriptions; do
+for service in gateway identity appointments payments notifications prescriptions web; do
   printf '| %s | %.1f | %.1f |\n' "$service" \
     "$(awk -v k="${idle[$service]}" 'BEGIN { print k / 1024 }')" \
     "$(awk -v k="$(kib "${pids[$service]}" VmHWM)" 'BEGIN { print k / 1024 }')"
 done
 echo
-echo "each service its own process; peak after the booking benchmark's load (64 clients, 5 s per target)"
+echo "each service its own process; peak after the booking benchmark's load (64 clients, 5 s per target) and the web benchmark's (16 clients, 4 s per page)"

@@ -22,7 +22,8 @@ open(path, "w").write(text)
 PY
 }
 
-for bench in startup memory gateway booking events notifications; do
+# BENCHES="memory web" runs (and rewrites) only those.
+for bench in ${BENCHES:-startup memory gateway booking events notifications web}; do
   echo "==> bench/$bench.sh" >&2
   output=$(bash "bench/$bench.sh")
   echo "$output"

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 mod booking;
 mod events;
 mod notifications;
+mod web;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -93,6 +94,21 @@ enum Suite {
         #[arg(long, env = "POLYCLINIC_ADMIN_PASSWORD")]
         password: String,
         #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// The web app's pages beside the API call they make, signed in through the form
+    Web {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        #[arg(long, default_value = "http://127.0.0.1:8090")]
+        web: String,
+        #[arg(long, default_value = "admin@polyclinic.local")]
+        email: String,
+        #[arg(long, env = "POLYCLINIC_ADMIN_PASSWORD")]
+        password: String,
+        #[arg(long, default_value_t = 16)]
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
@@ -377,6 +393,24 @@ async fn main() -> anyhow::Result<()> {
                 seconds / 2,
                 ratio * 100.0
             );
+        }
+        Suite::Web {
+            gateway,
+            web,
+            email,
+            password,
+            concurrency,
+            seconds,
+        } => {
+            web::measure(&web::Options {
+                gateway,
+                web,
+                email,
+                password,
+                concurrency,
+                seconds,
+            })
+            .await?;
         }
     }
     Ok(())

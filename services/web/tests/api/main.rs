@@ -7,6 +7,7 @@
     reason = "a test that cannot set up should fail loudly"
 )]
 
+mod actions;
 mod browser;
 mod guard;
 mod keycloak;

@@ -155,6 +155,21 @@ impl Gateway {
         }
     }
 
+    /// `GET path` of a public route: with the session's token when someone is signed in
+    /// (so the gateway counts it against their own rate limit, not against the web app's
+    /// address, which every visitor shares), without one otherwise.
+    pub async fn get_as<T: DeserializeOwned>(
+        &self,
+        session: &Session,
+        path: &str,
+    ) -> Result<T, ApiFailure> {
+        if session.user.is_some() {
+            self.get(session, path).await
+        } else {
+            self.get_public(path).await
+        }
+    }
+
     /// `GET path` without a token (public routes).
     pub async fn get_public<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
         let request = self.http.get(format!("{}{path}", self.base));

@@ -42,6 +42,12 @@ impl KeycloakLogin {
         })
     }
 
+    /// The realm's account console, where people change their password.
+    pub fn account_url(&self) -> String {
+        self.authorize_url
+            .replace("/protocol/openid-connect/auth", "/account")
+    }
+
     /// The URL of Keycloak's login page for this `state` and PKCE `verifier`.
     pub fn authorize(&self, state: &str, verifier: &str) -> String {
         format!(

@@ -21,7 +21,8 @@ pub const SECURE_COOKIE: &str = "__Host-polyclinic_session";
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
 /// How long a signed-in session lives at most, however busy.
 pub const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
-/// Sessions kept at most; past it the least recently used visitor is forgotten first.
+/// Sessions kept at most. Past it a visitor who has not signed in is forgotten first (a flood
+/// of cookieless requests cannot push signed-in people out while visitors remain).
 const CAPACITY: usize = 100_000;
 
 /// Who is signed in, as the identity service described them at login.
@@ -216,17 +217,14 @@ impl Sessions {
         });
         if let Ok(mut sessions) = self.inner.lock() {
             if sessions.len() >= CAPACITY {
-                sessions.retain(|_, session| !session.expired(now));
-            }
-            if sessions.len() >= CAPACITY
-                && let Some(oldest) = sessions
+                let victim = sessions
                     .iter()
-                    .min_by_key(|(_, session)| {
-                        session.last_seen.lock().map(|seen| *seen).unwrap_or(now)
-                    })
-                    .map(|(id, _)| id.clone())
-            {
-                sessions.remove(&oldest);
+                    .find(|(_, session)| session.user.is_none())
+                    .or_else(|| sessions.iter().next())
+                    .map(|(id, _)| id.clone());
+                if let Some(victim) = victim {
+                    sessions.remove(&victim);
+                }
             }
             sessions.insert(session.id.clone(), session.clone());
         }

@@ -322,9 +322,11 @@ struct AccountPage {
     name: String,
     email: String,
     role: &'static str,
+    /// In Keycloak mode passwords are Keycloak's: its account console, not a form here.
+    password_elsewhere: Option<String>,
 }
 
-fn account(session: &Session, f: FormState) -> Result<AccountPage, WebError> {
+fn account(state: &WebState, session: &Session, f: FormState) -> Result<AccountPage, WebError> {
     let user = require(
         session,
         &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin],
@@ -336,11 +338,15 @@ fn account(session: &Session, f: FormState) -> Result<AccountPage, WebError> {
         name: user.name.clone(),
         email: user.email.clone(),
         role: user.role.label(),
+        password_elsewhere: state
+            .keycloak
+            .as_ref()
+            .map(|keycloak| keycloak.account_url()),
     })
 }
 
-async fn account_page(Visitor(session): Visitor) -> PageResult {
-    Ok(render(&account(&session, FormState::default())?))
+async fn account_page(State(state): State<WebState>, Visitor(session): Visitor) -> PageResult {
+    Ok(render(&account(&state, &session, FormState::default())?))
 }
 
 async fn change_password(
@@ -349,7 +355,7 @@ async fn change_password(
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
     let mut f = FormState::new(pairs);
-    account(&session, FormState::default())?;
+    account(&state, &session, FormState::default())?;
     f.required("current_password");
     if !f.required("new_password") && f.v("new_password") != f.v("confirm_password") {
         f.error("confirm_password", "The two new passwords differ.");
@@ -380,5 +386,9 @@ async fn change_password(
     for name in ["current_password", "new_password", "confirm_password"] {
         f.forget(name);
     }
-    Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &account(&session, f)?).into_response())
+    Ok(render_status(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &account(&state, &session, f)?,
+    )
+    .into_response())
 }

@@ -92,7 +92,7 @@ async fn queue(State(state): State<WebState>, Visitor(session): Visitor) -> Page
         .map_err(fail)?;
     let directory: Vec<Doctor> = state
         .gateway
-        .get_public("/api/doctors")
+        .get_as(&session, "/api/doctors")
         .await
         .map_err(fail)?;
     let names: HashMap<String, String> =
@@ -365,7 +365,7 @@ async fn appointments(
         .get(&session, &path)
         .await
         .map_err(|failure| WebError::from_api(failure, here))?;
-    let names = doctor_names(&state).await;
+    let names = doctor_names(&state, &session).await;
     let from_date = filter.from.map(|d| d.to_string()).unwrap_or_default();
     let to_date = filter.to.map(|d| d.to_string()).unwrap_or_default();
     let next = page.next_cursor.as_ref().map(|next| {
@@ -923,7 +923,7 @@ async fn schedules_page(
 ) -> Result<SchedulesPage, WebError> {
     let here = "/admin/schedules";
     admin(session, here)?;
-    let names = doctor_names(state).await;
+    let names = doctor_names(state, session).await;
     let mut doctors: Vec<Choice> = names
         .iter()
         .map(|(id, name)| Choice {

@@ -95,10 +95,10 @@ impl AppointmentView {
 }
 
 /// Doctors' names by id, from the public directory.
-pub async fn doctor_names(state: &WebState) -> HashMap<String, String> {
+pub async fn doctor_names(state: &WebState, session: &Session) -> HashMap<String, String> {
     let doctors: Vec<Doctor> = state
         .gateway
-        .get_public("/api/doctors")
+        .get_as(session, "/api/doctors")
         .await
         .unwrap_or_default();
     doctors
@@ -128,7 +128,7 @@ async fn mine(State(state): State<WebState>, Visitor(session): Visitor) -> PageR
         .get(&session, "/api/appointments/mine?limit=100")
         .await
         .map_err(|failure| WebError::from_api(failure, "/appointments"))?;
-    let doctors = doctor_names(&state).await;
+    let doctors = doctor_names(&state, &session).await;
     let mut items = page.items;
     items.sort_by_key(|appointment| std::cmp::Reverse(appointment.starts_at));
     let now = Utc::now();
@@ -176,7 +176,7 @@ async fn detail(
         .get(&session, &format!("/api/appointments/{id}"))
         .await
         .map_err(|failure| WebError::from_api(failure, &here))?;
-    let doctors = doctor_names(&state).await;
+    let doctors = doctor_names(&state, &session).await;
     Ok(render(&DetailPage {
         l: Layout::new(&session, "Appointment", ""),
         a: AppointmentView::new(&state, &appointment, &doctors, user.role),

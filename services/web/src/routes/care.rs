@@ -606,7 +606,10 @@ async fn prescription(
         .map_err(|failure| WebError::from_api(failure, &here))?;
     let doctor = match state
         .gateway
-        .get_public::<crate::model::Doctor>(&format!("/api/doctors/{}", prescription.doctor_id))
+        .get_as::<crate::model::Doctor>(
+            &session,
+            &format!("/api/doctors/{}", prescription.doctor_id),
+        )
         .await
     {
         Ok(doctor) => doctor.name(),

@@ -88,7 +88,7 @@ async fn directory(
 ) -> PageResult {
     let all: Vec<Doctor> = state
         .gateway
-        .get_public("/api/doctors")
+        .get_as(&session, "/api/doctors")
         .await
         .map_err(|failure| WebError::from_api(failure, "/doctors"))?;
     let department_id = filter.department_id.unwrap_or_default();
@@ -114,7 +114,7 @@ async fn directory(
         );
         state
             .gateway
-            .get_public(&path)
+            .get_as(&session, &path)
             .await
             .map_err(|failure| WebError::from_api(failure, "/doctors"))?
     };
@@ -173,14 +173,15 @@ async fn week(
     let here = format!("/doctors/{doctor_id}");
     let doctor: Doctor = state
         .gateway
-        .get_public(&format!("/api/doctors/{doctor_id}"))
+        .get_as(&session, &format!("/api/doctors/{doctor_id}"))
         .await
         .map_err(|failure| WebError::from_api(failure, &here))?;
     let availability: Availability = state
         .gateway
-        .get_public(&format!(
-            "/api/doctors/{doctor_id}/availability?from={from}&to={to}"
-        ))
+        .get_as(
+            &session,
+            &format!("/api/doctors/{doctor_id}/availability?from={from}&to={to}"),
+        )
         .await
         .map_err(|failure| WebError::from_api(failure, &here))?;
     let days = (0..7)
@@ -260,7 +261,7 @@ async fn book_form(
         .with_timezone(&chrono::Utc);
     let doctor: Doctor = state
         .gateway
-        .get_public(&format!("/api/doctors/{doctor_id}"))
+        .get_as(&session, &format!("/api/doctors/{doctor_id}"))
         .await
         .map_err(|failure| WebError::from_api(failure, &here))?;
     Ok(BookPage {
@@ -388,7 +389,7 @@ async fn pay_form(
     }
     let doctor: Option<Doctor> = state
         .gateway
-        .get_public(&format!("/api/doctors/{}", appointment.doctor_id))
+        .get_as(&session, &format!("/api/doctors/{}", appointment.doctor_id))
         .await
         .ok();
     Ok(Ok(PayPage {
@@ -673,7 +674,7 @@ async fn record(State(state): State<WebState>, Visitor(session): Visitor) -> Pag
         .map_err(|failure| WebError::from_api(failure, "/record"))?;
     let doctors: Vec<Doctor> = state
         .gateway
-        .get_public("/api/doctors")
+        .get_as(&session, "/api/doctors")
         .await
         .unwrap_or_default();
     let doctor_name = |id: &str| {

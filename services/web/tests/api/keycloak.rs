@@ -129,12 +129,13 @@ async fn in_keycloak_mode_sign_in_is_the_authorization_code_flow_with_pkce() {
         .with_state(realm.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake_url = format!("http://{}", listener.local_addr().unwrap());
+    let keycloak_url = fake_url.clone();
     tokio::spawn(async move { axum::serve(listener, fake).await });
 
     let platform = TestPlatform::start_with(&[Service::Web], |config, _| {
         config.identity_provider = polyclinic_config::IdentityProvider::Keycloak;
-        config.keycloak.url = fake_url.clone();
-        config.gateway.url = Some(fake_url.clone());
+        config.keycloak.url = keycloak_url.clone();
+        config.gateway.url = Some(keycloak_url);
         config.public_web_url = config.web.url.clone().unwrap();
     })
     .await;
@@ -215,6 +216,10 @@ async fn in_keycloak_mode_sign_in_is_the_authorization_code_flow_with_pkce() {
     assert_eq!(account.status(), StatusCode::OK);
     let html = account.text().await.unwrap();
     assert!(html.contains("Kay Cloak"), "signed in as Keycloak's user");
+    assert!(
+        html.contains(&format!("{fake_url}/realms/polyclinic/account")),
+        "passwords are changed in Keycloak's account console"
+    );
     assert!(!html.contains("kc-access"), "no token reaches the page");
 
     // The same code cannot be used twice.

@@ -261,7 +261,7 @@ async fn book_form(
         .with_timezone(&chrono::Utc);
     let doctor: Doctor = state
         .gateway
-        .get_as(&session, &format!("/api/doctors/{doctor_id}"))
+        .get_as(session, &format!("/api/doctors/{doctor_id}"))
         .await
         .map_err(|failure| WebError::from_api(failure, &here))?;
     Ok(BookPage {
@@ -389,7 +389,7 @@ async fn pay_form(
     }
     let doctor: Option<Doctor> = state
         .gateway
-        .get_as(&session, &format!("/api/doctors/{}", appointment.doctor_id))
+        .get_as(session, &format!("/api/doctors/{}", appointment.doctor_id))
         .await
         .ok();
     Ok(Ok(PayPage {

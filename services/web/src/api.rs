@@ -315,15 +315,28 @@ impl Gateway {
             ])
             .await
         {
-            Ok(fresh) => {
+            Ok(mut fresh) => {
+                // A provider that does not rotate refresh tokens keeps the old one valid.
+                if fresh.refresh.is_none() {
+                    fresh.refresh = Some(refresh);
+                }
                 let access = fresh.access.clone();
                 *tokens = Some(fresh);
                 Ok(access)
             }
-            Err(ApiFailure::Rejected(_)) => {
+            // Only a refusal of the refresh token itself ends the login; a rate limit or a
+            // platform hiccup is tried again on the next request.
+            Err(ApiFailure::Rejected(problem))
+                if problem.status == StatusCode::BAD_REQUEST
+                    || problem.status == StatusCode::UNAUTHORIZED =>
+            {
                 *tokens = None;
                 Err(ApiFailure::SignedOut)
             }
+            Err(ApiFailure::Rejected(problem)) => Err(ApiFailure::Unavailable(format!(
+                "refreshing the token: {} {}",
+                problem.status, problem.code
+            ))),
             Err(other) => Err(other),
         }
     }

@@ -107,15 +107,34 @@ pub async fn sessions_and_csrf(
         request = Request::from_parts(parts, Body::from(bytes));
     }
 
+    let htmx = request.headers().contains_key("hx-request");
     request.extensions_mut().insert(Visitor(session.clone()));
     let mut response = next.run(request).await;
+    let mut replaced = response.extensions_mut().remove::<NewSession>();
     if let Some(pending) = response.extensions_mut().remove::<PendingError>() {
         let error = pending.lock().ok().and_then(|mut error| error.take());
         if let Some(error) = error {
-            response = error.page(&session);
+            let mut shown_to = session.clone();
+            if matches!(error, WebError::SignIn { .. }) && session.user.is_some() {
+                // The login behind this session has ended (revoked, expired, password changed
+                // elsewhere): the session goes with it, or sign-in would send the person
+                // straight back here.
+                state.sessions.remove(&session.id);
+                let fresh = state.sessions.start();
+                fresh.set_flash("warn", "Your sign-in has ended. Please sign in again.");
+                replaced = Some(NewSession(fresh.clone()));
+                shown_to = fresh;
+            }
+            response = error.page(&shown_to);
+            if htmx && response.status() == StatusCode::SEE_OTHER {
+                // htmx would swap the sign-in page into a fragment; tell it to navigate.
+                if let Some(location) = response.headers().get(header::LOCATION).cloned() {
+                    response = StatusCode::OK.into_response();
+                    response.headers_mut().insert("hx-redirect", location);
+                }
+            }
         }
     }
-    let replaced = response.extensions_mut().remove::<NewSession>();
     let set = match &replaced {
         Some(NewSession(new)) => Some(new),
         None => fresh.then_some(&session),

@@ -94,12 +94,14 @@ pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
 /// The complete router: pages and assets behind the session and CSRF guard, plus the
 /// health, metrics and OpenAPI routes every service serves.
 pub fn router(config: &Config, state: WebState) -> Router {
+    // Assets are outside the guard: they start no session and carry no cookie, so a shared
+    // cache may keep them.
     let pages = routes::router()
-        .merge(assets::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::sessions_and_csrf,
         ))
+        .merge(assets::router())
         .with_state(state);
     ServiceApp::new(SERVICE, OpenApiRouter::from(pages))
         .body_limit(config.http.body_limit_bytes as usize)

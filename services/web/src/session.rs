@@ -89,7 +89,7 @@ impl std::fmt::Debug for Tokens {
 }
 
 /// A Keycloak login in progress: what the callback must see again.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PendingLogin {
     pub state: String,
     pub verifier: String,
@@ -97,7 +97,6 @@ pub struct PendingLogin {
 }
 
 /// One browser's session.
-#[derive(Debug)]
 pub struct Session {
     pub id: String,
     /// Every form of this session carries it; every unsafe request must bring it back.
@@ -110,6 +109,15 @@ pub struct Session {
     pub tokens: tokio::sync::Mutex<Option<Tokens>>,
     pub pending: Mutex<Option<PendingLogin>>,
     flash: Mutex<Option<Flash>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The id, the CSRF token and the PKCE verifier are secrets.
+        f.debug_struct("Session")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A message shown once on the next page (after a redirect).

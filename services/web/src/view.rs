@@ -2,7 +2,7 @@
 //! with the currency's symbol and minor units.
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 /// The clinic's local conventions.
@@ -40,12 +40,26 @@ impl Clinic {
     /// `[from, to)` of the clinic's calendar day `date`, as instants.
     pub fn day_bounds(&self, date: NaiveDate, days: i64) -> (DateTime<Utc>, DateTime<Utc>) {
         let start = |day: NaiveDate| {
-            day.and_hms_opt(0, 0, 0)
-                .and_then(|midnight| midnight.and_local_timezone(self.tz).earliest())
+            let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+            // Where a DST jump skips midnight, the day starts at the first instant after it.
+            (0..4)
+                .find_map(|hour| {
+                    (midnight + chrono::Duration::hours(hour))
+                        .and_local_timezone(self.tz)
+                        .earliest()
+                })
                 .map(|local| local.with_timezone(&Utc))
-                .unwrap_or_else(Utc::now)
+                .unwrap_or_else(|| midnight.and_utc())
         };
-        (start(date), start(date + chrono::Duration::days(days)))
+        let end = date
+            .checked_add_signed(chrono::Duration::days(days))
+            .unwrap_or(date);
+        (start(date), start(end))
+    }
+
+    /// A date from a form or a link, when it is one a clinic could mean (no year 262142).
+    pub fn plausible(date: NaiveDate) -> Option<NaiveDate> {
+        (1900..=2200).contains(&date.year()).then_some(date)
     }
 }
 

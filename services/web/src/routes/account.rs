@@ -256,7 +256,7 @@ async fn register(
             "first_name": f.v("first_name"),
             "last_name": f.v("last_name"),
             "email": f.v("email"),
-            "password": f.v("password"),
+            "password": f.raw("password"),
         });
         for name in ["date_of_birth", "phone"] {
             if let Some(value) = f.opt(name) {
@@ -357,13 +357,13 @@ async fn change_password(
     let mut f = FormState::new(pairs);
     account(&state, &session, FormState::default())?;
     f.required("current_password");
-    if !f.required("new_password") && f.v("new_password") != f.v("confirm_password") {
+    if !f.required("new_password") && f.raw("new_password") != f.raw("confirm_password") {
         f.error("confirm_password", "The two new passwords differ.");
     }
     if !f.has_errors() {
         let body = json!({
-            "current_password": f.v("current_password"),
-            "new_password": f.v("new_password"),
+            "current_password": f.raw("current_password"),
+            "new_password": f.raw("new_password"),
         });
         match state
             .gateway

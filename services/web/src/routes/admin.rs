@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::appointments::{AppointmentView, doctor_names};
-use super::{FormState, Id, Page, query, require, short};
+use super::{FormState, Id, Page, form_key, query, require, short};
 use crate::WebState;
 use crate::api::ApiFailure;
 use crate::guard::Visitor;
@@ -26,7 +26,7 @@ use crate::model::{
 };
 use crate::page::{Layout, PageResult, WebError, encode, render, render_status, see_other};
 use crate::session::{Role, Session};
-use crate::view::money;
+use crate::view::{Clinic, money};
 
 pub fn router() -> Router<WebState> {
     Router::new()
@@ -105,6 +105,13 @@ async fn queue(State(state): State<WebState>, Visitor(session): Visitor) -> Page
             .find(|doctor| doctor.id == appointment.doctor_id)
             .map(|doctor| doctor.department_id.clone())
             .unwrap_or_default();
+        if department.is_empty() {
+            // A doctor no longer in the directory (deactivated): nothing to offer.
+            staffing.entry(department.clone()).or_insert(Staffing {
+                rooms: Vec::new(),
+                nurses: Vec::new(),
+            });
+        }
         if !staffing.contains_key(&department) {
             let rooms: Vec<Room> = state
                 .gateway
@@ -220,7 +227,7 @@ async fn approve(
                 &session,
                 &format!("/api/appointments/{id}/approve"),
                 &body,
-                &uuid::Uuid::new_v4().to_string(),
+                &form_key(&f),
             )
             .await,
         "Approved: the payment is captured and the patient is told.",
@@ -248,7 +255,7 @@ async fn reject(
                 &session,
                 &format!("/api/appointments/{id}/reject"),
                 &json!({ "reason": f.v("reason") }),
-                &uuid::Uuid::new_v4().to_string(),
+                &form_key(&f),
             )
             .await,
         "Rejected: the card authorisation is released and the patient is told.",
@@ -340,12 +347,14 @@ async fn appointments(
         .and_then(|id| uuid::Uuid::parse_str(id).ok())
         .map(|id| id.to_string())
         .unwrap_or_default();
-    let from = filter
-        .from
+    let (from_day, to_day) = (
+        filter.from.and_then(Clinic::plausible),
+        filter.to.and_then(Clinic::plausible),
+    );
+    let from = from_day
         .map(|date| state.clinic.day_bounds(date, 0).0.to_rfc3339())
         .unwrap_or_default();
-    let to = filter
-        .to
+    let to = to_day
         .map(|date| state.clinic.day_bounds(date, 1).1.to_rfc3339())
         .unwrap_or_default();
     let cursor = filter.cursor.map(|c| c.to_string()).unwrap_or_default();
@@ -366,8 +375,8 @@ async fn appointments(
         .await
         .map_err(|failure| WebError::from_api(failure, here))?;
     let names = doctor_names(&state, &session).await;
-    let from_date = filter.from.map(|d| d.to_string()).unwrap_or_default();
-    let to_date = filter.to.map(|d| d.to_string()).unwrap_or_default();
+    let from_date = from_day.map(|d| d.to_string()).unwrap_or_default();
+    let to_date = to_day.map(|d| d.to_string()).unwrap_or_default();
     let next = page.next_cursor.as_ref().map(|next| {
         format!(
             "{here}{}",
@@ -423,6 +432,7 @@ struct PaymentRow {
     created: String,
     can_capture: bool,
     can_refund: bool,
+    key: String,
 }
 
 const PAYMENT_STATUSES: [&str; 4] = [
@@ -489,6 +499,7 @@ async fn payments(
                 can_capture: payment.status == "requires_capture",
                 can_refund: payment.status == "succeeded"
                     && payment.amount_refunded < payment.amount_captured,
+                key: uuid::Uuid::new_v4().to_string(),
             })
             .collect(),
         next,
@@ -540,7 +551,7 @@ async fn money_action(
             session,
             &format!("/api/payments/{id}/{action}"),
             &body,
-            &uuid::Uuid::new_v4().to_string(),
+            &form_key(&f),
         )
         .await;
     outcome(session, result, done, "/admin/payments")
@@ -688,7 +699,7 @@ async fn create_staff(
         "first_name": f.v("first_name"),
         "last_name": f.v("last_name"),
         "email": f.v("email"),
-        "password": f.v("password"),
+        "password": f.raw("password"),
         "role": role,
     });
     if (role == "DOCTOR" || role == "NURSE") && !f.required("department_id") {

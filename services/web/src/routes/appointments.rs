@@ -12,7 +12,7 @@ use axum::{Form, Router};
 use chrono::Utc;
 use serde_json::json;
 
-use super::{FormState, Id, Page, require, short};
+use super::{FormState, Id, all_pages, form_key, require, short};
 use crate::WebState;
 use crate::api::ApiFailure;
 use crate::guard::Visitor;
@@ -49,6 +49,8 @@ pub struct AppointmentView {
     pub can_cancel: bool,
     pub can_reschedule: bool,
     pub can_close: bool,
+    /// The idempotency key of this rendering's action forms.
+    pub key: String,
 }
 
 impl AppointmentView {
@@ -90,6 +92,7 @@ impl AppointmentView {
             can_close: status == "SCHEDULED"
                 && appointment.starts_at <= Utc::now()
                 && matches!(role, Role::Doctor | Role::Nurse | Role::Admin),
+            key: uuid::Uuid::new_v4().to_string(),
         }
     }
 }
@@ -123,13 +126,11 @@ async fn mine(State(state): State<WebState>, Visitor(session): Visitor) -> PageR
     if user.role != Role::Patient {
         return Ok(see_other(user.role.home()));
     }
-    let page: Page<Appointment> = state
-        .gateway
-        .get(&session, "/api/appointments/mine?limit=100")
-        .await
-        .map_err(|failure| WebError::from_api(failure, "/appointments"))?;
+    let mut items: Vec<Appointment> =
+        all_pages(&state, &session, "/api/appointments/mine?limit=100", 20)
+            .await
+            .map_err(|failure| WebError::from_api(failure, "/appointments"))?;
     let doctors = doctor_names(&state, &session).await;
-    let mut items = page.items;
     items.sort_by_key(|appointment| std::cmp::Reverse(appointment.starts_at));
     let now = Utc::now();
     let (upcoming, past): (Vec<_>, Vec<_>) = items.iter().partition(|appointment| {
@@ -198,11 +199,12 @@ async fn act(
     session: &Session,
     id: &str,
     action: &str,
+    f: &FormState,
     body: serde_json::Value,
     done: &str,
 ) -> PageResult {
     let back = back(session, id);
-    let key = uuid::Uuid::new_v4().to_string();
+    let key = form_key(f);
     match state
         .gateway
         .post_once(
@@ -247,6 +249,7 @@ async fn cancel(
         &session,
         &id,
         "cancel",
+        &f,
         body,
         "The appointment is cancelled; any payment is released or refunded.",
     )
@@ -266,6 +269,7 @@ async fn reschedule(
         &session,
         &id,
         "reschedule",
+        &f,
         json!({ "starts_at": f.v("starts_at") }),
         "The appointment is moved.",
     )
@@ -276,7 +280,9 @@ async fn complete(
     State(state): State<WebState>,
     Visitor(session): Visitor,
     Id(id): Id,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
+    let f = FormState::new(pairs);
     require(
         &session,
         &[Role::Doctor, Role::Nurse, Role::Admin],
@@ -287,6 +293,7 @@ async fn complete(
         &session,
         &id,
         "complete",
+        &f,
         json!({}),
         "Marked as completed.",
     )
@@ -297,7 +304,9 @@ async fn no_show(
     State(state): State<WebState>,
     Visitor(session): Visitor,
     Id(id): Id,
+    Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
+    let f = FormState::new(pairs);
     require(
         &session,
         &[Role::Doctor, Role::Nurse, Role::Admin],
@@ -308,6 +317,7 @@ async fn no_show(
         &session,
         &id,
         "no-show",
+        &f,
         json!({}),
         "Marked as a no-show.",
     )

@@ -309,15 +309,15 @@ async fn record_page(
         .map_err(|failure| WebError::from_api(failure, &here))?;
     let doctor = user.role == Role::Doctor;
     let appointments = if doctor {
-        let page: Page<Appointment> = state
-            .gateway
-            .get(
-                session,
-                &format!("/api/appointments/mine?patient_id={patient_id}&limit=100"),
-            )
-            .await
-            .map_err(|failure| WebError::from_api(failure, &here))?;
-        page.items
+        let visits: Vec<Appointment> = super::all_pages(
+            state,
+            session,
+            &format!("/api/appointments/mine?patient_id={patient_id}&limit=100"),
+            10,
+        )
+        .await
+        .map_err(|failure| WebError::from_api(failure, &here))?;
+        visits
             .iter()
             .filter(|appointment| matches!(appointment.status.as_str(), "SCHEDULED" | "COMPLETED"))
             .map(|appointment| AppointmentChoice {

@@ -89,6 +89,11 @@ impl FormState {
             .unwrap_or("")
     }
 
+    /// The submitted value exactly as typed (passwords: spaces are part of them).
+    pub fn raw(&self, name: &str) -> &str {
+        self.values.get(name).map(String::as_str).unwrap_or("")
+    }
+
     /// The value, or `None` when blank.
     pub fn opt(&self, name: &str) -> Option<&str> {
         Some(self.v(name)).filter(|value| !value.is_empty())
@@ -166,10 +171,49 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// Every item of a cursor-paged list at `path` (which has a query already), following
+/// `next_cursor` for at most `pages` pages.
+pub async fn all_pages<T: serde::de::DeserializeOwned>(
+    state: &WebState,
+    session: &Session,
+    path: &str,
+    pages: usize,
+) -> Result<Vec<T>, crate::api::ApiFailure> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..pages {
+        let page_path = match &cursor {
+            Some(cursor) => format!("{path}&cursor={cursor}"),
+            None => path.to_owned(),
+        };
+        let page: Page<T> = state.gateway.get(session, &page_path).await?;
+        items.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(items)
+}
+
+/// The idempotency key a form carries (one per rendered form: submitting it twice acts
+/// once), or a fresh one for a form that has none.
+pub fn form_key(f: &FormState) -> String {
+    f.opt("idempotency_key")
+        .filter(|key| uuid::Uuid::parse_str(key).is_ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
 /// Only a path on this site may be a place to go back to (no open redirects).
 pub fn local_path(next: Option<&str>) -> Option<String> {
     let next = next?;
-    let safe = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    // Browsers drop tabs and newlines from a Location and read `\` as `/`: refuse them all,
+    // so what is checked is what the browser follows.
+    let plain = !next
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+    let safe = plain && next.starts_with('/') && !next.starts_with("//");
     safe.then(|| next.to_owned())
 }
 
@@ -222,6 +266,8 @@ mod tests {
         assert_eq!(local_path(Some("//evil.example")), None);
         assert_eq!(local_path(Some("https://evil.example")), None);
         assert_eq!(local_path(Some("/\\evil.example")), None);
+        assert_eq!(local_path(Some("/\t/evil.example")), None);
+        assert_eq!(local_path(Some("/\r\nSet-Cookie: x")), None);
         assert_eq!(local_path(None), None);
     }
 

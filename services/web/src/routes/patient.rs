@@ -159,6 +159,8 @@ struct WeekPage {
     next: String,
     reschedule: Option<String>,
     timezone: String,
+    /// The idempotency key of this rendering's move-here forms.
+    key: String,
 }
 
 async fn week(
@@ -168,7 +170,11 @@ async fn week(
     Query(week): Query<WeekQuery>,
 ) -> PageResult {
     let today = state.clinic.today();
-    let from = week.from.filter(|from| *from >= today).unwrap_or(today);
+    // Within the year ahead: availability is asked for a week at a time.
+    let from = week
+        .from
+        .filter(|from| *from >= today && *from <= today + Duration::days(366))
+        .unwrap_or(today);
     let to = from + Duration::days(6);
     let here = format!("/doctors/{doctor_id}");
     let doctor: Doctor = state
@@ -218,6 +224,7 @@ async fn week(
         next: keep(from + Duration::days(7)),
         reschedule,
         timezone: state.clinic.tz.name().to_owned(),
+        key: uuid::Uuid::new_v4().to_string(),
     }))
 }
 

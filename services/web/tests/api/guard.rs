@@ -241,3 +241,69 @@ async fn a_sign_in_only_goes_back_to_a_page_of_this_site() {
         .unwrap();
     assert_eq!(signed.headers()["location"], "/admin/queue");
 }
+
+#[tokio::test]
+async fn a_session_whose_login_ended_is_replaced_so_the_sign_in_form_shows() {
+    let platform = TestPlatform::start(&Service::ALL).await;
+    let (patient, _) = platform
+        .register_patient("ended.patient@example.test")
+        .await;
+    let cookie = crate::sign_in(
+        &platform,
+        "ended.patient@example.test",
+        "patient passphrase",
+    )
+    .await;
+    let admin = platform.admin_token().await;
+    let id = patient["id"].as_str().unwrap();
+    let deactivated = platform
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/users/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(deactivated.status, StatusCode::NO_CONTENT);
+
+    // Once every service has heard of it, a page that asks the API sends the person to sign
+    // in, with a fresh session; the sign-in form then shows instead of bouncing back.
+    let (location, fresh) =
+        polyclinic_testing::eventually("the ended login to be noticed", || async {
+            let response = client()
+                .get(web(&platform, "/appointments"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap();
+            let location = response
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned())?;
+            location
+                .starts_with("/login")
+                .then(|| (location, session_cookie(&response)))
+        })
+        .await;
+    assert_eq!(location, "/login?next=%2Fappointments");
+    let fresh = fresh.expect("the ended session is replaced");
+    assert_ne!(fresh, cookie);
+    let login = client()
+        .get(web(&platform, &location))
+        .header("cookie", &fresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        login.status(),
+        StatusCode::OK,
+        "the sign-in form, not a redirect loop"
+    );
+    assert!(
+        login
+            .text()
+            .await
+            .unwrap()
+            .contains("Your sign-in has ended")
+    );
+}

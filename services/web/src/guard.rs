@@ -156,12 +156,8 @@ fn finish(state: &WebState, name: &str, new: Option<&Arc<Session>>, response: &m
             headers.append(header::SET_COOKIE, value);
         }
     }
+    headers.insert(header::CONTENT_SECURITY_POLICY, state.csp.clone());
     let fixed = [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "same-origin"),

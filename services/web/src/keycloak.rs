@@ -42,6 +42,22 @@ impl KeycloakLogin {
         })
     }
 
+    /// Keycloak's end-session endpoint: it ends the Keycloak sign-in too (else the next
+    /// visit to the sign-in page would be signed straight back in), then sends the browser
+    /// back to this app's sign-in page.
+    pub fn logout_url(&self) -> String {
+        let back = self.redirect_uri.replace("/auth/callback", "/login");
+        format!(
+            "{}?client_id={}&post_logout_redirect_uri={}",
+            self.authorize_url.replace(
+                "/protocol/openid-connect/auth",
+                "/protocol/openid-connect/logout"
+            ),
+            encode(CLIENT_ID),
+            encode(&back),
+        )
+    }
+
     /// The realm's account console, where people change their password.
     pub fn account_url(&self) -> String {
         self.authorize_url

@@ -50,6 +50,8 @@ pub struct WebState {
     cutoff_hours: i64,
     /// The clinic's currency, for fees entered here.
     currency: String,
+    /// The Content-Security-Policy of every page.
+    csp: axum::http::HeaderValue,
 }
 
 impl WebState {
@@ -77,8 +79,28 @@ impl WebState {
             keycloak,
             cutoff_hours: config.booking.cancellation_cutoff_hours.into(),
             currency: config.currency.clone(),
+            csp: content_security_policy(config)?,
         })
     }
+}
+
+/// Scripts, styles and everything else from this app only; forms may also lead to Keycloak
+/// (signing out ends the Keycloak session there), as a redirect after a form is held to
+/// `form-action` too.
+fn content_security_policy(config: &Config) -> anyhow::Result<axum::http::HeaderValue> {
+    let mut form_action = "'self'".to_owned();
+    if config.identity_provider == IdentityProvider::Keycloak {
+        let issuer = config.issuer();
+        let origin = issuer.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+        form_action.push(' ');
+        form_action.push_str(&origin);
+    }
+    let policy = format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    axum::http::HeaderValue::from_str(&policy)
+        .with_context(|| format!("the issuer {} makes no valid policy", config.issuer()))
 }
 
 /// Whether browsers reach the app over HTTPS.

@@ -219,7 +219,11 @@ async fn logout(State(state): State<WebState>, Visitor(session): Visitor) -> Res
     state.sessions.remove(&session.id);
     let fresh = state.sessions.start();
     fresh.set_flash("ok", "You are signed out.");
-    let mut response = see_other("/login");
+    let target = match &state.keycloak {
+        Some(keycloak) => keycloak.logout_url(),
+        None => "/login".to_owned(),
+    };
+    let mut response = see_other(&target);
     response.extensions_mut().insert(NewSession(fresh));
     response
 }

@@ -222,6 +222,38 @@ async fn in_keycloak_mode_sign_in_is_the_authorization_code_flow_with_pkce() {
     );
     assert!(!html.contains("kc-access"), "no token reaches the page");
 
+    // Pages may send forms on to Keycloak (signing out there), nowhere else.
+    let csp = account_csp(&platform, &cookie).await;
+    assert!(
+        csp.contains(&format!("form-action 'self' {fake_url};")),
+        "{csp}"
+    );
+
+    // Signing out ends the Keycloak session too, then comes back to the sign-in page.
+    let page = http
+        .get(web(&platform, "/account"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let csrf = crate::csrf_of(&page.text().await.unwrap());
+    let out = http
+        .post(web(&platform, "/logout"))
+        .header("cookie", &cookie)
+        .form(&[("_csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let location = out.headers()["location"].to_str().unwrap().to_owned();
+    let end_session = reqwest::Url::parse(&location).unwrap();
+    assert_eq!(
+        end_session.path(),
+        "/realms/polyclinic/protocol/openid-connect/logout"
+    );
+    let query: HashMap<_, _> = end_session.query_pairs().into_owned().collect();
+    assert_eq!(query["client_id"], "polyclinic-app");
+    assert_eq!(query["post_logout_redirect_uri"], web(&platform, "/login"));
+
     // The same code cannot be used twice.
     let replay = http
         .get(&callback)
@@ -230,4 +262,17 @@ async fn in_keycloak_mode_sign_in_is_the_authorization_code_flow_with_pkce() {
         .await
         .unwrap();
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn account_csp(platform: &TestPlatform, cookie: &str) -> String {
+    let response = client()
+        .get(web(platform, "/account"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }

@@ -138,7 +138,8 @@ pub fn mail(config: &Config) -> anyhow::Result<Mail> {
             anyhow::anyhow!("`timezone`: {} is not an IANA timezone", config.timezone)
         })?,
         clinic: "Polyclinic".to_owned(),
-        sign_in_url: config.public_url.clone(),
+        // People sign in through the web app; the emails send them there.
+        sign_in_url: config.public_web_url.clone(),
     })
 }
 

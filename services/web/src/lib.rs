@@ -128,8 +128,6 @@ pub fn router(config: &Config, state: WebState) -> Router {
     ServiceApp::new(SERVICE, OpenApiRouter::from(pages))
         .body_limit(config.http.body_limit_bytes as usize)
         .into_router()
-        // A browser that follows a stale link gets a page, not the API's problem document.
-        .fallback(|| async { page::plain_error(axum::http::StatusCode::NOT_FOUND) })
 }
 
 /// Serves on `listener` until `shutdown` is cancelled.

@@ -307,27 +307,3 @@ async fn a_session_whose_login_ended_is_replaced_so_the_sign_in_form_shows() {
             .contains("Your sign-in has ended")
     );
 }
-
-#[tokio::test]
-async fn an_unknown_page_is_an_html_404() {
-    let platform = platform().await;
-    let response = client()
-        .get(web(&platform, "/no/such/page"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("Back to the start page")
-    );
-}

@@ -143,7 +143,7 @@ pub async fn sessions_and_csrf(
     response
 }
 
-/// Sets the cookie (when the session is new) and the headers every page carries.
+/// Sets the cookie (when the session is new) and the pages' own security headers.
 fn finish(state: &WebState, name: &str, new: Option<&Arc<Session>>, response: &mut Response) {
     let headers = response.headers_mut();
     if let Some(session) = new {
@@ -156,19 +156,9 @@ fn finish(state: &WebState, name: &str, new: Option<&Arc<Session>>, response: &m
             headers.append(header::SET_COOKIE, value);
         }
     }
+    // The pages' own policy (scripts and styles from here); ServiceApp adds the rest of the
+    // platform's headers (nosniff, DENY framing, no-referrer, no-store) to every answer.
     headers.insert(header::CONTENT_SECURITY_POLICY, state.csp.clone());
-    let fixed = [
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "same-origin"),
-    ];
-    for (name, value) in fixed {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    if !headers.contains_key(header::CACHE_CONTROL) {
-        // Pages show health data: never kept by the browser or a proxy.
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
     if state.secure {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,

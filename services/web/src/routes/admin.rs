@@ -97,6 +97,24 @@ async fn queue(State(state): State<WebState>, Visitor(session): Visitor) -> Page
         .map_err(fail)?;
     let names: HashMap<String, String> =
         directory.iter().map(|d| (d.id.clone(), d.name())).collect();
+    // One read of the scheduled visits that could overlap any waiting request (no visit is
+    // longer than a day), rather than one per request.
+    let scheduled: Vec<Appointment> = match (
+        waiting.items.iter().map(|a| a.starts_at).min(),
+        waiting.items.iter().map(|a| a.ends_at).max(),
+    ) {
+        (Some(first), Some(last)) => {
+            let path = format!(
+                "/api/appointments?status=SCHEDULED&limit=100&from={}&to={}",
+                encode(&(first - chrono::Duration::hours(24)).to_rfc3339()),
+                encode(&last.to_rfc3339())
+            );
+            super::all_pages(&state, &session, &path, 50)
+                .await
+                .map_err(fail)?
+        }
+        _ => Vec::new(),
+    };
     let mut staffing: HashMap<String, Staffing> = HashMap::new();
     let mut items = Vec::new();
     for appointment in &waiting.items {
@@ -105,14 +123,8 @@ async fn queue(State(state): State<WebState>, Visitor(session): Visitor) -> Page
             .find(|doctor| doctor.id == appointment.doctor_id)
             .map(|doctor| doctor.department_id.clone())
             .unwrap_or_default();
-        if department.is_empty() {
-            // A doctor no longer in the directory (deactivated): nothing to offer.
-            staffing.entry(department.clone()).or_insert(Staffing {
-                rooms: Vec::new(),
-                nurses: Vec::new(),
-            });
-        }
-        if !staffing.contains_key(&department) {
+        // A doctor no longer in the directory (deactivated) has nothing to offer.
+        if !department.is_empty() && !staffing.contains_key(&department) {
             let rooms: Vec<Room> = state
                 .gateway
                 .get(&session, &format!("/api/rooms?department_id={department}"))
@@ -136,15 +148,13 @@ async fn queue(State(state): State<WebState>, Visitor(session): Visitor) -> Page
                 },
             );
         }
-        let (busy_rooms, busy_nurses) = busy_during(&state, &session, appointment)
-            .await
-            .map_err(fail)?;
-        let staff = &staffing[&department];
+        let (busy_rooms, busy_nurses) = busy_during(&scheduled, appointment);
+        let staff = staffing.get(&department);
         items.push(QueueItem {
             a: AppointmentView::new(&state, appointment, &names, Role::Admin),
             rooms: staff
-                .rooms
-                .iter()
+                .into_iter()
+                .flat_map(|staff| &staff.rooms)
                 .filter(|room| !busy_rooms.contains(&room.id))
                 .map(|room| Choice {
                     id: room.id.clone(),
@@ -152,8 +162,8 @@ async fn queue(State(state): State<WebState>, Visitor(session): Visitor) -> Page
                 })
                 .collect(),
             nurses: staff
-                .nurses
-                .iter()
+                .into_iter()
+                .flat_map(|staff| &staff.nurses)
                 .filter(|nurse| !busy_nurses.contains(&nurse.id))
                 .map(|nurse| Choice {
                     id: nurse.id.clone(),
@@ -168,42 +178,23 @@ async fn queue(State(state): State<WebState>, Visitor(session): Visitor) -> Page
     }))
 }
 
-/// The rooms and nurses already booked for a scheduled appointment that overlaps this one.
-async fn busy_during(
-    state: &WebState,
-    session: &Session,
+/// The rooms and nurses that a scheduled visit overlapping `appointment` already holds.
+fn busy_during(
+    scheduled: &[Appointment],
     appointment: &Appointment,
-) -> Result<(HashSet<String>, HashSet<String>), ApiFailure> {
-    // No visit is longer than a day; anything that overlaps starts within one before.
-    let from = appointment.starts_at - chrono::Duration::hours(24);
-    let path = format!(
-        "/api/appointments?status=SCHEDULED&limit=100&from={}&to={}",
-        encode(&from.to_rfc3339()),
-        encode(&appointment.ends_at.to_rfc3339())
-    );
+) -> (HashSet<String>, HashSet<String>) {
+    let overlapping = scheduled.iter().filter(|other| {
+        other.id != appointment.id
+            && other.starts_at < appointment.ends_at
+            && other.ends_at > appointment.starts_at
+    });
     let mut rooms = HashSet::new();
     let mut nurses = HashSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page_path = match &cursor {
-            Some(cursor) => format!("{path}&cursor={cursor}"),
-            None => path.clone(),
-        };
-        let page: Page<Appointment> = state.gateway.get(session, &page_path).await?;
-        for other in &page.items {
-            let overlaps =
-                other.starts_at < appointment.ends_at && other.ends_at > appointment.starts_at;
-            if overlaps && other.id != appointment.id {
-                rooms.extend(other.room_id.clone());
-                nurses.extend(other.nurse_id.clone());
-            }
-        }
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
+    for other in overlapping {
+        rooms.extend(other.room_id.clone());
+        nurses.extend(other.nurse_id.clone());
     }
-    Ok((rooms, nurses))
+    (rooms, nurses)
 }
 
 async fn approve(

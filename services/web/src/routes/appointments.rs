@@ -282,19 +282,12 @@ async fn complete(
     Id(id): Id,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
-    let f = FormState::new(pairs);
-    require(
-        &session,
-        &[Role::Doctor, Role::Nurse, Role::Admin],
-        "/appointments",
-    )?;
-    act(
+    close_visit(
         &state,
         &session,
         &id,
+        pairs,
         "complete",
-        &f,
-        json!({}),
         "Marked as completed.",
     )
     .await
@@ -306,20 +299,31 @@ async fn no_show(
     Id(id): Id,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
-    let f = FormState::new(pairs);
-    require(
-        &session,
-        &[Role::Doctor, Role::Nurse, Role::Admin],
-        "/appointments",
-    )?;
-    act(
+    close_visit(
         &state,
         &session,
         &id,
+        pairs,
         "no-show",
-        &f,
-        json!({}),
         "Marked as a no-show.",
     )
     .await
+}
+
+/// Ends a visit that took place (or did not): its doctor, its nurse or an admin.
+async fn close_visit(
+    state: &WebState,
+    session: &Session,
+    id: &str,
+    pairs: Vec<(String, String)>,
+    action: &str,
+    done: &str,
+) -> PageResult {
+    require(
+        session,
+        &[Role::Doctor, Role::Nurse, Role::Admin],
+        "/appointments",
+    )?;
+    let f = FormState::new(pairs);
+    act(state, session, id, action, &f, json!({}), done).await
 }

@@ -132,7 +132,7 @@ pub fn describe_config(config: &Config) -> anyhow::Result<String> {
     let table = toml::Table::try_from(config).context("serializing the configuration")?;
     let mut lines = Vec::new();
     for (key, var) in polyclinic_config::keys() {
-        let secret = key.contains("password") || key.contains("secret");
+        let secret = key.contains("password") || key.contains("secret") || key.contains("token");
         let value = match lookup(&table, &key) {
             None => "(unset)".to_owned(),
             Some(_) if secret => "***".to_owned(),

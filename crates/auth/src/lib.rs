@@ -16,9 +16,10 @@ mod jwks;
 mod principal;
 mod revocation;
 pub mod roles;
+pub mod scopes;
 mod verifier;
 
-pub use principal::{Principal, Require, RoleRule, authenticate, rules};
+pub use principal::{Principal, Require, RoleRule, Scope, authenticate, insufficient_scope, rules};
 pub use revocation::{RevocationList, Revoked};
 pub use roles::{Role, RoleSet};
-pub use verifier::{AuthError, Verifier, VerifierSettings};
+pub use verifier::{AuthError, LocalFeed, RevocationFeed, Verifier, VerifierSettings};

@@ -25,6 +25,8 @@ pub struct Principal {
     pub session_id: Option<String>,
     pub username: Option<String>,
     pub email: Option<String>,
+    /// `scope`: what a service client's token was granted (space-separated in the token).
+    pub scopes: Arc<[String]>,
     pub(crate) token: Arc<str>,
 }
 
@@ -32,6 +34,18 @@ impl Principal {
     /// Whether the caller has `role`.
     pub fn is(&self, role: Role) -> bool {
         self.roles.contains(role)
+    }
+
+    /// Whether the token carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|granted| granted == scope)
+    }
+
+    /// Whether this is a platform service's own token granted `scope`: what a route that
+    /// admits services asks, so that each service can do only what it needs (a
+    /// notifications token reads people, it does not refund payments).
+    pub fn is_service_with(&self, scope: &str) -> bool {
+        self.is(Role::Service) && self.has_scope(scope)
     }
 
     /// The user id of a person's token. A service token has none: 403.
@@ -130,14 +144,24 @@ where
     }
 }
 
-/// A set of roles that a route admits.
+/// A set of roles that a route admits. A rule that admits [`Role::Service`] names the
+/// scope a service's token must carry.
 pub trait RoleRule {
     const ROLES: &'static [Role];
+    /// The scope a service token needs on this route (the rules that admit services set it).
+    const SERVICE_SCOPE: Option<&'static str> = None;
+}
+
+/// A permission a platform service's client may be granted (the token's `scope`).
+pub trait Scope {
+    const NAME: &'static str;
 }
 
 /// The role rules routes use.
 pub mod rules {
-    use super::RoleRule;
+    use std::marker::PhantomData;
+
+    use super::{RoleRule, Scope};
     use crate::Role;
 
     /// Administrators.
@@ -148,14 +172,15 @@ pub mod rules {
     pub struct Doctor;
     /// Patients.
     pub struct Patient;
-    /// Platform services acting on their own behalf.
-    pub struct Service;
+
     /// A person of any role (not a service client).
     pub struct Person;
-    /// Administrators, and platform services acting on their own behalf.
-    pub struct AdminOrService;
-    /// Clinic staff, and platform services acting on their own behalf (rooms).
-    pub struct StaffOrService;
+    /// Platform services whose token carries scope `S`, and no one else.
+    pub struct ServiceWith<S>(PhantomData<S>);
+    /// Administrators, and platform services whose token carries scope `S`.
+    pub struct AdminOr<S>(PhantomData<S>);
+    /// Clinic staff, and platform services whose token carries scope `S`.
+    pub struct StaffOr<S>(PhantomData<S>);
     /// Patients and administrators (bookings).
     pub struct PatientOrAdmin;
     /// Doctors and administrators (schedules).
@@ -175,14 +200,17 @@ pub mod rules {
     impl RoleRule for Patient {
         const ROLES: &'static [Role] = &[Role::Patient];
     }
-    impl RoleRule for Service {
+    impl<S: Scope> RoleRule for ServiceWith<S> {
         const ROLES: &'static [Role] = &[Role::Service];
+        const SERVICE_SCOPE: Option<&'static str> = Some(S::NAME);
     }
-    impl RoleRule for AdminOrService {
+    impl<S: Scope> RoleRule for AdminOr<S> {
         const ROLES: &'static [Role] = &[Role::Admin, Role::Service];
+        const SERVICE_SCOPE: Option<&'static str> = Some(S::NAME);
     }
-    impl RoleRule for StaffOrService {
+    impl<S: Scope> RoleRule for StaffOr<S> {
         const ROLES: &'static [Role] = &[Role::Admin, Role::Doctor, Role::Nurse, Role::Service];
+        const SERVICE_SCOPE: Option<&'static str> = Some(S::NAME);
     }
     impl RoleRule for PatientOrAdmin {
         const ROLES: &'static [Role] = &[Role::Patient, Role::Admin];
@@ -236,15 +264,38 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let principal =
             <Principal as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        if !principal.roles.any(R::ROLES) {
-            return Err(ApiError::forbidden(
-                "forbidden",
-                "Your role does not allow this request.",
-            ));
+        let people: Vec<Role> = R::ROLES
+            .iter()
+            .copied()
+            .filter(|role| *role != Role::Service)
+            .collect();
+        if principal.roles.any(&people) {
+            return Ok(Self {
+                principal,
+                rule: PhantomData,
+            });
         }
-        Ok(Self {
-            principal,
-            rule: PhantomData,
-        })
+        if principal.is(Role::Service) && R::ROLES.contains(&Role::Service) {
+            let scope = R::SERVICE_SCOPE.unwrap_or("");
+            if !principal.has_scope(scope) {
+                return Err(insufficient_scope(scope));
+            }
+            return Ok(Self {
+                principal,
+                rule: PhantomData,
+            });
+        }
+        Err(ApiError::forbidden(
+            "forbidden",
+            "Your role does not allow this request.",
+        ))
     }
+}
+
+/// 403 for a service token without the scope a route needs (RFC 6750 section 3.1).
+pub fn insufficient_scope(scope: &str) -> ApiError {
+    ApiError::forbidden(
+        "insufficient_scope",
+        format!("This service token lacks the scope `{scope}`."),
+    )
 }

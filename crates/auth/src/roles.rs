@@ -92,9 +92,12 @@ impl FromIterator<Role> for RoleSet {
     }
 }
 
-/// The one converter: roles from `realm_access.roles` and `resource_access.*.roles`
-/// (Keycloak) and `roles` (the built-in provider), normalised.
-pub fn from_claims(claims: &Value) -> RoleSet {
+/// The one converter: roles from `realm_access.roles` and `resource_access.<client>.roles`
+/// (Keycloak) and `roles` (the built-in provider), normalised. Only `own_client`'s client
+/// roles count (Polyclinic's API client, the token's audience): a role called `admin` on
+/// any other client of the realm (Keycloak's `account`, another application's) is that
+/// client's business and grants nothing here.
+pub fn from_claims(claims: &Value, own_client: &str) -> RoleSet {
     let names = |value: Option<&Value>| -> Vec<String> {
         value
             .and_then(Value::as_array)
@@ -109,10 +112,11 @@ pub fn from_claims(claims: &Value) -> RoleSet {
     };
     let mut all = names(claims.get("roles"));
     all.extend(names(claims.pointer("/realm_access/roles")));
-    if let Some(clients) = claims.get("resource_access").and_then(Value::as_object) {
-        for client in clients.values() {
-            all.extend(names(client.get("roles")));
-        }
+    if let Some(client) = claims
+        .get("resource_access")
+        .and_then(|clients| clients.get(own_client))
+    {
+        all.extend(names(client.get("roles")));
     }
     all.iter().filter_map(|name| Role::parse(name)).collect()
 }
@@ -128,7 +132,7 @@ mod tests {
             "realm_access": {"roles": ["offline_access", "default-roles-polyclinic", "DOCTOR"]},
             "resource_access": {"polyclinic-api": {"roles": ["role_admin"]}, "account": {"roles": ["manage-account"]}}
         });
-        let roles = from_claims(&keycloak);
+        let roles = from_claims(&keycloak, "polyclinic-api");
         assert!(roles.contains(Role::Doctor));
         assert!(roles.contains(Role::Admin));
         assert!(!roles.contains(Role::Patient));
@@ -136,16 +140,35 @@ mod tests {
 
         let builtin = json!({"roles": ["PATIENT"], "realm_access": {"roles": ["PATIENT"]}});
         assert_eq!(
-            from_claims(&builtin).iter().collect::<Vec<_>>(),
+            from_claims(&builtin, "polyclinic-api")
+                .iter()
+                .collect::<Vec<_>>(),
+            [Role::Patient]
+        );
+    }
+
+    #[test]
+    fn a_role_on_another_client_grants_nothing() {
+        let claims = json!({
+            "realm_access": {"roles": ["PATIENT"]},
+            "resource_access": {
+                "billing-app": {"roles": ["admin"]},
+                "account": {"roles": ["ADMIN", "manage-account"]}
+            }
+        });
+        assert_eq!(
+            from_claims(&claims, "polyclinic-api")
+                .iter()
+                .collect::<Vec<_>>(),
             [Role::Patient]
         );
     }
 
     #[test]
     fn claims_without_roles_give_an_empty_set() {
-        assert!(from_claims(&json!({"sub": "x"})).is_empty());
+        assert!(from_claims(&json!({"sub": "x"}), "polyclinic-api").is_empty());
         assert!(
-            from_claims(&json!({"roles": "ADMIN"})).is_empty(),
+            from_claims(&json!({"roles": "ADMIN"}), "polyclinic-api").is_empty(),
             "a string is not a list"
         );
     }

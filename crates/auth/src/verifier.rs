@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
+use polyclinic_client::ServiceTokens;
 use polyclinic_config::{Config, Service};
 use polyclinic_http::ApiError;
 use serde_json::Value;
@@ -56,14 +57,43 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// Where a verifier learns of ended logins and deactivated users.
+#[derive(Clone)]
+pub enum RevocationFeed {
+    /// Nothing is polled (tests of verification alone).
+    None,
+    /// The identity service's feed, asked with this service's own token (scope
+    /// `revocations:read`): who has been cut off is not for anyone to read.
+    Http {
+        url: String,
+        tokens: Arc<ServiceTokens>,
+    },
+    /// A function: the identity service reads its own tables.
+    Local(Arc<dyn Fn() -> LocalFeed + Send + Sync>),
+}
+
+/// What a local feed returns.
+pub type LocalFeed =
+    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<RevocationList>> + Send>>;
+
+impl std::fmt::Debug for RevocationFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RevocationFeed::None => f.write_str("None"),
+            RevocationFeed::Http { url, .. } => f.debug_struct("Http").field("url", url).finish(),
+            RevocationFeed::Local(_) => f.write_str("Local"),
+        }
+    }
+}
+
 /// What a verifier trusts.
 #[derive(Debug, Clone)]
 pub struct VerifierSettings {
     pub issuer: String,
     pub audience: String,
     pub jwks_url: String,
-    /// The identity service's revocation feed; `None` turns polling off.
-    pub revocations_url: Option<String>,
+    /// The revocation feed it polls.
+    pub revocations: RevocationFeed,
     pub leeway: Duration,
     pub refetch_interval: Duration,
     pub revocation_poll: Duration,
@@ -72,16 +102,20 @@ pub struct VerifierSettings {
 }
 
 impl VerifierSettings {
-    /// The settings every service derives from the platform configuration.
-    pub fn from_config(config: &Config) -> Self {
+    /// The settings `service` derives from the platform configuration: the identity
+    /// service's feed, asked with `service`'s own client credentials.
+    pub fn from_config(config: &Config, service: Service) -> Self {
         Self {
             issuer: config.issuer(),
             audience: config.auth.audience.clone(),
             jwks_url: config.jwks_url(),
-            revocations_url: Some(format!(
-                "{}/api/auth/revocations",
-                config.service_url(Service::Identity)
-            )),
+            revocations: RevocationFeed::Http {
+                url: format!(
+                    "{}/api/auth/revocations",
+                    config.service_url(Service::Identity)
+                ),
+                tokens: Arc::new(ServiceTokens::for_service(config, service)),
+            },
             leeway: Duration::from_secs(config.auth.leeway_secs.into()),
             refetch_interval: Duration::from_secs(config.auth.jwks_refetch_interval_secs.into()),
             revocation_poll: Duration::from_secs(config.auth.revocation_poll_secs.max(1).into()),
@@ -141,7 +175,7 @@ impl Verifier {
             http,
             verified: Mutex::new(HashMap::new()),
         });
-        if verifier.settings.revocations_url.is_some() {
+        if !matches!(verifier.settings.revocations, RevocationFeed::None) {
             tokio::spawn(poll_revocations(Arc::downgrade(&verifier)));
         }
         verifier
@@ -252,12 +286,15 @@ impl Verifier {
             return Err(AuthError::Revoked);
         }
         let principal = Principal {
-            roles: roles::from_claims(&claims),
+            roles: roles::from_claims(&claims, &self.settings.audience),
             subject,
             session_id,
             client_id: text("azp"),
             username: text("preferred_username"),
             email: text("email"),
+            scopes: text("scope")
+                .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
             token: token.into(),
         };
         let expires_at = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
@@ -276,15 +313,23 @@ impl Verifier {
         self.revocations.add_session(session, at);
     }
 
-    async fn refresh_revocations(&self, url: &str) -> anyhow::Result<()> {
-        let list: RevocationList = self
-            .http
-            .get(url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+    async fn fetch_revocations(&self) -> anyhow::Result<RevocationList> {
+        match &self.settings.revocations {
+            RevocationFeed::None => Ok(RevocationList::default()),
+            RevocationFeed::Local(feed) => feed().await,
+            RevocationFeed::Http { url, tokens } => {
+                let token = tokens.token().await?;
+                let response = self.http.get(url).bearer_auth(token).send().await?;
+                if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+                    tokens.forget().await;
+                }
+                Ok(response.error_for_status()?.json().await?)
+            }
+        }
+    }
+
+    async fn refresh_revocations(&self) -> anyhow::Result<()> {
+        let list = self.fetch_revocations().await?;
         self.revocations.replace(list);
         let horizon = now_unix()
             - self.settings.max_token_lifetime.as_secs() as i64
@@ -300,17 +345,15 @@ async fn poll_revocations(verifier: Weak<Verifier>) {
         let Some(strong) = verifier.upgrade() else {
             return;
         };
-        let Some(url) = strong.settings.revocations_url.clone() else {
-            return;
-        };
         let pause = strong.settings.revocation_poll;
-        match strong.refresh_revocations(&url).await {
+        match strong.refresh_revocations().await {
             Ok(()) => failures = 0,
             Err(err) => {
                 failures += 1;
                 // The identity service starts alongside; only persistent failure is news.
                 if failures == 5 {
-                    tracing::warn!(%url, error = %format!("{err:#}"), "cannot fetch the revocation list");
+                    let feed = &strong.settings.revocations;
+                    tracing::warn!(?feed, error = %format!("{err:#}"), "cannot fetch the revocation list");
                 }
             }
         }

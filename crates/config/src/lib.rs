@@ -140,6 +140,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig {
                 anonymous_per_minute: 300,
                 user_per_minute: 1200,
+                webhook_per_minute: 600,
             },
             log: LogConfig {
                 format: LogFormat::Pretty,
@@ -149,6 +150,8 @@ impl Default for Config {
                 body_limit_bytes: 256 * 1024,
                 shutdown_grace_secs: 20,
                 upstream_timeout_secs: 15,
+                client_address_header: ClientAddressHeader::XForwardedFor,
+                metrics_token: None,
             },
             gateway: ServiceConfig::with_port(8080),
             identity: ServiceConfig::with_port(8081),
@@ -239,6 +242,16 @@ impl Config {
         }
     }
 
+    /// The networks whose forwarding headers `service` believes (see
+    /// [`ServiceConfig::trusted_proxies`]); validated at load, so none is dropped here.
+    pub fn trusted_proxies(&self, service: Service) -> Vec<ipnet::IpNet> {
+        self.service(service)
+            .trusted_proxies
+            .iter()
+            .filter_map(|proxy| parse_network(proxy))
+            .collect()
+    }
+
     /// The client secret `service` presents for its service token. In development an
     /// unset secret falls back to a well-known value; production refuses that at start-up.
     pub fn client_secret(&self, service: Service) -> String {
@@ -247,4 +260,14 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("development-only-secret-of-{service}"))
     }
+}
+
+/// A CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address (`10.1.2.3`, as a /32 or /128).
+pub fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }

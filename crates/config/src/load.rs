@@ -72,6 +72,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "auth.jwks_url",
     "keycloak.client_secret",
     "email.smtp_url",
+    "http.metrics_token",
 ];
 
 /// Optional keys that every service section has.
@@ -409,6 +410,14 @@ impl Config {
             }
             if let Some(url) = &settings.url {
                 http(format!("{service}.url"), url)?;
+            }
+            for (index, proxy) in settings.trusted_proxies.iter().enumerate() {
+                if crate::parse_network(proxy).is_none() {
+                    return Err((
+                        format!("{service}.trusted_proxies[{index}]"),
+                        format!("`{proxy}` is not an address or CIDR such as 10.0.0.0/8"),
+                    ));
+                }
             }
             if settings.db_max_connections == 0 {
                 return Err((

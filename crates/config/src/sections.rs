@@ -97,6 +97,9 @@ pub struct RateLimitConfig {
     pub anonymous_per_minute: u32,
     /// Requests per minute from one authenticated subject.
     pub user_per_minute: u32,
+    /// Requests per minute from one client IP to the Stripe webhook (Stripe's own budget,
+    /// apart from anonymous visitors').
+    pub webhook_per_minute: u32,
 }
 
 /// How logs are written.
@@ -126,6 +129,24 @@ pub struct HttpConfig {
     pub shutdown_grace_secs: u32,
     /// How long the gateway and service clients wait for an upstream answer (then 504).
     pub upstream_timeout_secs: u32,
+    /// Which header trusted proxies write the client's address into:
+    /// `x-forwarded-for` (nginx, most ingresses, and Polyclinic's own gateway and web app)
+    /// or `forwarded` (RFC 7239). Only one is read, so a client cannot slip the other past
+    /// a proxy that does not rewrite it.
+    pub client_address_header: ClientAddressHeader,
+    /// The bearer token Prometheus presents for `/metrics`. Unset, the gateway and the web
+    /// app (the public listeners) do not serve `/metrics` and the other services serve it
+    /// to anyone who can reach them; set, every service asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<String>,
+}
+
+/// The header that carries the client's address through trusted proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAddressHeader {
+    XForwardedFor,
+    Forwarded,
 }
 
 /// Where one service listens and how the others reach it.
@@ -144,6 +165,11 @@ pub struct ServiceConfig {
     pub database_url: Option<String>,
     /// Upper bound of the service's PostgreSQL connection pool.
     pub db_max_connections: u32,
+    /// Peers (CIDRs) whose `X-Forwarded-For` (or `Forwarded`) this service believes about
+    /// the client's address: its reverse proxies, and for the gateway the web app. Read
+    /// right to left, skipping trusted hops; anyone else's is ignored. The default trusts
+    /// loopback only, which is right for `polyclinic all` on one machine.
+    pub trusted_proxies: Vec<String>,
     /// The secret of the service's own OAuth client (`polyclinic-<service>`), used for
     /// service tokens by background work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,6 +183,7 @@ impl ServiceConfig {
             url: None,
             database_url: None,
             db_max_connections: 10,
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()],
             client_secret: None,
         }
     }

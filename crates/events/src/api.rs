@@ -9,7 +9,8 @@ use std::sync::Arc;
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use polyclinic_auth::rules::AdminOrService;
+use polyclinic_auth::rules::AdminOr;
+use polyclinic_auth::scopes::{EventsRead, EventsReplay};
 use polyclinic_auth::{Require, Verifier};
 use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
@@ -98,7 +99,7 @@ pub struct Outcome {
     responses((status = 200, body = Vec<Outcome>), (status = 400, body = ProblemDetails)))]
 async fn outcomes(
     State(api): State<EventsApi>,
-    _caller: Require<AdminOrService>,
+    _caller: Require<AdminOr<EventsRead>>,
     Query(query): Query<OutcomeQuery>,
 ) -> Result<Json<Vec<Outcome>>, ApiError> {
     let ids = query
@@ -135,7 +136,7 @@ pub struct ServiceDeadLetter {
     responses((status = 200, body = Vec<ServiceDeadLetter>)))]
 async fn dead_letters(
     State(api): State<EventsApi>,
-    _caller: Require<AdminOrService>,
+    _caller: Require<AdminOr<EventsRead>>,
 ) -> Result<Json<Vec<ServiceDeadLetter>>, ApiError> {
     let letters = list_dead_letters(&api.pool, false).await?;
     Ok(Json(
@@ -155,7 +156,7 @@ async fn dead_letters(
         (status = 422, body = ProblemDetails)))]
 async fn replay(
     State(api): State<EventsApi>,
-    _caller: Require<AdminOrService>,
+    _caller: Require<AdminOr<EventsReplay>>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     for consumer in api.consumers.iter() {

@@ -15,8 +15,9 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::client_address::TrustedProxies;
 use crate::health::{self, CheckReport, HealthReport, Readiness};
-use crate::metrics::{self, HttpMetrics};
+use crate::metrics::{self, HttpMetrics, MetricsRoute};
 use crate::observe::{Observer, observe};
 use crate::{ApiError, Check, ProblemDetails};
 
@@ -165,6 +166,18 @@ pub struct ServiceApp {
     checks: Vec<Check>,
     registry: Registry,
     body_limit: usize,
+    trusted_proxies: TrustedProxies,
+    metrics: MetricsAccess,
+}
+
+/// Who may read `/metrics`.
+enum MetricsAccess {
+    /// Anyone who can reach the service (an internal service with no token configured).
+    Open,
+    /// The monitoring system, by its bearer token.
+    Token(String),
+    /// Nobody: a public listener with no token configured does not serve it.
+    Hidden,
 }
 
 impl ServiceApp {
@@ -178,7 +191,27 @@ impl ServiceApp {
             checks: Vec::new(),
             registry: Registry::default(),
             body_limit: 256 * 1024,
+            trusted_proxies: TrustedProxies::none(),
+            metrics: MetricsAccess::Open,
         }
+    }
+
+    /// Applies the platform configuration: the body limit, the proxies whose forwarding
+    /// headers are believed (see [`crate::ClientAddress`]), and who may read `/metrics`
+    /// (the monitoring token when `http.metrics_token` is set; otherwise anyone on an
+    /// internal service and no one on the public listeners, the gateway and the web app).
+    pub fn configured(mut self, config: &polyclinic_config::Config) -> Self {
+        self.body_limit = config.http.body_limit_bytes as usize;
+        self.trusted_proxies = TrustedProxies::new(
+            config.trusted_proxies(self.service),
+            config.http.client_address_header,
+        );
+        self.metrics = match (&config.http.metrics_token, self.service) {
+            (Some(token), _) => MetricsAccess::Token(token.clone()),
+            (None, Service::Gateway | Service::Web) => MetricsAccess::Hidden,
+            (None, _) => MetricsAccess::Open,
+        };
+        self
     }
 
     /// Adds a dependency that `/health/ready` checks.
@@ -211,24 +244,35 @@ impl ServiceApp {
             checks: self.checks,
         });
 
-        let platform = Router::new()
+        let mut platform = Router::new()
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready))
-            .with_state(readiness)
-            .merge(
+            .with_state(readiness);
+        let token = match self.metrics {
+            MetricsAccess::Open => Some(None),
+            MetricsAccess::Token(token) => Some(Some(token)),
+            MetricsAccess::Hidden => None,
+        };
+        if let Some(token) = token {
+            let route = Arc::new(MetricsRoute {
+                registry: self.registry,
+                token,
+            });
+            platform = platform.merge(
                 Router::new()
                     .route("/metrics", get(metrics::get_metrics))
-                    .with_state(Arc::new(self.registry)),
-            )
-            .route(
-                "/openapi.json",
-                get(move || async move {
-                    (
-                        [(header::CONTENT_TYPE, "application/json")],
-                        openapi.clone(),
-                    )
-                }),
+                    .with_state(route),
             );
+        }
+        let platform = platform.route(
+            "/openapi.json",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    openapi.clone(),
+                )
+            }),
+        );
 
         self.api
             .merge(platform)
@@ -236,6 +280,7 @@ impl ServiceApp {
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(self.body_limit))
             .layer(middleware::map_response(security_headers))
+            .layer(axum::Extension(self.trusted_proxies))
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
             }))

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
+use crate::strict::Strict;
 
 /// A JSON body. Rejections: 400 `malformed_json`, 422 `invalid_body` (a field of the wrong
 /// type or a missing field), 415 `unsupported_media_type`, 413 `payload_too_large`.
@@ -210,8 +211,23 @@ pub fn json_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError>
             "Text must not contain the NUL character (\\u0000).",
         ));
     }
+    // Every request body of the platform is documented as an object: an array, a string,
+    // a number or `null` in its place is refused before serde sees it, and below, `Strict`
+    // refuses an array wherever a nested object is expected.
+    if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+        return Err(match first {
+            None => ApiError::bad_request("malformed_json", "The request body is empty."),
+            Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() => {
+                ApiError::bad_request("malformed_json", "The request body is not valid JSON.")
+            }
+            Some(_) => {
+                ApiError::unprocessable("invalid_body", "The request body must be a JSON object.")
+            }
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+    let value = serde_path_to_error::deserialize(Strict(&mut deserializer)).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         // The message names the field, as axum's own JSON rejection does.

@@ -9,6 +9,7 @@
 //! - [`serve`]: serving with graceful shutdown.
 
 mod app;
+pub mod client_address;
 mod error;
 pub mod extract;
 mod health;
@@ -16,13 +17,15 @@ mod metrics;
 mod observe;
 mod page;
 mod server;
+mod strict;
 mod validation;
 
 pub use app::{ServiceApp, document};
+pub use client_address::{ClientAddress, TrustedProxies};
 pub use error::{ApiError, ProblemDetails};
 pub use health::Check;
 pub use observe::{REQUEST_ID_HEADER, RequestId};
-pub use page::{Page, PageQuery};
+pub use page::{Page, PageQuery, page_limit};
 pub use server::{serve, shutdown_signal};
 pub use validation::{FieldError, Violations};
 
@@ -31,3 +34,10 @@ pub use axum;
 pub use tokio_util::sync::CancellationToken;
 pub use utoipa;
 pub use utoipa_axum;
+
+/// Whether a presented secret equals the expected one, in time that does not depend on
+/// where they differ (only on their lengths).
+pub fn secrets_match(presented: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}

@@ -63,9 +63,34 @@ impl HttpMetrics {
     }
 }
 
-pub(crate) async fn get_metrics(State(registry): State<Arc<Registry>>) -> Response {
+/// What `/metrics` answers: the registry, to anyone or only to the holder of a token.
+pub(crate) struct MetricsRoute {
+    pub(crate) registry: Registry,
+    pub(crate) token: Option<String>,
+}
+
+pub(crate) async fn get_metrics(
+    State(route): State<Arc<MetricsRoute>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Some(token) = &route.token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !crate::secrets_match(presented, token) {
+            return crate::ApiError::unauthorized(
+                "metrics_token_required",
+                "Metrics are for the monitoring system: present its bearer token.",
+            )
+            .with_challenge("Bearer")
+            .into_response();
+        }
+    }
+    let registry = &route.registry;
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+    match prometheus_client::encoding::text::encode(&mut body, registry) {
         Ok(()) => (
             [(
                 header::CONTENT_TYPE,

@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::ApiError;
+
 /// One page of a list and where the next one starts.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
@@ -16,15 +18,30 @@ pub struct Page<T> {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// How many items to return (1 to 100, default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 impl PageQuery {
-    /// The page size, clamped to 1..=100.
-    pub fn limit(&self) -> usize {
-        self.limit.unwrap_or(50).clamp(1, 100) as usize
+    /// The page size: 50 unless asked, 422 outside 1..=100.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        page_limit(self.limit, 50, 100)
+    }
+}
+
+/// A list's page size: `default` when the client did not ask, the asked one when it is
+/// within `1..=max` (the range the route documents), else 422 `invalid_query`. Refusing
+/// beats clamping: a client asking for 1,000 learns it gets at most `max`.
+pub fn page_limit(requested: Option<u32>, default: u32, max: u32) -> Result<usize, ApiError> {
+    match requested {
+        None => Ok(default as usize),
+        Some(limit) if (1..=max).contains(&limit) => Ok(limit as usize),
+        Some(limit) => Err(ApiError::unprocessable(
+            "invalid_query",
+            format!("limit: {limit} is outside 1 to {max}"),
+        )),
     }
 }
 

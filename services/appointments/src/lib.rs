@@ -146,7 +146,7 @@ pub fn router(
         consumers: Arc::new(consumers),
     });
     let mut app = ServiceApp::new(SERVICE, api().with_state(state).merge(internal))
-        .body_limit(config.http.body_limit_bytes as usize)
+        .configured(config)
         .check(check);
     if let Some(lock_check) = lock_check {
         app = app.check(lock_check);
@@ -163,7 +163,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
-    let verifier = Verifier::new(VerifierSettings::from_config(&config));
+    let verifier = Verifier::new(VerifierSettings::from_config(&config, SERVICE));
     let state = AppState::new(&config, pool.clone(), verifier).await?;
 
     let payments = Arc::new(consumer::payment_events(&config, &pool, &backbone));

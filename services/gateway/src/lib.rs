@@ -14,12 +14,11 @@ mod status;
 pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{ConnectInfo, FromRef, Request, State};
+use axum::extract::{FromRef, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::{MethodRouter, on};
 use polyclinic_auth::{Verifier, VerifierSettings};
@@ -27,12 +26,12 @@ use polyclinic_config::{Config, Service};
 use polyclinic_http::axum::Router;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 use polyclinic_http::utoipa_axum::routes;
-use polyclinic_http::{CancellationToken, RequestId, ServiceApp};
+use polyclinic_http::{CancellationToken, ClientAddress, RequestId, ServiceApp};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::docs::DocsCache;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{Limiter, Limits};
 use crate::table::{Rule, TABLE};
 
 /// This service's name in configuration, logs and metrics.
@@ -44,8 +43,7 @@ pub struct GatewayState {
     verifier: Arc<Verifier>,
     http: reqwest::Client,
     upstreams: Arc<HashMap<Service, String>>,
-    anonymous_limiter: Arc<RateLimiter>,
-    user_limiter: Arc<RateLimiter>,
+    limits: Arc<Limits>,
     docs: Arc<DocsCache>,
     body_limit: usize,
     upstream_timeout: Duration,
@@ -71,8 +69,11 @@ impl GatewayState {
                 .build()
                 .context("building the upstream client")?,
             upstreams: Arc::new(upstreams),
-            anonymous_limiter: Arc::new(RateLimiter::new(config.rate_limit.anonymous_per_minute)),
-            user_limiter: Arc::new(RateLimiter::new(config.rate_limit.user_per_minute)),
+            limits: Arc::new(Limits {
+                anonymous: Limiter::new(config.rate_limit.anonymous_per_minute),
+                users: Limiter::new(config.rate_limit.user_per_minute),
+                webhooks: Limiter::new(config.rate_limit.webhook_per_minute),
+            }),
             docs: Arc::new(DocsCache::default()),
             body_limit: config.http.body_limit_bytes as usize,
             upstream_timeout: Duration::from_secs(config.http.upstream_timeout_secs.into()),
@@ -104,7 +105,7 @@ fn forwarding_routes() -> Router<GatewayState> {
                     methods.merge(on(
                         rule.method,
                         move |State(state): State<GatewayState>,
-                              ConnectInfo(client): ConnectInfo<SocketAddr>,
+                              client: ClientAddress,
                               request_id: RequestId,
                               request: Request| {
                             proxy::forward(state, rule, client, request_id, request)
@@ -168,7 +169,7 @@ pub fn router(config: &Config, state: GatewayState) -> Router {
         .merge(OpenApiRouter::from(forwarding))
         .merge(OpenApiRouter::from(docs));
     let mut router = ServiceApp::new(SERVICE, api)
-        .body_limit(config.http.body_limit_bytes as usize)
+        .configured(config)
         .into_router();
     if let Some(cors) = cors(config) {
         router = router.layer(cors);
@@ -193,7 +194,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let verifier = Verifier::new(VerifierSettings::from_config(&config));
+    let verifier = Verifier::new(VerifierSettings::from_config(&config, SERVICE));
     let app = router(&config, GatewayState::new(&config, verifier)?);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());

@@ -1,6 +1,6 @@
 //! Forwarding a request to the service that owns its route.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -9,7 +9,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use polyclinic_auth::{AuthError, Principal, authenticate};
-use polyclinic_http::{ApiError, REQUEST_ID_HEADER, RequestId};
+use polyclinic_http::client_address::limit_key;
+use polyclinic_http::{ApiError, ClientAddress, REQUEST_ID_HEADER, RequestId};
 
 use crate::GatewayState;
 use crate::table::{Access, Rule};
@@ -64,7 +65,7 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
 pub async fn forward(
     state: GatewayState,
     rule: Rule,
-    client: SocketAddr,
+    client: ClientAddress,
     request_id: RequestId,
     request: Request,
 ) -> Response {
@@ -84,6 +85,7 @@ async fn authorize(
         // On a public route the service judges any token; the gateway only uses a valid one
         // to pick the rate-limit bucket.
         (Access::Public, found) => found.ok().flatten(),
+        (Access::Webhook, _) => None,
         (_, Ok(Some(principal))) => Some(principal),
         (_, Ok(None)) => return Err(AuthError::Missing.into()),
         (_, Err(err)) => return Err(err.into()),
@@ -102,16 +104,17 @@ async fn authorize(
 async fn forward_checked(
     state: GatewayState,
     rule: Rule,
-    client: SocketAddr,
+    ClientAddress(client): ClientAddress,
     request_id: RequestId,
     request: Request,
 ) -> Result<Response, ApiError> {
     // The body is not `Sync`; keep only the head borrowed across awaits.
     let (parts, body) = request.into_parts();
     let principal = authorize(&state, &rule, &parts).await?;
-    let limited = match &principal {
-        Some(principal) => state.user_limiter.check(&principal.subject),
-        None => state.anonymous_limiter.check(&client.ip().to_string()),
+    let limits = &state.limits;
+    let limited = match rule.access {
+        Access::Webhook => limits.webhooks.check(&limit_key(client)),
+        _ => limits.check(principal.as_ref(), client),
     };
     if let Err(retry_after) = limited {
         return Err(ApiError::too_many_requests("rate_limited", retry_after));
@@ -133,9 +136,9 @@ async fn forward_checked(
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         headers.insert(REQUEST_ID_HEADER, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&client.ip().to_string()) {
-        headers.insert("x-forwarded-for", value);
-    }
+    // The address as the gateway resolved it (the peer, or what its trusted proxies said):
+    // the services trust the gateway's word, and only its.
+    headers.insert("x-forwarded-for", forwarded_for(client));
     headers.insert(
         "x-forwarded-proto",
         HeaderValue::from_static(state.public_scheme),
@@ -166,6 +169,10 @@ async fn forward_checked(
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     Ok(response)
+}
+
+fn forwarded_for(client: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&client.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 fn upstream_error(rule: Rule, err: &reqwest::Error, timeout: Duration) -> ApiError {

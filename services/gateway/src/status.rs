@@ -10,12 +10,17 @@ use polyclinic_config::Service;
 use serde::Serialize;
 use serde_json::Value;
 
+use polyclinic_auth::{Role, authenticate};
+use polyclinic_http::{ApiError, ClientAddress};
+
 use crate::GatewayState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UpstreamStatus {
     pub service: String,
-    pub url: String,
+    /// Where the gateway reaches the service: shown to administrators only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// `up`, `degraded` (answers but not ready) or `down`.
     pub status: String,
     pub version: Option<String>,
@@ -60,7 +65,7 @@ async fn probe(state: &GatewayState, service: Service) -> UpstreamStatus {
         .unwrap_or_default();
     UpstreamStatus {
         service: service.as_str().to_owned(),
-        url,
+        url: Some(url),
         status: status.to_owned(),
         version: body["version"].as_str().map(str::to_owned),
         latency_ms,
@@ -68,16 +73,36 @@ async fn probe(state: &GatewayState, service: Service) -> UpstreamStatus {
     }
 }
 
-/// Every upstream's state: JSON for programs, HTML for a browser (by `Accept`).
+/// Every upstream's state: JSON for programs, HTML for a browser (by `Accept`). Internal
+/// addresses are shown to administrators only; every caller counts against its rate limit
+/// (each call probes every service).
 #[utoipa::path(get, path = "/status", tag = "platform",
-    responses((status = 200, body = StatusReport, description = "JSON, or HTML when the client accepts text/html")))]
-pub async fn status(State(state): State<GatewayState>, headers: HeaderMap) -> Response {
+    responses((status = 200, body = StatusReport, description = "JSON, or HTML when the client accepts text/html"),
+        (status = 429, body = polyclinic_http::ProblemDetails)))]
+pub async fn status(
+    State(state): State<GatewayState>,
+    ClientAddress(client): ClientAddress,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let caller = authenticate(&state.verifier, &headers, &uri)
+        .await
+        .ok()
+        .flatten();
+    if let Err(retry_after) = state.limits.check(caller.as_ref(), client) {
+        return ApiError::too_many_requests("rate_limited", retry_after).into_response();
+    }
+    let is_admin = caller.is_some_and(|caller| caller.is(Role::Admin));
     let services = Service::ALL
         .into_iter()
         .filter(|service| *service != Service::Gateway);
     let mut upstreams = Vec::new();
     for service in services {
-        upstreams.push(probe(&state, service).await);
+        let mut upstream = probe(&state, service).await;
+        if !is_admin {
+            upstream.url = None;
+        }
+        upstreams.push(upstream);
     }
     let report = StatusReport {
         gateway_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -121,7 +146,7 @@ fn render(report: &StatusReport) -> String {
                 escape(upstream.version.as_deref().unwrap_or("-")),
                 upstream.latency_ms,
                 escape(&upstream.failing.join(", ")),
-                escape(&upstream.url),
+                escape(upstream.url.as_deref().unwrap_or("-")),
             )
         })
         .collect();

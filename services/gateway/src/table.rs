@@ -11,6 +11,9 @@ use polyclinic_config::Service;
 pub enum Access {
     /// Anyone; a token, if sent, is passed on unchecked for the service to judge.
     Public,
+    /// A payment provider's signed callback (the service checks the signature): anyone,
+    /// counted against the webhook budget rather than the anonymous visitors' one.
+    Webhook,
     /// Any valid token.
     Authenticated,
     /// A valid token with one of these roles.
@@ -105,7 +108,7 @@ pub const TABLE: &[Rule] = rules! {
     POST "/api/payments/{id}/capture" => Payments, ADMIN;
     POST "/api/payments/{id}/cancel" => Payments, ADMIN;
     POST "/api/payments/{id}/refund" => Payments, ADMIN;
-    POST "/api/payments/webhooks/stripe" => Payments, Access::Public;
+    POST "/api/payments/webhooks/stripe" => Payments, Access::Webhook;
 
     // notifications and the event log
     GET "/api/notifications/me" => Notifications, PERSON;

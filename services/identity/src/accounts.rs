@@ -142,6 +142,11 @@ pub async fn update_user(
     context: &EventContext,
 ) -> Result<User, UserError> {
     let before = find_user(pool, id).await?;
+    // A new role, or another department (what a doctor or nurse may see follows it), ends
+    // the person's logins as a deactivation does: their tokens carry what they were.
+    let authority_changed = change.profile.as_ref().is_some_and(|profile| {
+        profile.role() != before.role || profile.department_id() != before.profile.department_id()
+    });
     if let Credentials::Keycloak(keycloak) = credentials {
         let fields = KeycloakUser {
             username: change.fields.username.clone(),
@@ -161,6 +166,9 @@ pub async fn update_user(
                 .set_enabled(id, status == UserStatus::Active)
                 .await?;
         }
+        if authority_changed {
+            keycloak.log_out(id).await?;
+        }
     }
 
     let mut tx = pool
@@ -170,6 +178,13 @@ pub async fn update_user(
     users::update_user(&mut tx, id, &change.fields).await?;
     if let Some(profile) = &change.profile {
         users::replace_profile(&mut tx, id, profile).await?;
+    }
+    if authority_changed {
+        sessions::revoke_user_sessions(&mut tx, id, None, "role or department changed").await?;
+        // Keycloak's access tokens carry no login of ours to revoke: void them by time.
+        if let Credentials::Keycloak(_) = credentials {
+            users::revoke_tokens(&mut tx, id).await?;
+        }
     }
     if let Some(status) = change.status {
         users::set_status(&mut tx, id, status).await?;

@@ -239,6 +239,15 @@ impl KeycloakAdmin {
         Ok(())
     }
 
+    /// Ends every Keycloak session of the user (their refresh tokens stop working).
+    pub async fn log_out(&self, id: Uuid) -> Result<(), KeycloakError> {
+        let response = self
+            .send(Method::POST, &format!("/users/{id}/logout"), None)
+            .await?;
+        Self::expect_success(response, "ending a user's sessions").await?;
+        Ok(())
+    }
+
     pub async fn reset_password(&self, id: Uuid, password: &str) -> Result<(), KeycloakError> {
         let body = json!({"type": "password", "value": password, "temporary": false});
         let response = self

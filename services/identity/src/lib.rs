@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::FromRef;
-use polyclinic_auth::{Verifier, VerifierSettings};
+use polyclinic_auth::{RevocationFeed, Verifier, VerifierSettings};
 use polyclinic_config::{Config, IdentityProvider, Service};
 use polyclinic_events::Backbone;
 use polyclinic_http::axum::Router;
@@ -41,6 +41,13 @@ pub const SERVICE: Service = Service::Identity;
 /// The migrations of the `identity` schema, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
+/// A platform service's own OAuth client (client credentials).
+#[derive(Debug, Clone)]
+pub struct ServiceClient {
+    pub service: Service,
+    pub secret: String,
+}
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -48,8 +55,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     tokens: Arc<TokenSettings>,
     credentials: Arc<Credentials>,
-    /// `client_id` -> secret of each platform service's own client.
-    service_clients: Arc<HashMap<String, String>>,
+    /// `client_id` -> each platform service's own client.
+    service_clients: Arc<HashMap<String, ServiceClient>>,
     provider: IdentityProvider,
 }
 
@@ -72,15 +79,19 @@ impl AppState {
                 Credentials::Keycloak(KeycloakAdmin::new(&config.keycloak, secret)?)
             }
         };
-        // The web app signs people in as the first-party client `polyclinic-web`; it never
-        // acts as a service, so it gets no service credentials.
+        // Only services whose background work calls something get a client: not the web app
+        // (it signs people in as the first-party client `polyclinic-web` and acts only for
+        // them), not this service (it reads its own revocations).
         let service_clients = Service::ALL
             .into_iter()
-            .filter(|service| *service != SERVICE && *service != Service::Web)
+            .filter(|service| !polyclinic_auth::scopes::granted_to(*service).is_empty())
             .map(|service| {
                 (
                     format!("polyclinic-{service}"),
-                    config.client_secret(service),
+                    ServiceClient {
+                        service,
+                        secret: config.client_secret(service),
+                    },
                 )
             })
             .collect();
@@ -115,7 +126,7 @@ pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
 pub fn service_app(config: &Config, state: AppState) -> ServiceApp {
     let check = polyclinic_db::readiness_check(&state.pool);
     ServiceApp::new(SERVICE, routes::api().with_state(state))
-        .body_limit(config.http.body_limit_bytes as usize)
+        .configured(config)
         .check(check)
 }
 
@@ -132,13 +143,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
-    let verifier = Verifier::new(VerifierSettings::from_config(&config));
+    let verifier = Verifier::new(VerifierSettings {
+        revocations: local_revocations(pool.clone(), &config),
+        ..VerifierSettings::from_config(&config, SERVICE)
+    });
     let state = AppState::new(&config, pool.clone(), verifier)?;
     if config.identity_provider == IdentityProvider::Builtin {
         tokens::ensure_signing_key(&pool).await?;
     }
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
     bootstrap::ensure_first_admin(&pool, &state.credentials, &config).await?;
+    tokio::spawn(purge_throttle_hourly(pool.clone(), shutdown.clone()));
 
     let app = router(&config, state, &backbone);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
@@ -146,6 +161,35 @@ pub async fn run(
     polyclinic_http::serve(listener, app, shutdown, grace).await?;
     pool.close().await;
     Ok(())
+}
+
+/// This service's own verifier reads the revocations from its tables, as the feed does.
+fn local_revocations(pool: PgPool, config: &Config) -> RevocationFeed {
+    let horizon = Duration::from_secs(
+        u64::from(config.auth.access_token_ttl_secs) + u64::from(config.auth.leeway_secs),
+    );
+    RevocationFeed::Local(Arc::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move { login::revocation_list(&pool, horizon).await })
+    }))
+}
+
+/// Forgets finished login-throttle windows every hour (idempotent: any number of
+/// instances may run it).
+async fn purge_throttle_hourly(pool: PgPool, shutdown: CancellationToken) {
+    loop {
+        match login::purge_throttle(&pool).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "purged login-throttle windows"),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "purging login-throttle windows failed")
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
 }
 
 /// Publishes a new signing key that starts signing after `auth.key_publish_lead_secs`; the

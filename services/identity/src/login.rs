@@ -1,12 +1,16 @@
 //! The token endpoint's grants (password, refresh_token, client_credentials) and logout.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use polyclinic_auth::{RevocationList, Revoked};
 use polyclinic_http::ApiError;
+use polyclinic_http::client_address::limit_key;
 use serde::Serialize;
 use serde_json::json;
+use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -14,12 +18,19 @@ use crate::AppState;
 use crate::accounts::verify_password;
 use crate::domain::user::{User, UserStatus};
 use crate::repo::sessions::{self, NewRefreshToken};
-use crate::repo::users;
+use crate::repo::{throttle, users};
 use crate::tokens::{self, Subject};
 
-/// Failed logins of one account tolerated within [`THROTTLE_WINDOW`].
-const MAX_FAILURES: i64 = 5;
-const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Password checks of one account from one client address (IPv6: its /64) per
+/// [`PAIR_WINDOW`]: a guesser gets five tries a quarter of an hour from where they are.
+pub const PAIR_LIMIT: i32 = 5;
+pub const PAIR_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Password checks of one account from every address together per [`ACCOUNT_WINDOW`]: a
+/// guesser with many addresses is capped too, and when they reach it the account is shut
+/// for everyone only until this short window ends, so throttling cannot lock a chosen
+/// person (the admin, say) out for long.
+pub const ACCOUNT_LIMIT: i32 = 20;
+pub const ACCOUNT_WINDOW: Duration = Duration::from_secs(5 * 60);
 
 /// First-party clients that may use the password grant.
 pub const FIRST_PARTY_CLIENTS: [&str; 2] = ["polyclinic-app", "polyclinic-web"];
@@ -120,6 +131,7 @@ async fn access_for(
         session_id: Some(family_id),
         username: Some(user.username.clone()),
         email: Some(user.email.clone()),
+        scopes: &[],
     };
     let (access_token, expires_in) =
         tokens::issue_access_token(&state.pool, &state.tokens, &subject).await?;
@@ -134,43 +146,97 @@ async fn access_for(
     })
 }
 
-/// `grant_type=password`: a first-party client logs a person in.
+/// The throttle counters of one login attempt: the (account, address) pair's and the
+/// account's. An account is its id when one has the login, else the login as typed
+/// (normalised), so an unknown login is throttled exactly like a known one.
+struct Counters {
+    pair: Vec<u8>,
+    account: Vec<u8>,
+}
+
+impl Counters {
+    fn new(user: Option<&User>, login: &str, client: IpAddr) -> Self {
+        let account = match user {
+            Some(user) => format!("user:{}", user.id),
+            None => format!("login:{}", login.trim().to_lowercase()),
+        };
+        let digest = |text: String| {
+            ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+                .as_ref()
+                .to_vec()
+        };
+        Self {
+            pair: digest(format!("pair\0{account}\0{}", limit_key(client))),
+            account: digest(format!("account\0{account}")),
+        }
+    }
+
+    /// Takes an attempt from both counters before the password is checked, so that
+    /// however many attempts arrive at once, at most the allowance is verified.
+    async fn take(&self, pool: &PgPool) -> Result<(), GrantError> {
+        let (attempts, started) = throttle::take_attempt(pool, &self.pair, PAIR_WINDOW).await?;
+        if attempts > PAIR_LIMIT {
+            return Err(throttled(started, PAIR_WINDOW));
+        }
+        let (attempts, started) =
+            throttle::take_attempt(pool, &self.account, ACCOUNT_WINDOW).await?;
+        if attempts > ACCOUNT_LIMIT {
+            // Not checked, so not this address's try.
+            throttle::give_back(pool, &self.pair).await?;
+            return Err(throttled(started, ACCOUNT_WINDOW));
+        }
+        Ok(())
+    }
+
+    /// The password was right: this address starts afresh, and the try does not count
+    /// against the account.
+    async fn succeeded(&self, pool: &PgPool) -> Result<(), GrantError> {
+        throttle::clear(pool, &self.pair).await?;
+        throttle::give_back(pool, &self.account).await?;
+        Ok(())
+    }
+}
+
+fn throttled(started: DateTime<Utc>, window: Duration) -> GrantError {
+    let ends = started + chrono::Duration::from_std(window).unwrap_or_default();
+    let retry_after_secs = u64::try_from((ends - Utc::now()).num_seconds())
+        .unwrap_or(1)
+        .max(1);
+    GrantError::Throttled { retry_after_secs }
+}
+
+/// `grant_type=password`: a first-party client logs a person in from `client`.
 pub async fn password_grant(
     state: &AppState,
     login: &str,
     password: String,
     client_id: &str,
+    client: IpAddr,
 ) -> Result<TokenResponse, GrantError> {
     if !FIRST_PARTY_CLIENTS.contains(&client_id) {
         return Err(GrantError::InvalidClient);
     }
-    let Some((user, hash)) = users::find_for_login(&state.pool, login).await? else {
+    let found = users::find_for_login(&state.pool, login).await?;
+    let counters = Counters::new(found.as_ref().map(|(user, _)| user), login, client);
+    counters.take(&state.pool).await?;
+    let Some((user, hash)) = found else {
         // Spend the same time as for a real account, so timing does not reveal which exist.
         verify_password(password, None).await;
         return Err(GrantError::InvalidGrant("wrong username or password"));
     };
-
-    let window = chrono::Duration::from_std(THROTTLE_WINDOW).map_err(anyhow::Error::from)?;
-    let now = Utc::now();
-    let (failures, oldest) =
-        sessions::login_failures_since(&state.pool, user.id, now - window).await?;
-    if failures >= MAX_FAILURES {
-        let retry_at = oldest.unwrap_or(now) + window;
-        let retry_after_secs = u64::try_from((retry_at - now).num_seconds())
-            .unwrap_or(1)
-            .max(1);
-        return Err(GrantError::Throttled { retry_after_secs });
-    }
-
     if !verify_password(password, hash).await {
-        sessions::record_login_failure(&state.pool, user.id).await?;
         return Err(GrantError::InvalidGrant("wrong username or password"));
     }
+    counters.succeeded(&state.pool).await?;
     if user.status != UserStatus::Active {
         return Err(GrantError::InvalidGrant("this account is deactivated"));
     }
-    sessions::clear_login_failures(&state.pool, user.id).await?;
     start_session(state, &user, client_id).await
+}
+
+/// Forgets throttle counters whose window ended a day ago.
+pub async fn purge_throttle(pool: &PgPool) -> anyhow::Result<u64> {
+    throttle::purge(pool, Utc::now() - chrono::Duration::days(1)).await
 }
 
 /// `grant_type=refresh_token`: rotates the refresh token. Presenting one that was already
@@ -242,13 +308,13 @@ pub async fn client_credentials_grant(
     client_id: &str,
     client_secret: &str,
 ) -> Result<TokenResponse, GrantError> {
-    let known = state
+    let Some(client) = state
         .service_clients
         .get(client_id)
-        .is_some_and(|expected| tokens::secrets_match(client_secret, expected));
-    if !known {
+        .filter(|client| polyclinic_http::secrets_match(client_secret, &client.secret))
+    else {
         return Err(GrantError::InvalidClient);
-    }
+    };
     let subject = Subject {
         subject: client_id.to_owned(),
         roles: vec!["SERVICE"],
@@ -256,6 +322,7 @@ pub async fn client_credentials_grant(
         session_id: None,
         username: Some(client_id.to_owned()),
         email: None,
+        scopes: polyclinic_auth::scopes::granted_to(client.service),
     };
     let (access_token, expires_in) =
         tokens::issue_access_token(&state.pool, &state.tokens, &subject).await?;
@@ -265,6 +332,25 @@ pub async fn client_credentials_grant(
         expires_in,
         refresh_token: None,
         refresh_expires_in: None,
+    })
+}
+
+/// Users whose tokens were voided and logins that ended within `horizon` (the longest
+/// access-token lifetime, plus a minute of margin): what every token verifier must refuse.
+pub async fn revocation_list(
+    pool: &sqlx::PgPool,
+    horizon: Duration,
+) -> anyhow::Result<RevocationList> {
+    let since = Utc::now() - chrono::Duration::from_std(horizon)? - chrono::Duration::seconds(60);
+    let subjects = users::tokens_revoked_since(pool, since).await?;
+    let sessions = sessions::revoked_since(pool, since).await?;
+    let revoked = |(id, at): (Uuid, chrono::DateTime<Utc>)| Revoked {
+        id: id.to_string(),
+        revoked_at: at.timestamp(),
+    };
+    Ok(RevocationList {
+        subjects: subjects.into_iter().map(revoked).collect(),
+        sessions: sessions.into_iter().map(revoked).collect(),
     })
 }
 

@@ -40,6 +40,8 @@ pub struct Subject {
     pub session_id: Option<Uuid>,
     pub username: Option<String>,
     pub email: Option<String>,
+    /// A service client's granted scopes (RFC 9068 `scope`); people have none.
+    pub scopes: &'static [&'static str],
 }
 
 #[derive(Serialize)]
@@ -54,6 +56,8 @@ struct Claims<'a> {
     azp: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     sid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
     realm_access: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     preferred_username: Option<&'a str>,
@@ -146,6 +150,7 @@ pub async fn issue_access_token(
         jti: Uuid::new_v4().to_string(),
         azp: &subject.client_id,
         sid: subject.session_id.map(|sid| sid.to_string()),
+        scope: (!subject.scopes.is_empty()).then(|| subject.scopes.join(" ")),
         realm_access: json!({ "roles": subject.roles }),
         preferred_username: subject.username.as_deref(),
         email: subject.email.as_deref(),
@@ -175,17 +180,4 @@ pub fn hash_refresh_token(token: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
         .as_ref()
         .to_vec()
-}
-
-/// Compares secrets in constant time.
-pub fn secrets_match(presented: &str, expected: &str) -> bool {
-    let presented = ring::digest::digest(&ring::digest::SHA256, presented.as_bytes());
-    let expected = ring::digest::digest(&ring::digest::SHA256, expected.as_bytes());
-    // Equal-length digests; a plain comparison would leak where the first difference is.
-    presented
-        .as_ref()
-        .iter()
-        .zip(expected.as_ref())
-        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-        == 0
 }

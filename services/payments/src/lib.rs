@@ -134,7 +134,7 @@ pub fn router(
         consumers: Arc::new(consumers),
     });
     let app = ServiceApp::new(SERVICE, api().with_state(state).merge(internal))
-        .body_limit(config.http.body_limit_bytes as usize)
+        .configured(config)
         .check(check);
     backbone.attach(app).into_router()
 }
@@ -176,7 +176,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
-    let verifier = Verifier::new(VerifierSettings::from_config(&config));
+    let verifier = Verifier::new(VerifierSettings::from_config(&config, SERVICE));
     let state = AppState::new(&config, pool.clone(), verifier)?;
 
     let settlement = Arc::new(settlement::consumer(

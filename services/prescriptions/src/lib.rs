@@ -83,7 +83,7 @@ pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
 pub fn service_app(config: &Config, state: AppState) -> ServiceApp {
     let check = polyclinic_db::readiness_check(&state.pool);
     ServiceApp::new(SERVICE, api().with_state(state))
-        .body_limit(config.http.body_limit_bytes as usize)
+        .configured(config)
         .check(check)
 }
 
@@ -100,7 +100,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
-    let verifier = Verifier::new(VerifierSettings::from_config(&config));
+    let verifier = Verifier::new(VerifierSettings::from_config(&config, SERVICE));
     spawn_completion(pool.clone(), shutdown.clone());
     let app = router(
         &config,

@@ -2,9 +2,11 @@
 //! every call, refreshed here before it runs out (or once after a 401), and problem+json
 //! answers turned into [`ApiFailure`]s that pages can show next to their fields.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use polyclinic_http::ClientAddress;
 use reqwest::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -378,8 +380,30 @@ impl Gateway {
     }
 }
 
-/// Sends `request`; a 5xx, a network error or a body that is not JSON is `Unavailable`.
+tokio::task_local! {
+    /// The address of the visitor whose page view is being served.
+    static VISITOR: IpAddr;
+}
+
+/// Serves a page view with its visitor's address at hand, so that every API call made for
+/// it tells the gateway whom it is for (`X-Forwarded-For`; the gateway trusts the web app
+/// as a proxy). Without it, every anonymous visitor would share the web app's own address,
+/// and so one anonymous rate limit: one busy visitor could make sign-in fail for all.
+pub async fn with_visitor(
+    ClientAddress(visitor): ClientAddress,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    VISITOR.scope(visitor, next.run(request)).await
+}
+
+/// Sends `request` (for the current visitor); a 5xx, a network error or a body that is not
+/// JSON is `Unavailable`.
 async fn exchange(request: reqwest::RequestBuilder) -> Result<(StatusCode, Value), ApiFailure> {
+    let request = match VISITOR.try_with(|visitor| *visitor) {
+        Ok(visitor) => request.header("x-forwarded-for", visitor.to_string()),
+        Err(_) => request,
+    };
     let response = request
         .send()
         .await

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::WebState;
 use crate::page::{Layout, WebError, plain_error, render_status};
-use crate::session::{COOKIE, SECURE_COOKIE, Session, same_secret};
+use crate::session::{COOKIE, SECURE_COOKIE, Session};
 
 /// The CSRF token's form field; htmx sends it as the `X-CSRF-Token` header instead.
 pub const CSRF_FIELD: &str = "_csrf";
@@ -89,7 +89,7 @@ pub async fn sessions_and_csrf(
             .map(str::to_owned)
             .or_else(|| form_field(&bytes, CSRF_FIELD));
         let matches =
-            presented.is_some_and(|token| same_secret(token.as_bytes(), session.csrf.as_bytes()));
+            presented.is_some_and(|token| polyclinic_http::secrets_match(&token, &session.csrf));
         if fresh || !matches {
             tracing::warn!(path = %parts.uri.path(), "refused an unsafe request without the session's CSRF token");
             let page = CsrfRefused {

@@ -124,9 +124,10 @@ pub fn router(config: &Config, state: WebState) -> Router {
             guard::sessions_and_csrf,
         ))
         .merge(assets::router())
+        .layer(axum::middleware::from_fn(api::with_visitor))
         .with_state(state);
     ServiceApp::new(SERVICE, OpenApiRouter::from(pages))
-        .body_limit(config.http.body_limit_bytes as usize)
+        .configured(config)
         .into_router()
 }
 

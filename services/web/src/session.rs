@@ -254,11 +254,6 @@ impl Default for Sessions {
     }
 }
 
-/// Compares two secrets in time that does not depend on where they differ.
-pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

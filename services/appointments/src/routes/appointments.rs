@@ -13,7 +13,7 @@ use polyclinic_auth::{Principal, Require};
 use polyclinic_db::idempotency;
 use polyclinic_http::extract::{Json, JsonBytes, Path, Query, json_from_bytes};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
-use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, Violations};
+use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, Violations, page_limit};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -177,6 +177,7 @@ pub struct AppointmentQuery {
     /// Starting before.
     pub to: Option<DateTime<Utc>>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
@@ -205,8 +206,8 @@ impl AppointmentQuery {
         })
     }
 
-    fn limit(&self) -> usize {
-        self.limit.unwrap_or(50).clamp(1, 100) as usize
+    fn limit(&self) -> Result<usize, ApiError> {
+        page_limit(self.limit, 50, 100)
     }
 }
 
@@ -229,7 +230,7 @@ async fn list_appointments(
     _admin: Require<Admin>,
     Query(query): Query<AppointmentQuery>,
 ) -> Result<Json<Page<Appointment>>, ApiError> {
-    Ok(Json(page(&state, &query.filter()?, query.limit()).await?))
+    Ok(Json(page(&state, &query.filter()?, query.limit()?).await?))
 }
 
 /// The caller's appointments: a patient's bookings, a doctor's or a nurse's visits (which
@@ -260,7 +261,7 @@ async fn my_appointments(
             }));
         }
     }
-    Ok(Json(page(&state, &filter, query.limit()).await?))
+    Ok(Json(page(&state, &filter, query.limit()?).await?))
 }
 
 /// Paid appointments waiting for approval, first come first served (admin).
@@ -273,7 +274,7 @@ async fn approval_queue(
 ) -> Result<Json<Page<Appointment>>, ApiError> {
     let mut filter = query.filter()?;
     filter.status = Some(Status::Paid);
-    Ok(Json(page(&state, &filter, query.limit()).await?))
+    Ok(Json(page(&state, &filter, query.limit()?).await?))
 }
 
 /// One appointment: its patient, doctor and nurse, admins and platform services; anyone

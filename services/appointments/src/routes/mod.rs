@@ -4,7 +4,8 @@ pub mod appointments;
 pub mod schedules;
 
 use axum::http::HeaderMap;
-use polyclinic_auth::{Principal, Role};
+use polyclinic_auth::scopes::AppointmentsRead;
+use polyclinic_auth::{Principal, Role, Scope, insufficient_scope};
 use polyclinic_client::CallContext;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 use polyclinic_http::{ApiError, RequestId};
@@ -72,8 +73,10 @@ pub fn caller<'a>(
         (principal.user_id()?, Actor::Nurse)
     } else if principal.is(Role::Patient) {
         (principal.user_id()?, Actor::Patient)
-    } else if principal.is(Role::Service) {
+    } else if principal.is_service_with(AppointmentsRead::NAME) {
         (Uuid::nil(), Actor::System)
+    } else if principal.is(Role::Service) {
+        return Err(insufficient_scope(AppointmentsRead::NAME));
     } else {
         return Err(ApiError::forbidden(
             "forbidden",

@@ -4,4 +4,5 @@ pub mod departments;
 pub mod doctors;
 pub mod keys;
 pub mod sessions;
+pub mod throttle;
 pub mod users;

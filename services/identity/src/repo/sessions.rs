@@ -1,4 +1,4 @@
-//! Logins: refresh token families, their revocation, and failed login attempts.
+//! Logins: refresh token families and their revocation.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -124,35 +124,4 @@ pub async fn revoked_since(
             .fetch_all(pool)
             .await?,
     )
-}
-
-pub async fn record_login_failure(pool: &PgPool, user_id: Uuid) -> anyhow::Result<()> {
-    sqlx::query("insert into login_failures (user_id) values ($1)")
-        .bind(user_id)
-        .execute(pool)
-        .await?;
-    Ok(())
-}
-
-/// How many logins of `user_id` failed since `since`, and when the oldest of them was.
-pub async fn login_failures_since(
-    pool: &PgPool,
-    user_id: Uuid,
-    since: DateTime<Utc>,
-) -> anyhow::Result<(i64, Option<DateTime<Utc>>)> {
-    Ok(sqlx::query_as(
-        "select count(*), min(failed_at) from login_failures where user_id = $1 and failed_at > $2",
-    )
-    .bind(user_id)
-    .bind(since)
-    .fetch_one(pool)
-    .await?)
-}
-
-pub async fn clear_login_failures(pool: &PgPool, user_id: Uuid) -> anyhow::Result<()> {
-    sqlx::query("delete from login_failures where user_id = $1")
-        .bind(user_id)
-        .execute(pool)
-        .await?;
-    Ok(())
 }

@@ -240,7 +240,7 @@ pub async fn update_user(
     Ok(())
 }
 
-/// Sets the status; deactivation records when, so token verifiers can void older tokens.
+/// Sets the status; deactivation records when, and voids every token issued until then.
 pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
@@ -249,6 +249,7 @@ pub async fn set_status(
     let updated = sqlx::query(
         "update users set status = $2,
             deactivated_at = case when $2 = 'DEACTIVATED' then now() else null end,
+            tokens_revoked_at = case when $2 = 'DEACTIVATED' then now() else tokens_revoked_at end,
             updated_at = now()
          where id = $1 and status <> $2",
     )
@@ -375,15 +376,25 @@ pub async fn active_admin_exists(pool: &PgPool) -> anyhow::Result<bool> {
 }
 
 /// Users deactivated since `since`, for the revocation feed.
-pub async fn deactivated_since(
+/// Voids every token of user `id` issued until now (token verifiers learn it from the
+/// revocation feed).
+pub async fn revoke_tokens(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<()> {
+    sqlx::query("update users set tokens_revoked_at = now(), updated_at = now() where id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Users whose tokens were voided since `since`, and when.
+pub async fn tokens_revoked_since(
     pool: &PgPool,
     since: DateTime<Utc>,
 ) -> anyhow::Result<Vec<(Uuid, DateTime<Utc>)>> {
-    Ok(sqlx::query_as(
-        "select id, deactivated_at from users
-         where status = 'DEACTIVATED' and deactivated_at >= $1",
+    Ok(
+        sqlx::query_as("select id, tokens_revoked_at from users where tokens_revoked_at >= $1")
+            .bind(since)
+            .fetch_all(pool)
+            .await?,
     )
-    .bind(since)
-    .fetch_all(pool)
-    .await?)
 }

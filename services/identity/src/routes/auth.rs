@@ -6,19 +6,20 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::Utc;
-use polyclinic_auth::{RevocationList, Revoked};
+use polyclinic_auth::Require;
+use polyclinic_auth::RevocationList;
+use polyclinic_auth::rules::ServiceWith;
+use polyclinic_auth::scopes::RevocationsRead;
 use polyclinic_config::IdentityProvider;
 use polyclinic_http::extract::Json;
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
-use polyclinic_http::{ApiError, ProblemDetails};
+use polyclinic_http::{ApiError, ClientAddress, ProblemDetails};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::login::{self, GrantError, TokenResponse};
-use crate::repo::{sessions, users};
 use crate::tokens;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -129,6 +130,7 @@ fn required(value: Option<String>, name: &str) -> Result<String, GrantError> {
         (status = 401, body = ProblemDetails), (status = 429, body = ProblemDetails)))]
 async fn token(
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<TokenResponse>, ApiError> {
@@ -141,7 +143,7 @@ async fn token(
             let client_id = request
                 .client_id
                 .unwrap_or_else(|| login::FIRST_PARTY_CLIENTS[0].to_owned());
-            login::password_grant(&state, &username, password, &client_id).await?
+            login::password_grant(&state, &username, password, &client_id, client).await?
         }
         "refresh_token" => {
             let refresh_token = required(request.refresh_token, "refresh_token")?;
@@ -183,22 +185,18 @@ async fn revoke(
     Ok(StatusCode::OK)
 }
 
-/// Deactivated users and ended logins within the longest access-token lifetime, for the
-/// other services' token verifiers. Internal: the gateway does not route it.
-#[utoipa::path(get, path = "/api/auth/revocations", tag = "auth",
-    responses((status = 200, body = RevocationList)))]
-async fn revocations(State(state): State<AppState>) -> Result<Json<RevocationList>, ApiError> {
-    let horizon = chrono::Duration::from_std(state.tokens.access_ttl + state.tokens.leeway)
-        .map_err(anyhow::Error::from)?;
-    let since = Utc::now() - horizon - chrono::Duration::seconds(60);
-    let subjects = users::deactivated_since(&state.pool, since).await?;
-    let sessions = sessions::revoked_since(&state.pool, since).await?;
-    let revoked = |(id, at): (uuid::Uuid, chrono::DateTime<Utc>)| Revoked {
-        id: id.to_string(),
-        revoked_at: at.timestamp(),
-    };
-    Ok(Json(RevocationList {
-        subjects: subjects.into_iter().map(revoked).collect(),
-        sessions: sessions.into_iter().map(revoked).collect(),
-    }))
+/// Users whose tokens were voided (deactivation, a role change under Keycloak) and ended
+/// logins within the longest access-token lifetime, for the other services' token
+/// verifiers: a platform service's token with scope `revocations:read`. Internal: the
+/// gateway does not route it.
+#[utoipa::path(get, path = "/api/auth/revocations", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = RevocationList), (status = 401, body = ProblemDetails),
+        (status = 403, body = ProblemDetails)))]
+async fn revocations(
+    State(state): State<AppState>,
+    _service: Require<ServiceWith<RevocationsRead>>,
+) -> Result<Json<RevocationList>, ApiError> {
+    Ok(Json(
+        login::revocation_list(&state.pool, state.tokens.access_ttl + state.tokens.leeway).await?,
+    ))
 }

@@ -3,7 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use polyclinic_auth::Require;
-use polyclinic_auth::rules::{Admin, Staff, StaffOrService};
+use polyclinic_auth::rules::{Admin, Staff, StaffOr};
+use polyclinic_auth::scopes::RoomsRead;
 use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, ProblemDetails, Violations};
@@ -14,7 +15,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::domain::department::{Department, Room};
 use crate::domain::fields::{Description, RoomName, Title};
-use crate::domain::user::{User, UserRole};
+use crate::domain::user::{Profile, User, UserRole};
 use crate::repo::departments as repo;
 use crate::repo::users::{self, UserFilter};
 
@@ -125,14 +126,45 @@ async fn delete_department(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A doctor or nurse as their colleagues see them: who they are and what they do, never
+/// their contact data, address or birth date (admins read those through `/api/users`).
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct StaffMember {
+    pub id: Uuid,
+    pub role: UserRole,
+    pub first_name: String,
+    pub last_name: String,
+    /// Doctors only.
+    pub specialization: Option<String>,
+    pub department_id: Uuid,
+}
+
+impl StaffMember {
+    fn of(user: User) -> Option<Self> {
+        let (specialization, department_id) = match user.profile {
+            Profile::Doctor(doctor) => (Some(doctor.specialization), doctor.department_id),
+            Profile::Nurse(nurse) => (None, nurse.department_id),
+            Profile::Admin {} | Profile::Patient(_) => return None,
+        };
+        Some(StaffMember {
+            id: user.id,
+            role: user.role,
+            first_name: user.first_name,
+            last_name: user.last_name,
+            specialization,
+            department_id,
+        })
+    }
+}
+
 /// The doctors and nurses of a department.
 #[utoipa::path(get, path = "/api/departments/{id}/staff", tag = "departments", security(("bearer" = [])),
-    responses((status = 200, body = Vec<User>), (status = 404, body = ProblemDetails)))]
+    responses((status = 200, body = Vec<StaffMember>), (status = 404, body = ProblemDetails)))]
 async fn department_staff(
     State(state): State<AppState>,
     _staff: Require<Staff>,
     Path(id): Path<Uuid>,
-) -> Result<Json<Vec<User>>, ApiError> {
+) -> Result<Json<Vec<StaffMember>>, ApiError> {
     repo::find_department(&state.pool, id).await?;
     let filter = UserFilter {
         department_id: Some(id),
@@ -141,10 +173,7 @@ async fn department_staff(
     };
     let staff = users::list_users(&state.pool, &filter).await?;
     Ok(Json(
-        staff
-            .into_iter()
-            .filter(|user| matches!(user.role, UserRole::Doctor | UserRole::Nurse))
-            .collect(),
+        staff.into_iter().filter_map(StaffMember::of).collect(),
     ))
 }
 
@@ -205,7 +234,7 @@ async fn list_rooms(
     responses((status = 200, body = Room), (status = 404, body = ProblemDetails)))]
 async fn get_room(
     State(state): State<AppState>,
-    _staff: Require<StaffOrService>,
+    _staff: Require<StaffOr<RoomsRead>>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Room>, ApiError> {
     Ok(Json(repo::find_room(&state.pool, id).await?))

@@ -3,7 +3,8 @@
 use axum::http::StatusCode;
 use chrono::{NaiveDate, Utc};
 use polyclinic_auth::rules::{Admin, Person};
-use polyclinic_auth::{Principal, Require, Role};
+use polyclinic_auth::scopes::UsersRead;
+use polyclinic_auth::{Principal, Require, Role, Scope};
 use polyclinic_events::EventContext;
 use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
@@ -478,6 +479,8 @@ pub struct UserQuery {
     pub department_id: Option<Uuid>,
     /// Part of a name, email or username.
     pub q: Option<String>,
+    /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -494,6 +497,7 @@ async fn list_users(
         limit: query.limit,
         cursor: query.cursor.clone(),
     };
+    let limit = page.limit()?;
     let after = match page.cursor.as_deref() {
         Some(cursor) => Some(
             Uuid::parse_str(cursor)
@@ -514,18 +518,19 @@ async fn list_users(
         department_id: query.department_id,
         search: search.map(str::to_owned),
         after,
-        limit: i64::try_from(page.limit() + 1).unwrap_or(101),
+        limit: i64::try_from(limit + 1).unwrap_or(101),
     };
     let users = repo::list_users(&state.pool, &filter).await?;
-    Ok(Json(Page::from_overfetch(users, page.limit(), |user| {
+    Ok(Json(Page::from_overfetch(users, limit, |user| {
         user.id.to_string()
     })))
 }
 
-/// Whether `caller` may read user `id`: admins and services read anyone, people themselves.
+/// Whether `caller` may read user `id`: admins and services granted `users:read` read
+/// anyone, people themselves.
 fn may_read(caller: &Principal, id: Uuid) -> bool {
     caller.is(Role::Admin)
-        || caller.is(Role::Service)
+        || caller.is_service_with(UsersRead::NAME)
         || caller.user_id().is_ok_and(|own| own == id)
 }
 

@@ -28,6 +28,7 @@ struct Realm {
     valid_tokens: Vec<String>,
     token_grants: usize,
     deleted: Vec<Uuid>,
+    logged_out: Vec<Uuid>,
 }
 
 #[derive(Clone)]
@@ -225,6 +226,20 @@ async fn delete_user(
     AxumStatus::NO_CONTENT.into_response()
 }
 
+async fn log_out(
+    State(state): State<FakeKeycloak>,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Response {
+    guard!(state, headers);
+    let mut realm = state.realm.lock().unwrap();
+    if !realm.users.contains_key(&id) {
+        return AxumStatus::NOT_FOUND.into_response();
+    }
+    realm.logged_out.push(id);
+    AxumStatus::NO_CONTENT.into_response()
+}
+
 async fn reset_password(
     State(state): State<FakeKeycloak>,
     headers: HeaderMap,
@@ -308,6 +323,7 @@ async fn start_keycloak() -> FakeKeycloak {
             &format!("{admin}/users/{{id}}/reset-password"),
             put(reset_password),
         )
+        .route(&format!("{admin}/users/{{id}}/logout"), post(log_out))
         .route(
             &format!("{admin}/users/{{id}}/role-mappings/realm"),
             post(role_mappings).delete(role_mappings),

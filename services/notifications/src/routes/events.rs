@@ -15,7 +15,7 @@ use polyclinic_client::{CallContext, ClientError};
 use polyclinic_events::api::{Outcome, ServiceDeadLetter};
 use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
-use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId};
+use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, page_limit};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -41,6 +41,8 @@ pub struct EventQuery {
     pub correlation_id: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -87,7 +89,7 @@ async fn list_events(
     request_id: RequestId,
     Query(query): Query<EventQuery>,
 ) -> Result<Json<Page<LoggedEvent>>, ApiError> {
-    let limit = query.limit.unwrap_or(50).clamp(1, 200) as usize;
+    let limit = page_limit(query.limit, 50, 200)?;
     let before = match query.cursor.as_deref() {
         Some(cursor) => Some(
             Uuid::parse_str(cursor)

@@ -6,7 +6,7 @@ use polyclinic_auth::Require;
 use polyclinic_auth::rules::{Admin, Person};
 use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
-use polyclinic_http::{ApiError, Page, ProblemDetails};
+use polyclinic_http::{ApiError, Page, ProblemDetails, page_limit};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -40,6 +40,7 @@ pub struct InboxQuery {
     /// Only unread ones.
     pub unread: Option<bool>,
     /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -62,7 +63,7 @@ async fn my_notifications(
     Query(query): Query<InboxQuery>,
 ) -> Result<Json<Inbox>, ApiError> {
     let me = caller.user_id()?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
+    let limit = page_limit(query.limit, 50, 100)?;
     let items = notifications::inbox(
         &state.pool,
         me,
@@ -101,6 +102,8 @@ pub struct DeliveryQuery {
     pub recipient_id: Option<Uuid>,
     pub template: Option<String>,
     pub event_id: Option<Uuid>,
+    /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -123,7 +126,7 @@ async fn list_notifications(
             "status: PENDING, SENT or FAILED",
         ));
     }
-    let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
+    let limit = page_limit(query.limit, 50, 100)?;
     let filter = Filter {
         status: status.as_deref(),
         recipient_id: query.recipient_id,

@@ -5,14 +5,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use polyclinic_auth::rules::{Admin, AdminOrService, Person};
-use polyclinic_auth::{Principal, Require, Role};
+use polyclinic_auth::rules::{Admin, AdminOr, Person};
+use polyclinic_auth::scopes::{PaymentsCapture, PaymentsCreate, PaymentsRefund, PaymentsVoid};
+use polyclinic_auth::{Principal, Require, Role, Scope, insufficient_scope};
 use polyclinic_client::CallContext;
 use polyclinic_db::idempotency;
 use polyclinic_events::EventContext;
 use polyclinic_http::extract::{Json, JsonBytes, Path, Query, json_from_bytes};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
-use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId};
+use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, page_limit};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -70,11 +71,10 @@ fn to_value(payment: &Payment) -> Result<Value, ApiError> {
     serde_json::to_value(payment).map_err(|err| ApiError::internal(err.into()))
 }
 
-/// Whether `caller` may see `payment`: admins and services all, a patient their own.
+/// Whether `caller` may see `payment`: admins all, a patient their own. (No service reads
+/// payments: each acts on the ones it moves, through the scoped routes.)
 fn may_see(caller: &Principal, payment: &Payment) -> bool {
-    caller.is(Role::Admin)
-        || caller.is(Role::Service)
-        || caller.user_id().is_ok_and(|id| id == payment.patient_id)
+    caller.is(Role::Admin) || caller.user_id().is_ok_and(|id| id == payment.patient_id)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -111,7 +111,7 @@ async fn priced(
     headers: &HeaderMap,
     request: CreatePayment,
 ) -> Result<(Uuid, Money), ApiError> {
-    let trusted = caller.is(Role::Admin) || caller.is(Role::Service);
+    let trusted = caller.is(Role::Admin) || caller.is_service_with(PaymentsCreate::NAME);
     match (request.patient_id, request.amount) {
         (Some(patient_id), Some(amount)) if trusted => return Ok((patient_id, amount)),
         (None, None) => {}
@@ -185,6 +185,9 @@ async fn create_payment(
         ("POST", "/api/payments"),
         &body,
         || async {
+            if caller.is(Role::Service) && !caller.has_scope(PaymentsCreate::NAME) {
+                return Err(insufficient_scope(PaymentsCreate::NAME));
+            }
             if !caller
                 .roles
                 .any(&[Role::Admin, Role::Service, Role::Patient])
@@ -227,6 +230,8 @@ pub struct PaymentQuery {
     pub status: Option<String>,
     pub appointment_id: Option<Uuid>,
     pub patient_id: Option<Uuid>,
+    /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     pub cursor: Option<Uuid>,
 }
@@ -239,7 +244,7 @@ async fn list_payments(
     _admin: Require<Admin>,
     Query(query): Query<PaymentQuery>,
 ) -> Result<Json<Page<Payment>>, ApiError> {
-    let limit = query.limit.unwrap_or(50).clamp(1, 100) as usize;
+    let limit = page_limit(query.limit, 50, 100)?;
     let payments = crate::repo::list(
         &state.pool,
         query.status.as_deref(),
@@ -363,7 +368,7 @@ fn optional_amount(body: &Bytes) -> Result<AmountRequest, ApiError> {
     responses((status = 200, body = Payment), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn capture_payment(
     State(state): State<AppState>,
-    caller: Require<AdminOrService>,
+    caller: Require<AdminOr<PaymentsCapture>>,
     request_id: RequestId,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
@@ -399,7 +404,7 @@ async fn capture_payment(
     responses((status = 200, body = Payment), (status = 409, body = ProblemDetails)))]
 async fn cancel_payment(
     State(state): State<AppState>,
-    caller: Require<AdminOrService>,
+    caller: Require<AdminOr<PaymentsVoid>>,
     request_id: RequestId,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
@@ -430,7 +435,7 @@ async fn cancel_payment(
     responses((status = 200, body = Payment), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn refund_payment(
     State(state): State<AppState>,
-    caller: Require<AdminOrService>,
+    caller: Require<AdminOr<PaymentsRefund>>,
     request_id: RequestId,
     Path(id): Path<Uuid>,
     headers: HeaderMap,

@@ -231,27 +231,38 @@ pub async fn queue(pool: &PgPool, doctor_id: Uuid) -> sqlx::Result<Vec<Refill>> 
 }
 
 /// Approves a waiting refill, taking one of the prescription's refills; `None` if it is not
-/// waiting or none is left.
+/// waiting or none is left (then the caller rolls back).
+///
+/// The decision is the guarded transition of the refill's own row, so that of any number of
+/// concurrent decisions exactly one finds it `REQUESTED`: the others wait for its row lock
+/// and then see it decided. (Guarding through a join instead lets a second approval through,
+/// as PostgreSQL rechecks only the locked row of the updated table.)
 pub async fn approve_refill(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> sqlx::Result<Option<(Refill, i16)>> {
-    let left: Option<i16> = sqlx::query_scalar(
-        "update prescriptions p set refills_left = refills_left - 1, updated_at = now()
-         from refills r
-         where r.id = $1 and r.prescription_id = p.id and r.status = 'REQUESTED' and p.status = 'ACTIVE' and p.refills_left > 0
-         returning p.refills_left",
+    let prescription_id: Option<Uuid> = sqlx::query_scalar(
+        "update refills set status = 'APPROVED', decided_at = now(), updated_at = now()
+         where id = $1 and status = 'REQUESTED'
+         returning prescription_id",
     )
     .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(prescription_id) = prescription_id else {
+        return Ok(None);
+    };
+    let left: Option<i16> = sqlx::query_scalar(
+        "update prescriptions set refills_left = refills_left - 1, updated_at = now()
+         where id = $1 and status = 'ACTIVE' and refills_left > 0
+         returning refills_left",
+    )
+    .bind(prescription_id)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(left) = left else {
         return Ok(None);
     };
-    sqlx::query("update refills set status = 'APPROVED', decided_at = now(), updated_at = now() where id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
     Ok(find_refill(conn, id).await?.map(|refill| (refill, left)))
 }
 

@@ -6,7 +6,7 @@ use polyclinic_auth::Require;
 use polyclinic_auth::rules::Admin;
 use polyclinic_http::extract::{Json, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
-use polyclinic_http::{ApiError, Page};
+use polyclinic_http::{ApiError, Page, page_limit};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -31,6 +31,8 @@ pub struct AuditQuery {
     pub outcome: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// 1 to 500, default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<i64>,
 }
@@ -43,7 +45,7 @@ async fn search_audit(
     _admin: Require<Admin>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Page<AuditRow>>, ApiError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, 500) as usize;
+    let limit = page_limit(query.limit, 100, 500)?;
     let search = Search {
         patient_id: query.patient_id,
         actor_id: query.actor_id.as_deref(),

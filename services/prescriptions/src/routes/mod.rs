@@ -55,6 +55,19 @@ pub struct Viewer<'a> {
     pub call: CallContext<'a>,
 }
 
+impl Viewer<'_> {
+    /// Whether the viewer is `patient_id`, signed in as a patient.
+    pub fn is_patient(&self, patient_id: Uuid) -> bool {
+        self.acting == Acting::Patient && self.id == patient_id
+    }
+
+    /// Whether the viewer is `doctor_id`, signed in as a doctor: a doctor whose role was
+    /// taken away keeps the id but no longer the prescriptions written under it.
+    pub fn is_doctor(&self, doctor_id: Uuid) -> bool {
+        self.acting == Acting::Doctor && self.id == doctor_id
+    }
+}
+
 pub fn viewer<'a>(
     principal: &'a Principal,
     request_id: &'a RequestId,
@@ -118,7 +131,7 @@ impl AppState {
             }
         };
         match viewer.acting {
-            Acting::Patient if viewer.id == patient_id => Ok(Level::Read),
+            Acting::Patient if viewer.is_patient(patient_id) => Ok(Level::Read),
             Acting::Doctor => care(Level::Full).await,
             Acting::Nurse => care(Level::ReadAndVitals).await,
             // Admins read no clinical content.

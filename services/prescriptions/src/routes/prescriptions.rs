@@ -118,7 +118,7 @@ async fn prescribe(
             ApiError::dependency_unavailable("The appointments service is unavailable.")
         })?
         .filter(|a| {
-            a.doctor_id == viewer.id && (a.status == "SCHEDULED" || a.status == "COMPLETED")
+            viewer.is_doctor(a.doctor_id) && (a.status == "SCHEDULED" || a.status == "COMPLETED")
         });
     let Some(appointment) = appointment else {
         state
@@ -236,7 +236,7 @@ async fn visible(
         .map_err(database)?;
     let may = match &found {
         None => false,
-        Some(p) if p.patient_id == viewer.id || p.doctor_id == viewer.id => true,
+        Some(p) if viewer.is_patient(p.patient_id) || viewer.is_doctor(p.doctor_id) => true,
         Some(p) => state.level(viewer, p.patient_id).await? != Level::None,
     };
     match found {
@@ -297,7 +297,7 @@ async fn end(
     let found = prescriptions::find(&state.pool, id)
         .await
         .map_err(database)?;
-    let Some(current) = found.filter(|p| p.doctor_id == viewer.id) else {
+    let Some(current) = found.filter(|p| viewer.is_doctor(p.doctor_id)) else {
         state
             .audit(
                 &viewer,
@@ -406,7 +406,7 @@ async fn request_refill(
     let found = prescriptions::find(&state.pool, id)
         .await
         .map_err(database)?;
-    let Some(prescription) = found.filter(|p| p.patient_id == viewer.id) else {
+    let Some(prescription) = found.filter(|p| viewer.is_patient(p.patient_id)) else {
         state
             .audit(&viewer, "refill.request", None, Some(id), Outcome::Denied)
             .await?;
@@ -482,7 +482,7 @@ async fn own_refill(state: &AppState, viewer: &Viewer<'_>, id: Uuid) -> Result<R
         .await
         .map_err(database)?
     {
-        Some(refill) if refill.doctor_id == viewer.id => Ok(refill),
+        Some(refill) if viewer.is_doctor(refill.doctor_id) => Ok(refill),
         _ => {
             drop(conn);
             state

@@ -90,7 +90,7 @@ async fn login(
     if !f.has_errors() {
         match state
             .gateway
-            .password_grant(f.v("email"), f.v("password"))
+            .password_grant(f.v("email"), f.raw("password"))
             .await
         {
             Ok(tokens) => match signed_in(&state, &session, tokens, f.opt("next")).await {
@@ -193,7 +193,7 @@ async fn keycloak_callback(
     let (Some(code), Some(returned)) = (callback.code, callback.state) else {
         return Err(refused("The sign-in answer was incomplete."));
     };
-    if !crate::session::same_secret(returned.as_bytes(), pending.state.as_bytes()) {
+    if !polyclinic_http::secrets_match(&returned, &pending.state) {
         return Err(refused(
             "The sign-in answer does not belong to this browser.",
         ));
@@ -281,7 +281,7 @@ async fn register(
         {
             Ok(_) => match state
                 .gateway
-                .password_grant(f.v("email"), f.v("password"))
+                .password_grant(f.v("email"), f.raw("password"))
                 .await
             {
                 Ok(tokens) => {

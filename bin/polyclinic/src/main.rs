@@ -142,16 +142,20 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         }
         if let Command::AuditVerify = command {
             let verification = polyclinic_prescriptions::verify_audit(&config).await?;
-            return match verification.broken_at {
-                None => {
+            return match (verification.broken_at, verification.missing) {
+                (None, None) => {
                     println!(
-                        "audit trail intact: {} rows, every hash matches",
+                        "audit trail intact: {} rows, every hash matches, every checkpoint is there",
                         verification.rows
                     );
                     Ok(())
                 }
-                Some(id) => anyhow::bail!(
+                (Some(id), _) => anyhow::bail!(
                     "audit trail altered: row {id} does not match its hash chain ({} rows before it are intact)",
+                    verification.rows
+                ),
+                (None, Some(id)) => anyhow::bail!(
+                    "audit trail cut short: row {id} was checkpointed and is gone ({} rows remain, their chain intact)",
                     verification.rows
                 ),
             };

@@ -47,16 +47,20 @@ scopes! {
     EventsRead = "events:read";
     /// Replaying a dead letter.
     EventsReplay = "events:replay";
+    /// Declaring what a patient reported about their health (allergies, blood type) to
+    /// their medical record.
+    RecordsDeclare = "records:declare";
 }
 
 /// The scopes `service`'s own client is granted: exactly what its background work calls.
-/// Every service that verifies tokens polls the revocation feed; the notifications service
-/// also reads the people and rooms its emails name. The identity service reads its own
-/// feed from its tables and the web app acts only for the person signed in, so neither
-/// has a client.
+/// Every service that verifies tokens polls the revocation feed (the identity service reads
+/// its own from its tables); the notifications service also reads the people and rooms its
+/// emails name; the identity service hands what patients declare to their records. The web
+/// app acts only for the person signed in, so it has no client.
 pub fn granted_to(service: Service) -> &'static [&'static str] {
     match service {
-        Service::Identity | Service::Web => &[],
+        Service::Web => &[],
+        Service::Identity => &[RecordsDeclare::NAME],
         Service::Notifications => &[RevocationsRead::NAME, UsersRead::NAME, RoomsRead::NAME],
         Service::Gateway | Service::Appointments | Service::Payments | Service::Prescriptions => {
             &[RevocationsRead::NAME]

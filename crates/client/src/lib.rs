@@ -236,11 +236,31 @@ impl ServiceTokens {
     }
 
     /// The tokens of `service`'s client `polyclinic-<service>` at the configured issuer: the
-    /// identity service's token endpoint, or Keycloak's.
+    /// identity service's token endpoint, or Keycloak's. Under Keycloak the identity
+    /// service's client is the one it manages users with (`keycloak.client_id`).
     pub fn for_service(
         config: &polyclinic_config::Config,
         service: polyclinic_config::Service,
     ) -> Self {
+        if let (
+            polyclinic_config::IdentityProvider::Keycloak,
+            polyclinic_config::Service::Identity,
+            Some(secret),
+        ) = (
+            config.identity_provider,
+            service,
+            &config.keycloak.client_secret,
+        ) {
+            return Self::new(
+                &format!(
+                    "{}/protocol/openid-connect/token",
+                    config.keycloak.realm_url()
+                ),
+                &config.keycloak.client_id,
+                secret,
+                Duration::from_secs(config.http.upstream_timeout_secs.into()),
+            );
+        }
         let token_url = match config.identity_provider {
             polyclinic_config::IdentityProvider::Builtin => format!(
                 "{}/api/auth/token",

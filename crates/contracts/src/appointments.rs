@@ -1,6 +1,8 @@
 //! Events of the appointments service, on `polyclinic.appointments`, keyed by appointment id.
 //! Each carries the appointment as it is after the change ([`AppointmentRef`]), so consumers
-//! (notifications, payments) need not ask for it.
+//! (notifications, payments) need not ask for it. Events carry ids and codes only: the free
+//! text people write (a cancellation's or a rejection's reason may say why someone is ill)
+//! stays with the appointment, for those who may read it there.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -64,14 +66,13 @@ appointment_event!(
 );
 appointment_event!(
     /// An admin turned the paid request down; the authorisation is voided.
-    AppointmentRejectedV1, "polyclinic.appointment.rejected.v1" { reason: String }
+    AppointmentRejectedV1, "polyclinic.appointment.rejected.v1" {}
 );
 appointment_event!(
     /// Cancelled by the patient, an admin, the doctor's unavailability or the platform; the
     /// payment is voided or refunded as its state requires.
     AppointmentCancelledV1, "polyclinic.appointment.cancelled.v1" {
-        reason: String,
-        /// `PATIENT`, `ADMIN`, `DOCTOR` or `SYSTEM`.
+        /// `PATIENT`, `ADMIN`, `DOCTOR` (time off) or `SYSTEM` (a lapsed authorisation).
         cancelled_by: String,
         /// The status it had: `PENDING`, `PAID` or `SCHEDULED`.
         previous_status: String,

@@ -31,9 +31,8 @@ pub struct PrescriptionCancelledV1 {
     pub prescription_id: Uuid,
     pub patient_id: Uuid,
     pub doctor_id: Uuid,
-    /// `CANCELLED` or `STOPPED`.
+    /// `CANCELLED` or `STOPPED` (the doctor's reason stays with the prescription).
     pub status: String,
-    pub reason: String,
 }
 
 impl Event for PrescriptionCancelledV1 {
@@ -85,6 +84,6 @@ refill_event!(
     RefillApprovedV1, "polyclinic.refill.approved.v1" { refills_left: i16 }
 );
 refill_event!(
-    /// The doctor declined a refill, with a reason.
-    RefillDeclinedV1, "polyclinic.refill.declined.v1" { reason: String }
+    /// The doctor declined a refill (the reason stays with the refill).
+    RefillDeclinedV1, "polyclinic.refill.declined.v1" {}
 );

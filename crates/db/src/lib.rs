@@ -3,6 +3,15 @@
 //! Every service owns one schema of the shared database and nothing else: its pool pins
 //! `search_path` to that schema, so its tables, and its own `_sqlx_migrations` history,
 //! live there. No service reads another's tables.
+//!
+//! Two roles per schema. The owner (the `database_url` login) runs the migrations, so it
+//! owns the tables and their triggers. The service runs as [`runtime_role`], which each
+//! schema's migrations create and grant what the service needs on its tables and nothing
+//! more: it cannot alter a table, switch a trigger off or grant itself a privilege, so an
+//! append-only table (the audit trail) stays append-only whatever the service's code does.
+//! With a `<service>.database_url` the service logs in as that role (a login that is, or
+//! is a member of, the runtime role); without one it logs in with `database_url` and takes
+//! the runtime role for the whole session (`SET ROLE` at connection start).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -50,30 +59,69 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A lazily connecting pool for `service`, with `search_path` pinned to its schema.
+/// The role `service` runs as (its schema's migrations create it): it reads and writes
+/// the service's tables and owns none of them.
+pub fn runtime_role(service: Service) -> String {
+    format!("polyclinic_{service}")
+}
+
+/// A lazily connecting pool for `service`, with `search_path` pinned to its schema, running
+/// as its [`runtime_role`].
 pub fn pool(config: &Config, service: Service) -> anyhow::Result<PgPool> {
+    service_pool(config, service, &format!("polyclinic-{service}"))
+}
+
+/// Another pool of `service`'s, like [`pool`] (a second pool keeps one kind of work, such
+/// as held advisory locks, from starving the rest); `application` names it in
+/// `pg_stat_activity`.
+pub fn service_pool(
+    config: &Config,
+    service: Service,
+    application: &str,
+) -> anyhow::Result<PgPool> {
     let schema = service
         .schema()
         .with_context(|| format!("the {service} service keeps no data"))?;
-    schema_pool(
+    // A login of the service's own is the runtime role already; the shared one takes it.
+    let role = match config.service(service).database_url {
+        Some(_) => None,
+        None => Some(runtime_role(service)),
+    };
+    connect_lazy(
         config.database_url_for(service),
         schema,
+        role.as_deref(),
         config.service(service).db_max_connections,
-        &format!("polyclinic-{service}"),
+        application,
     )
 }
 
-/// A lazily connecting pool on `url` whose `search_path` is `schema`.
+/// A lazily connecting pool on `url` whose `search_path` is `schema`, as the URL's login
+/// (migrations, tests and tools).
 pub fn schema_pool(
     url: &str,
     schema: &str,
     max_connections: u32,
     application: &str,
 ) -> anyhow::Result<PgPool> {
+    connect_lazy(url, schema, None, max_connections, application)
+}
+
+fn connect_lazy(
+    url: &str,
+    schema: &str,
+    role: Option<&str>,
+    max_connections: u32,
+    application: &str,
+) -> anyhow::Result<PgPool> {
+    let mut settings = vec![("search_path", schema)];
+    if let Some(role) = role {
+        settings.push(("role", role));
+    }
     let options = PgConnectOptions::from_str(url)
         .context("parsing the database URL")?
         .application_name(application)
-        .options([("search_path", schema)]);
+        .options(settings);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
@@ -110,15 +158,35 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow
         .with_context(|| format!("applying the migrations of schema {schema}"))
 }
 
-/// Opens `service`'s pool and brings its schema up to date: what every service does first.
+/// Brings `service`'s schema up to date as the owner (`database_url`), then opens its pool
+/// as the runtime role: what every service does first.
 pub async fn open(
     config: &Config,
     service: Service,
     migrator: &Migrator,
 ) -> anyhow::Result<PgPool> {
-    let pool = pool(config, service)?;
     let schema = service.schema().unwrap_or_default();
-    migrate(&pool, schema, migrator).await?;
+    let owner = schema_pool(&config.database_url, schema, 1, "polyclinic-migrate")?;
+    let migrated = migrate(&owner, schema, migrator).await;
+    owner.close().await;
+    migrated?;
+    let pool = pool(config, service)?;
+    let owns: i64 = sqlx::query_scalar(
+        "select count(*) from pg_tables where schemaname = $1 and tableowner = current_user",
+    )
+    .bind(schema)
+    .fetch_one(&pool)
+    .await
+    .with_context(|| {
+        format!(
+            "connecting to schema {schema} as the {service} service's role {}",
+            runtime_role(service)
+        )
+    })?;
+    if owns > 0 {
+        tracing::warn!(%service, schema, tables = owns,
+            "the service's database login owns its tables: it could alter them and their triggers; give it a role that does not (see `{}`)", runtime_role(service));
+    }
     Ok(pool)
 }
 

@@ -29,7 +29,7 @@ impl Backbone {
         })?;
         let bus = Bus::from_config(config);
         match &bus {
-            Bus::Postgres => log::ensure(config.database_url_for(service)).await?,
+            Bus::Postgres => log::ensure(&config.database_url).await?,
             Bus::Kafka(kafka) => {
                 let topics: Vec<&str> = Topic::ALL.iter().map(|topic| topic.as_str()).collect();
                 ensure_topics(kafka, &topics).await?;

@@ -89,12 +89,8 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         // Advisory locks hold a connection each; a pool of their own keeps them from starving
         // the queries made while they are held.
-        let lock_pool = polyclinic_db::schema_pool(
-            config.database_url_for(SERVICE),
-            SERVICE.schema().unwrap_or_default(),
-            config.service(SERVICE).db_max_connections,
-            "polyclinic-appointments-locks",
-        )?;
+        let lock_pool =
+            polyclinic_db::service_pool(config, SERVICE, "polyclinic-appointments-locks")?;
         let locks = Locks::from_config(config, &lock_pool).await?;
         let client = ServiceClient::new(Duration::from_secs(
             config.http.upstream_timeout_secs.into(),

@@ -12,9 +12,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::password::{self, Password};
-use crate::domain::user::{NewUser, Profile, User, UserError, UserRole, UserStatus};
+use crate::domain::user::{Declaration, NewUser, Profile, User, UserError, UserRole, UserStatus};
 use crate::keycloak::{KeycloakAdmin, KeycloakError, KeycloakUser};
-use crate::repo::{sessions, users};
+use crate::repo::{handoffs, sessions, users};
 
 /// Where passwords are kept and checked.
 pub enum Credentials {
@@ -61,12 +61,14 @@ fn keycloak_fields(user: &NewUser) -> KeycloakUser {
     }
 }
 
-/// Creates `user` with `password`. In Keycloak mode the id is Keycloak's.
+/// Creates `user` with `password`, handing what a patient declared about their health to
+/// their record. In Keycloak mode the id is Keycloak's.
 pub async fn create_user(
     pool: &PgPool,
     credentials: &Credentials,
     mut user: NewUser,
     password: &Password,
+    declaration: &Declaration,
     context: &EventContext,
 ) -> Result<User, UserError> {
     let password_hash = match credentials {
@@ -79,7 +81,7 @@ pub async fn create_user(
             None
         }
     };
-    let stored = insert_locally(pool, &user, password_hash.as_deref(), context).await;
+    let stored = insert_locally(pool, &user, password_hash.as_deref(), declaration, context).await;
     if stored.is_err()
         && let Credentials::Keycloak(keycloak) = credentials
         && let Err(undo) = keycloak.delete_user(user.id).await
@@ -93,6 +95,7 @@ async fn insert_locally(
     pool: &PgPool,
     user: &NewUser,
     password_hash: Option<&str>,
+    declaration: &Declaration,
     context: &EventContext,
 ) -> Result<User, UserError> {
     let mut tx = pool
@@ -100,6 +103,9 @@ async fn insert_locally(
         .await
         .map_err(|err| UserError::Unexpected(err.into()))?;
     users::insert_user(&mut tx, user, password_hash).await?;
+    if !declaration.is_empty() {
+        handoffs::insert(&mut tx, user.id, declaration).await?;
+    }
     let created = users::find_user(&mut tx, user.id)
         .await?
         .ok_or(UserError::NotFound)?;
@@ -125,12 +131,14 @@ pub async fn find_user(pool: &PgPool, id: Uuid) -> Result<User, UserError> {
         .ok_or(UserError::NotFound)
 }
 
-/// A change to a user: the columns of `users`, and for admins a new profile or status.
+/// A change to a user: the columns of `users`, for admins a new profile or status, for a
+/// patient what they declare to their record.
 #[derive(Debug, Default)]
 pub struct Change {
     pub fields: users::UserChanges,
     pub profile: Option<Profile>,
     pub status: Option<UserStatus>,
+    pub declaration: Option<Declaration>,
 }
 
 /// Applies `change` to user `id`.
@@ -178,6 +186,9 @@ pub async fn update_user(
     users::update_user(&mut tx, id, &change.fields).await?;
     if let Some(profile) = &change.profile {
         users::replace_profile(&mut tx, id, profile).await?;
+    }
+    if let Some(declaration) = change.declaration.as_ref().filter(|d| !d.is_empty()) {
+        handoffs::insert(&mut tx, id, declaration).await?;
     }
     if authority_changed {
         sessions::revoke_user_sessions(&mut tx, id, None, "role or department changed").await?;

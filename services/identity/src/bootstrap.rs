@@ -10,7 +10,7 @@ use polyclinic_events::EventContext;
 use crate::accounts::{self, Credentials};
 use crate::domain::fields::{Email, PersonName, Username};
 use crate::domain::password::Password;
-use crate::domain::user::{NewUser, Profile, UserError};
+use crate::domain::user::{Declaration, NewUser, Profile, UserError};
 use crate::keycloak::KeycloakError;
 use crate::repo::users;
 
@@ -57,6 +57,7 @@ pub async fn ensure_first_admin(
         credentials,
         admin.clone(),
         &password,
+        &Declaration::default(),
         &EventContext::default(),
     )
     .await

@@ -10,6 +10,7 @@
 mod accounts;
 mod bootstrap;
 pub mod domain;
+mod handoff;
 mod keycloak;
 mod login;
 mod repo;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::FromRef;
 use polyclinic_auth::{RevocationFeed, Verifier, VerifierSettings};
+use polyclinic_client::{ServiceClient, ServiceTokens};
 use polyclinic_config::{Config, IdentityProvider, Service};
 use polyclinic_events::Backbone;
 use polyclinic_http::axum::Router;
@@ -32,6 +34,7 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
 use crate::accounts::Credentials;
+use crate::handoff::Handoffs;
 use crate::keycloak::KeycloakAdmin;
 use crate::tokens::TokenSettings;
 
@@ -43,7 +46,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// A platform service's own OAuth client (client credentials).
 #[derive(Debug, Clone)]
-pub struct ServiceClient {
+pub struct ServiceCredentials {
     pub service: Service,
     pub secret: String,
 }
@@ -56,7 +59,7 @@ pub struct AppState {
     tokens: Arc<TokenSettings>,
     credentials: Arc<Credentials>,
     /// `client_id` -> each platform service's own client.
-    service_clients: Arc<HashMap<String, ServiceClient>>,
+    service_clients: Arc<HashMap<String, ServiceCredentials>>,
     provider: IdentityProvider,
 }
 
@@ -88,7 +91,7 @@ impl AppState {
             .map(|service| {
                 (
                     format!("polyclinic-{service}"),
-                    ServiceClient {
+                    ServiceCredentials {
                         service,
                         secret: config.client_secret(service),
                     },
@@ -154,6 +157,15 @@ pub async fn run(
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
     bootstrap::ensure_first_admin(&pool, &state.credentials, &config).await?;
     tokio::spawn(purge_throttle_hourly(pool.clone(), shutdown.clone()));
+    let handoffs = Handoffs {
+        pool: pool.clone(),
+        client: ServiceClient::new(Duration::from_secs(
+            config.http.upstream_timeout_secs.into(),
+        )),
+        tokens: Arc::new(ServiceTokens::for_service(&config, SERVICE)),
+        records: config.service_url(Service::Prescriptions),
+    };
+    tokio::spawn(handoffs.run(shutdown.clone()));
 
     let app = router(&config, state, &backbone);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");

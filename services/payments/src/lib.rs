@@ -86,12 +86,8 @@ pub fn ledger(config: &Config, pool: &PgPool) -> anyhow::Result<(Ledger, bool)> 
         PaymentsProvider::Simulated => {
             // The simulated provider stands for a system outside ours: it gets connections of
             // its own, so a ledger transaction waiting on it never waits on its own pool.
-            let provider_pool = polyclinic_db::schema_pool(
-                config.database_url_for(SERVICE),
-                SERVICE.schema().unwrap_or_default(),
-                config.service(SERVICE).db_max_connections,
-                "polyclinic-payments-simulated",
-            )?;
+            let provider_pool =
+                polyclinic_db::service_pool(config, SERVICE, "polyclinic-payments-simulated")?;
             (Provider::Simulated(Simulated::new(provider_pool)), true)
         }
         PaymentsProvider::Stripe => {

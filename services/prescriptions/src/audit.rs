@@ -1,7 +1,10 @@
 //! The audit trail: one row per read, write or refused attempt on clinical data, chained by
 //! hashes. Appends are serialised by a transaction lock, so each row's `prev_hash` is the
-//! row before it; the database refuses to change or delete rows, and [`verify`] finds a row
-//! that was altered anyway (by someone who disabled the triggers, say).
+//! row before it; the database refuses to change or delete rows (and the service's role
+//! could not switch that off), and [`verify`] finds a row that was altered anyway (by
+//! someone with the owner's rights, say). The chain alone cannot tell that its newest rows
+//! were cut off, so [`checkpoint`] copies its head into a table of its own every minute:
+//! a checkpointed row that is gone is found too.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -64,11 +67,17 @@ fn chain(previous: &[u8], content: &str) -> Vec<u8> {
     context.finish().as_ref().to_vec()
 }
 
-/// Appends `access` in the caller's transaction (a write's row commits with the write).
-pub async fn append(conn: &mut PgConnection, access: &Access<'_>) -> anyhow::Result<()> {
+/// Serialises appends (and checkpoints) for the rest of the transaction.
+async fn lock_trail(conn: &mut PgConnection) -> anyhow::Result<()> {
     sqlx::query("select pg_advisory_xact_lock(hashtextextended('prescriptions:audit_log', 0))")
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// Appends `access` in the caller's transaction (a write's row commits with the write).
+pub async fn append(conn: &mut PgConnection, access: &Access<'_>) -> anyhow::Result<()> {
+    lock_trail(conn).await?;
     let previous: Vec<u8> =
         sqlx::query_scalar("select hash from audit_log order by id desc limit 1")
             .fetch_optional(&mut *conn)
@@ -164,12 +173,46 @@ pub async fn search(
     .await?)
 }
 
+/// How often the trail's head is checkpointed.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Copies the trail's head (its newest row's id and hash) into `audit_checkpoints`, unless
+/// the newest checkpoint has it already. Returns the id checkpointed, if one was.
+pub async fn checkpoint(pool: &PgPool) -> anyhow::Result<Option<i64>> {
+    let mut tx = pool.begin().await?;
+    lock_trail(&mut tx).await?;
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("select id, hash from audit_log order by id desc limit 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((id, hash)) = head else {
+        return Ok(None);
+    };
+    let last: Option<i64> =
+        sqlx::query_scalar("select audit_id from audit_checkpoints order by id desc limit 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    if last == Some(id) {
+        return Ok(None);
+    }
+    sqlx::query("insert into audit_checkpoints (audit_id, hash) values ($1, $2)")
+        .bind(id)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(id))
+}
+
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
     pub rows: u64,
     /// The first row whose content or link does not match its hash.
     pub broken_at: Option<i64>,
+    /// The first checkpointed row that is gone (or not as checkpointed): the trail was cut
+    /// back to before it.
+    pub missing: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -188,8 +231,22 @@ struct StoredRow {
     hash: Vec<u8>,
 }
 
-/// Recomputes the chain from the first row.
+/// Recomputes the chain from the first row, then checks every checkpoint against it.
 pub async fn verify(pool: &PgPool) -> anyhow::Result<Verification> {
+    let mut verification = verify_chain(pool).await?;
+    if verification.broken_at.is_none() {
+        verification.missing = sqlx::query_scalar(
+            "select c.audit_id from audit_checkpoints c left join audit_log a on a.id = c.audit_id
+             where a.id is null or a.hash <> c.hash
+             order by c.audit_id limit 1",
+        )
+        .fetch_optional(pool)
+        .await?;
+    }
+    Ok(verification)
+}
+
+async fn verify_chain(pool: &PgPool) -> anyhow::Result<Verification> {
     let mut previous: Vec<u8> = Vec::new();
     let mut after = 0i64;
     let mut rows = 0u64;
@@ -206,6 +263,7 @@ pub async fn verify(pool: &PgPool) -> anyhow::Result<Verification> {
             return Ok(Verification {
                 rows,
                 broken_at: None,
+                missing: None,
             });
         };
         after = last.id;
@@ -230,6 +288,7 @@ pub async fn verify(pool: &PgPool) -> anyhow::Result<Verification> {
                 return Ok(Verification {
                     rows,
                     broken_at: Some(row.id),
+                    missing: None,
                 });
             }
             previous = row.hash.clone();

@@ -102,6 +102,7 @@ pub async fn run(
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
     let verifier = Verifier::new(VerifierSettings::from_config(&config, SERVICE));
     spawn_completion(pool.clone(), shutdown.clone());
+    spawn_checkpoints(pool.clone(), shutdown.clone());
     let app = router(
         &config,
         AppState::new(&config, pool.clone(), verifier),
@@ -170,7 +171,23 @@ fn spawn_completion(pool: PgPool, shutdown: CancellationToken) {
     });
 }
 
-/// Checks the audit trail's hash chain (`polyclinic audit-verify`).
+/// Checkpoints the audit trail's head every [`audit::CHECKPOINT_EVERY`] until `shutdown`.
+fn spawn_checkpoints(pool: PgPool, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(audit::CHECKPOINT_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(err) = audit::checkpoint(&pool).await {
+                tracing::warn!(error = %format!("{err:#}"), "checkpointing the audit trail failed; tried again in a minute");
+            }
+        }
+    });
+}
+
+/// Checks the audit trail's hash chain and checkpoints (`polyclinic audit-verify`).
 pub async fn verify_audit(config: &Config) -> anyhow::Result<audit::Verification> {
     let pool = polyclinic_db::pool(config, SERVICE)?;
     let verification = audit::verify(&pool).await;

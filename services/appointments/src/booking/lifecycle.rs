@@ -46,7 +46,6 @@ pub(crate) async fn cancel_locked(
     .await?;
     let event = AppointmentCancelledV1 {
         appointment: cancelled.reference(),
-        reason: reason.to_owned(),
         cancelled_by: by.as_str().to_owned(),
         previous_status: appointment.status.as_str().to_owned(),
     };
@@ -190,7 +189,6 @@ impl Booking {
         .await?;
         let event = AppointmentRejectedV1 {
             appointment: rejected.reference(),
-            reason: reason.to_owned(),
         };
         announce(&mut tx, &event, &caller.events()).await?;
         tx.commit().await?;

@@ -167,7 +167,6 @@ impl Booking {
         .await?;
         let event = AppointmentCancelledV1 {
             appointment: cancelled.reference(),
-            reason: reason.to_owned(),
             cancelled_by: Actor::System.as_str().to_owned(),
             previous_status: Status::Pending.as_str().to_owned(),
         };

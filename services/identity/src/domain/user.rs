@@ -185,11 +185,24 @@ pub struct NurseProfile {
     pub department_id: Uuid,
 }
 
-/// A patient's profile.
+/// A patient's profile. Nothing clinical lives here: what a patient declares about their
+/// health (allergies, blood type) goes to their medical record ([`Declaration`]), where the
+/// prescribing check and the care team read it and administrators do not.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct PatientProfile {
-    pub blood_type: Option<BloodType>,
+pub struct PatientProfile {}
+
+/// What a patient declares about their health at registration or on their profile: handed
+/// to the prescriptions service to become patient-reported facts of their record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Declaration {
     pub allergies: Vec<String>,
+    pub blood_type: Option<BloodType>,
+}
+
+impl Declaration {
+    pub fn is_empty(&self) -> bool {
+        self.allergies.is_empty() && self.blood_type.is_none()
+    }
 }
 
 /// The role-specific part of a user: exactly one, matching the role.

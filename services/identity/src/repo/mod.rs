@@ -2,6 +2,7 @@
 
 pub mod departments;
 pub mod doctors;
+pub mod handoffs;
 pub mod keys;
 pub mod sessions;
 pub mod throttle;

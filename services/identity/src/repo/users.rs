@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use crate::domain::fields::Money;
 use crate::domain::user::{
-    BloodType, DoctorProfile, Gender, NewUser, NurseProfile, PatientProfile, Profile, User,
-    UserError, UserRole, UserStatus,
+    DoctorProfile, Gender, NewUser, NurseProfile, PatientProfile, Profile, User, UserError,
+    UserRole, UserStatus,
 };
 
 /// Every column a [`User`] is read from, and the joins that provide them.
@@ -17,7 +17,7 @@ const USER_COLUMNS: &str =
        u.gender, u.date_of_birth, u.address, u.created_at, u.updated_at,
        d.specialization, d.years_of_experience, d.department_id as doctor_department_id,
        d.fee_amount, d.fee_currency, n.department_id as nurse_department_id,
-       p.blood_type, p.allergies";
+       p.user_id as patient_user_id";
 const USER_JOINS: &str = "from users u
 left join doctors d on d.user_id = u.id
 left join nurses n on n.user_id = u.id
@@ -44,8 +44,7 @@ struct UserRow {
     fee_amount: Option<i64>,
     fee_currency: Option<String>,
     nurse_department_id: Option<Uuid>,
-    blood_type: Option<String>,
-    allergies: Option<Vec<String>>,
+    patient_user_id: Option<Uuid>,
 }
 
 impl TryFrom<UserRow> for User {
@@ -69,10 +68,10 @@ impl TryFrom<UserRow> for User {
             UserRole::Nurse => Profile::Nurse(NurseProfile {
                 department_id: row.nurse_department_id.ok_or_else(missing)?,
             }),
-            UserRole::Patient => Profile::Patient(PatientProfile {
-                blood_type: row.blood_type.as_deref().and_then(BloodType::parse),
-                allergies: row.allergies.clone().ok_or_else(missing)?,
-            }),
+            UserRole::Patient => {
+                row.patient_user_id.ok_or_else(missing)?;
+                Profile::Patient(PatientProfile {})
+            }
         };
         Ok(User {
             id: row.id,
@@ -153,11 +152,8 @@ async fn insert_profile(
                 .bind(user_id)
                 .bind(nurse.department_id)
         }
-        Profile::Patient(patient) => {
-            sqlx::query("insert into patients (user_id, blood_type, allergies) values ($1, $2, $3)")
-                .bind(user_id)
-                .bind(patient.blood_type.map(BloodType::as_str))
-                .bind(&patient.allergies)
+        Profile::Patient(PatientProfile {}) => {
+            sqlx::query("insert into patients (user_id) values ($1)").bind(user_id)
         }
     };
     query.execute(&mut *conn).await.map_err(map_write_error)?;

@@ -20,8 +20,8 @@ use crate::domain::fields::{
 };
 use crate::domain::password::Password;
 use crate::domain::user::{
-    BloodType, DoctorProfile, Gender, NewUser, NurseProfile, PatientProfile, Profile, User,
-    UserError, UserRole, UserStatus, parse_allergies, parse_experience,
+    BloodType, Declaration, DoctorProfile, Gender, NewUser, NurseProfile, PatientProfile, Profile,
+    User, UserError, UserRole, UserStatus, parse_allergies, parse_experience,
 };
 use crate::repo::users::{self as repo, UserChanges, UserFilter};
 
@@ -115,8 +115,13 @@ impl AccountFields {
 pub struct RegisterPatient {
     #[serde(flatten)]
     pub account: AccountFields,
+    /// Declared to your medical record (the care team reads it; the clinic's
+    /// administrators do not), not kept with your account.
     pub blood_type: Option<BloodType>,
+    /// Declared to your medical record as patient-reported allergies, which the
+    /// prescribing check sees: at most 50, each 1 to 100 characters.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub allergies: Vec<String>,
     #[serde(flatten)]
     #[schema(ignore)]
@@ -153,15 +158,17 @@ async fn register_patient(
     let (Some((mut user, password)), Some(allergies)) = (account, allergies) else {
         return Err(violations.into_error());
     };
-    user.profile = Profile::Patient(PatientProfile {
-        blood_type: body.blood_type,
+    user.profile = Profile::Patient(PatientProfile {});
+    let declaration = Declaration {
         allergies,
-    });
+        blood_type: body.blood_type,
+    };
     let created = accounts::create_user(
         &state.pool,
         &state.credentials,
         user,
         &password,
+        &declaration,
         &context(&request_id),
     )
     .await?;
@@ -212,10 +219,7 @@ fn staff_profile(
     };
     match role {
         UserRole::Admin => Some(Profile::Admin {}),
-        UserRole::Patient => Some(Profile::Patient(PatientProfile {
-            blood_type: None,
-            allergies: Vec::new(),
-        })),
+        UserRole::Patient => Some(Profile::Patient(PatientProfile {})),
         UserRole::Nurse => {
             required("department_id", department_id.is_some());
             Some(Profile::Nurse(NurseProfile {
@@ -285,6 +289,7 @@ async fn create_staff(
         &state.credentials,
         user,
         &password,
+        &Declaration::default(),
         &context(&request_id),
     )
     .await?;
@@ -323,9 +328,12 @@ pub struct ProfilePatch {
     pub date_of_birth: Option<NaiveDate>,
     /// An empty string clears it.
     pub address: Option<String>,
-    /// Patients only.
+    /// Patients only: declared to your medical record, not kept with your account.
     pub blood_type: Option<BloodType>,
-    /// Patients only: replaces the list.
+    /// Patients only: declared to your medical record as patient-reported allergies (the
+    /// ones it has already are kept; your care team corrects the record). At most 50, each
+    /// 1 to 100 characters.
+    #[schema(max_items = 50)]
     pub allergies: Option<Vec<String>>,
 }
 
@@ -369,22 +377,19 @@ impl ProfilePatch {
             "date_of_birth",
             self.date_of_birth.map(|date| parse_birth_date(date, today)),
         );
-        let profile = match (&current.profile, &self.blood_type, &self.allergies) {
+        let declaration = match (&current.profile, &self.blood_type, &self.allergies) {
             (_, None, None) => None,
-            (Profile::Patient(patient), blood_type, allergies) => {
-                let allergies = match allergies {
+            (Profile::Patient(_), blood_type, allergies) => Some(Declaration {
+                allergies: match allergies {
                     Some(list) => violations.check("allergies", parse_allergies(list))?,
-                    None => patient.allergies.clone(),
-                };
-                Some(Profile::Patient(PatientProfile {
-                    blood_type: blood_type.or(patient.blood_type),
-                    allergies,
-                }))
-            }
+                    None => Vec::new(),
+                },
+                blood_type: *blood_type,
+            }),
             _ => {
                 violations.add(
                     "blood_type",
-                    "only patients have a blood type and allergies",
+                    "only patients declare a blood type and allergies",
                 );
                 None
             }
@@ -401,8 +406,8 @@ impl ProfilePatch {
         };
         Some(Change {
             fields,
-            profile,
-            status: None,
+            declaration,
+            ..Change::default()
         })
     }
 }
@@ -548,7 +553,8 @@ async fn get_user(
     Ok(Json(accounts::find_user(&state.pool, id).await?))
 }
 
-/// An admin's change to a user: everything a user may change of themselves, plus role,
+/// An admin's change to a user: what a user may change of themselves but nothing clinical
+/// (no allergies, no blood type: administrators handle no health data), plus role,
 /// status, department and the doctor's profile.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -561,8 +567,6 @@ pub struct AdminPatch {
     pub gender: Option<Gender>,
     pub date_of_birth: Option<NaiveDate>,
     pub address: Option<String>,
-    pub blood_type: Option<BloodType>,
-    pub allergies: Option<Vec<String>>,
     pub status: Option<UserStatus>,
     pub role: Option<UserRole>,
     pub department_id: Option<Uuid>,
@@ -582,8 +586,8 @@ impl AdminPatch {
             gender: self.gender,
             date_of_birth: self.date_of_birth,
             address: self.address,
-            blood_type: self.blood_type,
-            allergies: self.allergies,
+            blood_type: None,
+            allergies: None,
         };
         let mut change = own.parse(current, violations)?;
         change.status = self.status;

@@ -78,6 +78,17 @@ fn appointment(appointment: &AppointmentRef, recipients: &[(Role, &'static str)]
     }
 }
 
+/// Why an appointment was cancelled, as its email says it: from who cancelled it, never
+/// from what they wrote (that may be clinical, and stays with the appointment).
+fn cancelled_because(cancelled_by: &str) -> &'static str {
+    match cancelled_by {
+        "PATIENT" => "the patient cancelled it",
+        "DOCTOR" => "the doctor is not available at that time",
+        "SYSTEM" => "the card authorisation ran out before the visit",
+        _ => "the clinic cancelled it",
+    }
+}
+
 /// A refill's news, told to its patient or its doctor. Clinical detail (the medication, the
 /// doctor's reason) stays out of emails: the recipient signs in to read it.
 fn refill(refill: &RefillRef, role: Role, template: &'static str) -> Outgoing {
@@ -129,10 +140,7 @@ pub fn plan(envelope: &Envelope) -> anyhow::Result<Option<Outgoing>> {
         }
         AppointmentRejectedV1::TYPE => {
             let event: AppointmentRejectedV1 = envelope.data_as()?;
-            Outgoing {
-                reason: Some(event.reason),
-                ..appointment(&event.appointment, &[(Patient, "appointment_rejected")])
-            }
+            appointment(&event.appointment, &[(Patient, "appointment_rejected")])
         }
         AppointmentCancelledV1::TYPE => {
             let event: AppointmentCancelledV1 = envelope.data_as()?;
@@ -143,7 +151,7 @@ pub fn plan(envelope: &Envelope) -> anyhow::Result<Option<Outgoing>> {
                 _ => "none",
             };
             Outgoing {
-                reason: Some(event.reason),
+                reason: Some(cancelled_because(&event.cancelled_by).to_owned()),
                 money: Some(money),
                 ..appointment(
                     &event.appointment,

@@ -105,22 +105,43 @@ pub fn validate_items(items: &[Item]) -> Result<(), Vec<(String, String)>> {
     }
 }
 
-/// The allergies of `allergies` that an item names: the substance appears in a medication's
-/// name, or the name's first word in the substance (`penicillin` and `Penicillin V`,
-/// `amoxicillin` and `Amoxicillin trihydrate`).
+/// The words of a name, lower-cased, without punctuation.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether a medication named `medication` contains the allergen `substance`, by words and
+/// whatever the case: every word of the substance is in a word of the medication (anywhere
+/// for six letters or more, at its start for four or five, whole below that: `penicillin`
+/// is in `Penicillin V`, `penicillin G benzathine`, `Penicillins` and
+/// `Phenoxymethylpenicillin`; `sulfa` in `Sulfamethoxazole`; `tin` is not in `Nystatin`),
+/// or the medication's first word is a word of the substance (`amoxicillin` and
+/// `Amoxicillin trihydrate`).
+fn names(medication: &str, substance: &str) -> bool {
+    let substance = words(substance);
+    let medication = words(medication);
+    if substance.is_empty() || medication.is_empty() {
+        return false;
+    }
+    let within = |word: &String| {
+        let length = word.chars().count();
+        medication.iter().any(|part| match length {
+            6.. => part.contains(word.as_str()),
+            4 | 5 => part.starts_with(word.as_str()),
+            _ => part == word,
+        })
+    };
+    substance.iter().all(within) || substance.contains(&medication[0])
+}
+
+/// The allergies of `allergies` that an item names (see [`names`]).
 pub fn allergy_conflicts(items: &[Item], allergies: &[String]) -> Vec<String> {
     let mut conflicts: Vec<String> = allergies
         .iter()
-        .filter(|substance| {
-            let substance = substance.trim().to_lowercase();
-            !substance.is_empty()
-                && items.iter().any(|item| {
-                    let medication = item.medication.to_lowercase();
-                    let first = medication.split_whitespace().next().unwrap_or("");
-                    medication.contains(&substance)
-                        || (!first.is_empty() && substance.contains(first))
-                })
-        })
+        .filter(|substance| items.iter().any(|item| names(&item.medication, substance)))
         .cloned()
         .collect();
     conflicts.sort();
@@ -161,6 +182,30 @@ mod tests {
             ),
             ["Amoxicillin trihydrate"]
         );
+    }
+
+    #[test]
+    fn the_obvious_variants_of_an_allergen_are_caught_and_unrelated_names_are_not() {
+        let penicillin = vec!["penicillin".to_owned()];
+        for medication in [
+            "Penicillin V",
+            "PENICILLIN",
+            "penicillin G benzathine",
+            "Penicillins (mixed)",
+            "Phenoxymethylpenicillin",
+        ] {
+            assert_eq!(
+                allergy_conflicts(&[item(medication)], &penicillin),
+                ["penicillin"],
+                "{medication}"
+            );
+        }
+        assert_eq!(
+            allergy_conflicts(&[item("Sulfamethoxazole")], &["Sulfa".to_owned()]),
+            ["Sulfa"]
+        );
+        assert!(allergy_conflicts(&[item("Nystatin")], &["tin".to_owned()]).is_empty());
+        assert!(allergy_conflicts(&[item("Ibuprofen")], &penicillin).is_empty());
     }
 
     #[test]

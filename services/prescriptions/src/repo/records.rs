@@ -176,11 +176,14 @@ pub async fn versions(pool: &PgPool, record_id: Uuid, id: Uuid) -> anyhow::Resul
     rows.into_iter().map(Row::into_entry).collect()
 }
 
-/// Substances of the record's current allergy entries.
+/// Substances the record says the patient is allergic to: its current allergy entries and
+/// what the patient declared.
 pub async fn allergies(conn: &mut PgConnection, record_id: Uuid) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "select a.substance from entries e join allergies a on a.entry_id = e.id
-         where e.record_id = $1 and not exists (select 1 from entries c where c.previous_id = e.id)",
+         where e.record_id = $1 and not exists (select 1 from entries c where c.previous_id = e.id)
+         union
+         select substance from declared_allergies where record_id = $1",
     )
     .bind(record_id)
     .fetch_all(conn)
@@ -283,4 +286,75 @@ pub fn same_kind(entry: &Entry, content: &Content) -> bool {
 /// The kinds a nurse may write.
 pub fn nurse_may_write(kind: Kind) -> bool {
     kind == Kind::Vitals
+}
+
+/// An allergy the patient declared: patient-reported, not yet confirmed by the care team.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct DeclaredAllergy {
+    pub substance: String,
+    pub declared_at: DateTime<Utc>,
+}
+
+/// What the patient declared to the record.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct Declared {
+    /// Patient-reported allergies, oldest first.
+    pub allergies: Vec<DeclaredAllergy>,
+    /// The blood type the patient gave (`A+` ... `O-`).
+    pub blood_type: Option<String>,
+}
+
+/// Records the patient's declaration: allergies not declared before (ignoring case), and
+/// the blood type when one is given. Returns the allergies that were new.
+pub async fn declare(
+    conn: &mut PgConnection,
+    record_id: Uuid,
+    allergies: &[String],
+    blood_type: Option<&str>,
+) -> sqlx::Result<Vec<String>> {
+    let mut added = Vec::new();
+    for substance in allergies {
+        let inserted = sqlx::query(
+            "insert into declared_allergies (id, record_id, substance) values ($1, $2, $3)
+             on conflict (record_id, lower(substance)) do nothing",
+        )
+        .bind(Uuid::now_v7())
+        .bind(record_id)
+        .bind(substance)
+        .execute(&mut *conn)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            added.push(substance.clone());
+        }
+    }
+    if let Some(blood_type) = blood_type {
+        sqlx::query(
+            "update records set blood_type = $2, blood_type_declared_at = now(), updated_at = now()
+             where id = $1",
+        )
+        .bind(record_id)
+        .bind(blood_type)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(added)
+}
+
+/// What the patient declared to record `record_id`.
+pub async fn declared(pool: &PgPool, record_id: Uuid) -> sqlx::Result<Declared> {
+    let allergies = sqlx::query_as(
+        "select substance, declared_at from declared_allergies where record_id = $1
+         order by declared_at, id",
+    )
+    .bind(record_id)
+    .fetch_all(pool)
+    .await?;
+    let blood_type = sqlx::query_scalar("select blood_type from records where id = $1")
+        .bind(record_id)
+        .fetch_one(pool)
+        .await?;
+    Ok(Declared {
+        allergies,
+        blood_type,
+    })
 }

@@ -1,18 +1,20 @@
 //! `/api/audit`: the admins' search of the trail.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use polyclinic_auth::Require;
 use polyclinic_auth::rules::Admin;
 use polyclinic_http::extract::{Json, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
-use polyclinic_http::{ApiError, Page, page_limit};
+use polyclinic_http::{ApiError, Page, RequestId, page_limit};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::audit::{self, AuditRow, Search};
+use crate::audit::{self, AuditRow, Outcome, Search};
+use crate::routes::viewer;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(search_audit))
@@ -37,15 +39,28 @@ pub struct AuditQuery {
     pub cursor: Option<i64>,
 }
 
-/// The audit trail, newest first (admin).
+/// The audit trail, newest first (admin). Each search is a row of the trail itself
+/// (`audit.search`, with the patient searched for, if any).
 #[utoipa::path(get, path = "/api/audit", tag = "audit", params(AuditQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<AuditRow>)))]
 async fn search_audit(
     State(state): State<AppState>,
-    _admin: Require<Admin>,
+    principal: Require<Admin>,
+    request_id: RequestId,
+    headers: HeaderMap,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Page<AuditRow>>, ApiError> {
     let limit = page_limit(query.limit, 100, 500)?;
+    let viewer = viewer(&principal, &request_id, &headers)?;
+    state
+        .audit(
+            &viewer,
+            "audit.search",
+            query.patient_id,
+            None,
+            Outcome::Allowed,
+        )
+        .await?;
     let search = Search {
         patient_id: query.patient_id,
         actor_id: query.actor_id.as_deref(),

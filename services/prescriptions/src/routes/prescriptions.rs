@@ -342,7 +342,6 @@ async fn end(
         patient_id: current.patient_id,
         doctor_id: viewer.id,
         status: status.to_owned(),
-        reason: reason.to_owned(),
     };
     outbox::enqueue(&mut tx, crate::SERVICE, &event, &context(&viewer)).await?;
     tx.commit().await.map_err(database)?;
@@ -567,7 +566,6 @@ async fn decline_refill(
     .await?;
     let event = RefillDeclinedV1 {
         refill: refill_ref(&refill),
-        reason: reason.to_owned(),
     };
     outbox::enqueue(&mut tx, crate::SERVICE, &event, &context(&viewer)).await?;
     tx.commit().await.map_err(database)?;

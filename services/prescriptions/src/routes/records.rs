@@ -5,7 +5,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use polyclinic_auth::Require;
-use polyclinic_auth::rules::{CareOrAdmin, PatientOrAdmin, Person};
+use polyclinic_auth::rules::{CareOrAdmin, PatientOrAdmin, Person, ServiceWith};
+use polyclinic_auth::scopes::RecordsDeclare;
 use polyclinic_http::extract::{Json, JsonBytes, Path, json_from_bytes};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, ProblemDetails, RequestId};
@@ -19,7 +20,7 @@ use crate::AppState;
 use crate::audit::{self, AuditRow, Outcome, Search};
 use crate::domain::entry::Content;
 use crate::repo::prescriptions::{self, Prescription};
-use crate::repo::records::{self, Entry};
+use crate::repo::records::{self, Declared, Entry};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -27,6 +28,90 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(add_entry))
         .routes(routes!(entry_versions))
         .routes(routes!(access_log))
+        .routes(routes!(declare))
+}
+
+/// What a patient declared, as the identity service hands it over.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclarationBody {
+    /// Substances, 1 to 200 characters each; at most 50.
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub allergies: Vec<String>,
+    /// `A+`, `A-`, `B+`, `B-`, `AB+`, `AB-`, `O+` or `O-`.
+    pub blood_type: Option<String>,
+}
+
+const BLOOD_TYPES: [&str; 8] = ["A+", "A-", "B+", "B-", "AB+", "AB-", "O+", "O-"];
+
+/// Takes what a patient declared about their health (the identity service, with scope
+/// `records:declare`): allergies become patient-reported facts of their record, which the
+/// prescribing check heeds and the care team reads. Repeating a declaration changes
+/// nothing. Internal: the gateway does not route it.
+#[utoipa::path(post, path = "/internal/records/{patient_id}/declarations", tag = "records",
+    request_body = DeclarationBody, security(("bearer" = [])),
+    responses((status = 204), (status = 403, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
+async fn declare(
+    State(state): State<AppState>,
+    _identity: Require<ServiceWith<RecordsDeclare>>,
+    request_id: RequestId,
+    Path(patient_id): Path<Uuid>,
+    Json(body): Json<DeclarationBody>,
+) -> Result<StatusCode, ApiError> {
+    let mut errors = Vec::new();
+    if body.allergies.len() > 50 {
+        errors.push(("allergies".to_owned(), "at most 50".to_owned()));
+    }
+    let allergies: Vec<String> = body
+        .allergies
+        .iter()
+        .map(|substance| substance.trim().to_owned())
+        .collect();
+    if allergies
+        .iter()
+        .any(|substance| substance.is_empty() || substance.chars().count() > 200)
+    {
+        errors.push((
+            "allergies".to_owned(),
+            "1 to 200 characters each".to_owned(),
+        ));
+    }
+    if let Some(blood_type) = &body.blood_type
+        && !BLOOD_TYPES.contains(&blood_type.as_str())
+    {
+        errors.push((
+            "blood_type".to_owned(),
+            "one of A+, A-, B+, B-, AB+, AB-, O+, O-".to_owned(),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let record_id = records::ensure_record(&mut tx, patient_id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    records::declare(&mut tx, record_id, &allergies, body.blood_type.as_deref())
+        .await
+        .map_err(anyhow::Error::from)?;
+    let patient = patient_id.to_string();
+    audit::append(
+        &mut tx,
+        &audit::Access {
+            actor_id: &patient,
+            actor_role: Acting::Patient.as_str(),
+            action: "declaration.write",
+            patient_id: Some(patient_id),
+            record_id: Some(record_id),
+            entry_id: None,
+            request_id: Some(request_id.as_str()),
+            outcome: Outcome::Allowed,
+        },
+    )
+    .await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn record_not_found() -> ApiError {
@@ -36,13 +121,16 @@ fn record_not_found() -> ApiError {
     )
 }
 
-/// A patient's record: current entries and prescriptions.
+/// A patient's record: current entries, what the patient declared, and prescriptions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Record {
     pub patient_id: Uuid,
     pub record_id: Uuid,
     /// Each entry's latest version, oldest first.
     pub entries: Vec<Entry>,
+    /// What the patient reported (allergies the prescribing check also heeds, a blood
+    /// type): unconfirmed until the care team records it.
+    pub declared: Declared,
     /// Newest first.
     pub prescriptions: Vec<Prescription>,
 }
@@ -85,6 +173,9 @@ async fn read_record(
         patient_id,
         record_id,
         entries: records::current_entries(&state.pool, record_id).await?,
+        declared: records::declared(&state.pool, record_id)
+            .await
+            .map_err(anyhow::Error::from)?,
         prescriptions: prescriptions::list(&state.pool, Some(patient_id), None, 200)
             .await
             .map_err(anyhow::Error::from)?,
@@ -268,7 +359,9 @@ async fn entry_versions(
     Ok(Json(versions))
 }
 
-/// Who accessed the record and when, newest first (the patient, admins).
+/// Who accessed the record and when, newest first (the patient, admins). An admin's read
+/// and anyone's refused attempt are themselves rows of the trail (`access_log.read`); the
+/// patient's look at their own is not, or every look would lengthen the list it shows.
 #[utoipa::path(get, path = "/api/records/{patient_id}/access-log", tag = "records", security(("bearer" = [])),
     responses((status = 200, body = Vec<AuditRow>), (status = 404, body = ProblemDetails)))]
 async fn access_log(
@@ -279,8 +372,28 @@ async fn access_log(
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
     let viewer = viewer(&principal, &request_id, &headers)?;
-    if viewer.acting == Acting::Patient && viewer.id != patient_id {
+    if viewer.acting == Acting::Patient && !viewer.is_patient(patient_id) {
+        state
+            .audit(
+                &viewer,
+                "access_log.read",
+                Some(patient_id),
+                None,
+                Outcome::Denied,
+            )
+            .await?;
         return Err(record_not_found());
+    }
+    if viewer.acting == Acting::Admin {
+        state
+            .audit(
+                &viewer,
+                "access_log.read",
+                Some(patient_id),
+                None,
+                Outcome::Allowed,
+            )
+            .await?;
     }
     let search = Search {
         patient_id: Some(patient_id),

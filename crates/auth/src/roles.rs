@@ -121,6 +121,35 @@ pub fn from_claims(claims: &Value, own_client: &str) -> RoleSet {
     all.iter().filter_map(|name| Role::parse(name)).collect()
 }
 
+/// The scopes a token grants: the words of its `scope` claim (the built-in provider,
+/// RFC 9068), and `own_client`'s client roles that name a scope (`payments:refund`: how a
+/// Keycloak realm grants them to a service account).
+pub fn scopes_from_claims(claims: &Value, own_client: &str) -> Vec<String> {
+    let mut scopes: Vec<String> = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    if let Some(roles) = claims
+        .pointer(&format!(
+            "/resource_access/{}/roles",
+            own_client.replace('~', "~0").replace('/', "~1")
+        ))
+        .and_then(Value::as_array)
+    {
+        scopes.extend(
+            roles
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|role| role.contains(':'))
+                .map(str::to_owned),
+        );
+    }
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,19 +52,24 @@ scopes! {
     RecordsDeclare = "records:declare";
 }
 
-/// The scopes `service`'s own client is granted: exactly what its background work calls.
-/// Every service that verifies tokens polls the revocation feed (the identity service reads
-/// its own from its tables); the notifications service also reads the people and rooms its
-/// emails name; the identity service hands what patients declare to their records. The web
-/// app acts only for the person signed in, so it has no client.
+/// The scopes `service`'s own client is granted: exactly what its work calls. Every
+/// service that verifies tokens polls the revocation feed (the identity service reads its
+/// own from its tables); the appointments service creates, captures and voids the payments
+/// of its appointments; the notifications service reads the people and rooms its emails
+/// name; the identity service hands what patients declare to their records. The web app
+/// acts only for the person signed in, so it has no client.
 pub fn granted_to(service: Service) -> &'static [&'static str] {
     match service {
         Service::Web => &[],
         Service::Identity => &[RecordsDeclare::NAME],
         Service::Notifications => &[RevocationsRead::NAME, UsersRead::NAME, RoomsRead::NAME],
-        Service::Gateway | Service::Appointments | Service::Payments | Service::Prescriptions => {
-            &[RevocationsRead::NAME]
-        }
+        Service::Appointments => &[
+            RevocationsRead::NAME,
+            PaymentsCreate::NAME,
+            PaymentsCapture::NAME,
+            PaymentsVoid::NAME,
+        ],
+        Service::Gateway | Service::Payments | Service::Prescriptions => &[RevocationsRead::NAME],
     }
 }
 

@@ -292,9 +292,7 @@ impl Verifier {
             client_id: text("azp"),
             username: text("preferred_username"),
             email: text("email"),
-            scopes: text("scope")
-                .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
+            scopes: roles::scopes_from_claims(&claims, &self.settings.audience).into(),
             token: token.into(),
         };
         let expires_at = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);

@@ -425,6 +425,9 @@ async fn headers_and_tokens_that_claim_an_identity_are_not_believed() {
 async fn a_forwarded_for_header_does_not_escape_the_anonymous_rate_limit() {
     let platform = TestPlatform::start_with(&[Service::Gateway, Service::Identity], |config, _| {
         config.rate_limit.anonymous_per_minute = 5;
+        // The test client is a client, not one of the gateway's proxies (loopback is
+        // trusted by default, for `polyclinic all` on one machine).
+        config.gateway.trusted_proxies = Vec::new();
     })
     .await;
     let mut limited = 0;

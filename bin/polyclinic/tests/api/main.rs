@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod abuse;
+mod attacks;
 mod cli;
 mod docs;
 mod health;

@@ -71,6 +71,15 @@ impl FakeKeycloak {
 
     /// A Keycloak-shaped access token for `subject` with realm and client roles.
     fn token(&self, subject: Uuid, realm_roles: &[&str], client_roles: &[&str]) -> String {
+        self.token_with_clients(
+            subject,
+            realm_roles,
+            json!({"polyclinic-api": {"roles": client_roles}, "account": {"roles": ["manage-account"]}}),
+        )
+    }
+
+    /// A token whose `resource_access` (every client's roles) is `clients`.
+    fn token_with_clients(&self, subject: Uuid, realm_roles: &[&str], clients: Value) -> String {
         let now = chrono::Utc::now().timestamp();
         let realm_roles = [realm_roles, &["offline_access", "default-roles-polyclinic"]].concat();
         let claims = json!({
@@ -78,7 +87,7 @@ impl FakeKeycloak {
             "iss": self.issuer(), "aud": ["polyclinic-api", "account"], "sub": subject,
             "typ": "Bearer", "azp": "polyclinic-app", "sid": Uuid::new_v4(),
             "realm_access": {"roles": realm_roles},
-            "resource_access": {"polyclinic-api": {"roles": client_roles}, "account": {"roles": ["manage-account"]}},
+            "resource_access": clients,
             "preferred_username": "someone", "email": "someone@clinic.example",
         });
         let mut header = Header::new(Algorithm::RS256);
@@ -541,6 +550,40 @@ async fn keycloak_shaped_tokens_are_verified_with_realm_and_client_roles() {
     assert_eq!(builtin.code(), "issued_by_keycloak");
 }
 
+#[tokio::test]
+async fn an_admin_role_on_another_keycloak_client_grants_nothing() {
+    let keycloak = start_keycloak().await;
+    let platform = keycloak_platform(&keycloak).await;
+    let (admin_id, _) = keycloak
+        .user_by_email(polyclinic_testing::ADMIN_EMAIL)
+        .unwrap();
+    // A patient of the realm whom another application of the same realm made its admin.
+    let foreign = keycloak.token_with_clients(
+        admin_id,
+        &["PATIENT"],
+        json!({"billing-app": {"roles": ["admin"]}, "account": {"roles": ["ADMIN", "manage-account"]}}),
+    );
+    for service in [Service::Gateway, Service::Identity] {
+        let reply = platform
+            .call_service(service, Method::GET, "/api/users", Some(&foreign), None)
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{service}: {:?}",
+            reply.body
+        );
+    }
+    let own = platform
+        .call(Method::GET, "/api/users/me", Some(&foreign), None)
+        .await;
+    assert_eq!(
+        own.status,
+        StatusCode::OK,
+        "the realm's PATIENT role still counts"
+    );
+}
+
 #[test]
 fn the_shipped_realm_has_the_roles_clients_and_audience_the_services_expect() {
     let realm: Value = serde_json::from_str(include_str!(
@@ -589,9 +632,46 @@ fn the_shipped_realm_has_the_roles_clients_and_audience_the_services_expect() {
         assert_eq!(confidential["serviceAccountsEnabled"], true, "{service}");
         assert!(audience(confidential), "{service}");
     }
-    let identity_account = realm["users"]
+    // Each service account holds exactly the scopes the built-in provider grants the same
+    // client, as client roles of the API.
+    let accounts = realm["users"].as_array().unwrap();
+    for service in polyclinic_config::Service::ALL {
+        let granted = polyclinic_auth::scopes::granted_to(service);
+        let account = accounts
+            .iter()
+            .find(|u| u["serviceAccountClientId"] == format!("polyclinic-{service}"));
+        let Some(account) = account else {
+            assert!(granted.is_empty(), "{service} needs a service account");
+            continue;
+        };
+        let mut held: Vec<&str> = account["clientRoles"]["polyclinic-api"]
+            .as_array()
+            .map(|roles| roles.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        held.sort_unstable();
+        let mut expected = granted.to_vec();
+        expected.sort_unstable();
+        assert_eq!(held, expected, "{service}");
+        assert!(
+            account["realmRoles"]
+                .as_array()
+                .is_some_and(|roles| roles.contains(&json!("SERVICE"))),
+            "{service}"
+        );
+    }
+    let defined: Vec<&str> = realm["roles"]["client"]["polyclinic-api"]
         .as_array()
         .unwrap()
+        .iter()
+        .filter_map(|role| role["name"].as_str())
+        .collect();
+    for scope in polyclinic_auth::scopes::ALL {
+        assert!(
+            defined.contains(scope),
+            "{scope} is a client role of the API"
+        );
+    }
+    let identity_account = accounts
         .iter()
         .find(|u| u["serviceAccountClientId"] == "polyclinic-identity")
         .unwrap();

@@ -7,6 +7,7 @@
     reason = "a test that cannot set up should fail loudly"
 )]
 
+mod abuse;
 mod actions;
 mod browser;
 mod guard;

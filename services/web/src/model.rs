@@ -95,6 +95,31 @@ pub struct Inbox {
 pub struct Record {
     pub entries: Vec<Value>,
     pub prescriptions: Vec<Prescription>,
+    /// What the patient reported (unconfirmed by the care team).
+    #[serde(default)]
+    pub declared: Declared,
+}
+
+/// What a patient declared to their record.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Declared {
+    pub allergies: Vec<DeclaredAllergy>,
+    pub blood_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeclaredAllergy {
+    pub substance: String,
+}
+
+impl Declared {
+    /// The declared substances, for a page to list.
+    pub fn substances(&self) -> Vec<String> {
+        self.allergies
+            .iter()
+            .map(|allergy| allergy.substance.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

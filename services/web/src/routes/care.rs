@@ -287,6 +287,8 @@ struct PatientRecordPage {
     patient: String,
     doctor: bool,
     entries: Vec<EntryView>,
+    declared_allergies: Vec<String>,
+    blood_type: Option<String>,
     prescriptions: Vec<PrescriptionView>,
     appointments: Vec<AppointmentChoice>,
     conflicts: Vec<String>,
@@ -347,6 +349,8 @@ async fn record_page(
             .iter()
             .map(|entry| EntryView::new(state, entry))
             .collect(),
+        declared_allergies: record.declared.substances(),
+        blood_type: record.declared.blood_type.clone(),
         prescriptions: record
             .prescriptions
             .iter()

@@ -663,6 +663,8 @@ struct AccessView {
 struct RecordPage {
     l: Layout,
     entries: Vec<EntryView>,
+    declared_allergies: Vec<String>,
+    blood_type: Option<String>,
     prescriptions: Vec<PrescriptionView>,
     access: Vec<AccessView>,
 }
@@ -698,6 +700,8 @@ async fn record(State(state): State<WebState>, Visitor(session): Visitor) -> Pag
             .iter()
             .map(|entry| EntryView::new(&state, entry))
             .collect(),
+        declared_allergies: record.declared.substances(),
+        blood_type: record.declared.blood_type.clone(),
         prescriptions: record
             .prescriptions
             .iter()

@@ -71,9 +71,8 @@ for role in anonymous patient doctor nurse admin; do
   # accounts the later runs use out with failed logins.
   exclude=()
   [ "$role" = anonymous ] || exclude=(--exclude-path /api/auth/token --exclude-path /api/auth/revoke)
-  # Every check schemathesis has, in every phase (examples, coverage, fuzzing, stateful).
   if ! (cd "$work" && schemathesis run "$GATEWAY/docs/openapi.json" "${auth[@]}" "${exclude[@]}" \
-      --checks all --phases examples,coverage,fuzzing,stateful \
+      --checks not_a_server_error,response_schema_conformance,content_type_conformance \
       --max-examples "$EXAMPLES" --workers 1 --seed 1 --warnings off --no-color \
       --report junit --report-junit-path "$work/$role.xml"); then
     failed=1

@@ -111,7 +111,7 @@ impl VerifierSettings {
             jwks_url: config.jwks_url(),
             revocations: RevocationFeed::Http {
                 url: format!(
-                    "{}/api/auth/revocations",
+                    "{}/internal/auth/revocations",
                     config.service_url(Service::Identity)
                 ),
                 tokens: Arc::new(ServiceTokens::for_service(config, service)),

@@ -90,6 +90,11 @@ async fn merge(state: &GatewayState) -> Value {
             }
         }
     }
+    // Monitoring is not part of the API (and without `http.metrics_token` the gateway does
+    // not serve it at all).
+    if let Some(paths) = merged["paths"].as_object_mut() {
+        paths.remove("/metrics");
+    }
     merged["info"]["title"] = Value::from("Polyclinic API");
     let mut description = String::from(
         "Every service's API behind the gateway. Errors are RFC 9457 problem documents \

@@ -156,11 +156,7 @@ mod tests {
 
     #[test]
     fn the_revocation_feed_is_not_reachable_from_outside() {
-        assert!(
-            TABLE
-                .iter()
-                .all(|rule| rule.path != "/api/auth/revocations")
-        );
+        assert!(TABLE.iter().all(|rule| !rule.path.contains("revocations")));
     }
 }
 

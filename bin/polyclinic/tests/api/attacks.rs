@@ -694,7 +694,7 @@ async fn a_service_token_does_only_what_its_service_needs() {
         .call_service(
             Service::Identity,
             Method::GET,
-            "/api/auth/revocations",
+            "/internal/auth/revocations",
             None,
             None,
         )
@@ -704,7 +704,7 @@ async fn a_service_token_does_only_what_its_service_needs() {
         .call_service(
             Service::Identity,
             Method::GET,
-            "/api/auth/revocations",
+            "/internal/auth/revocations",
             Some(&patient),
             None,
         )
@@ -715,7 +715,7 @@ async fn a_service_token_does_only_what_its_service_needs() {
         .call_service(
             Service::Identity,
             Method::GET,
-            "/api/auth/revocations",
+            "/internal/auth/revocations",
             gateway.body["access_token"].as_str(),
             None,
         )

@@ -202,7 +202,12 @@ async fn a_body_over_the_limit_is_refused_before_reaching_the_service() {
 async fn unknown_and_internal_routes_are_not_forwarded() {
     let upstream = echo_upstream().await;
     let platform = gateway_before(upstream, |_| {}).await;
-    for path in ["/api/auth/revocations", "/api/nothing", "/internal/metrics"] {
+    for path in [
+        "/api/auth/revocations",
+        "/internal/auth/revocations",
+        "/api/nothing",
+        "/internal/metrics",
+    ] {
         let reply = platform.call(Method::GET, path, None, None).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(reply.code(), "route_not_found");

@@ -189,7 +189,7 @@ async fn revoke(
 /// logins within the longest access-token lifetime, for the other services' token
 /// verifiers: a platform service's token with scope `revocations:read`. Internal: the
 /// gateway does not route it.
-#[utoipa::path(get, path = "/api/auth/revocations", tag = "auth", security(("bearer" = [])),
+#[utoipa::path(get, path = "/internal/auth/revocations", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = RevocationList), (status = 401, body = ProblemDetails),
         (status = 403, body = ProblemDetails)))]
 async fn revocations(

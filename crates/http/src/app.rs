@@ -12,7 +12,9 @@ use polyclinic_config::Service;
 use prometheus_client::registry::Registry;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme,
+};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::client_address::TrustedProxies;
@@ -58,8 +60,26 @@ pub fn document(service: Service, api: utoipa::openapi::OpenApi) -> utoipa::open
                 .build(),
         ),
     );
+    // The built-in provider's token endpoint, as OAuth clients (and schemathesis, which then
+    // takes a refused login for a refused credential, not a refused request) look for it.
+    // Under Keycloak the realm's token endpoint takes its place.
+    components.add_security_scheme(
+        "oauth2",
+        SecurityScheme::OAuth2(OAuth2::with_description(
+            [
+                Flow::Password(Password::with_refresh_url(
+                    "/api/auth/token",
+                    Scopes::new(),
+                    "/api/auth/token",
+                )),
+                Flow::ClientCredentials(ClientCredentials::new("/api/auth/token", Scopes::new())),
+            ],
+            "The built-in provider (`POST /api/auth/token`); bearer tokens it issues authenticate every route.",
+        )),
+    );
     declare_path_parameters(&mut doc);
     declare_problem_responses(&mut doc);
+    let mut doc = declare_string_rules(doc);
     doc.info.title = format!("Polyclinic {service}");
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.info.description = Some(format!(
@@ -112,6 +132,177 @@ fn declare_path_parameters(doc: &mut utoipa::openapi::OpenApi) {
         }
     }
 }
+
+/// What holds for every string the platform takes, said where the document would
+/// otherwise not say it: a UUID is one in its hyphenated form and a date is `YYYY-MM-DD`
+/// (JSON Schema's `format` alone asserts nothing), and no text holds the NUL character (the extractors refuse it, as
+/// PostgreSQL cannot store it). Strings with a pattern or a list of values say more already.
+fn declare_string_rules(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(object) => {
+                let is_string = match object.get("type") {
+                    Some(serde_json::Value::String(kind)) => kind == "string",
+                    Some(serde_json::Value::Array(kinds)) => {
+                        kinds.iter().any(|kind| kind == "string")
+                    }
+                    _ => false,
+                };
+                if is_string && !object.contains_key("pattern") && !object.contains_key("enum") {
+                    let pattern = match object.get("format").and_then(serde_json::Value::as_str) {
+                        Some("uuid") => Some(UUID_PATTERN),
+                        Some("date") => Some(DATE_PATTERN),
+                        Some("date-time" | "binary" | "byte") => None,
+                        _ => Some(NO_NUL_PATTERN),
+                    };
+                    if let Some(pattern) = pattern {
+                        object.insert("pattern".to_owned(), pattern.into());
+                    }
+                }
+                for child in object.values_mut() {
+                    walk(child);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    for section in ["paths", "components"] {
+        if let Some(part) = value.get_mut(section) {
+            walk(part);
+        }
+    }
+    close_request_objects(&mut value);
+    serde_json::from_value(value).unwrap_or(doc)
+}
+
+/// Request objects take no field they do not declare (the JSON extractor refuses unknown
+/// fields of every struct), so every object schema a JSON request body reaches says
+/// `additionalProperties: false` (forms are OAuth's, whose unknown parameters are ignored,
+/// as RFC 6749 asks) — except one that is also a part of an `allOf` (a response
+/// that flattens it), where saying so would refuse the other parts' fields.
+fn close_request_objects(doc: &mut serde_json::Value) {
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    fn refs(value: &Value, into: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(object) => {
+                if let Some(Value::String(reference)) = object.get("$ref")
+                    && let Some(name) = reference.strip_prefix("#/components/schemas/")
+                {
+                    into.insert(name.to_owned());
+                }
+                object.values().for_each(|child| refs(child, into));
+            }
+            Value::Array(items) => items.iter().for_each(|child| refs(child, into)),
+            _ => {}
+        }
+    }
+    fn in_all_of(value: &Value, into: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(object) => {
+                if let Some(parts) = object.get("allOf") {
+                    refs(parts, into);
+                }
+                object.values().for_each(|child| in_all_of(child, into));
+            }
+            Value::Array(items) => items.iter().for_each(|child| in_all_of(child, into)),
+            _ => {}
+        }
+    }
+    fn close(value: &mut Value) {
+        match value {
+            Value::Object(object) => {
+                // An `allOf` of schemas with properties (a flattened object) cannot be
+                // closed part by part; one of conditions only (`if`/`then`) can.
+                let composed = object
+                    .get("allOf")
+                    .and_then(Value::as_array)
+                    .is_some_and(|parts| {
+                        parts.iter().any(|part| {
+                            part.get("$ref").is_some() || part.get("properties").is_some()
+                        })
+                    });
+                if composed {
+                    return;
+                }
+                if object.contains_key("properties") && !object.contains_key("additionalProperties")
+                {
+                    object.insert("additionalProperties".to_owned(), Value::Bool(false));
+                }
+                object.values_mut().for_each(close);
+            }
+            Value::Array(items) => items.iter_mut().for_each(close),
+            _ => {}
+        }
+    }
+
+    let mut reached = BTreeSet::new();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for operation in item.values_mut() {
+                let Some(content) = operation
+                    .pointer_mut("/requestBody/content")
+                    .and_then(Value::as_object_mut)
+                else {
+                    continue;
+                };
+                for (kind, media) in content.iter_mut() {
+                    if !kind.ends_with("json") {
+                        continue;
+                    }
+                    if let Some(schema) = media.get_mut("schema") {
+                        refs(schema, &mut reached);
+                        close(schema);
+                    }
+                }
+            }
+        }
+    }
+    let schemas = doc
+        .pointer("/components/schemas")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut pending: Vec<String> = reached.iter().cloned().collect();
+    while let Some(name) = pending.pop() {
+        let mut found = BTreeSet::new();
+        if let Some(schema) = schemas.get(&name) {
+            refs(schema, &mut found);
+        }
+        for next in found {
+            if reached.insert(next.clone()) {
+                pending.push(next);
+            }
+        }
+    }
+    let mut flattened = BTreeSet::new();
+    in_all_of(doc, &mut flattened);
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for name in reached.difference(&flattened) {
+            if let Some(schema) = schemas.get_mut(name) {
+                close(schema);
+            }
+        }
+    }
+}
+
+/// A UUID in its hyphenated form, the one the platform writes.
+pub const UUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+/// A calendar date, `YYYY-MM-DD`.
+pub const DATE_PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
+/// Any text without the NUL character.
+pub const NO_NUL_PATTERN: &str = r"^[^\u0000]*$";
 
 /// Errors are problem documents: every documented 4xx and 5xx answer is
 /// `application/problem+json`, and every operation documents a `default` answer of that

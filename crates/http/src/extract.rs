@@ -226,8 +226,10 @@ pub fn json_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError>
             }
         });
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(Strict(&mut deserializer)).map_err(|err| {
+    let mut parsed: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::bad_request("malformed_json", err.to_string()))?;
+    integral_numbers(&mut parsed);
+    let value = serde_path_to_error::deserialize(Strict(parsed)).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         // The message names the field, as axum's own JSON rejection does.
@@ -241,8 +243,28 @@ pub fn json_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError>
             _ => ApiError::bad_request("malformed_json", detail),
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|err| ApiError::bad_request("malformed_json", err.to_string()))?;
     Ok(value)
+}
+
+/// JSON has one number type: `5.0` is the integer 5 to JSON Schema (and to the documents),
+/// so it is one here too. Numbers with a fraction stay as they are.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(number) if number.is_f64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && float.abs() < 9.0e15
+            {
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "a whole number below 2^53 converts exactly"
+                )]
+                let whole = float as i64;
+                *value = serde_json::Value::from(whole);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(object) => object.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
 }

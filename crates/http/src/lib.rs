@@ -18,6 +18,7 @@ mod observe;
 mod page;
 mod server;
 mod strict;
+pub mod text;
 mod validation;
 
 pub use app::{ServiceApp, document};

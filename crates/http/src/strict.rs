@@ -1,4 +1,5 @@
-//! A deserializer wrapper that refuses a JSON array where a struct is expected.
+//! A deserializer wrapper that refuses a JSON array where a struct is expected, and a field
+//! that the struct does not have.
 //!
 //! serde's derived `Deserialize` for a struct accepts a sequence as well as a map, by design:
 //! `[null, null]` is a valid `{name?, description?}` to serde, so a client sending an array
@@ -6,11 +7,15 @@
 //! switches that off, and a JSON Schema validator in every request path would be a heavy
 //! dependency for this one rule, so this module wraps the deserializer instead: every
 //! `deserialize_struct` (and struct variant) it forwards gets a visitor whose `visit_seq`
-//! refuses, at any depth. Everything else passes through unchanged; the wrapper is applied
-//! under `serde_path_to_error`, so the refusal still names the field.
+//! refuses, at any depth, and whose map refuses a key that is not one of the struct's
+//! fields (as `#[serde(deny_unknown_fields)]` would, on every request type at once, so
+//! that the documents can say `additionalProperties: false` of every request object).
+//! Everything else passes through unchanged; the wrapper is applied under
+//! `serde_path_to_error`, so the refusal still names the field.
 
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Unexpected,
     VariantAccess, Visitor,
@@ -19,17 +24,18 @@ use serde::de::{
 /// A deserializer whose structs are objects only.
 pub(crate) struct Strict<D>(pub(crate) D);
 
-/// A visitor that forwards to `inner` and, for a struct, refuses a sequence.
+/// A visitor that forwards to `inner` and, for a struct (whose field names it holds),
+/// refuses a sequence and unknown keys.
 struct Wrap<V> {
     inner: V,
-    is_struct: bool,
+    fields: Option<&'static [&'static str]>,
 }
 
 impl<V> Wrap<V> {
     fn any(inner: V) -> Self {
         Wrap {
             inner,
-            is_struct: false,
+            fields: None,
         }
     }
 }
@@ -120,7 +126,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
             fields,
             Wrap {
                 inner: visitor,
-                is_struct: true,
+                fields: Some(fields),
             },
         )
     }
@@ -199,14 +205,17 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
-        if self.is_struct {
+        if self.fields.is_some() {
             return Err(de::Error::invalid_type(Unexpected::Seq, &self));
         }
         self.inner.visit_seq(StrictSeq(seq))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
-        self.inner.visit_map(StrictMap(map))
+        self.inner.visit_map(StrictMap {
+            inner: map,
+            fields: self.fields,
+        })
     }
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
@@ -242,7 +251,11 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for StrictSeq<A> {
     }
 }
 
-struct StrictMap<A>(A);
+struct StrictMap<A> {
+    inner: A,
+    /// A struct's fields: any other key is refused.
+    fields: Option<&'static [&'static str]>,
+}
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for StrictMap<A> {
     type Error = A::Error;
@@ -251,15 +264,37 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for StrictMap<A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        self.0.next_key_seed(Seed(seed))
+        match self.fields {
+            Some(fields) => self.inner.next_key_seed(KnownKey { seed, fields }),
+            None => self.inner.next_key_seed(Seed(seed)),
+        }
     }
 
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
-        self.0.next_value_seed(Seed(seed))
+        self.inner.next_value_seed(Seed(seed))
     }
 
     fn size_hint(&self) -> Option<usize> {
-        self.0.size_hint()
+        self.inner.size_hint()
+    }
+}
+
+/// A struct's key: one of its fields, or an error naming it.
+struct KnownKey<S> {
+    seed: S,
+    fields: &'static [&'static str],
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for KnownKey<S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
+        use serde::de::IntoDeserializer;
+        let key = String::deserialize(deserializer)?;
+        if !self.fields.contains(&key.as_str()) {
+            return Err(de::Error::unknown_field(&key, self.fields));
+        }
+        self.seed.deserialize(key.into_deserializer())
     }
 }
 
@@ -304,7 +339,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for StrictVariant<A> {
             fields,
             Wrap {
                 inner: visitor,
-                is_struct: true,
+                fields: Some(fields),
             },
         )
     }
@@ -341,6 +376,16 @@ mod tests {
         );
         assert!(strict::<Outer>("[null, null, null]").is_err());
         assert!(strict::<Outer>(r#"{"inner": [5]}"#).is_err());
+    }
+
+    #[test]
+    fn a_field_the_struct_does_not_have_is_refused() {
+        let error = strict::<Outer>(r#"{"name": "a", "role": "ADMIN"}"#).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `role`"),
+            "{error}"
+        );
+        assert!(strict::<Outer>(r#"{"inner": {"amount": 1, "currency": "EUR"}}"#).is_err());
     }
 
     #[test]

@@ -209,7 +209,7 @@ async fn a_day_at_the_clinic(kafka: bool, locks: LockBackend) {
         .await;
     assert_eq!(
         (wrong_room.status, wrong_room.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_room")
+        (StatusCode::CONFLICT, "invalid_room")
     );
     ok(
         &platform,

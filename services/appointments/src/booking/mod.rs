@@ -54,8 +54,12 @@ pub enum BookingError {
     InvalidRoom(&'static str),
     #[error("{0}")]
     InvalidNurse(&'static str),
+    /// A patient booking for someone else, or an admin for no one.
     #[error("{0}")]
-    InvalidPatient(&'static str),
+    PatientNotYours(&'static str),
+    /// An admin booking for someone who is not an active patient.
+    #[error("{0}")]
+    PatientNotFound(&'static str),
     #[error("the room is taken at that time")]
     RoomTaken,
     #[error("the nurse is taken at that time")]

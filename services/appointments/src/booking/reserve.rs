@@ -116,13 +116,13 @@ impl Booking {
             Actor::Patient => match requested {
                 None => Ok(caller.id),
                 Some(id) if id == caller.id => Ok(caller.id),
-                Some(_) => Err(BookingError::InvalidPatient(
+                Some(_) => Err(BookingError::PatientNotYours(
                     "patients book for themselves; leave patient_id out",
                 )),
             },
             Actor::Admin => {
-                let id = requested.ok_or(BookingError::InvalidPatient(
-                    "patient_id: required when an admin books",
+                let id = requested.ok_or(BookingError::PatientNotYours(
+                    "patient_id: an admin books for a patient, and says which",
                 ))?;
                 let person = self
                     .peers
@@ -131,7 +131,7 @@ impl Booking {
                     .map_err(|err| unavailable("the identity service", err))?;
                 match person {
                     Some(person) if person.is_active("PATIENT") => Ok(id),
-                    _ => Err(BookingError::InvalidPatient(
+                    _ => Err(BookingError::PatientNotFound(
                         "patient_id: not an active patient",
                     )),
                 }

@@ -5,6 +5,7 @@
 //!     PENDING | PAID | SCHEDULED -> CANCELLED
 
 use chrono::{DateTime, Duration, Utc};
+use polyclinic_http::text::Rule;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -128,28 +129,31 @@ impl Policy {
     }
 }
 
+polyclinic_http::text_kind!(
+    /// Why a patient comes, or why something was cancelled: optional free text.
+    Reason = Rule::paragraphs(0, 500), "At most 500 characters (line breaks allowed)."
+);
+polyclinic_http::text_kind!(
+    /// A reason that must be given.
+    RequiredReason = Rule::paragraphs(1, 500), "1 to 500 characters (line breaks allowed)."
+);
+polyclinic_http::text_kind!(
+    /// What the doctor should know.
+    Notes = Rule::paragraphs(0, 2000), "At most 2000 characters (line breaks allowed)."
+);
+
 /// Free text a patient or an admin gives (reasons, notes), trimmed and bounded.
 pub fn parse_text(text: Option<&str>, max_chars: usize) -> Result<String, String> {
-    let text = text.unwrap_or("").trim();
-    if text.chars().count() > max_chars {
-        return Err(format!("at most {max_chars} characters"));
-    }
-    if text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err("control characters are not allowed".to_owned());
-    }
-    Ok(text.to_owned())
+    let text = text.unwrap_or("");
+    Rule::paragraphs(0, max_chars).check(text)?;
+    Ok(text.trim().to_owned())
 }
 
-/// A reason that must be given (rejection, an admin's cancellation).
+/// A reason that must be given (a rejection).
 pub fn parse_required_text(text: Option<&str>, max_chars: usize) -> Result<String, String> {
-    let text = parse_text(text, max_chars)?;
-    if text.is_empty() {
-        return Err("must not be empty".to_owned());
-    }
-    Ok(text)
+    let text = text.unwrap_or("");
+    Rule::paragraphs(1, max_chars).check(text)?;
+    Ok(text.trim().to_owned())
 }
 
 #[cfg(test)]

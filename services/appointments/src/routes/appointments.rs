@@ -22,7 +22,9 @@ use uuid::Uuid;
 use super::caller;
 use crate::AppState;
 use crate::booking::{Reservation, ReserveRequest};
-use crate::domain::appointment::{Actor, Status, parse_required_text, parse_text};
+use crate::domain::appointment::{
+    Actor, Notes, Reason, RequiredReason, Status, parse_required_text, parse_text,
+};
 use crate::repo::appointments::{self as repo, Appointment, Filter};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -76,8 +78,10 @@ pub struct ReserveBody {
     /// The slot's start, as availability lists it.
     pub starts_at: DateTime<Utc>,
     /// Why the patient comes (up to 500 characters).
+    #[schema(value_type = Option<Reason>)]
     pub reason: Option<String>,
     /// Anything the doctor should know (up to 2,000 characters).
+    #[schema(value_type = Option<Notes>)]
     pub notes: Option<String>,
     /// Admins booking on a patient's behalf name the patient.
     pub patient_id: Option<Uuid>,
@@ -167,6 +171,7 @@ async fn reserve(
 #[into_params(parameter_in = Query)]
 pub struct AppointmentQuery {
     /// `PENDING`, `PAID`, `SCHEDULED`, `COMPLETED`, `NO_SHOW`, `EXPIRED`, `REJECTED` or `CANCELLED`.
+    #[param(value_type = Option<Status>)]
     pub status: Option<String>,
     pub patient_id: Option<Uuid>,
     pub doctor_id: Option<Uuid>,
@@ -329,13 +334,22 @@ async fn approve(
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ReasonBody {
-    /// Up to 500 characters; required to reject.
+pub struct CancelBody {
+    /// Why, if the canceller says (up to 500 characters).
+    #[schema(value_type = Option<Reason>)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectBody {
+    /// Why the clinic cannot take the appointment (1 to 500 characters).
+    #[schema(value_type = RequiredReason)]
     pub reason: Option<String>,
 }
 
 /// Rejects a paid appointment with a reason; the authorisation is voided (admin).
-#[utoipa::path(post, path = "/api/appointments/{id}/reject", tag = "appointments", request_body = ReasonBody,
+#[utoipa::path(post, path = "/api/appointments/{id}/reject", tag = "appointments", request_body = RejectBody,
     security(("bearer" = [])),
     responses((status = 200, body = Appointment), (status = 404, body = ProblemDetails),
         (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
@@ -349,7 +363,7 @@ async fn reject(
 ) -> Response {
     let path = format!("/api/appointments/{id}/reject");
     once(&state, &principal, &headers, &path, &body, || async {
-        let request: ReasonBody = optional_body(&body)?;
+        let request: RejectBody = optional_body(&body)?;
         let mut violations = Violations::new();
         let Some(reason) = violations.check(
             "reason",
@@ -366,7 +380,7 @@ async fn reject(
 
 /// Cancels an appointment: its patient until the cutoff before the start, an admin any
 /// time. The payment is voided, or refunded once captured.
-#[utoipa::path(post, path = "/api/appointments/{id}/cancel", tag = "appointments", request_body = ReasonBody,
+#[utoipa::path(post, path = "/api/appointments/{id}/cancel", tag = "appointments", request_body = CancelBody,
     security(("bearer" = [])),
     responses((status = 200, body = Appointment), (status = 404, body = ProblemDetails),
         (status = 409, body = ProblemDetails)))]
@@ -380,7 +394,7 @@ async fn cancel(
 ) -> Response {
     let path = format!("/api/appointments/{id}/cancel");
     once(&state, &principal, &headers, &path, &body, || async {
-        let request: ReasonBody = optional_body(&body)?;
+        let request: CancelBody = optional_body(&body)?;
         let mut violations = Violations::new();
         let Some(reason) = violations.check("reason", parse_text(request.reason.as_deref(), 500))
         else {

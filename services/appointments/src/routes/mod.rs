@@ -28,21 +28,20 @@ impl From<BookingError> for ApiError {
         let detail = err.to_string();
         match err {
             BookingError::NotFound => ApiError::not_found("appointment_not_found", detail),
-            BookingError::DoctorNotFound => ApiError::unprocessable("unknown_doctor", detail),
-            BookingError::Slot(SlotError::NotASlot) => {
-                ApiError::unprocessable("not_a_slot", detail)
-            }
-            BookingError::Slot(SlotError::TooSoon) => {
-                ApiError::unprocessable("slot_too_soon", detail)
-            }
+            // A request of the documented shape that names something missing is a 404, and
+            // one the calendar or the policy refuses a 409: 422 is for what breaks the shape.
+            BookingError::DoctorNotFound => ApiError::not_found("unknown_doctor", detail),
+            BookingError::Slot(SlotError::NotASlot) => ApiError::conflict("not_a_slot", detail),
+            BookingError::Slot(SlotError::TooSoon) => ApiError::conflict("slot_too_soon", detail),
             BookingError::SlotTaken => ApiError::conflict("slot_taken", detail),
             BookingError::PendingLimit(_) => ApiError::conflict("pending_limit_reached", detail),
             BookingError::WrongState(_) => ApiError::conflict("appointment_state", detail),
             BookingError::TooLate => ApiError::conflict("cancellation_cutoff_passed", detail),
             BookingError::NotStarted => ApiError::conflict("appointment_not_started", detail),
-            BookingError::InvalidRoom(_) => ApiError::unprocessable("invalid_room", detail),
-            BookingError::InvalidNurse(_) => ApiError::unprocessable("invalid_nurse", detail),
-            BookingError::InvalidPatient(_) => ApiError::unprocessable("invalid_patient", detail),
+            BookingError::InvalidRoom(_) => ApiError::conflict("invalid_room", detail),
+            BookingError::InvalidNurse(_) => ApiError::conflict("invalid_nurse", detail),
+            BookingError::PatientNotYours(_) => ApiError::forbidden("invalid_patient", detail),
+            BookingError::PatientNotFound(_) => ApiError::not_found("invalid_patient", detail),
             BookingError::RoomTaken => ApiError::conflict("room_taken", detail),
             BookingError::NurseTaken => ApiError::conflict("nurse_taken", detail),
             BookingError::Forbidden => ApiError::forbidden("forbidden", detail),

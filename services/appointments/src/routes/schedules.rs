@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use chrono::{Duration, NaiveDate, NaiveTime, Utc, Weekday};
+use chrono::{Days, NaiveDate, NaiveTime, Utc, Weekday};
 use polyclinic_auth::rules::DoctorOrAdmin;
 use polyclinic_auth::{Principal, Require};
 use polyclinic_client::CallContext;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::caller;
 use crate::AppState;
 use crate::booking::Caller;
-use crate::domain::appointment::{Actor, parse_text};
+use crate::domain::appointment::{Actor, Reason, parse_text};
 use crate::domain::schedule::{Calendar, DayHours, SlotState, Unavailability, WeeklyTemplate};
 use crate::repo::appointments::{self as repo, Appointment};
 use crate::repo::schedules::{self, TimeOff, iso_weekday};
@@ -72,8 +72,11 @@ fn hh_mm(time: NaiveTime) -> String {
 }
 
 fn parse_hh_mm(text: &str) -> Result<NaiveTime, String> {
-    NaiveTime::parse_from_str(text.trim(), "%H:%M")
-        .map_err(|_| format!("`{text}` is not a time like 08:00"))
+    let shaped = text.len() == 5 && text.as_bytes()[2] == b':';
+    NaiveTime::parse_from_str(text, "%H:%M")
+        .ok()
+        .filter(|_| shaped)
+        .ok_or_else(|| format!("`{text}` is not a time like 08:00"))
 }
 
 fn parse_weekday(iso: u8) -> Result<Weekday, String> {
@@ -89,12 +92,16 @@ fn parse_weekday(iso: u8) -> Result<Weekday, String> {
 #[serde(deny_unknown_fields)]
 pub struct DayBody {
     /// ISO weekday: 1 is Monday, 7 is Sunday.
+    #[schema(minimum = 1, maximum = 7)]
     pub weekday: u8,
     /// Local time, `HH:MM`.
+    #[schema(value_type = LocalTime)]
     pub starts_at: String,
-    /// Local time, `HH:MM`.
+    /// Local time, `HH:MM`, after `starts_at` by at least one slot.
+    #[schema(value_type = LocalTime)]
     pub ends_at: String,
     /// 5 to 240.
+    #[schema(minimum = 5, maximum = 240)]
     pub slot_minutes: u32,
 }
 
@@ -154,7 +161,8 @@ async fn get_schedule(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
-    /// The days worked; days left out are not worked.
+    /// The days worked, each weekday at most once; days left out are not worked.
+    #[schema(max_items = 7)]
     pub days: Vec<DayBody>,
 }
 
@@ -203,69 +211,86 @@ async fn put_schedule(
     )))
 }
 
+/// A local slot start, `HH:MM`.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalTime;
+
+impl utoipa::PartialSchema for LocalTime {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(HH_MM))
+            .description(Some("A local time, `HH:MM` (00:00 to 23:59)."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for LocalTime {}
+
+/// What `parse_hh_mm` takes.
+const HH_MM: &str = "^([01][0-9]|2[0-3]):[0-5][0-9]$";
+
+/// Time off: a whole date, some slots of a date, or a weekday every week. The reason (up
+/// to 500 characters) is kept; patients whose appointments it cancels are told who
+/// cancelled, never the reason.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TimeOffRequest {
-    /// `day` (a whole date), `slots` (some slots of a date) or `weekday` (every week).
-    pub kind: String,
-    /// The local date, for `day` and `slots`.
-    pub date: Option<NaiveDate>,
-    /// Local slot starts (`HH:MM`), for `slots`.
-    pub slots: Option<Vec<String>>,
-    /// ISO weekday (1 is Monday), for `weekday`.
-    pub weekday: Option<u8>,
-    /// Up to 500 characters; patients whose appointments it cancels are told it.
-    pub reason: Option<String>,
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum TimeOffRequest {
+    /// A whole local date.
+    Day {
+        date: NaiveDate,
+        #[schema(value_type = Option<Reason>)]
+        reason: Option<String>,
+    },
+    /// Some slots of a local date.
+    Slots {
+        date: NaiveDate,
+        /// Local slot starts, 1 to 96 of them.
+        #[schema(value_type = Vec<LocalTime>, min_items = 1, max_items = 96)]
+        slots: Vec<String>,
+        #[schema(value_type = Option<Reason>)]
+        reason: Option<String>,
+    },
+    /// The same weekday every week.
+    Weekday {
+        /// ISO weekday: 1 is Monday, 7 is Sunday.
+        #[schema(minimum = 1, maximum = 7)]
+        weekday: u8,
+        #[schema(value_type = Option<Reason>)]
+        reason: Option<String>,
+    },
 }
 
 impl TimeOffRequest {
     fn parse(&self) -> Result<(Unavailability, String), ApiError> {
         let mut violations = Violations::new();
-        let reason = violations.check("reason", parse_text(self.reason.as_deref(), 500));
-        let rule = match self.kind.as_str() {
-            "day" => match self.date {
-                Some(date) if self.slots.is_none() && self.weekday.is_none() => {
-                    Some(Unavailability::Day(date))
+        let reason = match self {
+            TimeOffRequest::Day { reason, .. }
+            | TimeOffRequest::Slots { reason, .. }
+            | TimeOffRequest::Weekday { reason, .. } => reason,
+        };
+        let reason = violations.check("reason", parse_text(reason.as_deref(), 500));
+        let rule = match self {
+            TimeOffRequest::Day { date, .. } => Some(Unavailability::Day(*date)),
+            TimeOffRequest::Slots { date, slots, .. } => {
+                if slots.is_empty() || slots.len() > 96 {
+                    violations.add("slots", "1 to 96 slots");
                 }
-                _ => {
-                    violations.add("date", "a day off needs `date` and nothing else");
-                    None
-                }
-            },
-            "slots" => match (self.date, &self.slots) {
-                (Some(date), Some(slots))
-                    if !slots.is_empty() && slots.len() <= 96 && self.weekday.is_none() =>
-                {
-                    let starts: Vec<NaiveTime> = slots
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(index, slot)| {
-                            violations.check(&format!("slots[{index}]"), parse_hh_mm(slot))
-                        })
-                        .collect();
-                    Some(Unavailability::Slots { date, starts })
-                }
-                _ => {
-                    violations.add("slots", "slots off need `date` and 1 to 96 `slots`");
-                    None
-                }
-            },
-            "weekday" => match self.weekday {
-                Some(day) if self.date.is_none() && self.slots.is_none() => violations
-                    .check("weekday", parse_weekday(day))
-                    .map(Unavailability::Weekday),
-                _ => {
-                    violations.add(
-                        "weekday",
-                        "a weekly day off needs `weekday` and nothing else",
-                    );
-                    None
-                }
-            },
-            other => {
-                violations.add("kind", format!("`{other}` is not day, slots or weekday"));
-                None
+                let starts: Vec<NaiveTime> = slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, slot)| {
+                        violations.check(&format!("slots[{index}]"), parse_hh_mm(slot))
+                    })
+                    .collect();
+                Some(Unavailability::Slots {
+                    date: *date,
+                    starts,
+                })
             }
+            TimeOffRequest::Weekday { weekday, .. } => violations
+                .check("weekday", parse_weekday(*weekday))
+                .map(Unavailability::Weekday),
         };
         violations.finish()?;
         match (rule, reason) {
@@ -353,7 +378,9 @@ async fn remove_unavailability(
 pub struct AvailabilityQuery {
     /// First local date (clinic time); default today.
     pub from: Option<NaiveDate>,
-    /// Last local date, at most 31 days after `from`; default a week from `from`.
+    /// Last local date; default six days after `from`. At most 31 days are listed: a later
+    /// `to` is cut to 31 days after `from` (the answer's `to` says where it stopped), and one
+    /// before `from` lists nothing.
     pub to: Option<NaiveDate>,
 }
 
@@ -382,7 +409,7 @@ pub struct AvailabilityBody {
 /// The doctor's free and taken slots per local date (anyone). Past slots and those inside
 /// the booking notice are left out.
 #[utoipa::path(get, path = "/api/doctors/{id}/availability", tag = "schedules", params(AvailabilityQuery),
-    responses((status = 200, body = AvailabilityBody), (status = 400, body = ProblemDetails), (status = 404, body = ProblemDetails)))]
+    responses((status = 200, body = AvailabilityBody), (status = 404, body = ProblemDetails)))]
 async fn availability(
     State(state): State<AppState>,
     request_id: RequestId,
@@ -394,13 +421,14 @@ async fn availability(
     let from = query
         .from
         .unwrap_or_else(|| now.with_timezone(&zone).date_naive());
-    let to = query.to.unwrap_or(from + Duration::days(6));
-    if to < from || (to - from).num_days() > 31 {
-        return Err(ApiError::bad_request(
-            "invalid_range",
-            "`to` must be on or after `from`, and at most 31 days later.",
-        ));
-    }
+    let days_after = |days: u64| {
+        from.checked_add_days(Days::new(days))
+            .unwrap_or(NaiveDate::MAX)
+    };
+    let to = query
+        .to
+        .unwrap_or_else(|| days_after(6))
+        .min(days_after(31));
     let call = CallContext {
         bearer: None,
         request_id: Some(request_id.as_str()),
@@ -415,16 +443,23 @@ async fn availability(
     };
     // Wide enough for every slot of the local dates, whatever the offset.
     let window_start = from
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc() - Duration::days(1));
-    let window_end = (to + Duration::days(2))
-        .and_hms_opt(0, 0, 0)
+        .checked_sub_days(Days::new(1))
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc());
-    let (Some(window_start), Some(window_end)) = (window_start, window_end) else {
-        return Err(ApiError::bad_request(
-            "invalid_range",
-            "Dates out of range.",
-        ));
+    let window_end = to
+        .checked_add_days(Days::new(2))
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc());
+    let window = window_start.zip(window_end).filter(|_| from <= to);
+    let Some((window_start, window_end)) = window else {
+        // An empty range, or the end of the calendar: nothing to book.
+        return Ok(Json(AvailabilityBody {
+            doctor_id,
+            timezone: zone.name().to_owned(),
+            from,
+            to,
+            slots: Vec::new(),
+        }));
     };
     let busy = repo::busy(&state.pool, doctor_id, window_start, window_end).await?;
     let slots = calendar

@@ -424,7 +424,7 @@ async fn rescheduling_keeps_the_payment_and_frees_the_old_slot(bus: Bus) {
         .await;
     assert_eq!(
         (not_a_slot.status, not_a_slot.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "not_a_slot")
+        (StatusCode::CONFLICT, "not_a_slot")
     );
     let moved = platform
         .book(

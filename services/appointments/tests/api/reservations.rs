@@ -168,22 +168,22 @@ async fn bad_reservations_get_clear_errors_and_write_nothing() {
         ),
         (
             json!({"doctor_id": uuid::Uuid::now_v7(), "starts_at": free}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::NOT_FOUND,
             "unknown_doctor",
         ),
         (
             json!({"doctor_id": clinic.nurse_id, "starts_at": free}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::NOT_FOUND,
             "unknown_doctor",
         ),
         (
             json!({"doctor_id": clinic.doctor_id, "starts_at": past}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::CONFLICT,
             "slot_too_soon",
         ),
         (
             json!({"doctor_id": clinic.doctor_id, "starts_at": "2031-01-06T09:30:00Z"}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::CONFLICT,
             "not_a_slot",
         ),
         (
@@ -193,7 +193,7 @@ async fn bad_reservations_get_clear_errors_and_write_nothing() {
         ),
         (
             json!({"doctor_id": clinic.doctor_id, "starts_at": free, "patient_id": patient["id"].as_str().unwrap().replace('0', "1")}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::FORBIDDEN,
             "invalid_patient",
         ),
     ];
@@ -240,14 +240,14 @@ async fn bad_reservations_get_clear_errors_and_write_nothing() {
         .await;
     assert_eq!(
         (for_nobody.status, for_nobody.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_patient")
+        (StatusCode::FORBIDDEN, "invalid_patient")
     );
     let for_doctor = platform
         .book(Method::POST, "/api/appointments", Some(&clinic.admin), Some(json!({"doctor_id": clinic.doctor_id, "starts_at": free, "patient_id": clinic.doctor_id})))
         .await;
     assert_eq!(
-        for_doctor.code(),
-        "invalid_patient",
+        (for_doctor.status, for_doctor.code()),
+        (StatusCode::NOT_FOUND, "invalid_patient"),
         "only patients are booked for"
     );
     let on_behalf = platform

@@ -59,7 +59,7 @@ impl From<DepartmentError> for ApiError {
                 ApiError::conflict("department_not_empty", err.to_string())
             }
             DepartmentError::UnknownDepartment => {
-                ApiError::unprocessable("unknown_department", err.to_string())
+                ApiError::not_found("unknown_department", err.to_string())
             }
             DepartmentError::Unexpected(source) => ApiError::internal(source),
         }

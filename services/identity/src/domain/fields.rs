@@ -1,41 +1,29 @@
-//! Field types shared by users, departments and rooms. Each `parse` trims its input and
-//! explains a refusal in words a person can act on.
+//! Field types shared by users, departments and rooms. Each `parse` explains a refusal in
+//! words a person can act on, and each type's OpenAPI schema says exactly what `parse`
+//! takes: lengths and character rules come from one [`Rule`], patterns from one constant
+//! that `parse` itself matches with (so the document and the server cannot drift apart).
 
+use std::sync::LazyLock;
+
+use polyclinic_http::text::Rule;
+use polyclinic_http::utoipa::openapi::RefOr;
+use polyclinic_http::utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-fn has_control(text: &str) -> bool {
-    text.chars().any(char::is_control)
-}
-
-/// Free text of bounded length without control characters: names, titles, addresses.
-fn bounded(text: &str, min: usize, max: usize) -> Result<String, String> {
-    let text = text.trim();
-    let length = text.chars().count();
-    if length < min {
-        return Err(if min == 1 {
-            "must not be empty".to_owned()
-        } else {
-            format!("must be at least {min} characters")
-        });
-    }
-    if length > max {
-        return Err(format!("must be at most {max} characters"));
-    }
-    if has_control(text) {
-        return Err("must not contain control characters".to_owned());
-    }
-    Ok(text.to_owned())
-}
-
 macro_rules! text_type {
-    ($(#[$doc:meta])* $name:ident, $min:expr, $max:expr) => {
+    ($(#[$doc:meta])* $name:ident, $rule:expr, $description:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub struct $name(String);
 
         impl $name {
+            pub const RULE: Rule = $rule;
+
+            /// Checks `text` and keeps it trimmed.
             pub fn parse(text: &str) -> Result<Self, String> {
-                bounded(text, $min, $max).map(Self)
+                Self::RULE.check(text)?;
+                Ok(Self(text.trim().to_owned()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -46,119 +34,218 @@ macro_rules! text_type {
                 self.0
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                Self::RULE.schema($description)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
 text_type!(
     /// A first or last name.
-    PersonName, 1, 100
+    PersonName, Rule::line(1, 100), "A name: 1 to 100 characters on one line."
 );
 text_type!(
     /// A postal address.
-    Address, 1, 300
+    Address, Rule::line(1, 300), "A postal address: 1 to 300 characters on one line."
 );
 text_type!(
-    /// A department's name, or a doctor's specialization.
-    Title, 1, 100
+    /// A department's name, a doctor's specialization, an allergen.
+    Title, Rule::line(1, 100), "1 to 100 characters on one line."
 );
 text_type!(
     /// A longer description.
-    Description, 0, 1000
+    Description, Rule::line(0, 1000), "At most 1000 characters on one line."
 );
 text_type!(
     /// A room's name, such as `B-204`.
-    RoomName, 1, 50
+    RoomName, Rule::line(1, 50), "A room's name, such as `B-204`: 1 to 50 characters."
+);
+text_type!(
+    /// An address in a change, where a blank one removes it.
+    AddressOrBlank, Rule::line(0, 300), "A postal address of at most 300 characters; blank removes it."
 );
 
-/// An email address: one `@`, a plausible local part and a dotted domain. Stored as
-/// written; compared case-insensitively.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Email(String);
+/// White space (Unicode `White_Space`, what `str::trim` removes), in a pattern.
+const SPACE: &str =
+    r"[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*";
+/// The characters of an address's local part, and one label of its domain.
+const LOCAL: &str = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*";
+const LABEL: &str = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
 
-impl Email {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let invalid = || "is not a valid email address".to_owned();
-        if text.len() > 254 || has_control(text) || text.contains(char::is_whitespace) {
-            return Err(invalid());
-        }
-        let (local, domain) = text.split_once('@').ok_or_else(invalid)?;
-        let local_ok = !local.is_empty()
-            && local.len() <= 64
-            && !local.starts_with('.')
-            && !local.ends_with('.')
-            && !local.contains("..")
-            && local
-                .chars()
-                .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
-        let labels: Vec<&str> = domain.split('.').collect();
-        let domain_ok = labels.len() >= 2
-            && labels.iter().all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-            });
-        if local_ok && domain_ok {
-            Ok(Self(text.to_owned()))
-        } else {
-            Err(invalid())
-        }
-    }
+/// A pattern for `core`, white space allowed around it (parse trims it).
+fn padded(core: &str) -> String {
+    format!("^{SPACE}({core}){SPACE}$")
+}
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+fn email_core() -> String {
+    format!("{LOCAL}@{LABEL}(\\.{LABEL})+")
+}
+const USERNAME_CORE: &str = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]{3,254}";
+const PHONE_CORE: &str = r"\+?[ ()-]*([0-9][ ()-]*){6,15}";
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| compile(&padded(&email_core())));
+static USERNAME: LazyLock<Regex> = LazyLock::new(|| compile(&padded(USERNAME_CORE)));
+static PHONE: LazyLock<Regex> = LazyLock::new(|| compile(&padded(PHONE_CORE)));
+static PHONE_OR_BLANK: LazyLock<Regex> =
+    LazyLock::new(|| compile(&format!("^{SPACE}({PHONE_CORE})?{SPACE}$")));
+
+#[expect(
+    clippy::expect_used,
+    reason = "the patterns are constants, checked by the tests"
+)]
+fn compile(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("a valid pattern")
+}
+
+fn pattern_schema(regex: &Regex, max: usize, description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(max))
+        .pattern(Some(regex.as_str()))
+        .description(Some(description))
+        .into()
+}
+
+/// Whether `text` is at most `max` characters and matches `regex`.
+fn matches(regex: &Regex, max: usize, text: &str) -> bool {
+    text.chars().count() <= max && regex.is_match(text)
+}
+
+macro_rules! pattern_type {
+    ($(#[$doc:meta])* $name:ident, $regex:expr, $max:expr, $error:literal, $description:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(text: &str) -> Result<Self, String> {
+                if matches(&$regex, $max, text) {
+                    Ok(Self(text.trim().to_owned()))
+                } else {
+                    Err($error.to_owned())
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                pattern_schema(&$regex, $max, $description)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+pattern_type!(
+    /// An email address: a plain ASCII local part, `@`, a dotted domain of labels. Stored as
+    /// written; compared case-insensitively.
+    Email, EMAIL, 254, "is not a valid email address",
+    "An email address such as `ada@clinic.example` (ASCII; at most 254 characters)."
+);
+pattern_type!(
+    /// A login name: 3 to 254 of the characters an email address is made of (an email
+    /// address is a login name).
+    Username, USERNAME, 254, "must be 3 to 254 letters, digits and . @ _ - + and the like",
+    "A login name: 3 to 254 letters, digits and `. @ _ - + ! # $ % & ' * / = ? ^ ` { | } ~`."
+);
+pattern_type!(
+    /// A phone number: digits with an optional leading `+`, spaces, dashes and
+    /// parentheses; 6 to 15 digits.
+    Phone, PHONE, 25, "is not a valid phone number",
+    "A phone number such as `+44 20 7946 0958`: 6 to 15 digits, at most 25 characters."
+);
+
+/// A phone number in a change, where a blank one removes it.
+#[derive(Debug, Clone, Copy)]
+pub struct PhoneOrBlank;
+
+impl utoipa::PartialSchema for PhoneOrBlank {
+    fn schema() -> RefOr<Schema> {
+        pattern_schema(
+            &PHONE_OR_BLANK,
+            25,
+            "A phone number (6 to 15 digits, at most 25 characters); blank removes it.",
+        )
     }
 }
 
-/// A login name: 3 to 64 letters, digits and `. _ - @ +`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Username(String);
+impl utoipa::ToSchema for PhoneOrBlank {}
 
-impl Username {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if !(3..=64).contains(&text.chars().count()) {
-            return Err("must be 3 to 64 characters".to_owned());
-        }
-        if !text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@+".contains(c))
-        {
-            return Err("may contain only letters, digits and . _ - @ +".to_owned());
-        }
-        Ok(Self(text.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A phone number: digits with optional `+`, spaces, dashes and parentheses; 6 to 15
-/// digits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Phone(String);
-
-impl Phone {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let digits = text.chars().filter(char::is_ascii_digit).count();
-        let shape_ok = text
-            .chars()
-            .enumerate()
-            .all(|(i, c)| c.is_ascii_digit() || " -()".contains(c) || (c == '+' && i == 0));
-        if shape_ok && (6..=15).contains(&digits) && text.len() <= 25 {
-            Ok(Self(text.to_owned()))
+impl PhoneOrBlank {
+    /// Whether `text` is a phone number or blank.
+    pub fn check(text: &str) -> Result<(), String> {
+        if matches(&PHONE_OR_BLANK, 25, text) {
+            Ok(())
         } else {
             Err("is not a valid phone number".to_owned())
         }
     }
+}
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+/// A date of birth in the document: `YYYY-MM-DD` from 1900 to this year (the pattern is
+/// made when the document is, so it moves with the years). Within this year a date after
+/// today is still refused, which no pattern can say.
+#[derive(Debug, Clone, Copy)]
+pub struct BirthDate;
+
+impl utoipa::PartialSchema for BirthDate {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Date,
+            )))
+            .pattern(Some(birth_date_pattern(chrono::Utc::now().date_naive())))
+            .description(Some("A date of birth, `YYYY-MM-DD`, from 1900 to today."))
+            .into()
     }
+}
+
+impl utoipa::ToSchema for BirthDate {}
+
+/// Two digits from `01` to `last` (at least 1), as a pattern.
+fn two_digits_up_to(last: u32) -> String {
+    let (tens, ones) = (last / 10, last % 10);
+    let mut parts = Vec::new();
+    // Whole decades below `last`'s: 01-09, then 10-19, 20-29, ...
+    for decade in 0..tens {
+        parts.push(if decade == 0 {
+            "0[1-9]".to_owned()
+        } else {
+            format!("{decade}[0-9]")
+        });
+    }
+    match (tens, ones) {
+        (0, ones) => parts.push(format!("0[1-{ones}]")),
+        (tens, ones) => parts.push(format!("{tens}[0-{ones}]")),
+    }
+    format!("({})", parts.join("|"))
+}
+
+/// `YYYY-MM-DD` from 1900-01-01 to `today`.
+fn birth_date_pattern(today: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    let (year, month, day) = (today.year(), today.month(), today.day());
+    let days = "(0[1-9]|[12][0-9]|3[01])";
+    let mut alternatives = vec![format!("(19[0-9]{{2}})-(0[1-9]|1[0-2])-{days}")];
+    for earlier in 2000..year {
+        alternatives.push(format!("{earlier}-(0[1-9]|1[0-2])-{days}"));
+    }
+    if month > 1 {
+        alternatives.push(format!("{year}-{}-{days}", two_digits_up_to(month - 1)));
+    }
+    alternatives.push(format!("{year}-{month:02}-{}", two_digits_up_to(day)));
+    format!("^({})$", alternatives.join("|"))
 }
 
 /// A date of birth: in the past, and after 1900.
@@ -180,8 +267,10 @@ pub fn parse_birth_date(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Money {
     /// Minor units: 4500 is 45.00.
+    #[schema(minimum = 0, maximum = 100_000_000)]
     pub amount: i64,
     /// ISO 4217, upper case: `EUR`.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 
@@ -190,7 +279,6 @@ impl Money {
         if !(0..=100_000_000).contains(&amount) {
             return Err("amount must be between 0 and 100000000 minor units".to_owned());
         }
-        let currency = currency.trim();
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
             return Err("currency must be an ISO 4217 code such as EUR".to_owned());
         }
@@ -212,6 +300,8 @@ mod tests {
             Email::parse("  Ada.L@Clinic.Example ").unwrap().as_str(),
             "Ada.L@Clinic.Example"
         );
+        assert!(PHONE_OR_BLANK.is_match("  "));
+        assert!(!PHONE_OR_BLANK.is_match("call me"));
         for bad in [
             "",
             "ada",
@@ -226,7 +316,7 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad} should be refused");
         }
-        assert!(Email::parse(&format!("{}@c.de", "a".repeat(65))).is_err());
+        assert!(Email::parse(&format!("{}@c.de", "a".repeat(250))).is_err());
     }
 
     #[test]
@@ -243,10 +333,42 @@ mod tests {
         assert!(Username::parse("ada.l").is_ok());
         assert!(Username::parse("ab").is_err());
         assert!(Username::parse("ada lovelace").is_err());
+        assert!(
+            Username::parse("ada@clinic.example").is_ok(),
+            "an email is a login name"
+        );
         assert!(Phone::parse("+44 20 7946 0958").is_ok());
         assert!(Phone::parse("12345").is_err());
         assert!(Phone::parse("call me").is_err());
         assert!(Phone::parse("44+1234567").is_err());
+    }
+
+    #[test]
+    fn the_birth_date_pattern_ends_today() {
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+        let pattern = Regex::new(&birth_date_pattern(today)).unwrap();
+        for date in [
+            "1900-01-01",
+            "1999-12-31",
+            "2025-06-30",
+            "2026-11-30",
+            "2026-12-01",
+            "2026-12-02",
+        ] {
+            assert!(pattern.is_match(date), "{date}");
+        }
+        for date in [
+            "1899-12-31",
+            "2026-12-03",
+            "2026-12-10",
+            "2027-01-01",
+            "2026-13-01",
+        ] {
+            assert!(!pattern.is_match(date), "{date}");
+        }
+        assert_eq!(two_digits_up_to(9), "(0[1-9])");
+        assert_eq!(two_digits_up_to(12), "(0[1-9]|1[0-2])");
+        assert_eq!(two_digits_up_to(31), "(0[1-9]|1[0-9]|2[0-9]|3[0-1])");
     }
 
     #[test]

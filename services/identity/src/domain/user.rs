@@ -298,10 +298,10 @@ impl From<UserError> for ApiError {
             UserError::EmailTaken => ApiError::conflict("email_taken", err.to_string()),
             UserError::UsernameTaken => ApiError::conflict("username_taken", err.to_string()),
             UserError::UnknownDepartment => {
-                ApiError::unprocessable("unknown_department", err.to_string())
+                ApiError::not_found("unknown_department", err.to_string())
             }
             UserError::WrongPassword => {
-                ApiError::unprocessable("current_password_incorrect", err.to_string())
+                ApiError::forbidden("current_password_incorrect", err.to_string())
             }
             UserError::Invalid(message) => ApiError::unprocessable("validation_failed", message),
             UserError::Unexpected(source) => ApiError::internal(source),

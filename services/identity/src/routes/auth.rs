@@ -73,7 +73,9 @@ async fn jwks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 /// The token endpoint's form (RFC 6749).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
-    /// `password`, `refresh_token` or `client_credentials`.
+    /// `password`, `refresh_token` or `client_credentials` (what each needs: RFC 6749; a
+    /// missing one is 400 `invalid_request`).
+    #[schema(pattern = "^(password|refresh_token|client_credentials)$")]
     pub grant_type: String,
     /// Email or username (password grant).
     pub username: Option<String>,

@@ -32,8 +32,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDepartment {
+    #[schema(value_type = Title)]
     pub name: String,
     #[serde(default)]
+    #[schema(value_type = Description)]
     pub description: String,
 }
 
@@ -81,7 +83,9 @@ async fn get_department(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepartmentPatch {
+    #[schema(value_type = Option<Title>)]
     pub name: Option<String>,
+    #[schema(value_type = Option<Description>)]
     pub description: Option<String>,
 }
 
@@ -193,6 +197,7 @@ async fn department_rooms(
 #[serde(deny_unknown_fields)]
 pub struct NewRoom {
     pub department_id: Uuid,
+    #[schema(value_type = RoomName)]
     pub name: String,
 }
 
@@ -243,6 +248,7 @@ async fn get_room(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoomPatch {
+    #[schema(value_type = Option<RoomName>)]
     pub name: Option<String>,
     pub department_id: Option<Uuid>,
 }

@@ -16,7 +16,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::accounts::{self, Change};
 use crate::domain::fields::{
-    Address, Email, Money, PersonName, Phone, Title, Username, parse_birth_date,
+    Address, AddressOrBlank, BirthDate, Email, Money, PersonName, Phone, PhoneOrBlank, Title,
+    Username, parse_birth_date,
 };
 use crate::domain::password::Password;
 use crate::domain::user::{
@@ -36,19 +37,68 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reset_password))
 }
 
-/// Fields every account has, as a request carries them.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct AccountFields {
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    /// Defaults to the email address.
-    pub username: Option<String>,
-    pub password: String,
-    pub phone: Option<String>,
-    pub gender: Option<Gender>,
-    pub date_of_birth: Option<NaiveDate>,
-    pub address: Option<String>,
+/// Declares a request body that carries every account's fields and `$extra` ones, with
+/// unknown fields refused (422 `invalid_body`) and said so in its schema
+/// (`additionalProperties: false`), and `account()` to read the common part.
+macro_rules! account_request {
+    ($(#[$meta:meta])* pub struct $name:ident { $($extra:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            #[schema(value_type = PersonName)]
+            pub first_name: String,
+            #[schema(value_type = PersonName)]
+            pub last_name: String,
+            #[schema(value_type = Email)]
+            pub email: String,
+            /// Defaults to the email address.
+            #[schema(value_type = Option<Username>)]
+            pub username: Option<String>,
+            /// 10 to 128 characters; not a well-known password, not the email or username,
+            /// not one character repeated.
+            #[schema(min_length = 10, max_length = 128, pattern = r"^(?!([\s\S])\1*$)[^\u0000]*$")]
+            pub password: String,
+            #[schema(value_type = Option<Phone>)]
+            pub phone: Option<String>,
+            pub gender: Option<Gender>,
+            #[schema(value_type = Option<BirthDate>)]
+            pub date_of_birth: Option<NaiveDate>,
+            #[schema(value_type = Option<Address>)]
+            pub address: Option<String>,
+            $($extra)*
+        }
+
+        impl $name {
+            fn account(&self) -> AccountFields {
+                AccountFields {
+                    first_name: self.first_name.clone(),
+                    last_name: self.last_name.clone(),
+                    email: self.email.clone(),
+                    username: self.username.clone(),
+                    password: self.password.clone(),
+                    phone: self.phone.clone(),
+                    gender: self.gender,
+                    date_of_birth: self.date_of_birth,
+                    address: self.address.clone(),
+                }
+            }
+        }
+    };
+}
+
+/// Fields every account has, as a request carried them.
+#[derive(Debug)]
+struct AccountFields {
+    first_name: String,
+    last_name: String,
+    email: String,
+    username: Option<String>,
+    password: String,
+    phone: Option<String>,
+    gender: Option<Gender>,
+    date_of_birth: Option<NaiveDate>,
+    address: Option<String>,
 }
 
 impl AccountFields {
@@ -109,39 +159,20 @@ impl AccountFields {
     }
 }
 
-/// A patient's self-registration. Any other field (`role`, `status`, `id`, ...) is refused:
-/// the result is always an active patient.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct RegisterPatient {
-    #[serde(flatten)]
-    pub account: AccountFields,
-    /// Declared to your medical record (the care team reads it; the clinic's
-    /// administrators do not), not kept with your account.
-    pub blood_type: Option<BloodType>,
-    /// Declared to your medical record as patient-reported allergies, which the
-    /// prescribing check sees: at most 50, each 1 to 100 characters.
-    #[serde(default)]
-    #[schema(max_items = 50)]
-    pub allergies: Vec<String>,
-    #[serde(flatten)]
-    #[schema(ignore)]
-    pub unknown: Unknown,
-}
-
-/// The fields of a body that no field of its type took. `deny_unknown_fields` does not work
-/// beside `flatten`; this does, and [`refuse_unknown`] answers as it would.
-pub type Unknown = std::collections::BTreeMap<String, serde::de::IgnoredAny>;
-
-/// 422 `invalid_body` naming the first field the body should not have had.
-fn refuse_unknown(unknown: &Unknown) -> Result<(), ApiError> {
-    match unknown.keys().next() {
-        None => Ok(()),
-        Some(field) => Err(ApiError::unprocessable(
-            "invalid_body",
-            format!("unknown field `{field}`"),
-        )),
+account_request!(
+    /// A patient's self-registration. Any other field (`role`, `status`, `id`, ...) is
+    /// refused: the result is always an active patient.
+    pub struct RegisterPatient {
+        /// Declared to your medical record (the care team reads it; the clinic's
+        /// administrators do not), not kept with your account.
+        pub blood_type: Option<BloodType>,
+        /// Declared to your medical record as patient-reported allergies, which the
+        /// prescribing check sees: at most 50, each 1 to 100 characters.
+        #[serde(default)]
+        #[schema(value_type = Vec<Title>, max_items = 50)]
+        pub allergies: Vec<String>,
     }
-}
+);
 
 /// Register as a patient.
 #[utoipa::path(post, path = "/api/users/patients", tag = "users", request_body = RegisterPatient,
@@ -151,9 +182,8 @@ async fn register_patient(
     request_id: RequestId,
     Json(body): Json<RegisterPatient>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    refuse_unknown(&body.unknown)?;
     let mut violations = Violations::new();
-    let account = body.account.parse(&mut violations);
+    let account = body.account().parse(&mut violations);
     let allergies = violations.check("allergies", parse_allergies(&body.allergies));
     let (Some((mut user, password)), Some(allergies)) = (account, allergies) else {
         return Err(violations.into_error());
@@ -183,25 +213,59 @@ fn context(request_id: &RequestId) -> EventContext {
     }
 }
 
-/// A staff account, created by an admin.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateStaff {
-    /// `ADMIN`, `DOCTOR` or `NURSE`.
-    pub role: UserRole,
-    #[serde(flatten)]
-    pub account: AccountFields,
-    /// Doctors and nurses.
-    pub department_id: Option<Uuid>,
-    /// Doctors.
-    pub specialization: Option<String>,
-    /// Doctors.
-    pub years_of_experience: Option<i32>,
-    /// Doctors: what a consultation costs.
-    pub consultation_fee: Option<Money>,
-    #[serde(flatten)]
-    #[schema(ignore)]
-    pub unknown: Unknown,
+account_request!(
+    /// A staff account, created by an admin.
+    pub struct CreateStaff {
+        /// `ADMIN`, `DOCTOR` or `NURSE`.
+        pub role: UserRole,
+        /// Doctors and nurses.
+        pub department_id: Option<Uuid>,
+        /// Doctors.
+        #[schema(value_type = Option<Title>)]
+        pub specialization: Option<String>,
+        /// Doctors.
+        #[schema(minimum = 0, maximum = 80)]
+        pub years_of_experience: Option<i32>,
+        /// Doctors: what a consultation costs.
+        pub consultation_fee: Option<Money>,
+    }
+);
+
+/// [`CreateStaff`] as documented: which fields each role needs, said with `if`/`then`.
+pub struct CreateStaffRequest;
+
+impl utoipa::PartialSchema for CreateStaffRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use serde_json::json;
+        let mut schema = serde_json::to_value(<CreateStaff as utoipa::PartialSchema>::schema())
+            .unwrap_or_default();
+        let needs = |role: &str, fields: serde_json::Value| {
+            let required: Vec<String> = fields
+                .as_object()
+                .map(|fields| fields.keys().cloned().collect())
+                .unwrap_or_default();
+            json!({
+                "if": {"properties": {"role": {"const": role}}, "required": ["role"]},
+                "then": {"required": required, "properties": fields}
+            })
+        };
+        schema["allOf"] = json!([
+            needs(
+                "DOCTOR",
+                json!({
+                    "department_id": {"type": "string"},
+                    "specialization": {"type": "string"},
+                    "years_of_experience": {"type": "integer"},
+                    "consultation_fee": {"type": "object"},
+                })
+            ),
+            needs("NURSE", json!({"department_id": {"type": "string"}})),
+        ]);
+        serde_json::from_value(schema).unwrap_or_default()
+    }
 }
+
+impl utoipa::ToSchema for CreateStaffRequest {}
 
 /// Builds the profile of `role` from optional request fields, recording what is missing.
 fn staff_profile(
@@ -212,6 +276,22 @@ fn staff_profile(
     fee: Option<&Money>,
     violations: &mut Violations,
 ) -> Option<Profile> {
+    // Each field given is checked whatever the role, as the document describes it; the role
+    // then says which it needs.
+    let given = (
+        specialization.is_some(),
+        years_of_experience.is_some(),
+        fee.is_some(),
+    );
+    let specialization = violations.check_opt("specialization", specialization.map(Title::parse));
+    let years = violations.check_opt(
+        "years_of_experience",
+        years_of_experience.map(parse_experience),
+    );
+    let fee = violations.check_opt(
+        "consultation_fee",
+        fee.map(|fee| Money::parse(fee.amount, &fee.currency)),
+    );
     let mut required = |field: &str, present: bool| {
         if !present {
             violations.add(field, format!("is required for {}", role.as_str()));
@@ -228,31 +308,21 @@ fn staff_profile(
         }
         UserRole::Doctor => {
             required("department_id", department_id.is_some());
-            required("specialization", specialization.is_some());
-            required("years_of_experience", years_of_experience.is_some());
-            required("consultation_fee", fee.is_some());
-            let specialization =
-                violations.check_opt("specialization", specialization.map(Title::parse))?;
-            let years = violations.check_opt(
-                "years_of_experience",
-                years_of_experience.map(parse_experience),
-            )?;
-            let fee = violations.check_opt(
-                "consultation_fee",
-                fee.map(|fee| Money::parse(fee.amount, &fee.currency)),
-            )?;
+            required("specialization", given.0);
+            required("years_of_experience", given.1);
+            required("consultation_fee", given.2);
             Some(Profile::Doctor(DoctorProfile {
-                specialization: specialization?.into_inner(),
-                years_of_experience: years?,
+                specialization: specialization??.into_inner(),
+                years_of_experience: years??,
                 department_id: department_id?,
-                consultation_fee: fee?,
+                consultation_fee: fee??,
             }))
         }
     }
 }
 
 /// Create a doctor, nurse or admin account.
-#[utoipa::path(post, path = "/api/users/staff", tag = "users", request_body = CreateStaff,
+#[utoipa::path(post, path = "/api/users/staff", tag = "users", request_body = CreateStaffRequest,
     security(("bearer" = [])),
     responses((status = 201, body = User), (status = 403, body = ProblemDetails), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn create_staff(
@@ -261,7 +331,6 @@ async fn create_staff(
     request_id: RequestId,
     Json(body): Json<CreateStaff>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    refuse_unknown(&body.unknown)?;
     let mut violations = Violations::new();
     if !accounts::is_staff_role(body.role) {
         violations.add(
@@ -269,7 +338,7 @@ async fn create_staff(
             "patients register themselves at /api/users/patients",
         );
     }
-    let account = body.account.parse(&mut violations);
+    let account = body.account().parse(&mut violations);
     let profile = staff_profile(
         body.role,
         body.department_id,
@@ -318,37 +387,51 @@ async fn get_me(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfilePatch {
+    #[schema(value_type = Option<PersonName>)]
     pub first_name: Option<String>,
+    #[schema(value_type = Option<PersonName>)]
     pub last_name: Option<String>,
+    #[schema(value_type = Option<Email>)]
     pub email: Option<String>,
+    #[schema(value_type = Option<Username>)]
     pub username: Option<String>,
     /// An empty string clears it.
+    #[schema(value_type = Option<PhoneOrBlank>)]
     pub phone: Option<String>,
     pub gender: Option<Gender>,
+    #[schema(value_type = Option<BirthDate>)]
     pub date_of_birth: Option<NaiveDate>,
     /// An empty string clears it.
+    #[schema(value_type = Option<AddressOrBlank>)]
     pub address: Option<String>,
     /// Patients only: declared to your medical record, not kept with your account.
     pub blood_type: Option<BloodType>,
     /// Patients only: declared to your medical record as patient-reported allergies (the
     /// ones it has already are kept; your care team corrects the record). At most 50, each
     /// 1 to 100 characters.
-    #[schema(max_items = 50)]
+    #[schema(value_type = Option<Vec<Title>>, max_items = 50)]
     pub allergies: Option<Vec<String>>,
 }
 
+/// A field of a change where a blank value removes it: `blank` checks the value as sent
+/// (what the document says of it), then it is removed or parsed.
 fn optional_text<T>(
     violations: &mut Violations,
     field: &str,
     value: Option<&str>,
+    blank: impl Fn(&str) -> Result<(), String>,
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Option<Option<Option<T>>> {
-    match value.map(str::trim) {
-        None => Some(None),
-        Some("") => Some(Some(None)),
-        Some(text) => violations
+    let Some(text) = value else {
+        return Some(None);
+    };
+    violations.check(field, blank(text))?;
+    if text.trim().is_empty() {
+        Some(Some(None))
+    } else {
+        violations
             .check(field, parse(text))
-            .map(|value| Some(Some(value))),
+            .map(|value| Some(Some(value)))
     }
 }
 
@@ -365,11 +448,18 @@ impl ProfilePatch {
             "last_name",
             self.last_name.as_deref().map(PersonName::parse),
         );
-        let phone = optional_text(violations, "phone", self.phone.as_deref(), Phone::parse);
+        let phone = optional_text(
+            violations,
+            "phone",
+            self.phone.as_deref(),
+            PhoneOrBlank::check,
+            Phone::parse,
+        );
         let address = optional_text(
             violations,
             "address",
             self.address.as_deref(),
+            |text| AddressOrBlank::parse(text).map(drop),
             Address::parse,
         );
         let today = Utc::now().date_naive();
@@ -377,7 +467,8 @@ impl ProfilePatch {
             "date_of_birth",
             self.date_of_birth.map(|date| parse_birth_date(date, today)),
         );
-        let declaration = match (&current.profile, &self.blood_type, &self.allergies) {
+        let allergies = self.allergies.as_ref().filter(|list| !list.is_empty());
+        let declaration = match (&current.profile, &self.blood_type, allergies) {
             (_, None, None) => None,
             (Profile::Patient(_), blood_type, allergies) => Some(Declaration {
                 allergies: match allergies {
@@ -423,6 +514,14 @@ async fn patch_me(
     Json(body): Json<ProfilePatch>,
 ) -> Result<Json<User>, ApiError> {
     let current = accounts::find_user(&state.pool, caller.user_id()?).await?;
+    let declares =
+        body.blood_type.is_some() || body.allergies.as_ref().is_some_and(|list| !list.is_empty());
+    if declares && !matches!(current.profile, Profile::Patient(_)) {
+        return Err(ApiError::forbidden(
+            "not_a_patient",
+            "Only patients declare a blood type and allergies.",
+        ));
+    }
     let mut violations = Violations::new();
     let change = body.parse(&current, &mut violations);
     let (Some(change), true) = (change, violations.is_empty()) else {
@@ -444,6 +543,12 @@ async fn patch_me(
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub current_password: String,
+    /// 10 to 128 characters; not a well-known password, not the email or username.
+    #[schema(
+        min_length = 10,
+        max_length = 128,
+        pattern = r"^(?!([\s\S])\1*$)[^\u0000]*$"
+    )]
     pub new_password: String,
 }
 
@@ -483,10 +588,13 @@ pub struct UserQuery {
     pub status: Option<UserStatus>,
     pub department_id: Option<Uuid>,
     /// Part of a name, email or username.
+    #[param(max_length = 100)]
     pub q: Option<String>,
     /// 1 to 100, default 50.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     pub cursor: Option<String>,
 }
 
@@ -559,18 +667,29 @@ async fn get_user(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminPatch {
+    #[schema(value_type = Option<PersonName>)]
     pub first_name: Option<String>,
+    #[schema(value_type = Option<PersonName>)]
     pub last_name: Option<String>,
+    #[schema(value_type = Option<Email>)]
     pub email: Option<String>,
+    #[schema(value_type = Option<Username>)]
     pub username: Option<String>,
+    /// An empty string clears it.
+    #[schema(value_type = Option<PhoneOrBlank>)]
     pub phone: Option<String>,
     pub gender: Option<Gender>,
+    #[schema(value_type = Option<BirthDate>)]
     pub date_of_birth: Option<NaiveDate>,
+    /// An empty string clears it.
+    #[schema(value_type = Option<AddressOrBlank>)]
     pub address: Option<String>,
     pub status: Option<UserStatus>,
     pub role: Option<UserRole>,
     pub department_id: Option<Uuid>,
+    #[schema(value_type = Option<Title>)]
     pub specialization: Option<String>,
+    #[schema(minimum = 0, maximum = 80)]
     pub years_of_experience: Option<i32>,
     pub consultation_fee: Option<Money>,
 }
@@ -698,6 +817,12 @@ async fn delete_user(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordReset {
+    /// 10 to 128 characters; not a well-known password, not the email or username.
+    #[schema(
+        min_length = 10,
+        max_length = 128,
+        pattern = r"^(?!([\s\S])\1*$)[^\u0000]*$"
+    )]
     pub new_password: String,
 }
 

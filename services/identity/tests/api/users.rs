@@ -238,7 +238,7 @@ async fn changing_a_password_needs_the_old_one() {
             Some(json!({"current_password": "a guess at it", "new_password": "brand new passphrase"})),
         )
         .await;
-    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
     assert_eq!(wrong.code(), "current_password_incorrect");
     let right = platform
         .call(
@@ -323,7 +323,7 @@ async fn only_admins_create_staff_and_an_admin_request_stays_an_admin() {
                 "password": "a long passphrase", "department_id": uuid::Uuid::now_v7()})),
         )
         .await;
-    assert_eq!(unknown_department.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(unknown_department.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown_department.code(), "unknown_department");
 }
 

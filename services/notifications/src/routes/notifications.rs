@@ -42,6 +42,8 @@ pub struct InboxQuery {
     /// 1 to 100, default 50.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     pub cursor: Option<String>,
 }
 
@@ -98,6 +100,7 @@ async fn mark_read(
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// `PENDING`, `SENT` or `FAILED`.
+    #[param(pattern = "^(PENDING|SENT|FAILED)$")]
     pub status: Option<String>,
     pub recipient_id: Option<Uuid>,
     pub template: Option<String>,
@@ -105,6 +108,8 @@ pub struct DeliveryQuery {
     /// 1 to 100, default 50.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     pub cursor: Option<String>,
 }
 
@@ -116,7 +121,7 @@ async fn list_notifications(
     _admin: Require<Admin>,
     Query(query): Query<DeliveryQuery>,
 ) -> Result<Json<Page<Delivery>>, ApiError> {
-    let status = query.status.as_deref().map(str::to_ascii_uppercase);
+    let status = query.status.clone();
     if status
         .as_deref()
         .is_some_and(|status| !["PENDING", "SENT", "FAILED"].contains(&status))

@@ -40,7 +40,7 @@ impl From<LedgerError> for ApiError {
         match err {
             LedgerError::NotFound => ApiError::not_found("payment_not_found", detail),
             LedgerError::WrongState(_) => ApiError::conflict("payment_state", detail),
-            LedgerError::BadAmount { .. } => ApiError::unprocessable("invalid_amount", detail),
+            LedgerError::BadAmount { .. } => ApiError::conflict("invalid_amount", detail),
             LedgerError::Declined(_) => {
                 ApiError::new(StatusCode::PAYMENT_REQUIRED, "card_declined", detail)
             }
@@ -79,8 +79,12 @@ fn may_see(caller: &Principal, payment: &Payment) -> bool {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Money {
+pub struct Price {
+    /// Minor units, at least 1.
+    #[schema(minimum = 1)]
     pub amount: i64,
+    /// ISO 4217, upper case: `EUR`.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 
@@ -88,10 +92,11 @@ pub struct Money {
 #[serde(deny_unknown_fields)]
 pub struct CreatePayment {
     pub appointment_id: Uuid,
-    /// Admins and platform services may state the patient and the amount; otherwise both
-    /// are the appointment's, asked of the appointments service with the caller's token.
+    /// Admins and platform services may state the patient or the amount (or both); what
+    /// they leave out is the appointment's, asked of the appointments service with the
+    /// caller's token. Anyone else states neither (403 `price_set_by_appointment`).
     pub patient_id: Option<Uuid>,
-    pub amount: Option<Money>,
+    pub amount: Option<Price>,
 }
 
 /// What the appointments service says about an appointment being paid for.
@@ -99,7 +104,7 @@ pub struct CreatePayment {
 struct BookedAppointment {
     patient_id: Uuid,
     status: String,
-    fee: Money,
+    fee: Price,
 }
 
 /// The patient and price of the payment `request` asks for: stated by a trusted caller, or
@@ -110,20 +115,17 @@ async fn priced(
     request_id: &RequestId,
     headers: &HeaderMap,
     request: CreatePayment,
-) -> Result<(Uuid, Money), ApiError> {
+) -> Result<(Uuid, Price), ApiError> {
     let trusted = caller.is(Role::Admin) || caller.is_service_with(PaymentsCreate::NAME);
-    match (request.patient_id, request.amount) {
+    let stated = (request.patient_id, request.amount);
+    match stated {
         (Some(patient_id), Some(amount)) if trusted => return Ok((patient_id, amount)),
         (None, None) => {}
-        _ if trusted => {
-            return Err(ApiError::unprocessable(
-                "validation_failed",
-                "patient_id and amount: state both, or neither to use the appointment's",
-            ));
-        }
+        // A trusted caller states what it overrides; the appointment says the rest.
+        _ if trusted => {}
         _ => {
-            return Err(ApiError::unprocessable(
-                "validation_failed",
+            return Err(ApiError::forbidden(
+                "price_set_by_appointment",
                 "patient_id and amount: the appointment sets them",
             ));
         }
@@ -140,7 +142,7 @@ async fn priced(
     let appointment: BookedAppointment = match state.client.get_json(&url, context).await {
         Ok(appointment) => appointment,
         Err(err) if err.status() == Some(StatusCode::NOT_FOUND) => {
-            return Err(ApiError::unprocessable(
+            return Err(ApiError::not_found(
                 "unknown_appointment",
                 "appointment_id: no such appointment of yours",
             ));
@@ -201,7 +203,7 @@ async fn create_payment(
             let appointment_id = request.appointment_id;
             let (patient_id, amount) =
                 priced(&state, &caller, &request_id, &headers, request).await?;
-            let currency = amount.currency.trim();
+            let currency = amount.currency.as_str();
             if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
                 return Err(ApiError::unprocessable(
                     "validation_failed",
@@ -349,7 +351,8 @@ async fn confirm_payment(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmountRequest {
-    /// Minor units; all of it when absent.
+    /// Minor units, at least 1 (at most what is left); all of it when absent.
+    #[schema(minimum = 1)]
     pub amount: Option<i64>,
 }
 

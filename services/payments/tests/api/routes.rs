@@ -223,7 +223,7 @@ async fn a_platform_service_states_the_price_of_a_payment_and_a_patient_cannot()
         .await;
     assert_eq!(
         (refused.status, refused.code()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        (StatusCode::FORBIDDEN, "price_set_by_appointment"),
         "a patient's payment is priced by the appointment, never by the patient"
     );
     let doctor_admin = platform.admin_token().await;

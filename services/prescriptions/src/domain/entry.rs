@@ -1,6 +1,7 @@
 //! Entries of a medical record: a closed set of kinds, each with typed fields checked when
 //! they are read from a request.
 
+use polyclinic_http::text::Rule;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -46,40 +47,76 @@ impl Severity {
 
 /// Measurements; at least one is given.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Vitals {
+    #[schema(minimum = 50, maximum = 260)]
     pub systolic_mmhg: Option<i16>,
+    #[schema(minimum = 25, maximum = 160)]
     pub diastolic_mmhg: Option<i16>,
+    #[schema(minimum = 20, maximum = 250)]
     pub pulse_bpm: Option<i16>,
+    #[schema(minimum = 30, maximum = 45)]
     pub temperature_c: Option<f64>,
+    #[schema(minimum = 4, maximum = 70)]
     pub respiratory_rate: Option<i16>,
+    #[schema(minimum = 50, maximum = 100)]
     pub spo2_percent: Option<i16>,
+    #[schema(minimum = 0.3, maximum = 500)]
     pub weight_kg: Option<f64>,
+    #[schema(minimum = 20, maximum = 260)]
     pub height_cm: Option<f64>,
 }
 
+polyclinic_http::text_kind!(
+    /// A diagnosis in words.
+    DiagnosisText = Rule::paragraphs(1, 2000), "1 to 2000 characters (line breaks allowed)."
+);
+polyclinic_http::text_kind!(
+    /// One part of a visit note (subjective, objective, assessment, plan).
+    NotePart = Rule::paragraphs(0, 10_000), "At most 10000 characters (line breaks allowed)."
+);
+polyclinic_http::text_kind!(
+    /// What a patient is allergic to.
+    Substance = Rule::line(1, 200), "1 to 200 characters on one line."
+);
+polyclinic_http::text_kind!(
+    /// How the allergy shows.
+    Reaction = Rule::paragraphs(0, 1000), "At most 1000 characters (line breaks allowed)."
+);
+
 /// What an entry says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
 pub enum Content {
     Diagnosis {
         /// ICD-10, such as `J45.909`.
+        #[schema(pattern = "^[A-Z][0-9][0-9AB](\\.[0-9A-Z]{1,4})?$")]
         icd10_code: String,
+        #[schema(value_type = DiagnosisText)]
         description: String,
     },
+    /// At least one part has text.
     Note {
         #[serde(default)]
+        #[schema(value_type = NotePart)]
         subjective: String,
         #[serde(default)]
+        #[schema(value_type = NotePart)]
         objective: String,
         #[serde(default)]
+        #[schema(value_type = NotePart)]
         assessment: String,
         #[serde(default)]
+        #[schema(value_type = NotePart)]
         plan: String,
     },
+    /// At least one measurement; blood pressure as both numbers, systolic above diastolic.
     Vitals(Vitals),
     Allergy {
+        #[schema(value_type = Substance)]
         substance: String,
         #[serde(default)]
+        #[schema(value_type = Reaction)]
         reaction: String,
         severity: Severity,
     },
@@ -98,14 +135,9 @@ impl Content {
     /// Checks every field; the errors name the fields.
     pub fn validate(&self) -> Result<(), Vec<(String, String)>> {
         let mut errors = Vec::new();
-        let text = |errors: &mut Vec<(String, String)>,
-                    field: &str,
-                    value: &str,
-                    min: usize,
-                    max: usize| {
-            let length = value.trim().chars().count();
-            if length < min || length > max {
-                errors.push((field.to_owned(), format!("{min} to {max} characters")));
+        let text = |errors: &mut Vec<(String, String)>, field: &str, value: &str, rule: Rule| {
+            if let Err(message) = rule.check(value) {
+                errors.push((field.to_owned(), message));
             }
         };
         match self {
@@ -119,7 +151,7 @@ impl Content {
                         "not an ICD-10 code such as J45.909".into(),
                     ));
                 }
-                text(&mut errors, "description", description, 1, 2000);
+                text(&mut errors, "description", description, DiagnosisText::RULE);
             }
             Content::Note {
                 subjective,
@@ -133,7 +165,7 @@ impl Content {
                     ("assessment", assessment),
                     ("plan", plan),
                 ] {
-                    text(&mut errors, field, value, 0, 10_000);
+                    text(&mut errors, field, value, NotePart::RULE);
                 }
                 if [subjective, objective, assessment, plan]
                     .iter()
@@ -148,8 +180,8 @@ impl Content {
                 reaction,
                 ..
             } => {
-                text(&mut errors, "substance", substance, 1, 200);
-                text(&mut errors, "reaction", reaction, 0, 1000);
+                text(&mut errors, "substance", substance, Substance::RULE);
+                text(&mut errors, "reaction", reaction, Reaction::RULE);
             }
         }
         if errors.is_empty() {

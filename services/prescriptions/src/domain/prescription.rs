@@ -1,5 +1,6 @@
 //! Prescriptions: what a doctor writes, its lifecycle, and the allergy check.
 
+use polyclinic_http::text::Rule;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -41,37 +42,64 @@ impl Status {
 #[serde(deny_unknown_fields)]
 pub struct Item {
     /// `Amoxicillin`.
+    #[schema(value_type = Medication)]
     pub medication: String,
     /// `500 mg`.
+    #[schema(value_type = ItemDetail)]
     pub strength: String,
     /// `capsule`.
+    #[schema(value_type = ItemDetail)]
     pub form: String,
     /// `1 capsule`.
+    #[schema(value_type = ItemDetail)]
     pub dose: String,
     /// `oral`.
+    #[schema(value_type = ItemDetail)]
     pub route: String,
     /// `every 8 hours`.
+    #[schema(value_type = ItemDetail)]
     pub frequency: String,
     /// `7 days`.
+    #[schema(value_type = ItemDetail)]
     pub duration: String,
+    /// 1 to 10000.
+    #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i32,
     #[serde(default)]
+    #[schema(value_type = Instructions)]
     pub instructions: String,
 }
+
+polyclinic_http::text_kind!(
+    /// A medication's name.
+    Medication = Rule::line(1, 200), "A medication: 1 to 200 characters on one line."
+);
+polyclinic_http::text_kind!(
+    /// Strength, form, dose, route, frequency or duration of an item.
+    ItemDetail = Rule::line(1, 100), "1 to 100 characters on one line."
+);
+polyclinic_http::text_kind!(
+    /// What the patient should know about taking it.
+    Instructions = Rule::paragraphs(0, 1000), "At most 1000 characters (line breaks allowed)."
+);
+polyclinic_http::text_kind!(
+    /// A reason that must be given (ending a prescription, declining a refill).
+    RequiredReason = Rule::paragraphs(1, 500), "1 to 500 characters (line breaks allowed)."
+);
+polyclinic_http::text_kind!(
+    /// Why a doctor prescribes despite a recorded allergy.
+    OverrideReason = Rule::paragraphs(0, 1000), "At most 1000 characters (line breaks allowed)."
+);
 
 impl Item {
     /// Checks every field; errors name `items[i].field`.
     pub fn validate(&self, index: usize, errors: &mut Vec<(String, String)>) {
-        let mut text = |field: &str, value: &str, min: usize, max: usize| {
-            let length = value.trim().chars().count();
-            if length < min || length > max {
-                errors.push((
-                    format!("items[{index}].{field}"),
-                    format!("{min} to {max} characters"),
-                ));
+        let mut text = |field: &str, value: &str, rule: Rule| {
+            if let Err(message) = rule.check(value) {
+                errors.push((format!("items[{index}].{field}"), message));
             }
         };
-        text("medication", &self.medication, 1, 200);
+        text("medication", &self.medication, Medication::RULE);
         for (field, value) in [
             ("strength", &self.strength),
             ("form", &self.form),
@@ -80,9 +108,9 @@ impl Item {
             ("frequency", &self.frequency),
             ("duration", &self.duration),
         ] {
-            text(field, value, 1, 100);
+            text(field, value, ItemDetail::RULE);
         }
-        text("instructions", &self.instructions, 0, 1000);
+        text("instructions", &self.instructions, Instructions::RULE);
         if !(1..=10_000).contains(&self.quantity) {
             errors.push((format!("items[{index}].quantity"), "1 to 10000".to_owned()));
         }

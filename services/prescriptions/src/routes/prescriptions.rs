@@ -21,7 +21,9 @@ use uuid::Uuid;
 use super::{Acting, Level, Viewer, allowed, invalid, viewer};
 use crate::AppState;
 use crate::audit::{self, Outcome};
-use crate::domain::prescription::{Item, allergy_conflicts, validate_items};
+use crate::domain::prescription::{
+    Item, OverrideReason, RequiredReason, allergy_conflicts, validate_items,
+};
 use crate::repo::prescriptions::{self, NewPrescription, Prescription, Refill};
 use crate::repo::records;
 
@@ -62,12 +64,16 @@ fn database(err: sqlx::Error) -> ApiError {
 pub struct PrescribeBody {
     /// The doctor's SCHEDULED or COMPLETED appointment with the patient.
     pub appointment_id: Uuid,
+    /// 1 to 20 medications.
+    #[schema(min_items = 1, max_items = 20)]
     pub items: Vec<Item>,
-    /// Default: 30 days from today.
+    /// From today to a year from now; default: 30 days from today.
     pub valid_until: Option<NaiveDate>,
     /// 0 to 12, default 0.
+    #[schema(minimum = 0, maximum = 12)]
     pub refills_allowed: Option<i16>,
-    /// Prescribe despite an allergy on the record, and why.
+    /// Prescribe despite an allergy on the record, and why (at most 1000 characters).
+    #[schema(value_type = Option<OverrideReason>)]
     pub allergy_override_reason: Option<String>,
 }
 
@@ -100,11 +106,12 @@ async fn prescribe(
         .as_deref()
         .map(str::trim)
         .filter(|r| !r.is_empty());
-    if override_reason.is_some_and(|reason| reason.chars().count() > 1000) {
-        errors.push((
-            "allergy_override_reason".into(),
-            "at most 1000 characters".into(),
-        ));
+    if let Some(Err(message)) = body
+        .allergy_override_reason
+        .as_deref()
+        .map(OverrideReason::check)
+    {
+        errors.push(("allergy_override_reason".into(), message));
     }
     if !errors.is_empty() {
         return Err(invalid(errors));
@@ -124,7 +131,7 @@ async fn prescribe(
         state
             .audit(&viewer, "prescription.write", None, None, Outcome::Denied)
             .await?;
-        return Err(ApiError::unprocessable(
+        return Err(ApiError::not_found(
             "unknown_appointment",
             "appointment_id: not a scheduled or completed appointment of yours",
         ));
@@ -282,8 +289,9 @@ async fn get_prescription(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ReasonBody {
+pub struct EndReason {
     /// 1 to 500 characters.
+    #[schema(value_type = RequiredReason)]
     pub reason: String,
 }
 
@@ -309,13 +317,10 @@ async fn end(
             .await?;
         return Err(not_found());
     };
-    let reason = reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(invalid(vec![(
-            "reason".into(),
-            "1 to 500 characters".into(),
-        )]));
+    if let Err(message) = RequiredReason::check(reason) {
+        return Err(invalid(vec![("reason".into(), message)]));
     }
+    let reason = reason.trim();
     let mut tx = state.pool.begin().await.map_err(database)?;
     let Some(mut ended) = prescriptions::end(&mut tx, id, status, reason)
         .await
@@ -350,7 +355,7 @@ async fn end(
 }
 
 /// Cancels an active prescription (its doctor), with a reason.
-#[utoipa::path(post, path = "/api/prescriptions/{id}/cancel", tag = "prescriptions", request_body = ReasonBody,
+#[utoipa::path(post, path = "/api/prescriptions/{id}/cancel", tag = "prescriptions", request_body = EndReason,
     security(("bearer" = [])),
     responses((status = 200, body = Prescription), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)))]
 async fn cancel_prescription(
@@ -359,14 +364,14 @@ async fn cancel_prescription(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    Json(body): Json<ReasonBody>,
+    Json(body): Json<EndReason>,
 ) -> Result<Json<Prescription>, ApiError> {
     let viewer = viewer(&principal, &request_id, &headers)?;
     end(state, viewer, id, &body.reason, "CANCELLED").await
 }
 
 /// Stops an active prescription early (its doctor), with a reason.
-#[utoipa::path(post, path = "/api/prescriptions/{id}/stop", tag = "prescriptions", request_body = ReasonBody,
+#[utoipa::path(post, path = "/api/prescriptions/{id}/stop", tag = "prescriptions", request_body = EndReason,
     security(("bearer" = [])),
     responses((status = 200, body = Prescription), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)))]
 async fn stop_prescription(
@@ -375,7 +380,7 @@ async fn stop_prescription(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    Json(body): Json<ReasonBody>,
+    Json(body): Json<EndReason>,
 ) -> Result<Json<Prescription>, ApiError> {
     let viewer = viewer(&principal, &request_id, &headers)?;
     end(state, viewer, id, &body.reason, "STOPPED").await
@@ -529,7 +534,7 @@ async fn approve_refill(
 }
 
 /// Declines a waiting refill (the prescribing doctor), with a reason.
-#[utoipa::path(post, path = "/api/refills/{id}/decline", tag = "refills", request_body = ReasonBody,
+#[utoipa::path(post, path = "/api/refills/{id}/decline", tag = "refills", request_body = EndReason,
     security(("bearer" = [])),
     responses((status = 200, body = Refill), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)))]
 async fn decline_refill(
@@ -538,16 +543,13 @@ async fn decline_refill(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    Json(body): Json<ReasonBody>,
+    Json(body): Json<EndReason>,
 ) -> Result<Json<Refill>, ApiError> {
     let viewer = viewer(&principal, &request_id, &headers)?;
-    let reason = body.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(invalid(vec![(
-            "reason".into(),
-            "1 to 500 characters".into(),
-        )]));
+    if let Err(message) = RequiredReason::check(&body.reason) {
+        return Err(invalid(vec![("reason".into(), message)]));
     }
+    let reason = body.reason.trim();
     let waiting = own_refill(&state, &viewer, id).await?;
     let mut tx = state.pool.begin().await.map_err(database)?;
     let Some(refill) = prescriptions::decline_refill(&mut tx, id, reason)

@@ -186,16 +186,59 @@ async fn read_record(
 /// "subjective", "objective", "assessment", "plan"}`, `{"kind": "VITALS", ...}` or
 /// `{"kind": "ALLERGY", "substance", "reaction", "severity"}`, with `"corrects": <entry id>`
 /// to write a new version of an entry.
-#[derive(Debug, ToSchema)]
-#[allow(
-    dead_code,
-    reason = "documents the body that `add_entry` parses by hand"
-)]
-pub struct EntryRequest {
-    #[schema(inline)]
-    pub content: Content,
-    pub corrects: Option<Uuid>,
+/// The body of a new entry, as its schema: one object per kind, each with the entry's own
+/// fields, `kind`, and an optional `corrects`.
+pub struct EntryRequest;
+
+impl utoipa::PartialSchema for EntryRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use serde_json::json;
+
+        use crate::domain::entry::{
+            DiagnosisText, NotePart, Reaction, Severity, Substance, Vitals,
+        };
+        let inline = |schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>| {
+            serde_json::to_value(schema).unwrap_or_default()
+        };
+        let corrects = json!({
+            "oneOf": [{"type": "null"}, {"type": "string", "format": "uuid"}],
+            "description": "The entry this version corrects (a new version of it)."
+        });
+        let branch = |kind: &str, mut properties: Value, required: &[&str]| {
+            properties["kind"] = json!({"type": "string", "enum": [kind]});
+            properties["corrects"] = corrects.clone();
+            let mut required: Vec<&str> = required.to_vec();
+            required.push("kind");
+            json!({"type": "object", "properties": properties, "required": required,
+                   "additionalProperties": false})
+        };
+        let note = inline(NotePart::schema());
+        let mut vitals = inline(Vitals::schema());
+        let vitals_properties = vitals["properties"].take();
+        let schema = json!({
+            "description": "A diagnosis, a visit note (at least one part with text), vitals (at least one measurement; blood pressure as both numbers, systolic above diastolic) or an allergy.",
+            "oneOf": [
+                branch("DIAGNOSIS", json!({
+                    "icd10_code": {"type": "string", "pattern": "^[A-Z][0-9][0-9AB](\\.[0-9A-Z]{1,4})?$",
+                                   "description": "ICD-10, such as `J45.909`."},
+                    "description": inline(DiagnosisText::schema()),
+                }), &["icd10_code", "description"]),
+                branch("NOTE", json!({
+                    "subjective": note, "objective": note, "assessment": note, "plan": note,
+                }), &[]),
+                branch("VITALS", vitals_properties, &[]),
+                branch("ALLERGY", json!({
+                    "substance": inline(Substance::schema()),
+                    "reaction": inline(Reaction::schema()),
+                    "severity": inline(Severity::schema()),
+                }), &["substance", "severity"]),
+            ]
+        });
+        serde_json::from_value(schema).unwrap_or_default()
+    }
 }
+
+impl utoipa::ToSchema for EntryRequest {}
 
 fn parse_entry(body: &Bytes) -> Result<(Content, Option<Uuid>), ApiError> {
     let mut value: Value = json_from_bytes(body)?;

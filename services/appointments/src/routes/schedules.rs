@@ -167,6 +167,8 @@ pub struct ScheduleRequest {
 }
 
 /// Replaces the doctor's weekly template (admins and the doctor). Booked appointments stay.
+/// Rules the schema cannot state answer 422 `validation_failed`: each day ends after it
+/// starts with room for one slot, and lists its weekday once.
 #[utoipa::path(put, path = "/api/doctors/{id}/schedule", tag = "schedules", request_body = ScheduleRequest,
     security(("bearer" = [])),
     responses((status = 200, body = ScheduleBody), (status = 404, body = ProblemDetails), (status = 422, body = ProblemDetails)))]

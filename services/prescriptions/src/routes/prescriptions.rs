@@ -77,7 +77,8 @@ pub struct PrescribeBody {
     pub allergy_override_reason: Option<String>,
 }
 
-/// Writes a prescription for the patient of one of the doctor's appointments. One that names
+/// Writes a prescription for the patient of one of the doctor's appointments; `valid_until`
+/// lies between today and a year from now (else 422 `validation_failed`). One that names
 /// a substance on the patient's allergy list is refused (409 `allergy_conflict`, listing
 /// them) unless `allergy_override_reason` says why, which is kept.
 #[utoipa::path(post, path = "/api/prescriptions", tag = "prescriptions", request_body = PrescribeBody,

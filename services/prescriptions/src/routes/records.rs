@@ -265,7 +265,9 @@ fn parse_entry(body: &Bytes) -> Result<(Content, Option<Uuid>), ApiError> {
 }
 
 /// Writes an entry (doctors of the patient's appointments: any kind; their nurses: vitals).
-/// A correction keeps the version it replaces readable.
+/// A correction keeps the version it replaces readable. Rules the schema cannot state answer
+/// 422 `validation_failed`: a note has a part with text; vitals have a measurement, and
+/// blood pressure both numbers with the systolic above the diastolic.
 #[utoipa::path(post, path = "/api/records/{patient_id}/entries", tag = "records", request_body = EntryRequest,
     security(("bearer" = [])),
     responses((status = 201, body = Entry), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails),

@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/polyclinic/target}"
 SERVER="${POLYCLINIC_FUZZ_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB=polyclinic_fuzz
 EXAMPLES="${FUZZ_EXAMPLES:-10}"
-# Which operations' cross-field rules may answer 422 to schema-valid data (see the file).
+# Which operations' cross-field rules may refuse schema-valid data (see the file).
 CONFIG="$PWD/security/schemathesis.toml"
 
 if ! command -v schemathesis >/dev/null 2>&1; then

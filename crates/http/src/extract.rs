@@ -230,10 +230,15 @@ pub fn json_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError>
         .map_err(|err| ApiError::bad_request("malformed_json", err.to_string()))?;
     integral_numbers(&mut parsed);
     let value = serde_path_to_error::deserialize(Strict(parsed)).map_err(|err| {
+        // The path of a key refused before it was read ends in `?`: the message names it.
         let path = err.path().to_string();
+        let path = path
+            .strip_suffix('?')
+            .unwrap_or(&path)
+            .trim_end_matches('.');
         let inner = err.into_inner();
         // The message names the field, as axum's own JSON rejection does.
-        let detail = if path == "." {
+        let detail = if path.is_empty() {
             inner.to_string()
         } else {
             format!("{path}: {inner}")
@@ -266,5 +271,43 @@ fn integral_numbers(value: &mut serde_json::Value) {
         serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
         serde_json::Value::Object(object) => object.values_mut().for_each(integral_numbers),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::json_from_bytes;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code, reason = "only the refusals are read")]
+    struct Registration {
+        email: String,
+        address: Option<Address>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code, reason = "only the refusals are read")]
+    struct Address {
+        city: String,
+    }
+
+    fn detail(body: &str) -> String {
+        let error = json_from_bytes::<Registration>(body.as_bytes()).unwrap_err();
+        assert_eq!(error.code(), "invalid_body", "{body}");
+        error.detail().to_owned()
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_alone_at_the_top_and_with_its_path_below() {
+        assert_eq!(
+            detail(r#"{"email": "a@b.example", "role": "ADMIN"}"#),
+            "unknown field `role`"
+        );
+        assert_eq!(
+            detail(r#"{"email": "a@b.example", "address": {"city": "X", "zip": 1}}"#),
+            "address: unknown field `zip`"
+        );
     }
 }

@@ -136,7 +136,7 @@ pub(crate) async fn observe(
     span.in_scope(|| {
         if status.is_server_error() {
             tracing::warn!("request failed");
-        } else if route.starts_with("/health") || route == "/metrics" {
+        } else if is_polled(&route) {
             tracing::debug!("request finished");
         } else {
             tracing::info!("request finished");
@@ -150,9 +150,34 @@ pub(crate) async fn observe(
     response
 }
 
+/// Routes that probes, scrapers and the services' own pollers call every few seconds: their
+/// answers log at debug, so info stays what an operator wants to read.
+fn is_polled(route: &str) -> bool {
+    route.starts_with("/health") || route == "/metrics" || route == "/internal/auth/revocations"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_scrapes_and_the_revocation_poll_are_quiet_and_api_calls_are_not() {
+        for route in [
+            "/health/live",
+            "/health/ready",
+            "/metrics",
+            "/internal/auth/revocations",
+        ] {
+            assert!(is_polled(route), "{route}");
+        }
+        for route in [
+            "/api/appointments",
+            "/internal/records/{id}/declarations",
+            "/",
+        ] {
+            assert!(!is_polled(route), "{route}");
+        }
+    }
 
     #[test]
     fn plain_caller_ids_are_kept_and_odd_ones_replaced() {

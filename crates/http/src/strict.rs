@@ -292,7 +292,9 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for KnownKey<S> {
         use serde::de::IntoDeserializer;
         let key = String::deserialize(deserializer)?;
         if !self.fields.contains(&key.as_str()) {
-            return Err(de::Error::unknown_field(&key, self.fields));
+            // Named alone, as a struct with `deny_unknown_fields` at the top names it; the
+            // document lists the fields there are.
+            return Err(de::Error::custom(format_args!("unknown field `{key}`")));
         }
         self.seed.deserialize(key.into_deserializer())
     }

@@ -6,7 +6,7 @@ use chrono::{Days, NaiveDate, NaiveTime, Utc, Weekday};
 use polyclinic_auth::rules::DoctorOrAdmin;
 use polyclinic_auth::{Principal, Require};
 use polyclinic_client::CallContext;
-use polyclinic_http::extract::{Json, Path, Query};
+use polyclinic_http::extract::{Json, JsonBytes, Path, Query, json_from_bytes};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, ProblemDetails, RequestId, Violations};
 use serde::{Deserialize, Serialize};
@@ -178,9 +178,11 @@ async fn put_schedule(
     request_id: RequestId,
     headers: HeaderMap,
     Path(doctor_id): Path<Uuid>,
-    Json(request): Json<ScheduleRequest>,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Json<ScheduleBody>, ApiError> {
+    // Who may comes before what was sent: another doctor learns nothing from the shape.
     let caller = manager(&principal, &request_id, &headers, doctor_id)?;
+    let request: ScheduleRequest = json_from_bytes(&body)?;
     let mut violations = Violations::new();
     let mut days: Vec<(Weekday, DayHours)> = Vec::new();
     if request.days.len() > 7 {
@@ -321,9 +323,11 @@ async fn add_unavailability(
     request_id: RequestId,
     headers: HeaderMap,
     Path(doctor_id): Path<Uuid>,
-    Json(request): Json<TimeOffRequest>,
+    JsonBytes(body): JsonBytes,
 ) -> Result<(StatusCode, Json<TimeOffAdded>), ApiError> {
+    // Who may comes before what was sent: another doctor learns nothing from the shape.
     let caller = manager(&principal, &request_id, &headers, doctor_id)?;
+    let request: TimeOffRequest = json_from_bytes(&body)?;
     let (rule, reason) = request.parse()?;
     known_doctor(&state, doctor_id, caller.call).await?;
     let (time_off, cancelled) = state
@@ -380,9 +384,8 @@ async fn remove_unavailability(
 pub struct AvailabilityQuery {
     /// First local date (clinic time); default today.
     pub from: Option<NaiveDate>,
-    /// Last local date; default six days after `from`. At most 31 days are listed: a later
-    /// `to` is cut to 31 days after `from` (the answer's `to` says where it stopped), and one
-    /// before `from` lists nothing.
+    /// Last local date, on or after `from` and at most 31 days later (else 400
+    /// `invalid_range`); default six days after `from`.
     pub to: Option<NaiveDate>,
 }
 
@@ -411,7 +414,7 @@ pub struct AvailabilityBody {
 /// The doctor's free and taken slots per local date (anyone). Past slots and those inside
 /// the booking notice are left out.
 #[utoipa::path(get, path = "/api/doctors/{id}/availability", tag = "schedules", params(AvailabilityQuery),
-    responses((status = 200, body = AvailabilityBody), (status = 404, body = ProblemDetails)))]
+    responses((status = 200, body = AvailabilityBody), (status = 400, body = ProblemDetails), (status = 404, body = ProblemDetails)))]
 async fn availability(
     State(state): State<AppState>,
     request_id: RequestId,
@@ -423,14 +426,15 @@ async fn availability(
     let from = query
         .from
         .unwrap_or_else(|| now.with_timezone(&zone).date_naive());
-    let days_after = |days: u64| {
-        from.checked_add_days(Days::new(days))
-            .unwrap_or(NaiveDate::MAX)
+    let to = match query.to {
+        Some(to) => to,
+        None => from
+            .checked_add_days(Days::new(6))
+            .ok_or_else(invalid_range)?,
     };
-    let to = query
-        .to
-        .unwrap_or_else(|| days_after(6))
-        .min(days_after(31));
+    if to < from || (to - from).num_days() > 31 {
+        return Err(invalid_range());
+    }
     let call = CallContext {
         bearer: None,
         request_id: Some(request_id.as_str()),
@@ -452,16 +456,9 @@ async fn availability(
         .checked_add_days(Days::new(2))
         .and_then(|date| date.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc());
-    let window = window_start.zip(window_end).filter(|_| from <= to);
-    let Some((window_start, window_end)) = window else {
-        // An empty range, or the end of the calendar: nothing to book.
-        return Ok(Json(AvailabilityBody {
-            doctor_id,
-            timezone: zone.name().to_owned(),
-            from,
-            to,
-            slots: Vec::new(),
-        }));
+    let Some((window_start, window_end)) = window_start.zip(window_end) else {
+        // The very end of the calendar: no slot starts there.
+        return Err(invalid_range());
     };
     let busy = repo::busy(&state.pool, doctor_id, window_start, window_end).await?;
     let slots = calendar
@@ -486,4 +483,12 @@ async fn availability(
         to,
         slots,
     }))
+}
+
+/// An availability range this route does not list.
+fn invalid_range() -> ApiError {
+    ApiError::bad_request(
+        "invalid_range",
+        "`to` must be on or after `from`, and at most 31 days later.",
+    )
 }

@@ -136,5 +136,8 @@ async fn department_and_room_names_are_unique_case_insensitively() {
             Some(json!({"department_id": uuid::Uuid::now_v7(), "name": "X"})),
         )
         .await;
-    assert_eq!(orphan.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        (orphan.status, orphan.code()),
+        (StatusCode::NOT_FOUND, "unknown_department")
+    );
 }

@@ -476,8 +476,8 @@ async fn a_failed_local_insert_removes_the_keycloak_user_again() {
         )
         .await;
     assert_eq!(
-        reply.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        (reply.status, reply.code()),
+        (StatusCode::NOT_FOUND, "unknown_department"),
         "{:?}",
         reply.body
     );

@@ -159,7 +159,10 @@ async fn a_patient_pays_with_a_test_card_and_an_admin_captures_and_refunds() {
             Some(json!({"amount": 9000})),
         )
         .await;
-    assert_eq!(too_much.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        (too_much.status, too_much.code()),
+        (StatusCode::CONFLICT, "invalid_amount")
+    );
 
     let mine = platform
         .call(

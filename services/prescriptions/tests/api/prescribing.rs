@@ -314,12 +314,12 @@ async fn empty_or_foreign_prescriptions_are_refused_and_nothing_is_stored() {
         (
             &clinic.doctor,
             json!({"appointment_id": uuid::Uuid::now_v7(), "items": [item("Ibuprofen")]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::NOT_FOUND,
         ),
         (
             &other_doctor,
             json!({"appointment_id": appointment["id"], "items": [item("Ibuprofen")]}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::NOT_FOUND,
         ),
         (
             &token,
@@ -336,6 +336,10 @@ async fn empty_or_foreign_prescriptions_are_refused_and_nothing_is_stored() {
         )
         .await;
         assert_eq!(reply.status, status, "{body}: {:?}", reply.body);
+        if status == StatusCode::NOT_FOUND {
+            // Another doctor's appointment reads exactly like one that does not exist.
+            assert_eq!(reply.code(), "unknown_appointment");
+        }
     }
     let pool = sqlx::PgPool::connect(&platform.db().url()).await.unwrap();
     let stored: i64 = sqlx::query_scalar("select count(*) from prescriptions.prescriptions")

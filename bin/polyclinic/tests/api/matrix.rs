@@ -84,7 +84,7 @@ const EXPECTED: &[(&str, [u16; 7])] = &[
     ("POST /api/auth/revoke", [415, 415, 415, 415, 415, 415, 415]),
     ("POST /api/auth/token", [415, 415, 415, 415, 415, 415, 415]),
     ("POST /api/departments", [401, 403, 403, 403, 403, 403, 422]),
-    ("POST /api/doctors/{id}/unavailability", [401, 403, 403, 422, 422, 403, 422]),
+    ("POST /api/doctors/{id}/unavailability", [401, 403, 403, 404, 404, 403, 422]),
     ("POST /api/events/dead-letters/{id}/replay", [401, 403, 403, 403, 403, 403, 404]),
     ("POST /api/notifications/{id}/read", [401, 404, 404, 404, 404, 404, 404]),
     ("POST /api/notifications/{id}/resend", [401, 403, 403, 403, 403, 403, 404]),
@@ -106,7 +106,7 @@ const EXPECTED: &[(&str, [u16; 7])] = &[
     ("POST /api/users/patients", [422, 422, 422, 422, 422, 422, 422]),
     ("POST /api/users/staff", [401, 403, 403, 403, 403, 403, 422]),
     ("POST /api/users/{id}/password", [401, 403, 403, 403, 403, 403, 422]),
-    ("PUT /api/doctors/{id}/schedule", [401, 403, 403, 422, 422, 403, 422]),
+    ("PUT /api/doctors/{id}/schedule", [401, 403, 403, 404, 404, 403, 422]),
 ];
 
 #[tokio::test]

@@ -251,6 +251,8 @@ async fn my_appointments(
 ) -> Result<Json<Page<Appointment>>, ApiError> {
     let caller = caller(&principal, &request_id, &headers)?;
     let mut filter = query.filter()?;
+    // Checked for every caller, even one who has no appointments of their own.
+    let limit = query.limit()?;
     // Whatever the query says, only the caller's own; a doctor or nurse may narrow theirs to
     // one patient (the prescriptions service asks so whether they care for that patient).
     filter.doctor_id = None;
@@ -266,7 +268,7 @@ async fn my_appointments(
             }));
         }
     }
-    Ok(Json(page(&state, &filter, query.limit()?).await?))
+    Ok(Json(page(&state, &filter, limit).await?))
 }
 
 /// Paid appointments waiting for approval, first come first served (admin).

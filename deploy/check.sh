@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
 fi
-kubernetes-validate --strict --quiet -k 1.30.0 k8s/namespace.yaml k8s/config.yaml k8s/secrets.yaml \
+kubernetes-validate --strict --quiet -k 1.30.0 k8s/namespace.yaml k8s/config.yaml k8s/secrets.example.yaml \
   k8s/migrate-job.yaml k8s/services.yaml
 echo "deploy/k8s: every manifest matches the Kubernetes 1.30 schemas"
 

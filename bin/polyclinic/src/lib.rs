@@ -36,9 +36,10 @@ pub async fn run(
     listeners: Vec<(Service, TcpListener)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Without migrations at start, `polyclinic migrate` created the database too.
     let databases: BTreeSet<&str> = listeners
         .iter()
-        .filter(|(service, _)| service.schema().is_some())
+        .filter(|(service, _)| config.migrate_on_start && service.schema().is_some())
         .map(|(service, _)| config.database_url_for(*service))
         .collect();
     for url in databases {
@@ -96,10 +97,19 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
             Service::Notifications => &polyclinic_notifications::MIGRATOR,
             Service::Prescriptions => &polyclinic_prescriptions::MIGRATOR,
         };
+        // As the owner, whatever `migrate_on_start` says: this is the step that migrates.
         polyclinic_db::ensure_database(config.database_url_for(service)).await?;
-        let pool = polyclinic_db::open(config, service, migrator).await?;
-        pool.close().await;
+        let schema = service.schema().unwrap_or_default();
+        let owner =
+            polyclinic_db::schema_pool(&config.database_url, schema, 1, "polyclinic-migrate")?;
+        let migrated = polyclinic_db::migrate(&owner, schema, migrator).await;
+        owner.close().await;
+        migrated?;
         tracing::info!(%service, "schema is up to date");
+    }
+    if config.event_bus == polyclinic_config::EventBus::Postgres {
+        polyclinic_events::log::ensure(&config.database_url).await?;
+        tracing::info!("the event log's schema is up to date");
     }
     Ok(())
 }

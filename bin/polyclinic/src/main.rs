@@ -52,6 +52,25 @@ enum Command {
     /// Check the audit trail of health-data access: recompute every row's hash chain and
     /// report the first row that was altered (exit status 1 if one was)
     AuditVerify,
+    /// Check the configuration for running these services (`all`, `gateway`, `identity`,
+    /// ..., `web`) as they would check it at start, without starting them: exit status 2
+    /// and the missing or invalid key if one is wrong
+    Check {
+        #[arg(required = true, value_parser = parse_services)]
+        services: Vec<Vec<Service>>,
+    },
+}
+
+/// A service's name, or `all`.
+fn parse_services(name: &str) -> Result<Vec<Service>, String> {
+    if name == "all" {
+        return Ok(Service::ALL.to_vec());
+    }
+    Service::ALL
+        .into_iter()
+        .find(|service| service.as_str() == name)
+        .map(|service| vec![service])
+        .ok_or_else(|| format!("`{name}` is not a service (all, gateway, identity, appointments, payments, notifications, prescriptions, web)"))
 }
 
 impl Command {
@@ -69,7 +88,8 @@ impl Command {
             | Command::Openapi
             | Command::Config
             | Command::RotateSigningKey
-            | Command::AuditVerify => {
+            | Command::AuditVerify
+            | Command::Check { .. } => {
                 return None;
             }
         };
@@ -101,6 +121,28 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+
+    if let Command::Check { services } = &cli.command {
+        let services: Vec<Service> = services.concat();
+        return match config.check_services(&services) {
+            Ok(()) => {
+                let names: Vec<&str> = services.iter().map(|service| service.as_str()).collect();
+                let environment = match config.environment {
+                    polyclinic_config::Environment::Production => "production",
+                    polyclinic_config::Environment::Development => "development",
+                };
+                println!(
+                    "configuration complete for {} ({environment})",
+                    names.join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("polyclinic: {err}");
+                ExitCode::from(2)
+            }
+        };
+    }
 
     if let Command::Config = cli.command {
         return match polyclinic::describe_config(&config) {
@@ -162,6 +204,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         }
         return polyclinic::migrate(&config).await;
     };
+    config.check_services(&services)?;
     let listeners = polyclinic::bind(&config, &services).await?;
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();

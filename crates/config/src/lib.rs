@@ -24,6 +24,11 @@ pub struct Config {
     pub environment: Environment,
     /// The PostgreSQL database every service keeps its schema in (created if missing).
     pub database_url: String,
+    /// Whether a service brings its schema up to date as the owner (`database_url`) when it
+    /// starts. `false` when a separate step (`polyclinic migrate`, the Kubernetes migration
+    /// Job) does it and the services' pods hold only their own logins: a service then
+    /// refuses to start on a schema older than its migrations.
+    pub migrate_on_start: bool,
     /// The gateway's public base URL, as browsers and API clients see it.
     pub public_url: String,
     /// The web app's public base URL, as browsers see it: Keycloak redirects back to it, and
@@ -74,6 +79,7 @@ impl Default for Config {
         Self {
             environment: Environment::Development,
             database_url: "postgres://postgres@127.0.0.1:5432/polyclinic".into(),
+            migrate_on_start: true,
             public_url: "http://127.0.0.1:8080".into(),
             public_web_url: "http://127.0.0.1:8090".into(),
             identity_provider: IdentityProvider::Builtin,

@@ -35,6 +35,13 @@ pub enum ConfigError {
         origin: String,
         message: String,
     },
+    #[error("the {service} service needs `{key}` ({env}): it {message}")]
+    Missing {
+        key: String,
+        env: String,
+        service: Service,
+        message: String,
+    },
 }
 
 /// Where a value came from, so that an error can point at it.
@@ -355,21 +362,9 @@ impl Config {
                 "holds and pending reservations must be allowed (at least 1)".into(),
             ));
         }
-        if self.payments_provider == crate::PaymentsProvider::Stripe
-            && self.stripe.secret_key.is_none()
-        {
-            return Err((
-                "stripe.secret_key".into(),
-                "is required with the stripe payments provider".into(),
-            ));
-        }
+        // Whether the Stripe key and the SMTP URL are set is the payments and notifications
+        // services' own business (`check_services`): no other process holds them.
         match (&self.email.transport, &self.email.smtp_url) {
-            (crate::EmailTransport::Smtp, None) => {
-                return Err((
-                    "email.smtp_url".into(),
-                    "is required with the smtp email transport".into(),
-                ));
-            }
             (_, Some(url)) if !(url.starts_with("smtp://") || url.starts_with("smtps://")) => {
                 return Err((
                     "email.smtp_url".into(),
@@ -398,10 +393,6 @@ impl Config {
         for (index, origin) in self.cors_origins.iter().enumerate() {
             http(format!("cors_origins[{index}]"), origin)?;
         }
-        if self.environment == crate::Environment::Production {
-            self.validate_production()?;
-        }
-
         let mut taken: HashMap<u16, Service> = HashMap::new();
         for service in Service::ALL {
             let settings = self.service(service);
@@ -438,27 +429,107 @@ impl Config {
         Ok(())
     }
 
-    /// Production never runs on a development secret.
-    fn validate_production(&self) -> Result<(), (String, String)> {
-        let required = |key: &str, value: &Option<String>| match value {
-            Some(secret) if secret.len() >= 16 => Ok(()),
-            Some(_) => Err((
-                key.to_owned(),
-                "must be at least 16 characters in production".to_owned(),
-            )),
-            None => Err((key.to_owned(), "must be set in production".to_owned())),
-        };
-        if self.identity_provider == crate::IdentityProvider::Keycloak {
-            required("keycloak.client_secret", &self.keycloak.client_secret)?;
+    /// What the services this process runs need that the rest of the platform does not: the
+    /// settings of their third parties, and in production each one's own secrets. Checked
+    /// when they start (and by `polyclinic check`), so a pod holds only its own service's
+    /// secrets. In development an unset service secret falls back to a well-known value.
+    pub fn check_services(&self, services: &[Service]) -> Result<(), ConfigError> {
+        for &service in services {
+            if let Some((key, message)) = self.unset_setting_of(service) {
+                return Err(ConfigError::Missing {
+                    env: env_var_for(key),
+                    key: key.to_owned(),
+                    service,
+                    message: message.to_owned(),
+                });
+            }
         }
-        // The web app holds no service credentials (it acts for the signed-in person).
-        for service in Service::ALL.into_iter().filter(|s| *s != Service::Web) {
-            required(
-                &format!("{service}.client_secret"),
-                &self.service(service).client_secret,
-            )?;
+        if self.environment != crate::Environment::Production {
+            return Ok(());
+        }
+        for &service in services {
+            for (key, value) in self.secrets_of(service) {
+                let message = match value {
+                    Some(secret) if secret.len() >= 16 => continue,
+                    Some(_) => "must be at least 16 characters in production",
+                    None => "must be set in production",
+                };
+                return Err(ConfigError::Missing {
+                    env: env_var_for(&key),
+                    key,
+                    service,
+                    message: message.to_owned(),
+                });
+            }
         }
         Ok(())
+    }
+
+    /// A setting `service` cannot run without in any environment, if it is unset.
+    fn unset_setting_of(&self, service: Service) -> Option<(&'static str, &'static str)> {
+        match service {
+            Service::Payments
+                if self.payments_provider == crate::PaymentsProvider::Stripe
+                    && self.stripe.secret_key.is_none() =>
+            {
+                Some((
+                    "stripe.secret_key",
+                    "is required with the stripe payments provider",
+                ))
+            }
+            Service::Notifications
+                if self.email.transport == crate::EmailTransport::Smtp
+                    && self.email.smtp_url.is_none() =>
+            {
+                Some((
+                    "email.smtp_url",
+                    "is required with the smtp email transport",
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The secrets `service` cannot run without in production, by key.
+    fn secrets_of(&self, service: Service) -> Vec<(String, Option<&str>)> {
+        let mut secrets = Vec::new();
+        let client = |of: Service| {
+            (
+                format!("{of}.client_secret"),
+                self.service(of).client_secret.as_deref(),
+            )
+        };
+        match service {
+            // The web app holds no service credentials (it acts for the signed-in person).
+            Service::Web => {}
+            Service::Identity => match self.identity_provider {
+                // Keycloak checks the services' secrets; identity signs in with its own client.
+                crate::IdentityProvider::Keycloak => secrets.push((
+                    "keycloak.client_secret".to_owned(),
+                    self.keycloak.client_secret.as_deref(),
+                )),
+                // The built-in provider checks every service's secret itself.
+                crate::IdentityProvider::Builtin => secrets.extend(
+                    Service::ALL
+                        .into_iter()
+                        .filter(|s| *s != Service::Web)
+                        .map(client),
+                ),
+            },
+            other => secrets.push(client(other)),
+        }
+        if service == Service::Payments && self.payments_provider == crate::PaymentsProvider::Stripe
+        {
+            secrets.push((
+                "stripe.secret_key".to_owned(),
+                self.stripe.secret_key.as_deref(),
+            ));
+            secrets.push((
+                "stripe.webhook_secrets".to_owned(),
+                self.stripe.webhook_secrets.first().map(String::as_str),
+            ));
+        }
+        secrets
     }
 }
 
@@ -595,9 +666,66 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_development_secrets() {
-        let err = Config::load(None, env(&[("POLYCLINIC_ENVIRONMENT", "production")])).unwrap_err();
-        assert!(err.to_string().contains("client_secret"), "{err}");
+    fn production_refuses_to_run_a_service_without_its_own_secrets() {
+        let production = |pairs: &[(&str, &str)]| {
+            let mut pairs = pairs.to_vec();
+            pairs.push(("POLYCLINIC_ENVIRONMENT", "production"));
+            Config::load(None, env(&pairs)).unwrap()
+        };
+        let bare = production(&[]);
+        let err = bare.check_services(&[Service::Gateway]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the gateway service needs `gateway.client_secret` (POLYCLINIC_GATEWAY_CLIENT_SECRET): it must be set in production"
+        );
+        assert!(
+            bare.check_services(&[Service::Web]).is_ok(),
+            "the web app holds no service secret"
+        );
+        let short = production(&[("POLYCLINIC_GATEWAY_CLIENT_SECRET", "short")]);
+        assert!(short.check_services(&[Service::Gateway]).is_err());
+
+        // The gateway's own secret is all the gateway needs, whatever the others lack.
+        let gateway = production(&[("POLYCLINIC_GATEWAY_CLIENT_SECRET", "a gateway secret, long")]);
+        assert!(gateway.check_services(&[Service::Gateway]).is_ok());
+        assert!(gateway.check_services(&[Service::Payments]).is_err());
+
+        // With Stripe, payments needs the API key and a webhook secret too.
+        let payments = production(&[
+            ("POLYCLINIC_PAYMENTS_PROVIDER", "stripe"),
+            (
+                "POLYCLINIC_PAYMENTS_CLIENT_SECRET",
+                "a payments secret, long",
+            ),
+            ("STRIPE_SECRET_KEY", "sk_live_a_long_enough_key"),
+        ]);
+        let err = payments.check_services(&[Service::Payments]).unwrap_err();
+        assert!(err.to_string().contains("stripe.webhook_secrets"), "{err}");
+
+        // A third party's setting is its service's alone, in any environment.
+        let stripe =
+            Config::load(None, env(&[("POLYCLINIC_PAYMENTS_PROVIDER", "stripe")])).unwrap();
+        assert!(stripe.check_services(&[Service::Gateway]).is_ok());
+        let err = stripe.check_services(&[Service::Payments]).unwrap_err();
+        assert!(err.to_string().contains("STRIPE_SECRET_KEY"), "{err}");
+
+        // Under Keycloak, identity signs in with its Keycloak client and checks no one's secret.
+        let identity = production(&[
+            ("POLYCLINIC_IDENTITY_PROVIDER", "keycloak"),
+            (
+                "POLYCLINIC_KEYCLOAK_CLIENT_SECRET",
+                "a keycloak secret, long",
+            ),
+        ]);
+        assert!(identity.check_services(&[Service::Identity]).is_ok());
+        let builtin = production(&[(
+            "POLYCLINIC_IDENTITY_CLIENT_SECRET",
+            "an identity secret, long",
+        )]);
+        assert!(
+            builtin.check_services(&[Service::Identity]).is_err(),
+            "the built-in provider checks every service's secret"
+        );
     }
 
     #[test]

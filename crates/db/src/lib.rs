@@ -166,11 +166,16 @@ pub async fn open(
     migrator: &Migrator,
 ) -> anyhow::Result<PgPool> {
     let schema = service.schema().unwrap_or_default();
-    let owner = schema_pool(&config.database_url, schema, 1, "polyclinic-migrate")?;
-    let migrated = migrate(&owner, schema, migrator).await;
-    owner.close().await;
-    migrated?;
+    if config.migrate_on_start {
+        let owner = schema_pool(&config.database_url, schema, 1, "polyclinic-migrate")?;
+        let migrated = migrate(&owner, schema, migrator).await;
+        owner.close().await;
+        migrated?;
+    }
     let pool = pool(config, service)?;
+    if !config.migrate_on_start {
+        up_to_date(&pool, schema, migrator).await?;
+    }
     let owns: i64 = sqlx::query_scalar(
         "select count(*) from pg_tables where schemaname = $1 and tableowner = current_user",
     )
@@ -188,6 +193,38 @@ pub async fn open(
             "the service's database login owns its tables: it could alter them and their triggers; give it a role that does not (see `{}`)", runtime_role(service));
     }
     Ok(pool)
+}
+
+/// Fails unless every migration this binary has was applied to `schema` (by `polyclinic
+/// migrate`), so a service never runs on tables older than its code.
+async fn up_to_date(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow::Result<()> {
+    let context = || format!("reading the migration history of schema {schema}");
+    // A schema never migrated has no history yet: every migration is missing.
+    let kept: bool = sqlx::query_scalar("select to_regclass('_sqlx_migrations') is not null")
+        .fetch_one(pool)
+        .await
+        .with_context(context)?;
+    let applied: Vec<i64> = if kept {
+        sqlx::query_scalar("select version from _sqlx_migrations where success order by version")
+            .fetch_all(pool)
+            .await
+            .with_context(context)?
+    } else {
+        Vec::new()
+    };
+    let missing: Vec<i64> = migrator
+        .iter()
+        .filter(|migration| migration.migration_type.is_up_migration())
+        .map(|migration| migration.version)
+        .filter(|version| !applied.contains(version))
+        .collect();
+    if let Some(first) = missing.first() {
+        anyhow::bail!(
+            "schema {schema} lacks {} of this binary's migrations (the first is {first}); run `polyclinic migrate` (the migration Job) with the owner's login first",
+            missing.len()
+        );
+    }
+    Ok(())
 }
 
 /// Answers whether the database can run a query right now, for readiness checks.

@@ -29,7 +29,9 @@ impl Backbone {
         })?;
         let bus = Bus::from_config(config);
         match &bus {
-            Bus::Postgres => log::ensure(&config.database_url).await?,
+            // Without migrations at start, `polyclinic migrate` created the log.
+            Bus::Postgres if config.migrate_on_start => log::ensure(&config.database_url).await?,
+            Bus::Postgres => {}
             Bus::Kafka(kafka) => {
                 let topics: Vec<&str> = Topic::ALL.iter().map(|topic| topic.as_str()).collect();
                 ensure_topics(kafka, &topics).await?;

@@ -139,3 +139,45 @@ async fn the_database_is_created_when_missing() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn without_migrations_at_start_a_service_refuses_an_old_schema_until_migrate_has_run() {
+    // Roles belong to the server: a first migration elsewhere creates the runtime roles, so
+    // the refusal below is about the schema, not about a missing role.
+    let elsewhere = polyclinic_testing::TestDb::create().await;
+    let mut config = polyclinic_config::Config {
+        database_url: elsewhere.url(),
+        ..polyclinic_config::Config::default()
+    };
+    polyclinic::migrate(&config).await.unwrap();
+
+    let db = polyclinic_testing::TestDb::create().await;
+    config.database_url = db.url();
+    config.migrate_on_start = false;
+    let refused = polyclinic_db::open(&config, Service::Identity, &polyclinic_identity::MIGRATOR)
+        .await
+        .expect_err("the schema has none of the migrations");
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("schema identity lacks") && message.contains("polyclinic migrate"),
+        "{message}"
+    );
+    let pool = sqlx::PgPool::connect(&db.url()).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "select count(*) from information_schema.tables where table_schema = 'identity'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "the service created nothing itself");
+
+    polyclinic::migrate(&config).await.unwrap();
+    let opened = polyclinic_db::open(&config, Service::Identity, &polyclinic_identity::MIGRATOR)
+        .await
+        .expect("up to date after `polyclinic migrate`");
+    let users: i64 = sqlx::query_scalar("select count(*) from users")
+        .fetch_one(&opened)
+        .await
+        .unwrap();
+    assert_eq!(users, 0, "it runs on the migrated schema");
+}

@@ -5,6 +5,7 @@
 mod abuse;
 mod attacks;
 mod cli;
+mod deploy;
 mod docs;
 mod health;
 mod inventory;

@@ -6,9 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v kubernetes-validate >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
+# Python tools live in a virtual environment of their own, never in the system Python.
+VENV="${POLYCLINIC_CACHE:-$HOME/.cache/polyclinic}/venv"
+if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
+  [ -x "$VENV/bin/python3" ] || python3 -m venv "$VENV"
+  "$VENV/bin/python3" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==1.37.0" "PyYAML==6.0.3"
 fi
+export PATH="$VENV/bin:$PATH"
 kubernetes-validate --strict --quiet -k 1.30.0 k8s/namespace.yaml k8s/config.yaml k8s/secrets.example.yaml \
   k8s/migrate-job.yaml k8s/services.yaml
 echo "deploy/k8s: every manifest matches the Kubernetes 1.30 schemas"

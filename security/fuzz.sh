@@ -15,9 +15,13 @@ EXAMPLES="${FUZZ_EXAMPLES:-10}"
 # Which operations' cross-field rules may refuse schema-valid data (see the file).
 CONFIG="$PWD/security/schemathesis.toml"
 
-if ! command -v schemathesis >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+# Python tools live in a virtual environment of their own, never in the system Python.
+VENV="${POLYCLINIC_CACHE:-$HOME/.cache/polyclinic}/venv"
+if [ ! -x "$VENV/bin/schemathesis" ]; then
+  [ -x "$VENV/bin/python3" ] || python3 -m venv "$VENV"
+  "$VENV/bin/python3" -m pip install --quiet --disable-pip-version-check "schemathesis==4.32.5"
 fi
+export PATH="$VENV/bin:$PATH"
 cargo build --locked -p polyclinic >&2
 BIN="$CARGO_TARGET_DIR/debug/polyclinic"
 

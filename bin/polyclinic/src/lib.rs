@@ -99,12 +99,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
         };
         // As the owner, whatever `migrate_on_start` says: this is the step that migrates.
         polyclinic_db::ensure_database(config.database_url_for(service)).await?;
-        let schema = service.schema().unwrap_or_default();
-        let owner =
-            polyclinic_db::schema_pool(&config.database_url, schema, 1, "polyclinic-migrate")?;
-        let migrated = polyclinic_db::migrate(&owner, schema, migrator).await;
-        owner.close().await;
-        migrated?;
+        polyclinic_db::migrate_as_owner(config, service, migrator).await?;
         tracing::info!(%service, "schema is up to date");
     }
     if config.event_bus == polyclinic_config::EventBus::Postgres {

@@ -44,6 +44,18 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// What `service` lacks, naming the key and its environment variable.
+    fn missing(service: Service, key: &str, message: &str) -> Self {
+        ConfigError::Missing {
+            env: env_var_for(key),
+            key: key.to_owned(),
+            service,
+            message: message.to_owned(),
+        }
+    }
+}
+
 /// Where a value came from, so that an error can point at it.
 #[derive(Debug, Clone)]
 enum Origin {
@@ -436,12 +448,7 @@ impl Config {
     pub fn check_services(&self, services: &[Service]) -> Result<(), ConfigError> {
         for &service in services {
             if let Some((key, message)) = self.unset_setting_of(service) {
-                return Err(ConfigError::Missing {
-                    env: env_var_for(key),
-                    key: key.to_owned(),
-                    service,
-                    message: message.to_owned(),
-                });
+                return Err(ConfigError::missing(service, key, message));
             }
         }
         if self.environment != crate::Environment::Production {
@@ -454,12 +461,7 @@ impl Config {
                     Some(_) => "must be at least 16 characters in production",
                     None => "must be set in production",
                 };
-                return Err(ConfigError::Missing {
-                    env: env_var_for(&key),
-                    key,
-                    service,
-                    message: message.to_owned(),
-                });
+                return Err(ConfigError::missing(service, &key, message));
             }
         }
         Ok(())

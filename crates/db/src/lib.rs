@@ -158,8 +158,9 @@ pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow
         .with_context(|| format!("applying the migrations of schema {schema}"))
 }
 
-/// Brings `service`'s schema up to date as the owner (`database_url`), then opens its pool
-/// as the runtime role: what every service does first.
+/// Brings `service`'s schema up to date as the owner (`database_url`), or with
+/// `migrate_on_start = false` checks that `polyclinic migrate` did, then opens its pool as the
+/// runtime role: what every service does first.
 pub async fn open(
     config: &Config,
     service: Service,
@@ -167,10 +168,7 @@ pub async fn open(
 ) -> anyhow::Result<PgPool> {
     let schema = service.schema().unwrap_or_default();
     if config.migrate_on_start {
-        let owner = schema_pool(&config.database_url, schema, 1, "polyclinic-migrate")?;
-        let migrated = migrate(&owner, schema, migrator).await;
-        owner.close().await;
-        migrated?;
+        migrate_as_owner(config, service, migrator).await?;
     }
     let pool = pool(config, service)?;
     if !config.migrate_on_start {
@@ -193,6 +191,20 @@ pub async fn open(
             "the service's database login owns its tables: it could alter them and their triggers; give it a role that does not (see `{}`)", runtime_role(service));
     }
     Ok(pool)
+}
+
+/// Brings `service`'s schema up to date as the schemas' owner (`database_url`), on a
+/// connection of its own that is closed again.
+pub async fn migrate_as_owner(
+    config: &Config,
+    service: Service,
+    migrator: &Migrator,
+) -> anyhow::Result<()> {
+    let schema = service.schema().unwrap_or_default();
+    let owner = schema_pool(&config.database_url, schema, 1, "polyclinic-migrate")?;
+    let migrated = migrate(&owner, schema, migrator).await;
+    owner.close().await;
+    migrated
 }
 
 /// Fails unless every migration this binary has was applied to `schema` (by `polyclinic

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use polyclinic_testing::Service;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -44,15 +45,7 @@ fn check(service: &str, env: &BTreeMap<String, String>) -> Output {
 #[test]
 fn every_pod_passes_the_production_check_with_only_its_own_secrets() {
     let pods = rendered();
-    let services = [
-        "gateway",
-        "identity",
-        "appointments",
-        "payments",
-        "notifications",
-        "prescriptions",
-        "web",
-    ];
+    let services = Service::ALL.map(Service::as_str);
     for service in services {
         assert!(
             pods.iter()

@@ -140,6 +140,7 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
                 replication_factor: 1,
                 topic_prefix: format!("bench-{}-", uuid::Uuid::new_v4().simple()),
                 group_instance_id: None,
+                watch: Default::default(),
             };
             ensure_topics(&settings, &[Topic::Appointments.as_str()]).await?;
             Bus::Kafka(settings)

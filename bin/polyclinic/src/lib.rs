@@ -4,6 +4,8 @@
 //! `polyclinic all` runs every service in one process, each on its own port, calling each
 //! other over HTTP as they do when split; `polyclinic <service>` runs one.
 
+pub mod local_postgres;
+
 use std::collections::BTreeSet;
 
 use anyhow::Context;

@@ -166,6 +166,11 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(&anyhow::Error::new(err)),
     };
+    // Kept to the end of `main`: dropping it stops the cluster it started.
+    let (config, _private_postgres) = match private_postgres(&cli.command, config) {
+        Ok(started) => started,
+        Err(err) => return fail(&err),
+    };
     let outcome = runtime.block_on(execute(cli.command, config));
     // The last spans (the shutdown's) are posted before the process ends.
     telemetry.flush();
@@ -214,6 +219,46 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         on_signal.cancel();
     });
     polyclinic::run(config, listeners, shutdown).await
+}
+
+/// For the README's run command on a machine with no PostgreSQL at the default URL: a
+/// private cluster there (see [`polyclinic::local_postgres`]). A URL the operator chose is
+/// left alone.
+fn private_postgres(
+    command: &Command,
+    config: Config,
+) -> anyhow::Result<(Config, Option<polyclinic::local_postgres::LocalPostgres>)> {
+    use polyclinic::local_postgres::{LocalPostgres, candidate_bin_dirs, reachable};
+    let default_url = Config::default().database_url;
+    let chosen = config.database_url != default_url
+        || Service::ALL
+            .iter()
+            .any(|service| config.service(*service).database_url.is_some());
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+    if !matches!(command, Command::All | Command::Migrate) || chosen || reachable(address) {
+        return Ok((config, None));
+    }
+    let dir = LocalPostgres::default_dir()?;
+    let cluster = LocalPostgres::start(&dir, address.port(), &candidate_bin_dirs())?;
+    let how = if cluster.started_here() {
+        "started; stopped on exit"
+    } else {
+        "already running; left running"
+    };
+    tracing::info!(
+        data_dir = %cluster.data_dir().display(),
+        url = %cluster.url(),
+        "no PostgreSQL at the default URL: using a private cluster ({how})"
+    );
+    eprintln!(
+        "polyclinic: no PostgreSQL at {default_url}: a private cluster in {} serves it ({how})",
+        cluster.data_dir().display()
+    );
+    let config = Config {
+        database_url: cluster.url(),
+        ..config
+    };
+    Ok((config, Some(cluster)))
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {

@@ -228,6 +228,35 @@ fn parse_env(kind: Kind, raw: &str) -> Result<Value, String> {
     }
 }
 
+/// `<VAR>_FILE`: the value of `key` read from a file, as Docker and Kubernetes mount
+/// secrets. The file's content, less a trailing newline, is the value; setting both the
+/// variable and its `_FILE` form is refused, as one of them would be silently ignored.
+fn from_file(
+    env: &HashMap<String, String>,
+    key: &str,
+    var: &str,
+) -> Result<Option<(String, String)>, ConfigError> {
+    let file_var = format!("{var}_FILE");
+    let Some(path) = env.get(&file_var) else {
+        return Ok(None);
+    };
+    if env.contains_key(var) {
+        return Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            origin: Origin::Env(file_var).to_string(),
+            message: format!("{var} is set too: set one of the two"),
+        });
+    }
+    let content = std::fs::read_to_string(path.trim()).map_err(|err| ConfigError::Invalid {
+        key: key.to_owned(),
+        origin: Origin::Env(file_var.clone()).to_string(),
+        message: format!("cannot read {}: {err}", path.trim()),
+    })?;
+    let value = content.strip_suffix('\n').unwrap_or(&content);
+    let value = value.strip_suffix('\r').unwrap_or(value).to_owned();
+    Ok(Some((file_var, value)))
+}
+
 impl Config {
     /// Loads the configuration from the defaults, the optional `file` and the variables in
     /// `env` (pass `std::env::vars()` in production; tests pass their own).
@@ -259,7 +288,16 @@ impl Config {
         let env: HashMap<String, String> = env.into_iter().collect();
         for (key, kind) in settable_keys() {
             let var = env_var_for(&key);
-            if let Some(raw) = env.get(&var) {
+            let from_file = from_file(&env, &key, &var)?;
+            if let Some((file_var, raw)) = from_file {
+                let value = parse_env(kind, &raw).map_err(|message| ConfigError::Invalid {
+                    key: key.clone(),
+                    origin: Origin::Env(file_var.clone()).to_string(),
+                    message,
+                })?;
+                set(&mut table, &key, value);
+                origins.insert(key, Origin::Env(file_var));
+            } else if let Some(raw) = env.get(&var) {
                 let value = parse_env(kind, raw).map_err(|message| ConfigError::Invalid {
                     key: key.clone(),
                     origin: Origin::Env(var.clone()).to_string(),
@@ -295,6 +333,100 @@ impl Config {
                 message,
             })?;
         Ok(config)
+    }
+
+    /// The Kafka connection's TLS and SASL settings: a known protocol and mechanism, what
+    /// the mechanism needs, no TLS file without TLS, and files that exist.
+    fn validate_kafka_security(&self) -> Result<(), (String, String)> {
+        use crate::{KAFKA_SASL_MECHANISMS, KAFKA_SECURITY_PROTOCOLS};
+        let kafka = &self.kafka;
+        let fail = |key: &str, message: String| Err((format!("kafka.{key}"), message));
+        let protocol = kafka.security_protocol.as_str();
+        if !KAFKA_SECURITY_PROTOCOLS.contains(&protocol) {
+            return fail(
+                "security_protocol",
+                format!(
+                    "`{protocol}` is not one of {}",
+                    KAFKA_SECURITY_PROTOCOLS.join(", ")
+                ),
+            );
+        }
+        let tls = protocol.ends_with("ssl");
+        let files = [
+            ("ssl_ca_location", &kafka.ssl_ca_location),
+            ("ssl_certificate_location", &kafka.ssl_certificate_location),
+            ("ssl_key_location", &kafka.ssl_key_location),
+        ];
+        for (key, path) in files {
+            if path.trim().is_empty() {
+                continue;
+            }
+            if !tls {
+                return fail(
+                    key,
+                    format!("is set, but security_protocol `{protocol}` uses no TLS"),
+                );
+            }
+            if !Path::new(path.trim()).is_file() {
+                return fail(key, format!("`{}` is not a readable file", path.trim()));
+            }
+        }
+        if kafka.ssl_certificate_location.trim().is_empty()
+            != kafka.ssl_key_location.trim().is_empty()
+        {
+            return fail(
+                "ssl_key_location",
+                "a client certificate needs its key, and a key its certificate (ssl_certificate_location and ssl_key_location)".into(),
+            );
+        }
+        let mechanism = kafka.sasl_mechanism.as_str();
+        if !protocol.starts_with("sasl") {
+            if !mechanism.is_empty() {
+                return fail(
+                    "sasl_mechanism",
+                    format!(
+                        "is set, but security_protocol `{protocol}` uses no SASL (sasl_ssl or sasl_plaintext)"
+                    ),
+                );
+            }
+            return Ok(());
+        }
+        if !KAFKA_SASL_MECHANISMS.contains(&mechanism) {
+            return fail(
+                "sasl_mechanism",
+                format!(
+                    "`{mechanism}` is not one of {} (security_protocol `{protocol}` needs one)",
+                    KAFKA_SASL_MECHANISMS.join(", ")
+                ),
+            );
+        }
+        let needed: &[(&str, &String)] = if mechanism == "OAUTHBEARER" {
+            &[
+                (
+                    "sasl_oauthbearer_token_endpoint_url",
+                    &kafka.sasl_oauthbearer_token_endpoint_url,
+                ),
+                (
+                    "sasl_oauthbearer_client_id",
+                    &kafka.sasl_oauthbearer_client_id,
+                ),
+                (
+                    "sasl_oauthbearer_client_secret",
+                    &kafka.sasl_oauthbearer_client_secret,
+                ),
+            ]
+        } else {
+            &[
+                ("sasl_username", &kafka.sasl_username),
+                ("sasl_password", &kafka.sasl_password),
+            ]
+        };
+        for (key, value) in needed {
+            if value.trim().is_empty() {
+                return fail(key, format!("is required by sasl_mechanism {mechanism}"));
+            }
+        }
+        Ok(())
     }
 
     /// Rules that types alone do not express. Returns the offending key and why.
@@ -347,6 +479,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_kafka_security()?;
         if self.kafka.partitions == 0 || self.kafka.replication_factor == 0 {
             return Err((
                 "kafka.partitions".into(),
@@ -727,6 +860,127 @@ mod tests {
         assert!(
             builtin.check_services(&[Service::Identity]).is_err(),
             "the built-in provider checks every service's secret"
+        );
+    }
+
+    fn scratch_file(name: &str, contents: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("polyclinic-config-{name}-{}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_secret_is_read_from_the_file_its_file_variable_names() {
+        let secret = scratch_file("sasl-password", "s3cret passphrase\n");
+        let ca = scratch_file("ca.pem", "-----BEGIN CERTIFICATE-----\n");
+        let config = Config::load(
+            None,
+            env(&[
+                ("POLYCLINIC_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+                ("POLYCLINIC_KAFKA_SSL_CA_LOCATION", ca.to_str().unwrap()),
+                ("POLYCLINIC_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+                ("POLYCLINIC_KAFKA_SASL_USERNAME", "polyclinic"),
+                (
+                    "POLYCLINIC_KAFKA_SASL_PASSWORD_FILE",
+                    secret.to_str().unwrap(),
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.kafka.sasl_password, "s3cret passphrase",
+            "the trailing newline of the mounted file is not part of it"
+        );
+        let properties = config.kafka.security_properties();
+        for expected in [
+            ("security.protocol", "sasl_ssl"),
+            ("ssl.ca.location", ca.to_str().unwrap()),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "polyclinic"),
+            ("sasl.password", "s3cret passphrase"),
+        ] {
+            assert!(
+                properties.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+                "{expected:?} in {properties:?}"
+            );
+        }
+
+        let both = Config::load(
+            None,
+            env(&[
+                ("POLYCLINIC_KAFKA_SASL_PASSWORD", "inline"),
+                (
+                    "POLYCLINIC_KAFKA_SASL_PASSWORD_FILE",
+                    secret.to_str().unwrap(),
+                ),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(both.contains("set one of the two"), "{both}");
+        let missing = Config::load(
+            None,
+            env(&[("POLYCLINIC_KAFKA_SASL_PASSWORD_FILE", "/nonexistent/secret")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            missing.contains("`kafka.sasl_password`") && missing.contains("/nonexistent/secret"),
+            "{missing}"
+        );
+        std::fs::remove_file(secret).unwrap();
+        std::fs::remove_file(ca).unwrap();
+    }
+
+    #[test]
+    fn kafka_security_settings_that_cannot_connect_are_refused_naming_the_key() {
+        let refused =
+            |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).unwrap_err().to_string();
+        let unknown = refused(&[("POLYCLINIC_KAFKA_SECURITY_PROTOCOL", "tls")]);
+        assert!(unknown.contains("`kafka.security_protocol`"), "{unknown}");
+        let no_mechanism = refused(&[("POLYCLINIC_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")]);
+        assert!(
+            no_mechanism.contains("`kafka.sasl_mechanism`"),
+            "{no_mechanism}"
+        );
+        let no_password = refused(&[
+            ("POLYCLINIC_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("POLYCLINIC_KAFKA_SASL_MECHANISM", "PLAIN"),
+            ("POLYCLINIC_KAFKA_SASL_USERNAME", "polyclinic"),
+        ]);
+        assert!(
+            no_password.contains("`kafka.sasl_password`"),
+            "{no_password}"
+        );
+        let no_client = refused(&[
+            ("POLYCLINIC_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("POLYCLINIC_KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+        ]);
+        assert!(
+            no_client.contains("`kafka.sasl_oauthbearer_token_endpoint_url`"),
+            "{no_client}"
+        );
+        let tls_file_without_tls = refused(&[("POLYCLINIC_KAFKA_SSL_CA_LOCATION", "/etc/hosts")]);
+        assert!(
+            tls_file_without_tls.contains("uses no TLS"),
+            "{tls_file_without_tls}"
+        );
+        let missing_ca = refused(&[
+            ("POLYCLINIC_KAFKA_SECURITY_PROTOCOL", "ssl"),
+            ("POLYCLINIC_KAFKA_SSL_CA_LOCATION", "/nonexistent/ca.pem"),
+        ]);
+        assert!(
+            missing_ca.contains("`kafka.ssl_ca_location`"),
+            "{missing_ca}"
+        );
+        let certificate_without_key = refused(&[
+            ("POLYCLINIC_KAFKA_SECURITY_PROTOCOL", "ssl"),
+            ("POLYCLINIC_KAFKA_SSL_CERTIFICATE_LOCATION", "/etc/hosts"),
+        ]);
+        assert!(
+            certificate_without_key.contains("`kafka.ssl_key_location`"),
+            "{certificate_without_key}"
         );
     }
 

@@ -219,6 +219,84 @@ pub struct KafkaConfig {
     /// name). A restarted process then takes its partitions back at once instead of waiting
     /// for the group to give up on the one that died. Empty: dynamic membership.
     pub group_instance_id: String,
+    /// How clients reach the brokers: `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`
+    /// (librdkafka's `security.protocol`).
+    pub security_protocol: String,
+    /// PEM file of the CA that signed the brokers' certificates; empty: the system's CAs.
+    pub ssl_ca_location: String,
+    /// PEM file of this client's certificate, for brokers that require mutual TLS.
+    pub ssl_certificate_location: String,
+    /// PEM file of this client's private key (with `ssl_certificate_location`).
+    pub ssl_key_location: String,
+    /// The private key's password, when the key file is encrypted.
+    pub ssl_key_password: String,
+    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER` (with a `sasl_*` protocol).
+    pub sasl_mechanism: String,
+    /// The SASL user (PLAIN and SCRAM).
+    pub sasl_username: String,
+    /// The SASL password (PLAIN and SCRAM); `POLYCLINIC_KAFKA_SASL_PASSWORD_FILE` reads it
+    /// from a mounted secret.
+    pub sasl_password: String,
+    /// OAUTHBEARER: the OpenID Connect token endpoint that issues the client's tokens
+    /// (client credentials grant).
+    pub sasl_oauthbearer_token_endpoint_url: String,
+    /// OAUTHBEARER: the client id at the token endpoint.
+    pub sasl_oauthbearer_client_id: String,
+    /// OAUTHBEARER: the client secret at the token endpoint.
+    pub sasl_oauthbearer_client_secret: String,
+    /// OAUTHBEARER: the scope asked for (optional).
+    pub sasl_oauthbearer_scope: String,
+}
+
+/// `kafka.security_protocol` values.
+pub const KAFKA_SECURITY_PROTOCOLS: &[&str] = &["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+/// `kafka.sasl_mechanism` values.
+pub const KAFKA_SASL_MECHANISMS: &[&str] =
+    &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
+
+impl KafkaConfig {
+    /// librdkafka properties for the connection's security, from the settings above (in
+    /// the order they apply; `kafka.properties` come after them and win).
+    pub fn security_properties(&self) -> Vec<(String, String)> {
+        let mut properties = vec![(
+            "security.protocol".to_owned(),
+            self.security_protocol.clone(),
+        )];
+        let mut add = |name: &str, value: &str| {
+            if !value.trim().is_empty() {
+                properties.push((name.to_owned(), value.trim().to_owned()));
+            }
+        };
+        if self.security_protocol.ends_with("ssl") {
+            add("ssl.ca.location", &self.ssl_ca_location);
+            add("ssl.certificate.location", &self.ssl_certificate_location);
+            add("ssl.key.location", &self.ssl_key_location);
+            add("ssl.key.password", &self.ssl_key_password);
+        }
+        if self.security_protocol.starts_with("sasl") {
+            add("sasl.mechanism", &self.sasl_mechanism);
+            if self.sasl_mechanism == "OAUTHBEARER" {
+                add("sasl.oauthbearer.method", "oidc");
+                add(
+                    "sasl.oauthbearer.token.endpoint.url",
+                    &self.sasl_oauthbearer_token_endpoint_url,
+                );
+                add(
+                    "sasl.oauthbearer.client.id",
+                    &self.sasl_oauthbearer_client_id,
+                );
+                add(
+                    "sasl.oauthbearer.client.secret",
+                    &self.sasl_oauthbearer_client_secret,
+                );
+                add("sasl.oauthbearer.scope", &self.sasl_oauthbearer_scope);
+            } else {
+                add("sasl.username", &self.sasl_username);
+                add("sasl.password", &self.sasl_password);
+            }
+        }
+        properties
+    }
 }
 
 /// The event backbone's consumers.

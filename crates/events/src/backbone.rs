@@ -2,17 +2,18 @@
 //! backbone's metrics and readiness detail.
 
 use polyclinic_config::{Config, Service};
-use polyclinic_contracts::Topic;
-use polyclinic_http::{CancellationToken, ServiceApp};
+use polyclinic_http::{CancellationToken, Check, ServiceApp};
 use sqlx::PgPool;
 
-use crate::{Bus, EventMetrics, Relay, RelaySettings, ensure_topics, log, readiness_check};
+use crate::{Bus, EventMetrics, Relay, RelaySettings, kafka_readiness_check, log, readiness_check};
 
 /// A service's part of the event backbone.
 pub struct Backbone {
     pool: PgPool,
     metrics: EventMetrics,
     bus: Bus,
+    /// On the Kafka bus: whether the brokers can be reached.
+    kafka_check: Option<Check>,
 }
 
 impl Backbone {
@@ -32,10 +33,10 @@ impl Backbone {
             // Without migrations at start, `polyclinic migrate` created the log.
             Bus::Postgres if config.migrate_on_start => log::ensure(&config.database_url).await?,
             Bus::Postgres => {}
-            Bus::Kafka(kafka) => {
-                let topics: Vec<&str> = Topic::ALL.iter().map(|topic| topic.as_str()).collect();
-                ensure_topics(kafka, &topics).await?;
-            }
+            // The relay and each consumer make sure of their topics before they use them,
+            // retrying until the brokers can be reached: a service starts (and serves, its
+            // events waiting in the outbox) while Kafka is out of reach.
+            Bus::Kafka(_) => {}
         }
         let metrics = EventMetrics::default();
         Relay::new(
@@ -46,10 +47,15 @@ impl Backbone {
             metrics.clone(),
         )?
         .spawn(shutdown.clone());
+        let kafka_check = match &bus {
+            Bus::Kafka(kafka) => Some(kafka_readiness_check(kafka)?),
+            Bus::Postgres => None,
+        };
         Ok(Self {
             pool: pool.clone(),
             metrics,
             bus,
+            kafka_check,
         })
     }
 
@@ -66,6 +72,10 @@ impl Backbone {
     /// Adds the backbone's metrics and readiness detail to the service's router.
     pub fn attach(&self, mut app: ServiceApp) -> ServiceApp {
         self.metrics.register(app.registry_mut());
-        app.check(readiness_check(&self.pool))
+        let app = app.check(readiness_check(&self.pool));
+        match &self.kafka_check {
+            Some(check) => app.check(check.clone()),
+            None => app,
+        }
     }
 }

@@ -231,8 +231,15 @@ impl<S: Send + Sync + 'static> Consumer<S> {
     async fn kafka_loop(self: Arc<Self>, kafka: &KafkaSettings, shutdown: CancellationToken) {
         let mut pause = Duration::from_millis(100);
         loop {
-            let member = match GroupMember::join(kafka, &self.settings.name, &self.settings.topics)
-            {
+            // The topics are made sure of first: the broker may have been out of reach when
+            // the service started, and a group subscribed to a missing topic learns of it
+            // only at its next metadata refresh (minutes).
+            let topics: Vec<&str> = self.settings.topics.iter().map(String::as_str).collect();
+            let joined = match crate::ensure_topics(kafka, &topics).await {
+                Ok(()) => GroupMember::join(kafka, &self.settings.name, &self.settings.topics),
+                Err(err) => Err(err),
+            };
+            let member = match joined {
                 Ok(member) => member,
                 Err(err) => {
                     tracing::warn!(consumer = %self.settings.name, error = %format!("{err:#}"), "joining the Kafka group failed");
@@ -263,7 +270,7 @@ impl<S: Send + Sync + 'static> Consumer<S> {
                             "fault injected: the consumer died before committing its offset"
                         );
                     }
-                    member.commit(&message)
+                    member.commit(&message).await
                 }
                 .await;
                 if let Err(err) = handled {

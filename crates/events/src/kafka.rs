@@ -1,50 +1,79 @@
 //! The `kafka` bus: one topic per producing service, keyed by aggregate id; an idempotent
 //! producer with `acks=all`; consumer groups that commit offsets only after the handler's
 //! transaction has committed. Uses librdkafka (through `rdkafka`), the client Kafka users
-//! trust. Every librdkafka property can be set with `kafka.properties`.
+//! trust. Every librdkafka property can be set with `kafka.properties`; TLS (with a CA of
+//! the cluster's own and client certificates) and SASL (PLAIN, SCRAM-SHA-256/512,
+//! OAUTHBEARER through an OpenID Connect token endpoint) come from `kafka.security_protocol`,
+//! `kafka.ssl_*` and `kafka.sasl_*`.
+//!
+//! Every client of one bus shares a [`ConnectionWatch`]: the TLS and authentication failures
+//! librdkafka reports (which do not heal by waiting, unlike a broker that is away) fail the
+//! service's readiness with the broker's own words, while the outbox keeps the events.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use polyclinic_config::{Config, KafkaConfig};
-use rdkafka::ClientConfig;
+use polyclinic_http::Check;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, config::FromClientConfigAndContext};
 
 use crate::log::LoggedEvent;
 
 /// What the Kafka bus needs to know.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct KafkaSettings {
     pub brokers: String,
+    /// librdkafka properties, in order (a later one wins): the connection's security from
+    /// the configuration, then `kafka.properties`.
     pub properties: Vec<(String, String)>,
     pub partitions: i32,
     pub replication_factor: i32,
     pub topic_prefix: String,
     /// `group.instance.id` of every group this process joins; `None`: dynamic membership.
     pub group_instance_id: Option<String>,
+    /// What this bus's clients last heard of their connection.
+    pub watch: ConnectionWatch,
 }
 
 impl KafkaSettings {
     pub fn from_config(config: &KafkaConfig) -> Self {
-        Self {
-            brokers: config.brokers.clone(),
-            properties: config
+        let mut properties = config.security_properties();
+        properties.extend(
+            config
                 .properties
                 .iter()
                 .filter_map(|property| property.split_once('='))
-                .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-                .collect(),
+                .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned())),
+        );
+        Self {
+            brokers: config.brokers.clone(),
+            properties,
             partitions: i32::try_from(config.partitions).unwrap_or(1),
             replication_factor: i32::try_from(config.replication_factor).unwrap_or(1),
             topic_prefix: config.topic_prefix.clone(),
             group_instance_id: Some(config.group_instance_id.trim().to_owned())
                 .filter(|id| !id.is_empty()),
+            watch: ConnectionWatch::default(),
         }
+    }
+
+    /// A client of this bus, reporting to its watch.
+    fn create<T>(&self, config: &ClientConfig) -> rdkafka::error::KafkaResult<T>
+    where
+        T: FromClientConfigAndContext<BusContext>,
+    {
+        config.create_with_context(BusContext {
+            watch: self.watch.clone(),
+        })
     }
 
     /// The broker-side name of `topic`.
@@ -80,11 +109,125 @@ impl Bus {
     }
 }
 
+/// A connection failure that waiting does not heal: the TLS handshake or the SASL
+/// authentication failed (a wrong CA, an expired certificate, a wrong password).
+#[derive(Debug, Clone)]
+struct Failure {
+    code: RDKafkaErrorCode,
+    reason: String,
+}
+
+/// The last TLS or authentication failure any client of one bus reported, until a client
+/// reaches the brokers again.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionWatch {
+    failure: Arc<Mutex<Option<Failure>>>,
+}
+
+impl ConnectionWatch {
+    fn report(&self, error: &KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        let Ok(mut failure) = self.failure.lock() else {
+            return;
+        };
+        match code {
+            Some(code @ (RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication)) => {
+                // librdkafka reports on every reconnection attempt; say it once per change.
+                if failure.as_ref().is_none_or(|known| known.reason != reason) {
+                    tracing::error!(code = ?code, %reason, "cannot connect to Kafka");
+                }
+                *failure = Some(Failure {
+                    code,
+                    reason: reason.to_owned(),
+                });
+            }
+            _ => tracing::warn!(error = %error, %reason, "Kafka client error"),
+        }
+    }
+
+    fn reached(&self) {
+        if let Ok(mut failure) = self.failure.lock()
+            && failure.take().is_some()
+        {
+            tracing::info!("connected to Kafka again");
+        }
+    }
+
+    fn failure(&self) -> Option<Failure> {
+        self.failure.lock().ok().and_then(|failure| failure.clone())
+    }
+}
+
+/// The context of every client of the bus: errors go to the bus's watch and the log.
+pub(crate) struct BusContext {
+    watch: ConnectionWatch,
+}
+
+impl ClientContext for BusContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // librdkafka's own log (raise it with `kafka.properties = ["debug=broker,security"]`).
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(facility, message, "librdkafka"),
+            RDKafkaLogLevel::Warning => tracing::warn!(facility, message, "librdkafka"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(facility, message, "librdkafka");
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(facility, message, "librdkafka"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.watch.report(&error, reason);
+    }
+}
+
+impl ConsumerContext for BusContext {}
+
+/// Readiness of the Kafka bus: the brokers' metadata within a second and a half. A TLS or
+/// authentication failure makes the service unready, naming the brokers and the error; a
+/// broker that is merely away does not (events wait in the outbox, as on any outage).
+pub fn kafka_readiness_check(settings: &KafkaSettings) -> anyhow::Result<Check> {
+    let probe: FutureProducer<BusContext> = settings
+        .create(&settings.client_config())
+        .context("creating the Kafka readiness client")?;
+    let (brokers, watch) = (settings.brokers.clone(), settings.watch.clone());
+    Ok(Check::new("kafka", move || {
+        let (probe, brokers, watch) = (probe.clone(), brokers.clone(), watch.clone());
+        async move {
+            let fetched = tokio::task::spawn_blocking(move || {
+                probe
+                    .client()
+                    .fetch_metadata(None, Duration::from_millis(1500))
+                    .map(|metadata| metadata.brokers().len())
+            })
+            .await
+            .map_err(|err| err.to_string())?;
+            match fetched {
+                Ok(count) => {
+                    watch.reached();
+                    Ok(Some(format!("{count} brokers answer")))
+                }
+                Err(err) => match watch.failure() {
+                    Some(failure) => Err(format!(
+                        "cannot connect to the Kafka brokers {brokers} ({:?}): {}",
+                        failure.code, failure.reason
+                    )),
+                    None => Ok(Some(format!(
+                        "no Kafka broker answers at {brokers} ({err}): events wait in the outbox"
+                    ))),
+                },
+            }
+        }
+    }))
+}
+
 /// Creates the topics that do not exist yet (brokers that auto-create are not relied on).
 pub async fn ensure_topics(settings: &KafkaSettings, topics: &[&str]) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = settings
-        .client_config()
-        .create()
+    let admin: AdminClient<BusContext> = settings
+        .create(&settings.client_config())
         .context("creating the Kafka admin client")?;
     let names: Vec<String> = topics.iter().map(|topic| settings.topic(topic)).collect();
     let new_topics: Vec<NewTopic<'_>> = names
@@ -97,7 +240,9 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[&str]) -> anyhow:
             )
         })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(15)));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(15)))
+        .request_timeout(Some(Duration::from_secs(15)));
     let results = admin
         .create_topics(new_topics.iter(), &options)
         .await
@@ -113,8 +258,10 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[&str]) -> anyhow:
 
 /// The relay's producer: idempotent, `acks=all`.
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: FutureProducer<BusContext>,
     settings: KafkaSettings,
+    /// The topics exist (made sure of before the first publish).
+    topics_ready: std::sync::atomic::AtomicBool,
 }
 
 impl Publisher {
@@ -129,8 +276,11 @@ impl Publisher {
             config.set(name, value);
         }
         Ok(Self {
-            producer: config.create().context("creating the Kafka producer")?,
+            producer: settings
+                .create(&config)
+                .context("creating the Kafka producer")?,
             settings: settings.clone(),
+            topics_ready: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -169,13 +319,29 @@ impl Publisher {
                 }
             }
         }
+        self.settings.watch.reached();
         (acknowledged, None)
+    }
+
+    /// Creates the bus's topics unless this publisher already has (see [`ensure_topics`]).
+    pub(crate) async fn ensure_topics(&self) -> anyhow::Result<()> {
+        if self.topics_ready.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        let topics: Vec<&str> = polyclinic_contracts::Topic::ALL
+            .iter()
+            .map(|topic| topic.as_str())
+            .collect();
+        ensure_topics(&self.settings, &topics).await?;
+        self.topics_ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 }
 
 /// A consumer group member.
 pub(crate) struct GroupMember {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer<BusContext>>,
 }
 
 impl GroupMember {
@@ -198,13 +364,17 @@ impl GroupMember {
         for (name, value) in &settings.properties {
             config.set(name, value);
         }
-        let consumer: StreamConsumer = config.create().context("creating the Kafka consumer")?;
+        let consumer: StreamConsumer<BusContext> = settings
+            .create(&config)
+            .context("creating the Kafka consumer")?;
         let names: Vec<String> = topics.iter().map(|topic| settings.topic(topic)).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)
             .context("subscribing to Kafka topics")?;
-        Ok(Self { consumer })
+        Ok(Self {
+            consumer: Arc::new(consumer),
+        })
     }
 
     /// The next message as a log event (topic without the prefix), and a way to commit it.
@@ -240,16 +410,23 @@ impl GroupMember {
         Ok((event, message))
     }
 
-    /// Commits the offset after `message`, once its effects are committed.
-    pub(crate) fn commit(&self, message: &rdkafka::message::OwnedMessage) -> anyhow::Result<()> {
+    /// Commits the offset after `message`, once its effects are committed. The commit
+    /// waits for the broker's answer on a blocking thread, never on the runtime's (a broker
+    /// slow to answer would stall every task of the thread).
+    pub(crate) async fn commit(
+        &self,
+        message: &rdkafka::message::OwnedMessage,
+    ) -> anyhow::Result<()> {
         let mut offsets = rdkafka::TopicPartitionList::new();
         offsets.add_partition_offset(
             message.topic(),
             message.partition(),
             rdkafka::Offset::Offset(message.offset() + 1),
         )?;
-        self.consumer
-            .commit(&offsets, CommitMode::Sync)
+        let consumer = Arc::clone(&self.consumer);
+        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
+            .await
+            .context("committing a Kafka offset")?
             .context("committing a Kafka offset")?;
         Ok(())
     }

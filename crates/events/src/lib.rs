@@ -26,7 +26,7 @@ mod relay;
 pub use backbone::Backbone;
 pub use consumer::{Consumer, ConsumerFaults, ConsumerSettings, Handled, HandlerFuture, Handlers};
 pub use envelope::{Envelope, EventContext};
-pub use kafka::{Bus, KafkaSettings, ensure_topics};
+pub use kafka::{Bus, ConnectionWatch, KafkaSettings, ensure_topics, kafka_readiness_check};
 pub use metrics::EventMetrics;
 pub use parked::{DeadLetter, list_dead_letters, replay_dead_letter};
 pub use relay::{Relay, RelayFaults, RelaySettings, readiness_check};

@@ -207,7 +207,10 @@ impl Relay {
                 log::append(&mut tx, &events).await?;
                 (events.len(), None)
             }
-            Some(publisher) => publisher.publish(&events).await,
+            Some(publisher) => match publisher.ensure_topics().await {
+                Ok(()) => publisher.publish(&events).await,
+                Err(err) => (0, Some(err)),
+            },
         };
         if self
             .settings

@@ -79,6 +79,7 @@ async fn kafka_bus() -> Bus {
         replication_factor: 1,
         topic_prefix: format!("test-{}-", uuid::Uuid::new_v4().simple()),
         group_instance_id: None,
+        watch: Default::default(),
     };
     polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()])
         .await
@@ -745,67 +746,9 @@ async fn kafka_bus_dead_letters_a_poison_event_without_holding_up_others_and_rep
     poison_on(Kind::Kafka).await;
 }
 
-/// A broker of this test's own, so it can be paused without disturbing other tests.
-struct PrivateBroker {
-    child: std::process::Child,
-    address: String,
-}
-
-impl PrivateBroker {
-    async fn start() -> Self {
-        let binary = std::env::var("POLYCLINIC_TEST_TANSU").unwrap_or_else(|_| "tansu".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{address}");
-        let child = std::process::Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting {binary} (set POLYCLINIC_TEST_TANSU): {err}"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(&address).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the private broker did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { child, address }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
 #[tokio::test]
 async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrives_after() {
-    let broker = PrivateBroker::start().await;
+    let broker = polyclinic_testing::TestBroker::start().await;
     let settings = KafkaSettings {
         brokers: broker.address.clone(),
         properties: vec![("batch.num.messages".into(), "1".into())],
@@ -813,6 +756,7 @@ async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrive
         replication_factor: 1,
         topic_prefix: String::new(),
         group_instance_id: None,
+        watch: Default::default(),
     };
     polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()])
         .await

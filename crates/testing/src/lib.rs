@@ -20,6 +20,7 @@
 )]
 
 mod api;
+mod broker;
 mod clinic;
 mod db;
 mod platform;
@@ -28,6 +29,7 @@ mod redis_prefix;
 mod smtp;
 
 pub use api::{Reply, Tokens};
+pub use broker::{TestBroker, TestCa};
 pub use clinic::{Clinic, eventually, use_kafka};
 pub use db::TestDb;
 pub use platform::TestPlatform;

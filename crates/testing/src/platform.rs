@@ -32,6 +32,19 @@ impl TestPlatform {
         services: &[Service],
         customize: impl FnOnce(&mut Config, &TestDb),
     ) -> Self {
+        let mut platform = Self::launch_with(services, customize).await;
+        for &service in services {
+            platform.wait_until_ready(service).await;
+        }
+        platform
+    }
+
+    /// Like [`TestPlatform::start_with`], without waiting for the services to be ready (for
+    /// tests of a service that cannot be).
+    pub async fn launch_with(
+        services: &[Service],
+        customize: impl FnOnce(&mut Config, &TestDb),
+    ) -> Self {
         // `POLYCLINIC_TEST_LOG=info` (any tracing filter) shows the services' logs.
         if let Ok(filter) = std::env::var("POLYCLINIC_TEST_LOG") {
             let log = polyclinic_config::LogConfig {
@@ -74,7 +87,7 @@ impl TestPlatform {
 
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(polyclinic::run(config.clone(), listeners, shutdown.clone()));
-        let mut platform = Self {
+        Self {
             config,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -85,14 +98,11 @@ impl TestPlatform {
             db,
             redis,
             services: services.to_vec(),
-        };
-        for &service in services {
-            platform.wait_until_ready(service).await;
         }
-        platform
     }
 
-    async fn wait_until_ready(&mut self, service: Service) {
+    /// Waits until `service` answers its readiness probe with 200 (30 s at most).
+    pub async fn wait_until_ready(&mut self, service: Service) {
         let url = self.url(service, "/health/ready");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

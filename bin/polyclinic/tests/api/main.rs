@@ -9,6 +9,8 @@ mod deploy;
 mod docs;
 mod health;
 mod inventory;
+mod kafka_tls;
 mod matrix;
+mod private_postgres;
 mod scenario;
 mod traces;

@@ -53,14 +53,15 @@ fi
 for _ in $(seq 1 60); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done
 redis-cli -h 127.0.0.1 -p 6379 ping
 
-step "Build tools: a C toolchain, OpenSSL's and SASL's headers for librdkafka"
-# rdkafka builds librdkafka from source, with TLS (OpenSSL) and SASL.
+step "Build tools: a C toolchain, OpenSSL's and libcurl's headers for librdkafka"
+# rdkafka builds librdkafka from source, with TLS (OpenSSL) and SASL OAUTHBEARER (libcurl).
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+pkg-config --exists libcurl 2>/dev/null || need+=(libcurl4-openssl-dev)
 [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
-echo "cc $(cc -dumpversion), openssl $(pkg-config --modversion openssl)"
+echo "cc $(cc -dumpversion), openssl $(pkg-config --modversion openssl), libcurl $(pkg-config --modversion libcurl)"
 
 step "Kafka-protocol broker (tansu) on 127.0.0.1:9092"
 # Kafka itself is not installed here; tansu speaks the Kafka protocol and builds from

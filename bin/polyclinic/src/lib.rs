@@ -92,7 +92,8 @@ async fn run_service(
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     for service in Service::ALL {
         let migrator = match service {
-            Service::Gateway | Service::Web => continue,
+            Service::Gateway => continue,
+            Service::Web => &polyclinic_web::MIGRATOR,
             Service::Identity => &polyclinic_identity::MIGRATOR,
             Service::Appointments => &polyclinic_appointments::MIGRATOR,
             Service::Payments => &polyclinic_payments::MIGRATOR,
@@ -139,7 +140,10 @@ pub fn describe_config(config: &Config) -> anyhow::Result<String> {
     let table = toml::Table::try_from(config).context("serializing the configuration")?;
     let mut lines = Vec::new();
     for (key, var) in polyclinic_config::keys() {
-        let secret = key.contains("password") || key.contains("secret") || key.contains("token");
+        let secret = key.contains("password")
+            || key.contains("secret")
+            || key.contains("token")
+            || key == "sessions.keys";
         let value = match lookup(&table, &key) {
             None => "(unset)".to_owned(),
             Some(_) if secret => "***".to_owned(),

@@ -59,6 +59,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub events: EventsConfig,
     pub booking: AppointmentsConfig,
+    pub sessions: SessionsConfig,
     pub stripe: StripeConfig,
     pub email: EmailConfig,
     pub rate_limit: RateLimitConfig,
@@ -70,7 +71,7 @@ pub struct Config {
     pub payments: ServiceConfig,
     pub notifications: ServiceConfig,
     pub prescriptions: ServiceConfig,
-    /// The browser app (a client of the gateway; keeps no data).
+    /// The browser app (a client of the gateway; keeps only its sessions).
     pub web: ServiceConfig,
 }
 
@@ -135,6 +136,12 @@ impl Default for Config {
             events: EventsConfig {
                 max_attempts: 5,
                 retry_base_ms: 500,
+            },
+            sessions: SessionsConfig {
+                keys: Vec::new(),
+                idle_minutes: 30,
+                absolute_hours: 12,
+                purge_interval_secs: 300,
             },
             booking: AppointmentsConfig {
                 hold_minutes: 10,

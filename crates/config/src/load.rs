@@ -480,6 +480,20 @@ impl Config {
             }
         }
         self.validate_kafka_security()?;
+        for (index, key) in self.sessions.keys.iter().enumerate() {
+            if let Err(message) = crate::session_key(key) {
+                return Err((format!("sessions.keys[{index}]"), message));
+            }
+        }
+        if self.sessions.idle_minutes == 0
+            || self.sessions.absolute_hours == 0
+            || self.sessions.purge_interval_secs == 0
+        {
+            return Err((
+                "sessions.idle_minutes".into(),
+                "idle_minutes, absolute_hours and purge_interval_secs must be at least 1".into(),
+            ));
+        }
         if self.kafka.partitions == 0 || self.kafka.replication_factor == 0 {
             return Err((
                 "kafka.partitions".into(),
@@ -635,8 +649,12 @@ impl Config {
             )
         };
         match service {
-            // The web app holds no service credentials (it acts for the signed-in person).
-            Service::Web => {}
+            // The web app holds no service credentials (it acts for the signed-in person);
+            // its own secret is the key that seals its sessions' tokens.
+            Service::Web => secrets.push((
+                "sessions.keys".to_owned(),
+                self.sessions.keys.first().map(String::as_str),
+            )),
             Service::Identity => match self.identity_provider {
                 // Keycloak checks the services' secrets; identity signs in with its own client.
                 crate::IdentityProvider::Keycloak => secrets.push((

@@ -309,6 +309,24 @@ pub struct EventsConfig {
     pub retry_base_ms: u32,
 }
 
+/// The web app's sessions, kept in its schema (`web.session`) so that they outlive a
+/// restart and are shared by every replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Keys that encrypt the tokens a session holds, at rest: 32 random bytes each, in
+    /// base64 (`openssl rand -base64 32`). The first encrypts; every one decrypts. To rotate,
+    /// put a new key first and drop an old one once `absolute_hours` have passed. Empty in
+    /// development only: a fixed development key is used, and production refuses to start.
+    pub keys: Vec<String>,
+    /// A session not used for this long ends.
+    pub idle_minutes: u32,
+    /// A session ends this long after it began, however busy.
+    pub absolute_hours: u32,
+    /// How often expired sessions are deleted (one instance at a time does it).
+    pub purge_interval_secs: u32,
+}
+
 /// Booking rules of the appointments service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -372,4 +390,22 @@ pub struct EmailConfig {
     pub max_attempts: u32,
     /// The first retry's delay in milliseconds; each further one doubles, up to an hour.
     pub retry_base_ms: u32,
+}
+
+/// The 32 bytes of a `sessions.keys` entry (standard or URL-safe base64, padded or not).
+pub fn session_key(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let text = text.trim();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+        .map_err(|_| "is not base64 (make one with `openssl rand -base64 32`)".to_owned())?;
+    if decoded.len() != 32 {
+        return Err(format!(
+            "is {} bytes; a key is 32 random bytes (`openssl rand -base64 32`)",
+            decoded.len()
+        ));
+    }
+    Ok(decoded)
 }

@@ -43,9 +43,15 @@ impl Service {
     /// The PostgreSQL schema the service owns, if it keeps data.
     pub fn schema(self) -> Option<&'static str> {
         match self {
-            Service::Gateway | Service::Web => None,
+            Service::Gateway => None,
             other => Some(other.as_str()),
         }
+    }
+
+    /// Whether the service takes part in the event backbone (an outbox, consumers): every
+    /// service with a schema but the web app, whose schema holds only its sessions.
+    pub fn has_events(self) -> bool {
+        !matches!(self, Service::Gateway | Service::Web)
     }
 }
 

@@ -62,7 +62,7 @@ impl AppState {
     pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>) -> Self {
         let services = Service::ALL
             .into_iter()
-            .filter(|service| service.schema().is_some())
+            .filter(|service| service.has_events())
             .map(|service| (service.as_str().to_owned(), config.service_url(service)))
             .collect();
         Self {

@@ -3,7 +3,7 @@
 //! answers turned into [`ApiFailure`]s that pages can show next to their fields.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
 use polyclinic_http::ClientAddress;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::session::{Session, Tokens};
+use crate::session::{Session, Sessions, Tokens};
 
 /// Where tokens come from and go back to: the identity service (built-in provider) or
 /// Keycloak's endpoints (RFC 6749 token, RFC 7009 revocation).
@@ -95,7 +95,7 @@ impl TokenResponse {
         Tokens {
             access: self.access_token,
             refresh: self.refresh_token,
-            access_expires: Instant::now() + lifetime,
+            access_expires: SystemTime::now() + lifetime,
         }
     }
 }
@@ -112,10 +112,17 @@ pub struct Gateway {
     http: reqwest::Client,
     base: String,
     auth: std::sync::Arc<AuthEndpoints>,
+    /// Where the sessions' tokens are kept (and refreshed under a lock).
+    sessions: Sessions,
 }
 
 impl Gateway {
-    pub fn new(base: String, auth: AuthEndpoints, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        base: String,
+        auth: AuthEndpoints,
+        timeout: Duration,
+        sessions: Sessions,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -124,6 +131,7 @@ impl Gateway {
             http,
             base,
             auth: std::sync::Arc::new(auth),
+            sessions,
         })
     }
 
@@ -287,41 +295,79 @@ impl Gateway {
         Ok(response.into_tokens())
     }
 
-    /// The session's access token, refreshed first when it is about to expire.
+    /// The session's access token, refreshed first when it is about to expire (or, after a
+    /// 401, when it is the one refused).
+    ///
+    /// One refresh at a time per session: this process's requests queue on the session's
+    /// token lock, and every replica's on the session row's lock. Under that lock the row is
+    /// read again: tokens another replica refreshed meanwhile are taken as they are, so a
+    /// refresh token is never spent twice (a reused one revokes the whole login).
     async fn access_token(
         &self,
         session: &Session,
         force: Option<&str>,
     ) -> Result<String, ApiFailure> {
+        let stale = |tokens: &Tokens| match force {
+            Some(refused) => tokens.access == refused,
+            None => tokens.access_expires <= SystemTime::now() + REFRESH_MARGIN,
+        };
+        let unavailable =
+            |err: anyhow::Error| ApiFailure::Unavailable(format!("the session store: {err:#}"));
         let mut tokens = session.tokens.lock().await;
         let Some(current) = tokens.as_ref() else {
             return Err(ApiFailure::SignedOut);
         };
-        let stale = match force {
-            // After a 401: refresh unless another request already did.
-            Some(refused) => current.access == refused,
-            None => current.access_expires <= Instant::now() + REFRESH_MARGIN,
-        };
-        if !stale {
+        if !stale(current) {
             return Ok(current.access.clone());
         }
-        let Some(refresh) = current.refresh.clone() else {
+        let lock = self
+            .sessions
+            .lock(&session.id)
+            .await
+            .map_err(unavailable)?;
+        let Some(stored) = self
+            .sessions
+            .stored_tokens(&session.id)
+            .await
+            .map_err(unavailable)?
+        else {
+            // Signed out meanwhile, here or on another replica.
             *tokens = None;
             return Err(ApiFailure::SignedOut);
         };
-        match self
+        if !stale(&stored) {
+            let access = stored.access.clone();
+            *tokens = Some(stored);
+            lock.release().await.map_err(unavailable)?;
+            return Ok(access);
+        }
+        let Some(refresh) = stored.refresh.clone() else {
+            self.sessions
+                .store_tokens(&session.id, None)
+                .await
+                .map_err(unavailable)?;
+            lock.release().await.map_err(unavailable)?;
+            *tokens = None;
+            return Err(ApiFailure::SignedOut);
+        };
+        let refreshed = self
             .token_request(&[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", &refresh),
                 ("client_id", &self.auth.client_id),
             ])
-            .await
-        {
+            .await;
+        match refreshed {
             Ok(mut fresh) => {
                 // A provider that does not rotate refresh tokens keeps the old one valid.
                 if fresh.refresh.is_none() {
                     fresh.refresh = Some(refresh);
                 }
+                self.sessions
+                    .store_tokens(&session.id, Some(&fresh))
+                    .await
+                    .map_err(unavailable)?;
+                lock.release().await.map_err(unavailable)?;
                 let access = fresh.access.clone();
                 *tokens = Some(fresh);
                 Ok(access)
@@ -332,6 +378,11 @@ impl Gateway {
                 if problem.status == StatusCode::BAD_REQUEST
                     || problem.status == StatusCode::UNAUTHORIZED =>
             {
+                self.sessions
+                    .store_tokens(&session.id, None)
+                    .await
+                    .map_err(unavailable)?;
+                lock.release().await.map_err(unavailable)?;
                 *tokens = None;
                 Err(ApiFailure::SignedOut)
             }

@@ -68,9 +68,19 @@ pub async fn sessions_and_csrf(
     next: Next,
 ) -> Response {
     let cookie_name = if state.secure { SECURE_COOKIE } else { COOKIE };
-    let existing = cookie(request.headers(), cookie_name).and_then(|id| state.sessions.get(&id));
-    let fresh = existing.is_none();
-    let session = existing.unwrap_or_else(|| state.sessions.start());
+    let existing = match cookie(request.headers(), cookie_name) {
+        Some(id) => state.sessions.get(&id).await,
+        None => Ok(None),
+    };
+    let fresh = matches!(existing, Ok(None));
+    let session = match existing {
+        Ok(Some(session)) => session,
+        Ok(None) => match state.sessions.start().await {
+            Ok(session) => session,
+            Err(err) => return sessions_unavailable(&err),
+        },
+        Err(err) => return sessions_unavailable(&err),
+    };
 
     let unsafe_method = !matches!(
         *request.method(),
@@ -119,8 +129,14 @@ pub async fn sessions_and_csrf(
                 // The login behind this session has ended (revoked, expired, password changed
                 // elsewhere): the session goes with it, or sign-in would send the person
                 // straight back here.
-                state.sessions.remove(&session.id);
-                let fresh = state.sessions.start();
+                let restarted = match state.sessions.remove(&session.id).await {
+                    Ok(()) => state.sessions.start().await,
+                    Err(err) => Err(err),
+                };
+                let fresh = match restarted {
+                    Ok(fresh) => fresh,
+                    Err(err) => return sessions_unavailable(&err),
+                };
                 fresh.set_flash("warn", "Your sign-in has ended. Please sign in again.");
                 replaced = Some(NewSession(fresh.clone()));
                 shown_to = fresh;
@@ -139,8 +155,23 @@ pub async fn sessions_and_csrf(
         Some(NewSession(new)) => Some(new),
         None => fresh.then_some(&session),
     };
+    // What the request changed (a flash message shown or left, a pending login) is written
+    // back; a replaced session was written whole when it was made.
+    let written = match &replaced {
+        Some(NewSession(new)) => state.sessions.persist(new).await,
+        None => state.sessions.persist(&session).await,
+    };
+    if let Err(err) = written {
+        tracing::warn!(error = %format!("{err:#}"), "the session's changes were not saved");
+    }
     finish(&state, cookie_name, set, &mut response);
     response
+}
+
+/// The sessions' table cannot be reached: nothing can be shown without a session.
+fn sessions_unavailable(err: &anyhow::Error) -> Response {
+    tracing::error!(error = %format!("{err:#}"), "the session store is unavailable");
+    plain_error(StatusCode::SERVICE_UNAVAILABLE)
 }
 
 /// Sets the cookie (when the session is new) and the pages' own security headers.

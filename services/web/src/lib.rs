@@ -1,10 +1,11 @@
 //! The clinic's web app on port 8090: server-rendered pages (askama templates, checked at
 //! compile time) with htmx for partial updates, for patients, doctors, nurses and admins.
 //!
-//! It is a backend-for-frontend and a client of the gateway like any other: it keeps no data
-//! and reads no database. The browser holds one HttpOnly, SameSite session cookie (Secure
-//! when served over TLS); the tokens it stands for stay in [`session`] and are refreshed
-//! here. Every unsafe request must carry the session's CSRF token ([`guard`]). Static
+//! It is a backend-for-frontend and a client of the gateway like any other: the clinic's data
+//! it shows and changes is the services', through the gateway; its own schema holds only its
+//! sessions. The browser holds one HttpOnly, SameSite session cookie (Secure when served over
+//! TLS); the tokens it stands for stay in [`session`] (sealed, in PostgreSQL, shared by every
+//! replica) and are refreshed here. Every unsafe request must carry the session's CSRF token ([`guard`]). Static
 //! assets are compiled into the binary ([`assets`]), so the app works without a CDN.
 
 mod api;
@@ -35,11 +36,16 @@ use crate::view::Clinic;
 /// This service's name in configuration, logs and metrics.
 pub const SERVICE: Service = Service::Web;
 
+/// The migrations of the web app's schema (its sessions).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
 /// What the web app's handlers share.
 #[derive(Clone)]
 pub struct WebState {
     gateway: Gateway,
     sessions: Sessions,
+    /// The web app's own schema (its sessions).
+    pool: sqlx::PgPool,
     clinic: Arc<Clinic>,
     /// Served over TLS: the cookie is `Secure` (and `__Host-` prefixed).
     secure: bool,
@@ -55,7 +61,8 @@ pub struct WebState {
 }
 
 impl WebState {
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub fn new(config: &Config, pool: sqlx::PgPool) -> anyhow::Result<Self> {
+        let sessions = Sessions::new(config, pool.clone())?;
         let timeout = Duration::from_secs(config.http.upstream_timeout_secs.into());
         let base = config.service_url(Service::Gateway);
         let keycloak = match config.identity_provider {
@@ -70,10 +77,12 @@ impl WebState {
                 client_id: "polyclinic-web".to_owned(),
             },
         };
-        let gateway = Gateway::new(base, auth, timeout).context("building the gateway client")?;
+        let gateway = Gateway::new(base, auth, timeout, sessions.clone())
+            .context("building the gateway client")?;
         Ok(Self {
             gateway,
-            sessions: Sessions::new(),
+            sessions,
+            pool,
             clinic: Arc::new(Clinic::new(&config.timezone)?),
             secure: web_is_tls(config),
             keycloak,
@@ -116,6 +125,7 @@ pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
 /// The complete router: pages and assets behind the session and CSRF guard, plus the
 /// health, metrics and OpenAPI routes every service serves.
 pub fn router(config: &Config, state: WebState) -> Router {
+    let database = polyclinic_db::readiness_check(&state.pool);
     // Assets are outside the guard: they start no session and carry no cookie, so a shared
     // cache may keep them.
     let pages = routes::router()
@@ -128,6 +138,7 @@ pub fn router(config: &Config, state: WebState) -> Router {
         .with_state(state);
     ServiceApp::new(SERVICE, OpenApiRouter::from(pages))
         .configured(config)
+        .check(database)
         .into_router()
 }
 
@@ -137,15 +148,21 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = WebState::new(&config)?;
+    let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
+    let state = WebState::new(&config, pool)?;
     let sessions = state.sessions.clone();
-    let sweeping = shutdown.clone();
+    let purging = shutdown.clone();
+    let period = Duration::from_secs(config.sessions.purge_interval_secs.into());
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(60));
+        let mut every = tokio::time::interval(period);
         loop {
             tokio::select! {
-                _ = sweeping.cancelled() => break,
-                _ = every.tick() => sessions.sweep(),
+                _ = purging.cancelled() => break,
+                _ = every.tick() => {
+                    if let Err(err) = sessions.purge().await {
+                        tracing::warn!(error = %format!("{err:#}"), "purging expired sessions failed; tried again later");
+                    }
+                }
             }
         }
     });

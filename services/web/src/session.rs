@@ -1,32 +1,57 @@
 //! Server-side sessions. The browser holds one opaque cookie; the tokens it stands for, the
 //! CSRF token and a pending Keycloak login live here and never reach the browser.
 //!
-//! Sessions are kept in this process's memory: a restart signs everyone out, and several
-//! replicas need sticky sessions (deploy/ runs one replica behind the gateway's host).
+//! Sessions are rows of the web app's own schema (`web.session`), read and written through
+//! tower-sessions' PostgreSQL store, so they outlive a restart and every replica serves every
+//! session. The store loads a row only while its `expiry_date` is ahead; that date is kept at
+//! the earlier of the idle limit (moved on by use) and the absolute one (fixed at the start),
+//! so both limits are the store's to enforce. Expired rows are deleted by [`Sessions::purge`],
+//! one instance at a time.
+//!
+//! The cookie carries a random 256-bit value; the row is keyed by a hash of it, so the table
+//! holds nothing a browser could present. The tokens are sealed (AES-256-GCM, [`Sealer`]) with the first of `sessions.keys`; any of
+//! the keys opens them, so a new key can be put first while sessions sealed with the old one
+//! run out.
+//!
+//! Each request works on a snapshot of its session. What it changes (a flash message, a
+//! pending login) is written back at its end under a lock on the session
+//! (`pg_advisory_xact_lock`) onto a fresh read of the row, so two requests of one session, on
+//! one replica or two, never undo each other's changes; refreshing the tokens takes the same
+//! lock, so a refresh token is spent once however many replicas need a new access token at
+//! the same moment (a reused refresh token revokes the whole login).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use polyclinic_config::{Config, Environment};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tower_sessions_core::session::{Id, Record};
+use tower_sessions_core::session_store::{ExpiredDeletion, SessionStore};
+use tower_sessions_sqlx_store::PostgresStore;
 
 /// The session cookie's name. `__Host-` pins it to this host, path `/` and HTTPS, so it is
 /// used only when the app is served over TLS.
 pub const COOKIE: &str = "polyclinic_session";
 pub const SECURE_COOKIE: &str = "__Host-polyclinic_session";
 
-/// How long a session lives without a request.
-pub const IDLE: Duration = Duration::from_secs(30 * 60);
-/// How long a signed-in session lives at most, however busy.
-pub const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
-/// Sessions kept at most. Past it a visitor who has not signed in is forgotten first (a flood
-/// of cookieless requests cannot push signed-in people out while visitors remain).
-const CAPACITY: usize = 100_000;
+/// The key of the session's data in the store's record.
+const DATA_KEY: &str = "polyclinic";
+/// The idle limit is moved on at most this often (not on every request: a write each).
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// Development's sealing key when `sessions.keys` is empty (production refuses to start).
+const DEVELOPMENT_KEY: &[u8; 32] = b"polyclinic development only key!";
 
 /// Who is signed in, as the identity service described them at login.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
     pub email: String,
@@ -34,7 +59,7 @@ pub struct User {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     Patient,
     Doctor,
@@ -74,12 +99,12 @@ impl Role {
 }
 
 /// The tokens behind a signed-in session.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tokens {
     pub access: String,
     pub refresh: Option<String>,
-    /// When the access token stops being accepted (by this process's clock).
-    pub access_expires: Instant,
+    /// When the access token stops being accepted (wall clock: every replica reads it).
+    pub access_expires: SystemTime,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -89,26 +114,53 @@ impl std::fmt::Debug for Tokens {
 }
 
 /// A Keycloak login in progress: what the callback must see again.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct PendingLogin {
     pub state: String,
     pub verifier: String,
     pub next: String,
 }
 
-/// One browser's session.
+/// A message shown once on the next page (after a redirect).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Flash {
+    pub kind: String,
+    pub text: String,
+}
+
+/// What a session's row holds (MessagePack, through the store).
+#[derive(Clone, Serialize, Deserialize)]
+struct Data {
+    csrf: String,
+    /// When the session began (seconds since the epoch): the absolute limit counts from it.
+    started: i64,
+    user: Option<User>,
+    /// The tokens, sealed.
+    tokens: Option<String>,
+    pending: Option<PendingLogin>,
+    flash: Option<Flash>,
+}
+
+/// What a request changed in its session, written back at its end.
+#[derive(Default)]
+struct Changes {
+    flash: Option<Option<Flash>>,
+    pending: Option<Option<PendingLogin>>,
+}
+
+/// One browser's session, as one request sees it.
 pub struct Session {
     pub id: String,
     /// Every form of this session carries it; every unsafe request must bring it back.
     pub csrf: String,
-    created: Instant,
-    last_seen: Mutex<Instant>,
     pub user: Option<User>,
-    /// Refreshing takes this lock, so two requests of one session never spend the same
-    /// refresh token (a reused refresh token revokes the whole login).
+    expiry: OffsetDateTime,
+    /// This request's copy of the tokens. Refreshing takes this lock (one refresh at a time
+    /// in this process) and the session's row lock (one across replicas).
     pub tokens: tokio::sync::Mutex<Option<Tokens>>,
-    pub pending: Mutex<Option<PendingLogin>>,
     flash: Mutex<Option<Flash>>,
+    pending: Mutex<Option<PendingLogin>>,
+    changes: Mutex<Changes>,
 }
 
 impl std::fmt::Debug for Session {
@@ -120,50 +172,170 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// A message shown once on the next page (after a redirect).
-#[derive(Debug, Clone)]
-pub struct Flash {
-    pub kind: &'static str,
-    pub text: String,
-}
-
 impl Session {
     pub fn set_flash(&self, kind: &'static str, text: impl Into<String>) {
-        if let Ok(mut flash) = self.flash.lock() {
-            *flash = Some(Flash {
-                kind,
-                text: text.into(),
-            });
+        let flash = Flash {
+            kind: kind.to_owned(),
+            text: text.into(),
+        };
+        if let (Ok(mut current), Ok(mut changes)) = (self.flash.lock(), self.changes.lock()) {
+            *current = Some(flash.clone());
+            changes.flash = Some(Some(flash));
         }
     }
 
     pub fn take_flash(&self) -> Option<Flash> {
-        self.flash.lock().ok().and_then(|mut flash| flash.take())
+        let (Ok(mut current), Ok(mut changes)) = (self.flash.lock(), self.changes.lock()) else {
+            return None;
+        };
+        let taken = current.take();
+        if taken.is_some() {
+            changes.flash = Some(None);
+        }
+        taken
     }
 
-    fn expired(&self, now: Instant) -> bool {
-        let idle = self
-            .last_seen
+    pub fn set_pending(&self, pending: PendingLogin) {
+        if let (Ok(mut current), Ok(mut changes)) = (self.pending.lock(), self.changes.lock()) {
+            *current = Some(pending.clone());
+            changes.pending = Some(Some(pending));
+        }
+    }
+
+    pub fn take_pending(&self) -> Option<PendingLogin> {
+        let (Ok(mut current), Ok(mut changes)) = (self.pending.lock(), self.changes.lock()) else {
+            return None;
+        };
+        let taken = current.take();
+        if taken.is_some() {
+            changes.pending = Some(None);
+        }
+        taken
+    }
+
+    fn changed(&self) -> bool {
+        self.changes
             .lock()
-            .map(|seen| now.duration_since(*seen) > IDLE)
-            .unwrap_or(true);
-        idle || now.duration_since(self.created) > ABSOLUTE
+            .is_ok_and(|changes| changes.flash.is_some() || changes.pending.is_some())
     }
 }
 
-/// Every live session of this process.
-#[derive(Clone)]
-pub struct Sessions {
-    inner: Arc<Mutex<HashMap<String, Arc<Session>>>>,
+/// Seals and opens tokens with the configured keys (AES-256-GCM, a random nonce each time).
+///
+/// A sealed value is `<key id>.<base64url(nonce | ciphertext | tag)>`, the key id being the
+/// first 8 bytes of the key's SHA-256 (so a value names the key that opens it and keys need
+/// no names). The associated data binds it to its purpose.
+pub struct Sealer {
+    /// Newest first: the first seals.
+    keys: Vec<(String, LessSafeKey)>,
     random: SystemRandom,
 }
 
-impl Sessions {
-    pub fn new() -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(HashMap::new())),
+const SEAL_PURPOSE: &[u8] = b"polyclinic web session tokens v1";
+
+impl Sealer {
+    pub fn new(raw_keys: &[Vec<u8>]) -> anyhow::Result<Self> {
+        let keys = raw_keys
+            .iter()
+            .map(|raw| {
+                let id = hex(&digest(&SHA256, raw).as_ref()[..8]);
+                let key = UnboundKey::new(&AES_256_GCM, raw)
+                    .map_err(|_| anyhow::anyhow!("a session key must be 32 bytes"))?;
+                Ok((id, LessSafeKey::new(key)))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        anyhow::ensure!(!keys.is_empty(), "no session key");
+        Ok(Self {
+            keys,
             random: SystemRandom::new(),
+        })
+    }
+
+    /// The configured keys, or development's fixed one.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let mut raw = Vec::new();
+        for key in &config.sessions.keys {
+            raw.push(polyclinic_config::session_key(key).map_err(|message| {
+                anyhow::anyhow!("`sessions.keys`: a key {message}")
+            })?);
         }
+        if raw.is_empty() {
+            anyhow::ensure!(
+                config.environment == Environment::Development,
+                "`sessions.keys` (POLYCLINIC_SESSIONS_KEYS) is required in production"
+            );
+            tracing::warn!("no `sessions.keys`: sealing session tokens with the development key");
+            raw.push(DEVELOPMENT_KEY.to_vec());
+        }
+        Self::new(&raw)
+    }
+
+    pub fn seal(&self, plain: &[u8]) -> anyhow::Result<String> {
+        let (id, key) = &self.keys[0];
+        let mut nonce = [0u8; NONCE_LEN];
+        self.random
+            .fill(&mut nonce)
+            .map_err(|_| anyhow::anyhow!("the system's random source failed"))?;
+        let mut sealed = plain.to_vec();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(SEAL_PURPOSE),
+            &mut sealed,
+        )
+        .map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(format!("{id}.{}", URL_SAFE_NO_PAD.encode(out)))
+    }
+
+    /// The plain value, or `None` when no configured key opens it (a retired key, or a
+    /// value altered at rest).
+    pub fn open(&self, sealed: &str) -> Option<Vec<u8>> {
+        let (id, body) = sealed.split_once('.')?;
+        let (_, key) = self.keys.iter().find(|(known, _)| known == id)?;
+        let mut bytes = URL_SAFE_NO_PAD.decode(body).ok()?;
+        if bytes.len() < NONCE_LEN {
+            return None;
+        }
+        let rest = bytes.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
+        let mut rest = rest;
+        let plain = key
+            .open_in_place(nonce, Aad::from(SEAL_PURPOSE), &mut rest)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Every session, in the web app's schema.
+#[derive(Clone)]
+pub struct Sessions {
+    store: PostgresStore,
+    pool: PgPool,
+    sealer: Arc<Sealer>,
+    random: SystemRandom,
+    idle: Duration,
+    absolute: Duration,
+}
+
+impl Sessions {
+    pub fn new(config: &Config, pool: PgPool) -> anyhow::Result<Self> {
+        let store = PostgresStore::new(pool.clone())
+            .with_schema_name("web")
+            .and_then(|store| store.with_table_name("session"))
+            .map_err(|err| anyhow::anyhow!("the session table's name: {err}"))?;
+        Ok(Self {
+            store,
+            pool,
+            sealer: Arc::new(Sealer::from_config(config)?),
+            random: SystemRandom::new(),
+            idle: Duration::from_secs(u64::from(config.sessions.idle_minutes) * 60),
+            absolute: Duration::from_secs(u64::from(config.sessions.absolute_hours) * 3600),
+        })
     }
 
     /// A random 256-bit value, URL-safe.
@@ -178,113 +350,299 @@ impl Sessions {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// The live session with this id, touched.
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        let now = Instant::now();
-        let mut sessions = self.inner.lock().ok()?;
-        let session = sessions.get(id)?.clone();
-        if session.expired(now) {
-            sessions.remove(id);
-            return None;
-        }
-        if let Ok(mut seen) = session.last_seen.lock() {
-            *seen = now;
-        }
-        Some(session)
+    /// The live session with this id (`None` if there is none, it has ended, or its tokens
+    /// were sealed with a key no longer configured).
+    pub async fn get(&self, id: &str) -> anyhow::Result<Option<Arc<Session>>> {
+        let Some(row) = row_id(id) else {
+            return Ok(None);
+        };
+        let Some(record) = self.store.load(&row).await.context("loading a session")? else {
+            return Ok(None);
+        };
+        let Some(data) = decode(&record) else {
+            return Ok(None);
+        };
+        let tokens = match &data.tokens {
+            Some(sealed) => match self.open_tokens(sealed) {
+                Some(tokens) => Some(tokens),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(Some(Arc::new(Session {
+            id: id.to_owned(),
+            csrf: data.csrf,
+            user: data.user,
+            expiry: record.expiry_date,
+            tokens: tokio::sync::Mutex::new(tokens),
+            flash: Mutex::new(data.flash),
+            pending: Mutex::new(data.pending),
+            changes: Mutex::new(Changes::default()),
+        })))
     }
 
     /// A new anonymous session (a visitor who has not signed in).
-    pub fn start(&self) -> Arc<Session> {
-        self.insert(None, None)
+    pub async fn start(&self) -> anyhow::Result<Arc<Session>> {
+        self.insert(None, None).await
     }
 
     /// A new signed-in session. Signing in always changes the session id, so an id planted
     /// before login is worth nothing after it.
-    pub fn sign_in(&self, previous: &Session, user: User, tokens: Tokens) -> Arc<Session> {
-        self.remove(&previous.id);
-        self.insert(Some(user), Some(tokens))
+    pub async fn sign_in(
+        &self,
+        previous: &Session,
+        user: User,
+        tokens: Tokens,
+    ) -> anyhow::Result<Arc<Session>> {
+        self.remove(&previous.id).await?;
+        self.insert(Some(user), Some(tokens)).await
     }
 
-    pub fn remove(&self, id: &str) {
-        if let Ok(mut sessions) = self.inner.lock() {
-            sessions.remove(id);
+    /// Ends a session, on every replica at once.
+    pub async fn remove(&self, id: &str) -> anyhow::Result<()> {
+        if let Some(row) = row_id(id) {
+            self.store
+                .delete(&row)
+                .await
+                .context("deleting a session")?;
         }
+        Ok(())
     }
 
-    fn insert(&self, user: Option<User>, tokens: Option<Tokens>) -> Arc<Session> {
-        let now = Instant::now();
-        let session = Arc::new(Session {
-            id: self.secret(),
-            csrf: self.secret(),
-            created: now,
-            last_seen: Mutex::new(now),
-            user,
-            tokens: tokio::sync::Mutex::new(tokens),
-            pending: Mutex::new(None),
-            flash: Mutex::new(None),
-        });
-        if let Ok(mut sessions) = self.inner.lock() {
-            if sessions.len() >= CAPACITY {
-                let victim = sessions
-                    .iter()
-                    .find(|(_, session)| session.user.is_none())
-                    .or_else(|| sessions.iter().next())
-                    .map(|(id, _)| id.clone());
-                if let Some(victim) = victim {
-                    sessions.remove(&victim);
-                }
+    /// Writes back what the request changed (onto a fresh read, under the session's lock),
+    /// and moves the idle limit on when it is due.
+    pub async fn persist(&self, session: &Session) -> anyhow::Result<()> {
+        let now = OffsetDateTime::now_utc();
+        let due = session.expiry - now < self.idle.saturating_sub(TOUCH_EVERY);
+        if !session.changed() && !due {
+            return Ok(());
+        }
+        let changes = match session.changes.lock() {
+            Ok(mut changes) => std::mem::take(&mut *changes),
+            Err(_) => Changes::default(),
+        };
+        self.update(&session.id, |data| {
+            if let Some(flash) = changes.flash {
+                data.flash = flash;
             }
-            sessions.insert(session.id.clone(), session.clone());
-        }
-        session
+            if let Some(pending) = changes.pending {
+                data.pending = pending;
+            }
+        })
+        .await
     }
 
-    /// Forgets sessions that have expired (run now and then).
-    pub fn sweep(&self) {
-        let now = Instant::now();
-        if let Ok(mut sessions) = self.inner.lock() {
-            sessions.retain(|_, session| !session.expired(now));
+    /// The tokens the session's row holds now, with the row locked until `lock` ends: a
+    /// replica that refreshed meanwhile left its new tokens there.
+    pub async fn lock(&self, id: &str) -> anyhow::Result<SessionLock> {
+        let mut lock = self.pool.begin().await.context("locking a session")?;
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!(
+                "polyclinic-web-session:{}",
+                row_id(id).map(|row| row.to_string()).unwrap_or_default()
+            ))
+            .execute(&mut *lock)
+            .await
+            .context("locking a session")?;
+        Ok(SessionLock { lock })
+    }
+
+    /// The tokens stored for the session now (call under [`Sessions::lock`]).
+    pub async fn stored_tokens(&self, id: &str) -> anyhow::Result<Option<Tokens>> {
+        let Some(row) = row_id(id) else {
+            return Ok(None);
+        };
+        let record = self.store.load(&row).await.context("loading a session")?;
+        Ok(record
+            .as_ref()
+            .and_then(decode)
+            .and_then(|data| data.tokens)
+            .and_then(|sealed| self.open_tokens(&sealed)))
+    }
+
+    /// Replaces the session's tokens (call under [`Sessions::lock`]); `None` signs it out.
+    pub async fn store_tokens(&self, id: &str, tokens: Option<&Tokens>) -> anyhow::Result<()> {
+        let sealed = tokens.map(|tokens| self.seal_tokens(tokens)).transpose()?;
+        self.write(id, |data| data.tokens = sealed).await
+    }
+
+    /// Deletes expired sessions, unless another instance is doing it right now.
+    pub async fn purge(&self) -> anyhow::Result<()> {
+        let mut lock = self.pool.begin().await.context("purging sessions")?;
+        let mine: bool =
+            sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind("polyclinic-web-session-purge")
+                .fetch_one(&mut *lock)
+                .await
+                .context("purging sessions")?;
+        if mine {
+            self.store
+                .delete_expired()
+                .await
+                .context("deleting expired sessions")?;
         }
+        lock.commit().await.context("purging sessions")?;
+        Ok(())
+    }
+
+    async fn insert(
+        &self,
+        user: Option<User>,
+        tokens: Option<Tokens>,
+    ) -> anyhow::Result<Arc<Session>> {
+        let started = unix_now();
+        let data = Data {
+            csrf: self.secret(),
+            started,
+            user: user.clone(),
+            tokens: tokens
+                .as_ref()
+                .map(|tokens| self.seal_tokens(tokens))
+                .transpose()?,
+            pending: None,
+            flash: None,
+        };
+        let expiry = self.expiry(started);
+        let id = self.secret();
+        let record = Record {
+            id: row_id(&id).context("a session id")?,
+            data: encode(&data)?,
+            expiry_date: expiry,
+        };
+        self.store
+            .save(&record)
+            .await
+            .context("storing a new session")?;
+        Ok(Arc::new(Session {
+            id,
+            csrf: data.csrf,
+            user,
+            expiry,
+            tokens: tokio::sync::Mutex::new(tokens),
+            flash: Mutex::new(None),
+            pending: Mutex::new(None),
+            changes: Mutex::new(Changes::default()),
+        }))
+    }
+
+    /// Reads, changes and writes the row under the session's lock.
+    async fn update(&self, id: &str, change: impl FnOnce(&mut Data)) -> anyhow::Result<()> {
+        let lock = self.lock(id).await?;
+        self.write(id, change).await?;
+        lock.release().await
+    }
+
+    /// Reads, changes and writes the row (the caller holds the lock). A session that ended
+    /// meanwhile stays ended.
+    async fn write(&self, id: &str, change: impl FnOnce(&mut Data)) -> anyhow::Result<()> {
+        let Some(row) = row_id(id) else {
+            return Ok(());
+        };
+        let Some(mut record) = self.store.load(&row).await.context("loading a session")?
+        else {
+            return Ok(());
+        };
+        let Some(mut data) = decode(&record) else {
+            return Ok(());
+        };
+        change(&mut data);
+        record.data = encode(&data)?;
+        record.expiry_date = self.expiry(data.started);
+        self.store
+            .save(&record)
+            .await
+            .context("saving a session")?;
+        Ok(())
+    }
+
+    /// The earlier of the idle limit from now and the absolute one from the start.
+    fn expiry(&self, started: i64) -> OffsetDateTime {
+        let idle = OffsetDateTime::now_utc() + self.idle;
+        let absolute = OffsetDateTime::from_unix_timestamp(started)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc())
+            + self.absolute;
+        idle.min(absolute)
+    }
+
+    fn seal_tokens(&self, tokens: &Tokens) -> anyhow::Result<String> {
+        let plain = serde_json::to_vec(tokens).context("encoding tokens")?;
+        self.sealer.seal(&plain)
+    }
+
+    fn open_tokens(&self, sealed: &str) -> Option<Tokens> {
+        let plain = self.sealer.open(sealed)?;
+        serde_json::from_slice(&plain).ok()
     }
 }
 
-impl Default for Sessions {
-    fn default() -> Self {
-        Self::new()
+/// The lock on one session's row, held until released (or dropped: rolled back).
+pub struct SessionLock {
+    lock: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+impl SessionLock {
+    pub async fn release(self) -> anyhow::Result<()> {
+        self.lock.commit().await.context("unlocking a session")
     }
+}
+
+/// The row of the session whose cookie carries `id` (a random 256-bit value): the first 128
+/// bits of its SHA-256. The table never holds the cookie's value, so whoever reads it (a
+/// backup, a replica, an operator) cannot take over a session. `None` for anything that is
+/// not such a value, before any query.
+fn row_id(id: &str) -> Option<Id> {
+    let well_formed = id.len() == 43
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    if !well_formed {
+        return None;
+    }
+    let hash = digest(&SHA256, id.as_bytes());
+    let first: [u8; 16] = hash.as_ref()[..16].try_into().ok()?;
+    Some(Id(i128::from_le_bytes(first)))
+}
+
+fn decode(record: &Record) -> Option<Data> {
+    serde_json::from_value(record.data.get(DATA_KEY)?.clone()).ok()
+}
+
+fn encode(data: &Data) -> anyhow::Result<HashMap<String, serde_json::Value>> {
+    let value = serde_json::to_value(data).context("encoding a session")?;
+    Ok(HashMap::from([(DATA_KEY.to_owned(), value)]))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn signing_in_changes_the_session_id_and_forgets_the_old_one() {
-        let sessions = Sessions::new();
-        let visitor = sessions.start();
-        let user = User {
-            id: "u".into(),
-            email: "e".into(),
-            name: "n".into(),
-            role: Role::Patient,
-        };
-        let tokens = Tokens {
-            access: "a".into(),
-            refresh: None,
-            access_expires: Instant::now(),
-        };
-        let signed = sessions.sign_in(&visitor, user, tokens);
-        assert_ne!(signed.id, visitor.id);
-        assert_ne!(signed.csrf, visitor.csrf);
-        assert!(sessions.get(&visitor.id).is_none());
-        assert!(sessions.get(&signed.id).is_some_and(|s| s.user.is_some()));
+    fn sealer(keys: &[&[u8; 32]]) -> Sealer {
+        Sealer::new(&keys.iter().map(|key| key.to_vec()).collect::<Vec<_>>()).unwrap()
     }
 
     #[test]
-    fn session_ids_are_long_random_and_distinct() {
-        let sessions = Sessions::new();
-        let (a, b) = (sessions.secret(), sessions.secret());
-        assert_eq!(a.len(), 43);
-        assert_ne!(a, b);
+    fn a_sealed_value_opens_with_any_configured_key_and_never_with_another() {
+        let old = sealer(&[b"an old key of thirty-two bytes!!"]);
+        let sealed = old.seal(b"refresh token").unwrap();
+        assert!(!sealed.contains("refresh"), "{sealed}");
+        assert_ne!(sealed, old.seal(b"refresh token").unwrap(), "a fresh nonce each time");
+
+        let rotated = sealer(&[b"a new key of exactly 32 bytes!!!", b"an old key of thirty-two bytes!!"]);
+        assert_eq!(rotated.open(&sealed).as_deref(), Some(&b"refresh token"[..]));
+        let resealed = rotated.seal(b"refresh token").unwrap();
+        assert!(old.open(&resealed).is_none(), "the newest key seals");
+
+        let retired = sealer(&[b"a new key of exactly 32 bytes!!!"]);
+        assert!(retired.open(&sealed).is_none());
+        let mut altered = sealed.clone();
+        altered.push('A');
+        assert!(old.open(&altered).is_none(), "an altered value does not open");
     }
 }

@@ -35,7 +35,8 @@ async fn every_service_becomes_ready_with_its_own_schema_and_migration_history()
             "identity",
             "notifications",
             "payments",
-            "prescriptions"
+            "prescriptions",
+            "web"
         ],
         "each service keeps its own migration history in its own schema, and so does the event log"
     );

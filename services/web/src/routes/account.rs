@@ -68,9 +68,7 @@ async fn login_page(
             next,
         };
         let target = keycloak.authorize(&pending.state, &pending.verifier);
-        if let Ok(mut slot) = session.pending.lock() {
-            *slot = Some(pending);
-        }
+        session.set_pending(pending);
         return see_other(&target);
     }
     render(&LoginPage {
@@ -155,7 +153,14 @@ async fn signed_in(
         role,
     };
     let target = local_path(next).unwrap_or_else(|| role.home().to_owned());
-    let session = state.sessions.sign_in(previous, user, tokens);
+    let session = state
+        .sessions
+        .sign_in(previous, user, tokens)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %format!("{err:#}"), "storing the signed-in session failed");
+            UNAVAILABLE.to_owned()
+        })?;
     let mut response = see_other(&target);
     response.extensions_mut().insert(NewSession(session));
     Ok(response)
@@ -176,7 +181,7 @@ async fn keycloak_callback(
     let Some(keycloak) = &state.keycloak else {
         return Err(WebError::NotFound);
     };
-    let pending = session.pending.lock().ok().and_then(|mut slot| slot.take());
+    let pending = session.take_pending();
     let refused = |detail: &str| WebError::Refused {
         status: StatusCode::BAD_REQUEST,
         detail: detail.to_owned(),
@@ -216,8 +221,18 @@ async fn logout(State(state): State<WebState>, Visitor(session): Visitor) -> Res
     if let Some(tokens) = session.tokens.lock().await.take() {
         state.gateway.revoke(&tokens).await;
     }
-    state.sessions.remove(&session.id);
-    let fresh = state.sessions.start();
+    // Ended on every replica at once: the row is gone.
+    let restarted = match state.sessions.remove(&session.id).await {
+        Ok(()) => state.sessions.start().await,
+        Err(err) => Err(err),
+    };
+    let fresh = match restarted {
+        Ok(fresh) => fresh,
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "ending the session failed");
+            return crate::page::plain_error(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
     fresh.set_flash("ok", "You are signed out.");
     let target = match &state.keycloak {
         Some(keycloak) => keycloak.logout_url(),

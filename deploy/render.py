@@ -17,6 +17,12 @@ import yaml
 K8S = pathlib.Path(__file__).resolve().parent / "k8s"
 # Long enough for production's 16-character minimum, and visibly not a real secret.
 FILLED = "rendered-placeholder-secret"
+# A key (`sessions.keys`) is 32 bytes in base64: b"rendered-placeholder-session-key".
+FILLED_KEY = "cmVuZGVyZWQtcGxhY2Vob2xkZXItc2Vzc2lvbi1rZXk="
+
+
+def filled(key, value):
+    return str(value).replace("REPLACE", FILLED_KEY if key.endswith("_KEYS") else FILLED)
 
 
 def documents(name):
@@ -31,7 +37,7 @@ def main():
     workloads += documents("migrate-job.yaml")
     config_maps = {d["metadata"]["name"]: d.get("data", {}) for d in resources if d["kind"] == "ConfigMap"}
     secrets = {
-        d["metadata"]["name"]: {k: str(v).replace("REPLACE", FILLED) for k, v in d.get("stringData", {}).items()}
+        d["metadata"]["name"]: {k: filled(k, v) for k, v in d.get("stringData", {}).items()}
         for d in documents("secrets.example.yaml")
         if d["kind"] == "Secret"
     }

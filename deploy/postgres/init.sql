@@ -17,8 +17,9 @@ create role polyclinic_appointments login password 'appointments';
 create role polyclinic_payments login password 'payments';
 create role polyclinic_notifications login password 'notifications';
 create role polyclinic_prescriptions login password 'prescriptions';
+create role polyclinic_web login password 'web';
 grant connect on database polyclinic to polyclinic_identity, polyclinic_appointments,
-    polyclinic_payments, polyclinic_notifications, polyclinic_prescriptions;
+    polyclinic_payments, polyclinic_notifications, polyclinic_prescriptions, polyclinic_web;
 
 -- The appointments schema's exclusion constraints need btree_gist, which only a superuser
 -- installs: create the schema for the owner here and the extension in it.

@@ -831,10 +831,18 @@ mod tests {
             err.to_string(),
             "the gateway service needs `gateway.client_secret` (POLYCLINIC_GATEWAY_CLIENT_SECRET): it must be set in production"
         );
-        assert!(
-            bare.check_services(&[Service::Web]).is_ok(),
-            "the web app holds no service secret"
-        );
+        // The web app holds no service secret; its own is the key that seals its sessions.
+        let err = bare.check_services(&[Service::Web]).unwrap_err();
+        assert!(err.to_string().contains("`sessions.keys`"), "{err}");
+        let web = production(&[(
+            "POLYCLINIC_SESSIONS_KEYS",
+            "bmV3ZXN0IGtleSBvZiBleGFjdGx5IDMyIGJ5dGVzISE=",
+        )]);
+        assert!(web.check_services(&[Service::Web]).is_ok());
+        let not_a_key = Config::load(None, env(&[("POLYCLINIC_SESSIONS_KEYS", "short")]))
+            .unwrap_err()
+            .to_string();
+        assert!(not_a_key.contains("`sessions.keys[0]`"), "{not_a_key}");
         let short = production(&[("POLYCLINIC_GATEWAY_CLIENT_SECRET", "short")]);
         assert!(short.check_services(&[Service::Gateway]).is_err());
 

@@ -320,11 +320,7 @@ impl Gateway {
         if !stale(current) {
             return Ok(current.access.clone());
         }
-        let lock = self
-            .sessions
-            .lock(&session.id)
-            .await
-            .map_err(unavailable)?;
+        let lock = self.sessions.lock(&session.id).await.map_err(unavailable)?;
         let Some(stored) = self
             .sessions
             .stored_tokens(&session.id)

@@ -255,9 +255,10 @@ impl Sealer {
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let mut raw = Vec::new();
         for key in &config.sessions.keys {
-            raw.push(polyclinic_config::session_key(key).map_err(|message| {
-                anyhow::anyhow!("`sessions.keys`: a key {message}")
-            })?);
+            raw.push(
+                polyclinic_config::session_key(key)
+                    .map_err(|message| anyhow::anyhow!("`sessions.keys`: a key {message}"))?,
+            );
         }
         if raw.is_empty() {
             anyhow::ensure!(
@@ -538,8 +539,7 @@ impl Sessions {
         let Some(row) = row_id(id) else {
             return Ok(());
         };
-        let Some(mut record) = self.store.load(&row).await.context("loading a session")?
-        else {
+        let Some(mut record) = self.store.load(&row).await.context("loading a session")? else {
             return Ok(());
         };
         let Some(mut data) = decode(&record) else {
@@ -548,10 +548,7 @@ impl Sessions {
         change(&mut data);
         record.data = encode(&data)?;
         record.expiry_date = self.expiry(data.started);
-        self.store
-            .save(&record)
-            .await
-            .context("saving a session")?;
+        self.store.save(&record).await.context("saving a session")?;
         Ok(())
     }
 
@@ -632,10 +629,20 @@ mod tests {
         let old = sealer(&[b"an old key of thirty-two bytes!!"]);
         let sealed = old.seal(b"refresh token").unwrap();
         assert!(!sealed.contains("refresh"), "{sealed}");
-        assert_ne!(sealed, old.seal(b"refresh token").unwrap(), "a fresh nonce each time");
+        assert_ne!(
+            sealed,
+            old.seal(b"refresh token").unwrap(),
+            "a fresh nonce each time"
+        );
 
-        let rotated = sealer(&[b"a new key of exactly 32 bytes!!!", b"an old key of thirty-two bytes!!"]);
-        assert_eq!(rotated.open(&sealed).as_deref(), Some(&b"refresh token"[..]));
+        let rotated = sealer(&[
+            b"a new key of exactly 32 bytes!!!",
+            b"an old key of thirty-two bytes!!",
+        ]);
+        assert_eq!(
+            rotated.open(&sealed).as_deref(),
+            Some(&b"refresh token"[..])
+        );
         let resealed = rotated.seal(b"refresh token").unwrap();
         assert!(old.open(&resealed).is_none(), "the newest key seals");
 
@@ -643,6 +650,9 @@ mod tests {
         assert!(retired.open(&sealed).is_none());
         let mut altered = sealed.clone();
         altered.push('A');
-        assert!(old.open(&altered).is_none(), "an altered value does not open");
+        assert!(
+            old.open(&altered).is_none(),
+            "an altered value does not open"
+        );
     }
 }

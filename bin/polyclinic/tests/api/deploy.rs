@@ -119,7 +119,15 @@ fn every_pod_passes_the_production_check_with_only_its_own_secrets() {
         .iter()
         .find(|pod| pod.workload == "Deployment/web")
         .unwrap();
-    assert_eq!(web.secret_keys, ["POLYCLINIC_HTTP_METRICS_TOKEN"]);
+    assert_eq!(
+        web.secret_keys,
+        [
+            "POLYCLINIC_HTTP_METRICS_TOKEN",
+            "POLYCLINIC_SESSIONS_KEYS",
+            "POLYCLINIC_WEB_DATABASE_URL"
+        ],
+        "the web app: its own database login and session keys, no client secret, no third party"
+    );
 }
 
 #[test]

@@ -52,7 +52,10 @@ impl WebInstance {
             if ready.is_ok_and(|response| response.status() == StatusCode::OK) {
                 break;
             }
-            assert!(Instant::now() < deadline, "the web app did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "the web app did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Self {
@@ -167,7 +170,7 @@ async fn two_instances_serve_one_session_in_turn_and_at_once_and_signing_out_on_
         signed_in_page(if turn % 2 == 0 { &b } else { &a }, &cookie).await;
         signed_in_page(if turn % 2 == 0 { &a } else { &b }, &cookie).await;
     }
-    let (on_a, on_b) = tokio::join!(
+    tokio::join!(
         async {
             for _ in 0..4 {
                 signed_in_page(&a, &cookie).await;
@@ -179,7 +182,6 @@ async fn two_instances_serve_one_session_in_turn_and_at_once_and_signing_out_on_
             }
         }
     );
-    let ((), ()) = (on_a, on_b);
 
     let (_, account) = b.page(&cookie, "/account").await;
     let csrf = csrf_of(&account);
@@ -193,7 +195,11 @@ async fn two_instances_serve_one_session_in_turn_and_at_once_and_signing_out_on_
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     for instance in [&a, &b] {
         let (status, _) = instance.page(&cookie, "/account").await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "signed out on every instance");
+        assert_eq!(
+            status,
+            StatusCode::SEE_OTHER,
+            "signed out on every instance"
+        );
     }
     a.stop().await;
     b.stop().await;

@@ -552,13 +552,8 @@ impl Sessions {
         Ok(())
     }
 
-    /// The earlier of the idle limit from now and the absolute one from the start.
     fn expiry(&self, started: i64) -> OffsetDateTime {
-        let idle = OffsetDateTime::now_utc() + self.idle;
-        let absolute = OffsetDateTime::from_unix_timestamp(started)
-            .unwrap_or_else(|_| OffsetDateTime::now_utc())
-            + self.absolute;
-        idle.min(absolute)
+        expiry_at(OffsetDateTime::now_utc(), started, self.idle, self.absolute)
     }
 
     fn seal_tokens(&self, tokens: &Tokens) -> anyhow::Result<String> {
@@ -581,6 +576,18 @@ impl SessionLock {
     pub async fn release(self) -> anyhow::Result<()> {
         self.lock.commit().await.context("unlocking a session")
     }
+}
+
+/// When a session used at `now` ends: the earlier of the idle limit from now and the absolute
+/// one from its start.
+fn expiry_at(
+    now: OffsetDateTime,
+    started: i64,
+    idle: Duration,
+    absolute: Duration,
+) -> OffsetDateTime {
+    let absolute = OffsetDateTime::from_unix_timestamp(started).unwrap_or(now) + absolute;
+    (now + idle).min(absolute)
 }
 
 /// The row of the session whose cookie carries `id` (a random 256-bit value): the first 128
@@ -622,6 +629,31 @@ mod tests {
 
     fn sealer(keys: &[&[u8; 32]]) -> Sealer {
         Sealer::new(&keys.iter().map(|key| key.to_vec()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn a_session_ends_after_the_idle_limit_but_never_past_the_absolute_one() {
+        let (idle, absolute) = (Duration::from_secs(30 * 60), Duration::from_secs(12 * 3600));
+        let started = 1_800_000_000;
+        let start = OffsetDateTime::from_unix_timestamp(started).unwrap();
+        assert_eq!(expiry_at(start, started, idle, absolute), start + idle);
+        let busy = start + Duration::from_secs(11 * 3600 + 50 * 60);
+        assert_eq!(
+            expiry_at(busy, started, idle, absolute),
+            start + absolute,
+            "use moves the idle limit on, up to the absolute one"
+        );
+    }
+
+    #[test]
+    fn only_a_well_formed_cookie_value_names_a_row_and_the_row_is_not_the_value() {
+        let value = "a".repeat(43);
+        let row = row_id(&value).unwrap();
+        assert_ne!(row.to_string(), value);
+        assert_eq!(row_id(&value).unwrap().to_string(), row.to_string());
+        assert!(row_id("short").is_none());
+        assert!(row_id(&"a".repeat(42)).is_none());
+        assert!(row_id(&format!("{}'", "a".repeat(42))).is_none());
     }
 
     #[test]

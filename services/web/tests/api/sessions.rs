@@ -18,6 +18,10 @@ const KEYS: [&str; 2] = [
 
 /// Every service but the web app, whose instances each test starts and stops itself.
 async fn platform(access_token_ttl_secs: u32) -> TestPlatform {
+    platform_purging_every(access_token_ttl_secs, 300).await
+}
+
+async fn platform_purging_every(access_token_ttl_secs: u32, purge_secs: u32) -> TestPlatform {
     let services: Vec<Service> = Service::ALL
         .into_iter()
         .filter(|service| *service != Service::Web)
@@ -25,6 +29,7 @@ async fn platform(access_token_ttl_secs: u32) -> TestPlatform {
     TestPlatform::start_with(&services, |config, _| {
         config.sessions.keys = KEYS.iter().map(|key| (*key).to_owned()).collect();
         config.auth.access_token_ttl_secs = access_token_ttl_secs;
+        config.sessions.purge_interval_secs = purge_secs;
     })
     .await
 }
@@ -201,6 +206,55 @@ async fn two_instances_serve_one_session_in_turn_and_at_once_and_signing_out_on_
             "signed out on every instance"
         );
     }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_past_its_expiry_is_not_served_and_the_purge_of_several_instances_deletes_it() {
+    let platform = platform_purging_every(600, 1).await;
+    let (a, b) = (
+        WebInstance::start(&platform).await,
+        WebInstance::start(&platform).await,
+    );
+    let cookie = a.sign_in().await;
+    signed_in_page(&b, &cookie).await;
+    let pool = sqlx::PgPool::connect(&platform.db().url()).await.unwrap();
+    // As if its idle (or absolute) limit had passed.
+    sqlx::query("update web.session set expiry_date = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for instance in [&a, &b] {
+        let (status, _) = instance.page(&cookie, "/account").await;
+        assert_eq!(
+            status,
+            StatusCode::SEE_OTHER,
+            "an ended session is not served"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let expired: i64 =
+            sqlx::query_scalar("select count(*) from web.session where expiry_date < now()")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if expired == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{expired} expired sessions were not purged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let live: i64 = sqlx::query_scalar("select count(*) from web.session")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(live > 0, "the visitors' new sessions are kept");
+    pool.close().await;
     a.stop().await;
     b.stop().await;
 }

@@ -38,7 +38,9 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
 fi
 for _ in $(seq 1 60); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.5; done
 pg_isready -h 127.0.0.1 -p 5432
-if [ "$(psql -h 127.0.0.1 -U postgres -Atc 'show max_connections')" -lt 300 ]; then
+# (A failing psql stops the script here, rather than hiding in the comparison below.)
+connections="$(psql -h 127.0.0.1 -U postgres -Atc 'show max_connections')"
+if [ "$connections" -lt 300 ]; then
   psql -h 127.0.0.1 -U postgres -qc "alter system set max_connections = 300"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main restart
   for _ in $(seq 1 60); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.5; done

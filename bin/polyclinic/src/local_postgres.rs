@@ -10,6 +10,10 @@
 //! a server: those download PostgreSQL at build or run time, which a clinic's machine (and
 //! this one) cannot, while the distribution's packages are what operators already install.
 //!
+//! The cluster listens on 127.0.0.1 only and asks for a password there (SCRAM): a random one
+//! made at `initdb`, kept beside the data directory in a file only its user can read, so that
+//! other users of the machine cannot reach the clinic's data.
+//!
 //! PostgreSQL refuses to run as root. Run as root, the cluster belongs to the `postgres`
 //! system user the distribution's package creates, and its tools run as that user.
 
@@ -110,8 +114,22 @@ impl LocalPostgres {
     }
 
     /// The URL of the `polyclinic` database on this cluster.
+    /// (It holds the cluster's password: not for logs.)
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/polyclinic", self.port)
+        match fs::read_to_string(self.password_file()) {
+            Ok(password) => format!(
+                "postgres://postgres:{}@127.0.0.1:{}/polyclinic",
+                password.trim(),
+                self.port
+            ),
+            // A cluster made before passwords were: trust, as it was made.
+            Err(_) => format!("postgres://postgres@127.0.0.1:{}/polyclinic", self.port),
+        }
+    }
+
+    /// Beside the data directory, readable by this process's user only.
+    fn password_file(&self) -> PathBuf {
+        PathBuf::from(format!("{}.password", self.data.display()))
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -162,13 +180,34 @@ impl LocalPostgres {
     }
 
     fn initdb(&self) -> anyhow::Result<()> {
+        let password = random_hex(24)?;
+        let kept = self.password_file();
+        fs::write(&kept, &password).with_context(|| format!("writing {}", kept.display()))?;
+        fs::set_permissions(&kept, fs::Permissions::from_mode(0o600))?;
+        // initdb reads the password from a file of its user's (the data directory must be
+        // empty, so the file sits beside it), removed once read.
+        let handed = PathBuf::from(format!("{}.initdb-password", self.data.display()));
+        fs::write(&handed, &password)?;
+        fs::set_permissions(&handed, fs::Permissions::from_mode(0o600))?;
+        if let Some(owner) = self.owner {
+            std::os::unix::fs::chown(&handed, Some(owner.uid), Some(owner.gid))?;
+        }
         let output = self
             .tool("initdb")
             .arg("-D")
             .arg(&self.data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth-host=scram-sha-256",
+                "--auth-local=peer",
+            ])
+            .arg(format!("--pwfile={}", handed.display()))
+            .args(["-E", "UTF8", "--locale=C"])
             .output()
-            .context("running initdb")?;
+            .context("running initdb");
+        fs::remove_file(&handed).ok();
+        let output = output?;
         if !output.status.success() {
             bail!(
                 "initdb -D {} failed: {}",
@@ -180,12 +219,13 @@ impl LocalPostgres {
     }
 
     fn pg_ctl_start(&self) -> anyhow::Result<()> {
-        // Only loopback: trust authentication is safe where no one else can connect. The
-        // socket sits in the data directory, away from the system's /run/postgresql.
+        // Loopback only, with a password. The socket sits in the data directory (its owner's
+        // alone), away from the system's /run/postgresql; pg_ctl hands these options to a
+        // shell, so the path is quoted.
+        let socket_dir = self.data.display().to_string().replace('\'', "'\\''");
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c max_connections=200",
-            self.port,
-            self.data.display()
+            "-c listen_addresses=127.0.0.1 -p {} -k '{socket_dir}' -c max_connections=200",
+            self.port
         );
         let output = self
             .tool("pg_ctl")
@@ -281,6 +321,16 @@ fn server_binaries(dirs: &[PathBuf]) -> Option<PathBuf> {
     dirs.iter()
         .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
         .cloned()
+}
+
+/// `bytes` random bytes from the kernel, in hex.
+fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut buffer = vec![0u8; bytes];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut buffer))
+        .context("reading /dev/urandom")?;
+    Ok(buffer.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// The effective user is root (the owner of `/proc/self` is the process's effective user).

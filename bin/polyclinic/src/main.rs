@@ -247,7 +247,6 @@ fn private_postgres(
     };
     tracing::info!(
         data_dir = %cluster.data_dir().display(),
-        url = %cluster.url(),
         "no PostgreSQL at the default URL: using a private cluster ({how})"
     );
     eprintln!(

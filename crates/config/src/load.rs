@@ -485,13 +485,22 @@ impl Config {
                 return Err((format!("sessions.keys[{index}]"), message));
             }
         }
-        if self.sessions.idle_minutes == 0
-            || self.sessions.absolute_hours == 0
-            || self.sessions.purge_interval_secs == 0
-        {
+        if !(1..=24 * 60).contains(&self.sessions.idle_minutes) {
             return Err((
                 "sessions.idle_minutes".into(),
-                "idle_minutes, absolute_hours and purge_interval_secs must be at least 1".into(),
+                "must be between 1 and 1440 (a day)".into(),
+            ));
+        }
+        if !(1..=24 * 30).contains(&self.sessions.absolute_hours) {
+            return Err((
+                "sessions.absolute_hours".into(),
+                "must be between 1 and 720 (30 days)".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.sessions.purge_interval_secs) {
+            return Err((
+                "sessions.purge_interval_secs".into(),
+                "must be between 1 and 86400 (a day)".into(),
             ));
         }
         if self.kafka.partitions == 0 || self.kafka.replication_factor == 0 {

@@ -29,7 +29,7 @@ use rdkafka::{ClientConfig, config::FromClientConfigAndContext};
 use crate::log::LoggedEvent;
 
 /// What the Kafka bus needs to know.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct KafkaSettings {
     pub brokers: String,
     /// librdkafka properties, in order (a later one wins): the connection's security from
@@ -42,6 +42,25 @@ pub struct KafkaSettings {
     pub group_instance_id: Option<String>,
     /// What this bus's clients last heard of their connection.
     pub watch: ConnectionWatch,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Passwords, key passwords and client secrets are among the properties.
+        let properties: Vec<(&str, &str)> = self
+            .properties
+            .iter()
+            .map(|(name, value)| {
+                let secret = name.contains("password") || name.contains("secret");
+                (name.as_str(), if secret { "***" } else { value.as_str() })
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("properties", &properties)
+            .field("topic_prefix", &self.topic_prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KafkaSettings {
@@ -250,6 +269,16 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[&str]) -> anyhow:
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            // Managed clusters with ACLs often refuse CreateTopics to applications, the
+            // operators having created the topics: go on; a topic that is missing after all
+            // shows as publish errors and a growing outbox, never as a lost event.
+            Err((
+                topic,
+                code @ (RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed),
+            )) => {
+                tracing::warn!(%topic, ?code, "not allowed to create Kafka topics: assuming the cluster's operators created them");
+            }
             Err((topic, code)) => anyhow::bail!("creating Kafka topic {topic}: {code}"),
         }
     }

@@ -9,8 +9,9 @@
 //! one instance at a time.
 //!
 //! The cookie carries a random 256-bit value; the row is keyed by a hash of it, so the table
-//! holds nothing a browser could present. The tokens are sealed (AES-256-GCM, [`Sealer`]) with the first of `sessions.keys`; any of
-//! the keys opens them, so a new key can be put first while sessions sealed with the old one
+//! holds nothing a browser could present. Each row's data (tokens, who is signed in) is sealed
+//! whole (AES-256-GCM, [`Sealer`], bound to its row) with the first of `sessions.keys`; any of
+//! the keys opens it, so a new key can be put first while sessions sealed with the old one
 //! run out.
 //!
 //! Each request works on a snapshot of its session. What it changes (a flash message, a
@@ -27,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use polyclinic_config::{Config, Environment};
+use polyclinic_config::{Config, Environment, Service};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -135,8 +136,7 @@ struct Data {
     /// When the session began (seconds since the epoch): the absolute limit counts from it.
     started: i64,
     user: Option<User>,
-    /// The tokens, sealed.
-    tokens: Option<String>,
+    tokens: Option<Tokens>,
     pending: Option<PendingLogin>,
     flash: Option<Flash>,
 }
@@ -154,6 +154,8 @@ pub struct Session {
     /// Every form of this session carries it; every unsafe request must bring it back.
     pub csrf: String,
     pub user: Option<User>,
+    /// When it began (seconds since the epoch) and when it ends as loaded.
+    started: i64,
     expiry: OffsetDateTime,
     /// This request's copy of the tokens. Refreshing takes this lock (one refresh at a time
     /// in this process) and the session's row lock (one across replicas).
@@ -231,7 +233,7 @@ pub struct Sealer {
     random: SystemRandom,
 }
 
-const SEAL_PURPOSE: &[u8] = b"polyclinic web session tokens v1";
+const SEAL_PURPOSE: &[u8] = b"polyclinic web session v1";
 
 impl Sealer {
     pub fn new(raw_keys: &[Vec<u8>]) -> anyhow::Result<Self> {
@@ -271,7 +273,8 @@ impl Sealer {
         Self::new(&raw)
     }
 
-    pub fn seal(&self, plain: &[u8]) -> anyhow::Result<String> {
+    /// Seals `plain` for `context` (the row it belongs to): it opens only there.
+    pub fn seal(&self, plain: &[u8], context: &[u8]) -> anyhow::Result<String> {
         let (id, key) = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
         self.random
@@ -280,7 +283,7 @@ impl Sealer {
         let mut sealed = plain.to_vec();
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(SEAL_PURPOSE),
+            Aad::from(associated(context)),
             &mut sealed,
         )
         .map_err(|_| anyhow::anyhow!("sealing failed"))?;
@@ -291,7 +294,7 @@ impl Sealer {
 
     /// The plain value, or `None` when no configured key opens it (a retired key, or a
     /// value altered at rest).
-    pub fn open(&self, sealed: &str) -> Option<Vec<u8>> {
+    pub fn open(&self, sealed: &str, context: &[u8]) -> Option<Vec<u8>> {
         let (id, body) = sealed.split_once('.')?;
         let (_, key) = self.keys.iter().find(|(known, _)| known == id)?;
         let mut bytes = URL_SAFE_NO_PAD.decode(body).ok()?;
@@ -302,10 +305,19 @@ impl Sealer {
         let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
         let mut rest = rest;
         let plain = key
-            .open_in_place(nonce, Aad::from(SEAL_PURPOSE), &mut rest)
+            .open_in_place(nonce, Aad::from(associated(context)), &mut rest)
             .ok()?;
         Some(plain.to_vec())
     }
+}
+
+/// What a sealed value is bound to: its purpose and its row, so that a value copied into
+/// another row (by whoever can write the table) does not open there.
+fn associated(context: &[u8]) -> Vec<u8> {
+    let mut associated = SEAL_PURPOSE.to_vec();
+    associated.push(0);
+    associated.extend_from_slice(context);
+    associated
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -316,7 +328,9 @@ fn hex(bytes: &[u8]) -> String {
 #[derive(Clone)]
 pub struct Sessions {
     store: PostgresStore,
-    pool: PgPool,
+    /// Connections that wait for and hold the sessions' row locks, apart from the store's: a
+    /// lock holder always finds a connection to read and write the row with.
+    locks: PgPool,
     sealer: Arc<Sealer>,
     random: SystemRandom,
     idle: Duration,
@@ -325,13 +339,13 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(config: &Config, pool: PgPool) -> anyhow::Result<Self> {
-        let store = PostgresStore::new(pool.clone())
+        let store = PostgresStore::new(pool)
             .with_schema_name("web")
             .and_then(|store| store.with_table_name("session"))
             .map_err(|err| anyhow::anyhow!("the session table's name: {err}"))?;
         Ok(Self {
             store,
-            pool,
+            locks: polyclinic_db::service_pool(config, Service::Web, "polyclinic-web-locks")?,
             sealer: Arc::new(Sealer::from_config(config)?),
             random: SystemRandom::new(),
             idle: Duration::from_secs(u64::from(config.sessions.idle_minutes) * 60),
@@ -360,20 +374,16 @@ impl Sessions {
         let Some(record) = self.store.load(&row).await.context("loading a session")? else {
             return Ok(None);
         };
-        let Some(data) = decode(&record) else {
+        // Sealed with a key no longer configured, or altered at rest: no session.
+        let Some(data) = self.decode(&record) else {
             return Ok(None);
         };
-        let tokens = match &data.tokens {
-            Some(sealed) => match self.open_tokens(sealed) {
-                Some(tokens) => Some(tokens),
-                None => return Ok(None),
-            },
-            None => None,
-        };
+        let tokens = data.tokens;
         Ok(Some(Arc::new(Session {
             id: id.to_owned(),
             csrf: data.csrf,
             user: data.user,
+            started: data.started,
             expiry: record.expiry_date,
             tokens: tokio::sync::Mutex::new(tokens),
             flash: Mutex::new(data.flash),
@@ -399,22 +409,33 @@ impl Sessions {
         self.insert(Some(user), Some(tokens)).await
     }
 
-    /// Ends a session, on every replica at once.
+    /// Ends a session, on every replica at once. Under the row's lock, so that no request's
+    /// write-back (a read, then a save) can bring it back.
     pub async fn remove(&self, id: &str) -> anyhow::Result<()> {
-        if let Some(row) = row_id(id) {
-            self.store
-                .delete(&row)
-                .await
-                .context("deleting a session")?;
-        }
-        Ok(())
+        self.end(id).await.map(|_| ())
+    }
+
+    /// Ends a session like [`Sessions::remove`] and answers the tokens it held last (which
+    /// another request may have refreshed since this one read them): the ones to revoke.
+    pub async fn end(&self, id: &str) -> anyhow::Result<Option<Tokens>> {
+        let Some(row) = row_id(id) else {
+            return Ok(None);
+        };
+        let lock = self.lock(id).await?;
+        let tokens = self.stored_tokens(id).await?;
+        self.store
+            .delete(&row)
+            .await
+            .context("deleting a session")?;
+        lock.release().await?;
+        Ok(tokens)
     }
 
     /// Writes back what the request changed (onto a fresh read, under the session's lock),
     /// and moves the idle limit on when it is due.
     pub async fn persist(&self, session: &Session) -> anyhow::Result<()> {
-        let now = OffsetDateTime::now_utc();
-        let due = session.expiry - now < self.idle.saturating_sub(TOUCH_EVERY);
+        // Moved on at most once a minute, and not at all once the absolute limit holds it.
+        let due = self.expiry(session.started) - session.expiry >= TOUCH_EVERY;
         if !session.changed() && !due {
             return Ok(());
         }
@@ -436,7 +457,7 @@ impl Sessions {
     /// The tokens the session's row holds now, with the row locked until `lock` ends: a
     /// replica that refreshed meanwhile left its new tokens there.
     pub async fn lock(&self, id: &str) -> anyhow::Result<SessionLock> {
-        let mut lock = self.pool.begin().await.context("locking a session")?;
+        let mut lock = self.locks.begin().await.context("locking a session")?;
         sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!(
                 "polyclinic-web-session:{}",
@@ -456,20 +477,18 @@ impl Sessions {
         let record = self.store.load(&row).await.context("loading a session")?;
         Ok(record
             .as_ref()
-            .and_then(decode)
-            .and_then(|data| data.tokens)
-            .and_then(|sealed| self.open_tokens(&sealed)))
+            .and_then(|record| self.decode(record))
+            .and_then(|data| data.tokens))
     }
 
     /// Replaces the session's tokens (call under [`Sessions::lock`]); `None` signs it out.
     pub async fn store_tokens(&self, id: &str, tokens: Option<&Tokens>) -> anyhow::Result<()> {
-        let sealed = tokens.map(|tokens| self.seal_tokens(tokens)).transpose()?;
-        self.write(id, |data| data.tokens = sealed).await
+        self.write(id, |data| data.tokens = tokens.cloned()).await
     }
 
     /// Deletes expired sessions, unless another instance is doing it right now.
     pub async fn purge(&self) -> anyhow::Result<()> {
-        let mut lock = self.pool.begin().await.context("purging sessions")?;
+        let mut lock = self.locks.begin().await.context("purging sessions")?;
         let mine: bool =
             sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1, 0))")
                 .bind("polyclinic-web-session-purge")
@@ -496,18 +515,16 @@ impl Sessions {
             csrf: self.secret(),
             started,
             user: user.clone(),
-            tokens: tokens
-                .as_ref()
-                .map(|tokens| self.seal_tokens(tokens))
-                .transpose()?,
+            tokens: tokens.clone(),
             pending: None,
             flash: None,
         };
         let expiry = self.expiry(started);
         let id = self.secret();
+        let row = row_id(&id).context("a session id")?;
         let record = Record {
-            id: row_id(&id).context("a session id")?,
-            data: encode(&data)?,
+            data: self.encode(&row, &data)?,
+            id: row,
             expiry_date: expiry,
         };
         self.store
@@ -518,6 +535,7 @@ impl Sessions {
             id,
             csrf: data.csrf,
             user,
+            started,
             expiry,
             tokens: tokio::sync::Mutex::new(tokens),
             flash: Mutex::new(None),
@@ -542,11 +560,11 @@ impl Sessions {
         let Some(mut record) = self.store.load(&row).await.context("loading a session")? else {
             return Ok(());
         };
-        let Some(mut data) = decode(&record) else {
+        let Some(mut data) = self.decode(&record) else {
             return Ok(());
         };
         change(&mut data);
-        record.data = encode(&data)?;
+        record.data = self.encode(&record.id, &data)?;
         record.expiry_date = self.expiry(data.started);
         self.store.save(&record).await.context("saving a session")?;
         Ok(())
@@ -556,14 +574,23 @@ impl Sessions {
         expiry_at(OffsetDateTime::now_utc(), started, self.idle, self.absolute)
     }
 
-    fn seal_tokens(&self, tokens: &Tokens) -> anyhow::Result<String> {
-        let plain = serde_json::to_vec(tokens).context("encoding tokens")?;
-        self.sealer.seal(&plain)
+    /// The session's data, opened: `None` when no configured key opens it (a retired key,
+    /// a value altered or moved at rest).
+    fn decode(&self, record: &Record) -> Option<Data> {
+        let sealed = record.data.get(DATA_KEY)?.as_str()?;
+        let plain = self.sealer.open(sealed, record.id.to_string().as_bytes())?;
+        serde_json::from_slice(&plain).ok()
     }
 
-    fn open_tokens(&self, sealed: &str) -> Option<Tokens> {
-        let plain = self.sealer.open(sealed)?;
-        serde_json::from_slice(&plain).ok()
+    /// The session's data, sealed whole for its row: the table holds no token, name or
+    /// address in the clear.
+    fn encode(&self, row: &Id, data: &Data) -> anyhow::Result<HashMap<String, serde_json::Value>> {
+        let plain = serde_json::to_vec(data).context("encoding a session")?;
+        let sealed = self.sealer.seal(&plain, row.to_string().as_bytes())?;
+        Ok(HashMap::from([(
+            DATA_KEY.to_owned(),
+            serde_json::Value::String(sealed),
+        )]))
     }
 }
 
@@ -605,15 +632,6 @@ fn row_id(id: &str) -> Option<Id> {
     let hash = digest(&SHA256, id.as_bytes());
     let first: [u8; 16] = hash.as_ref()[..16].try_into().ok()?;
     Some(Id(i128::from_le_bytes(first)))
-}
-
-fn decode(record: &Record) -> Option<Data> {
-    serde_json::from_value(record.data.get(DATA_KEY)?.clone()).ok()
-}
-
-fn encode(data: &Data) -> anyhow::Result<HashMap<String, serde_json::Value>> {
-    let value = serde_json::to_value(data).context("encoding a session")?;
-    Ok(HashMap::from([(DATA_KEY.to_owned(), value)]))
 }
 
 fn unix_now() -> i64 {
@@ -659,11 +677,11 @@ mod tests {
     #[test]
     fn a_sealed_value_opens_with_any_configured_key_and_never_with_another() {
         let old = sealer(&[b"an old key of thirty-two bytes!!"]);
-        let sealed = old.seal(b"refresh token").unwrap();
+        let sealed = old.seal(b"refresh token", b"row").unwrap();
         assert!(!sealed.contains("refresh"), "{sealed}");
         assert_ne!(
             sealed,
-            old.seal(b"refresh token").unwrap(),
+            old.seal(b"refresh token", b"row").unwrap(),
             "a fresh nonce each time"
         );
 
@@ -672,19 +690,26 @@ mod tests {
             b"an old key of thirty-two bytes!!",
         ]);
         assert_eq!(
-            rotated.open(&sealed).as_deref(),
+            rotated.open(&sealed, b"row").as_deref(),
             Some(&b"refresh token"[..])
         );
-        let resealed = rotated.seal(b"refresh token").unwrap();
-        assert!(old.open(&resealed).is_none(), "the newest key seals");
+        let resealed = rotated.seal(b"refresh token", b"row").unwrap();
+        assert!(
+            old.open(&resealed, b"row").is_none(),
+            "the newest key seals"
+        );
 
         let retired = sealer(&[b"a new key of exactly 32 bytes!!!"]);
-        assert!(retired.open(&sealed).is_none());
+        assert!(retired.open(&sealed, b"row").is_none());
         let mut altered = sealed.clone();
         altered.push('A');
         assert!(
-            old.open(&altered).is_none(),
+            old.open(&altered, b"row").is_none(),
             "an altered value does not open"
+        );
+        assert!(
+            old.open(&sealed, b"another row").is_none(),
+            "a value moved to another row does not open"
         );
     }
 }

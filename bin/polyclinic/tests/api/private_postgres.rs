@@ -49,6 +49,11 @@ async fn a_private_cluster_starts_where_none_runs_keeps_its_data_between_runs_an
         url.contains(&format!("127.0.0.1:{port}/polyclinic")),
         "{url}"
     );
+    let without_password = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    assert!(
+        sqlx::PgPool::connect(&without_password).await.is_err(),
+        "the cluster asks for its password"
+    );
     polyclinic_db::ensure_database(&url).await.unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     sqlx::query("create table visits (id int primary key)")
@@ -81,6 +86,12 @@ async fn a_private_cluster_starts_where_none_runs_keeps_its_data_between_runs_an
     );
     drop(second);
     assert!(!reachable(address));
+    let password = std::fs::metadata(format!("{}.password", data.display())).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&password.permissions()) & 0o777,
+        0o600,
+        "the password is its user's alone"
+    );
     std::fs::remove_dir_all(&scratch).unwrap();
 }
 

@@ -218,12 +218,16 @@ async fn keycloak_callback(
 }
 
 async fn logout(State(state): State<WebState>, Visitor(session): Visitor) -> Response {
-    if let Some(tokens) = session.tokens.lock().await.take() {
-        state.gateway.revoke(&tokens).await;
-    }
-    // Ended on every replica at once: the row is gone.
-    let restarted = match state.sessions.remove(&session.id).await {
-        Ok(()) => state.sessions.start().await,
+    // Ended on every replica at once (the row is gone), and the login with it: the tokens
+    // revoked are the row's last ones, which another request may have refreshed since.
+    session.tokens.lock().await.take();
+    let restarted = match state.sessions.end(&session.id).await {
+        Ok(last) => {
+            if let Some(tokens) = last {
+                state.gateway.revoke(&tokens).await;
+            }
+            state.sessions.start().await
+        }
         Err(err) => Err(err),
     };
     let fresh = match restarted {

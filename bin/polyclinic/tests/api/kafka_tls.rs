@@ -182,7 +182,9 @@ async fn with_the_wrong_ca_services_are_unready_naming_the_broker_and_the_tls_er
     )
     .await;
     within(
-        Duration::from_secs(60),
+        // A row that failed through the outage waits out its backoff (at most a minute) and
+        // a relay turn before it is sent again.
+        Duration::from_secs(150),
         "every outbox to be published",
         || async {
             let left: i64 = sqlx::query_scalar(

@@ -30,7 +30,7 @@ mod smtp;
 
 pub use api::{Reply, Tokens};
 pub use broker::{TestBroker, TestCa};
-pub use clinic::{Clinic, eventually, use_kafka};
+pub use clinic::{Clinic, eventually, eventually_within, use_kafka};
 pub use db::TestDb;
 pub use platform::TestPlatform;
 pub use polyclinic_config::{Config, Service};

@@ -1,12 +1,11 @@
 //! The kafka bus to a broker that accepts only TLS, trusted through the cluster's own CA
 //! (`kafka.security_protocol = ssl`, `kafka.ssl_ca_location`), as managed clusters run it.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use polyclinic_config::{Config, EmailTransport};
 use polyclinic_testing::{
-    Service, SmtpSink, TestBroker, TestCa, TestPlatform, eventually, use_kafka,
+    Service, SmtpSink, TestBroker, TestCa, TestPlatform, eventually, eventually_within, use_kafka,
 };
 use serde_json::Value;
 
@@ -19,20 +18,18 @@ fn over_tls(config: &mut Config, broker: &TestBroker, ca: &TestCa, sink: &SmtpSi
     config.email.smtp_url = Some(format!("smtp://{}?tls=none", sink.address()));
 }
 
-/// Waits up to `limit` for `check` (the bus's retries back off for several seconds).
-async fn within<T, Fut: Future<Output = Option<T>>>(
-    limit: Duration,
-    what: &str,
-    mut check: impl FnMut() -> Fut,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The appointment's status, as its patient reads it.
+async fn status_of(platform: &TestPlatform, patient: &str, id: &str) -> Value {
+    platform
+        .book(
+            reqwest::Method::GET,
+            &format!("/api/appointments/{id}"),
+            Some(patient),
+            None,
+        )
+        .await
+        .body["status"]
+        .clone()
 }
 
 async fn readiness(platform: &TestPlatform, service: Service) -> (u16, Value) {
@@ -93,7 +90,7 @@ async fn with_the_wrong_ca_services_are_unready_naming_the_broker_and_the_tls_er
     })
     .await;
 
-    let error = within(
+    let error = eventually_within(
         Duration::from_secs(60),
         "the TLS failure in readiness",
         || async {
@@ -112,7 +109,7 @@ async fn with_the_wrong_ca_services_are_unready_naming_the_broker_and_the_tls_er
 
     // Everything else keeps working: the booking is taken and its events wait.
     for service in [Service::Gateway, Service::Identity, Service::Payments] {
-        within(Duration::from_secs(60), "the services to serve", || async {
+        eventually_within(Duration::from_secs(60), "the services to serve", || async {
             platform
                 .get(service, "/health/live")
                 .await
@@ -130,7 +127,7 @@ async fn with_the_wrong_ca_services_are_unready_naming_the_broker_and_the_tls_er
     let paid = platform.pay(&patient, payment_id, "pm_card_visa").await;
     assert_eq!(paid.status, 200, "{:?}", paid.body);
     let pool = sqlx::PgPool::connect(&platform.db().url()).await.unwrap();
-    let waiting = within(
+    let waiting = eventually_within(
         Duration::from_secs(30),
         "the payment's event to wait",
         || async {
@@ -147,16 +144,9 @@ async fn with_the_wrong_ca_services_are_unready_naming_the_broker_and_the_tls_er
     assert!(waiting > 0);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let id = reserved["id"].as_str().unwrap();
-    let appointment = platform
-        .book(
-            reqwest::Method::GET,
-            &format!("/api/appointments/{id}"),
-            Some(&patient),
-            None,
-        )
-        .await;
     assert_eq!(
-        appointment.body["status"], "PENDING",
+        status_of(&platform, &patient, id).await,
+        "PENDING",
         "the payment's event has not arrived"
     );
 
@@ -165,23 +155,13 @@ async fn with_the_wrong_ca_services_are_unready_naming_the_broker_and_the_tls_er
     for service in [Service::Appointments, Service::Payments, Service::Identity] {
         platform.wait_until_ready(service).await;
     }
-    within(
+    eventually_within(
         Duration::from_secs(90),
         "the appointment to become PAID",
-        || async {
-            let reply = platform
-                .book(
-                    reqwest::Method::GET,
-                    &format!("/api/appointments/{id}"),
-                    Some(&patient),
-                    None,
-                )
-                .await;
-            (reply.body["status"] == "PAID").then_some(())
-        },
+        || async { (status_of(&platform, &patient, id).await == "PAID").then_some(()) },
     )
     .await;
-    within(
+    eventually_within(
         // A row that failed through the outage waits out its backoff (at most a minute) and
         // a relay turn before it is sent again.
         Duration::from_secs(150),

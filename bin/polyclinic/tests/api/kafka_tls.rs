@@ -156,15 +156,17 @@ async fn with_the_wrong_ca_services_are_unready_naming_the_broker_and_the_tls_er
         platform.wait_until_ready(service).await;
     }
     eventually_within(
-        Duration::from_secs(90),
+        // The payment's event waits out the relay's backoff (at most a minute) and the
+        // consumer's rejoin; a loaded machine takes longer.
+        Duration::from_secs(180),
         "the appointment to become PAID",
         || async { (status_of(&platform, &patient, id).await == "PAID").then_some(()) },
     )
     .await;
     eventually_within(
-        // A row that failed through the outage waits out its backoff (at most a minute) and
-        // a relay turn before it is sent again.
-        Duration::from_secs(150),
+        // A row that failed through the outage waits out its backoff (at most a minute), and a
+        // consumer its rejoin, before it is sent again.
+        Duration::from_secs(180),
         "every outbox to be published",
         || async {
             let left: i64 = sqlx::query_scalar(

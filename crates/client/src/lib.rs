@@ -1,8 +1,8 @@
 //! The client services call each other with (what the original's Feign JWT interceptor
-//! was): it forwards the caller's bearer token, the `x-request-id` and the W3C
-//! `traceparent`, applies a timeout, retries only idempotent calls (GET, PUT, DELETE, and a
-//! POST that carries an `Idempotency-Key`; once, on a connection failure or a 502/503/504),
-//! and maps failures to [`ClientError`].
+//! was): it forwards the caller's bearer token, the `x-request-id` and the W3C trace
+//! context and baggage (`traceparent`, `tracestate`, `baggage`), applies a timeout, retries
+//! only idempotent calls (GET, PUT, DELETE, and a POST that carries an `Idempotency-Key`;
+//! once, on a connection failure or a 502/503/504), and maps failures to [`ClientError`].
 
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ use serde_json::Value;
 pub struct CallContext<'a> {
     pub bearer: Option<&'a str>,
     pub request_id: Option<&'a str>,
-    pub traceparent: Option<&'a str>,
+    /// The W3C trace context and baggage to pass on.
+    pub trace: polyclinic_telemetry::TraceHeaders<'a>,
 }
 
 /// Why a call failed.
@@ -153,8 +154,8 @@ impl ServiceClient {
         if let Some(request_id) = context.request_id {
             request = request.header("x-request-id", request_id);
         }
-        if let Some(traceparent) = context.traceparent {
-            request = request.header("traceparent", traceparent);
+        for (name, value) in context.trace.pairs() {
+            request = request.header(name, value);
         }
         if let Some(body) = body {
             request = request.json(body);

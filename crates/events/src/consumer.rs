@@ -447,19 +447,17 @@ impl<S: Send + Sync + 'static> Consumer<S> {
     ) -> anyhow::Result<Result<Handled, String>> {
         let span = tracing::info_span!(
             "consume",
+            otel.name = %format!("{} {}", self.settings.name, event.event_type),
+            otel.kind = "consumer",
             consumer = %self.settings.name,
             event_type = %event.event_type,
             event_id = %event.event_id,
             error = tracing::field::Empty,
         );
-        polyclinic_telemetry::adopt(
+        polyclinic_telemetry::continue_trace(
             &span,
-            polyclinic_telemetry::SpanShape {
-                name: Some(format!("{} {}", self.settings.name, event.event_type)),
-                kind: Some(polyclinic_telemetry::Kind::Consumer),
-                service: Some(&self.settings.service),
-                parent: event.envelope["traceparent"].as_str(),
-            },
+            &self.settings.service,
+            crate::envelope::trace_headers_of(&event.envelope),
         );
         let outcome = self
             .run_handler_untraced(conn, event, isolation)

@@ -1,7 +1,8 @@
 //! The event backbone: how a service announces what happened, and how others learn it once.
 //!
 //! - [`Envelope`]: CloudEvents 1.0 in JSON (`id` UUIDv7, `source`, `type`, `subject` = the
-//!   aggregate id, `time`, `data`, plus `traceparent` and `correlationid`).
+//!   aggregate id, `time`, `data`, plus the W3C `traceparent`, `tracestate` and `baggage`, and
+//!   `correlationid`).
 //! - [`outbox::enqueue`]: writes an event in the caller's open transaction, next to the
 //!   change it announces. Rolled back together, committed together.
 //! - [`Relay`]: publishes pending outbox rows in order (woken by `LISTEN/NOTIFY`, polling as

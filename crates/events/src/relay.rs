@@ -311,18 +311,16 @@ pub fn readiness_check(pool: &PgPool) -> Check {
 fn publish_span(schema: &str, event: &LoggedEvent) -> tracing::Span {
     let span = tracing::info_span!(
         "publish",
+        otel.name = %format!("publish {}", event.event_type),
+        otel.kind = "producer",
         topic = %event.topic,
         event_type = %event.event_type,
         event_id = %event.event_id,
     );
-    polyclinic_telemetry::adopt(
+    polyclinic_telemetry::continue_trace(
         &span,
-        polyclinic_telemetry::SpanShape {
-            name: Some(format!("publish {}", event.event_type)),
-            kind: Some(polyclinic_telemetry::Kind::Producer),
-            service: Some(schema),
-            parent: event.envelope["traceparent"].as_str(),
-        },
+        schema,
+        crate::envelope::trace_headers_of(&event.envelope),
     );
     span
 }

@@ -74,9 +74,6 @@ pub(crate) struct Observer {
     pub(crate) metrics: HttpMetrics,
 }
 
-/// The header of the W3C trace context.
-const TRACEPARENT: &str = "traceparent";
-
 pub(crate) async fn observe(
     State(observer): State<Arc<Observer>>,
     mut request: Request,
@@ -94,6 +91,8 @@ pub(crate) async fn observe(
 
     let span = tracing::info_span!(
         "request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
         method = %method,
         route = %route,
         request_id = %request_id,
@@ -102,26 +101,23 @@ pub(crate) async fn observe(
         error = Empty,
     );
     // The request's span continues the caller's trace. The handler sees this span's own
-    // `traceparent` in place of the caller's, so that whatever it passes on (a call to
-    // another service, an event) is a child of this span.
-    let incoming = request
-        .headers()
-        .get(TRACEPARENT)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    polyclinic_telemetry::adopt(
+    // trace context in place of the caller's, so that whatever it passes on (a call to
+    // another service, an event) is a child of this span, with the caller's baggage.
+    polyclinic_telemetry::continue_trace(
         &span,
-        polyclinic_telemetry::SpanShape {
-            name: Some(format!("{method} {route}")),
-            kind: Some(polyclinic_telemetry::Kind::Server),
-            service: Some(observer.service),
-            parent: incoming.as_deref(),
-        },
+        observer.service,
+        polyclinic_telemetry::TraceHeaders::of(request.headers()),
     );
-    if let Some(own) =
-        polyclinic_telemetry::traceparent_of(&span).and_then(|own| HeaderValue::from_str(&own).ok())
-    {
-        request.headers_mut().insert(TRACEPARENT, own);
+    if let Some(own) = polyclinic_telemetry::TraceContext::of(&span) {
+        let headers = request.headers_mut();
+        for name in polyclinic_telemetry::TRACE_HEADERS {
+            headers.remove(name);
+        }
+        for (name, value) in own.as_headers().pairs() {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        }
     }
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;

@@ -3,7 +3,8 @@
 //! Logs are human-readable (`log.format = "pretty"`) or one JSON object per line
 //! (`"json"`, for log collectors). Spans carry the request id, so every line a request
 //! causes can be found from the `x-request-id` a client saw. With the standard
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over OTLP ([`trace`]).
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over OTLP through
+//! OpenTelemetry's crates ([`trace`]).
 
 pub mod trace;
 
@@ -13,7 +14,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-pub use trace::{Kind, OtlpSettings, SpanShape, adopt, current_traceparent, traceparent_of};
+pub use trace::{
+    OtlpSettings, ParentRoot, Protocol, SamplerSetting, TRACE_HEADERS, TraceContext, TraceHeaders,
+    continue_trace,
+};
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +27,7 @@ pub enum TelemetryError {
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
     #[error("the span exporter could not start: {0}")]
-    Exporter(std::io::Error),
+    Exporter(String),
 }
 
 /// What [`init`] installed; [`Telemetry::flush`] before exit posts the last spans.
@@ -33,10 +37,10 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Posts the spans finished so far, waiting at most five seconds.
+    /// Exports the spans finished so far.
     pub fn flush(&self) {
         if let Some(exporter) = &self.exporter {
-            exporter.flush(std::time::Duration::from_secs(5));
+            exporter.flush();
         }
     }
 }
@@ -65,6 +69,10 @@ pub fn init_with(log: &LogConfig, otlp: Option<OtlpSettings>) -> Result<Telemetr
             .with_filter(filter)
             .boxed(),
     };
+    let warnings = otlp
+        .as_ref()
+        .map(|settings| settings.warnings.clone())
+        .unwrap_or_default();
     let (spans, exporter) = match otlp {
         Some(settings) => {
             let (layer, exporter) = trace::layer(settings).map_err(TelemetryError::Exporter)?;
@@ -81,5 +89,8 @@ pub fn init_with(log: &LogConfig, otlp: Option<OtlpSettings>) -> Result<Telemetr
         .with(spans)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     Ok(Telemetry { exporter })
 }

@@ -1,548 +1,739 @@
-//! Distributed tracing: `tracing` spans exported over OTLP/HTTP (JSON encoding), with the
-//! W3C `traceparent` carried between services.
+//! Distributed tracing through OpenTelemetry's own crates: `tracing` spans become
+//! OpenTelemetry spans (`tracing-opentelemetry`), sampled and batched by the SDK
+//! (`opentelemetry_sdk`) and exported over OTLP (`opentelemetry-otlp`): HTTP with protobuf
+//! or JSON, or gRPC. The W3C trace context (`traceparent`, `tracestate`) and baggage travel
+//! between services in HTTP headers and in every event's envelope.
 //!
-//! The exporter is switched on by the standard variables: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
-//! (the full URL) or `OTEL_EXPORTER_OTLP_ENDPOINT` (the collector's base URL; `/v1/traces` is
-//! appended), `OTEL_EXPORTER_OTLP_HEADERS` (`name=value,...`, for a collector that wants a
-//! key) and `OTEL_SERVICE_NAME` (spans that name no service of their own). Only the
-//! `http/json` protocol is spoken; Jaeger, Tempo and the OpenTelemetry Collector accept it on
-//! port 4318.
-//!
-//! Every span that the exporter sees gets a trace id and a span id when it is created: from
-//! its parent span in this process, from a remote parent set with [`adopt`] (the caller's
-//! `traceparent` header, or the one an event carries), or a new trace. [`traceparent_of`]
-//! gives the header that makes the next hop a child of a span. Finished spans are batched
-//! on a thread of their own and posted; when the collector is away they are dropped, and a
-//! full queue drops new ones rather than block a request.
+//! Export is configured by the standard variables ([`OtlpSettings::from_env`]). What is our
+//! own here is the one thing the SDK has no notion of: one process (`polyclinic all`) runs
+//! several services, and each span must reach the collector under its own service's
+//! `service.name`. A span is given its service with [`continue_trace`]; its children
+//! inherit it through the OpenTelemetry context; [`ServiceProcessor`] writes it on each
+//! span as it starts, and [`ServiceExporter`] sends each service's spans under a resource of
+//! its own (the process's resource with that `service.name`).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use serde_json::{Value, json};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Span, Subscriber};
-use tracing_subscriber::Registry;
-use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::LookupSpan;
+use opentelemetry::propagation::{
+    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
+};
+use opentelemetry::trace::{Status, TracerProvider as _};
+use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+    SpanProcessor,
+};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// How spans travel to the collector (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `grpc`: OTLP/gRPC, the collector's port 4317.
+    Grpc,
+    /// `http/protobuf` (the standard's default): OTLP/HTTP, port 4318.
+    HttpProtobuf,
+    /// `http/json`: OTLP/HTTP with the JSON encoding, port 4318.
+    HttpJson,
+}
+
+impl Protocol {
+    fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "grpc" => Some(Self::Grpc),
+            "http/protobuf" => Some(Self::HttpProtobuf),
+            "http/json" => Some(Self::HttpJson),
+            _ => None,
+        }
+    }
+}
+
+/// Which spans are kept (`OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SamplerSetting {
+    AlwaysOn,
+    AlwaysOff,
+    /// Keeps this fraction of traces, chosen by trace id.
+    TraceIdRatio(f64),
+    /// Follows the caller's decision (the `sampled` flag of its `traceparent`) and applies
+    /// the inner rule to traces that start here. The standard's default is
+    /// `ParentBased(AlwaysOn)`.
+    ParentBased(ParentRoot),
+}
+
+/// The rule a parent-based sampler applies to traces that start here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParentRoot {
+    AlwaysOn,
+    AlwaysOff,
+    TraceIdRatio(f64),
+}
+
+impl SamplerSetting {
+    fn sampler(self) -> Sampler {
+        match self {
+            Self::AlwaysOn => Sampler::AlwaysOn,
+            Self::AlwaysOff => Sampler::AlwaysOff,
+            Self::TraceIdRatio(ratio) => Sampler::TraceIdRatioBased(ratio),
+            Self::ParentBased(root) => Sampler::ParentBased(Box::new(match root {
+                ParentRoot::AlwaysOn => Sampler::AlwaysOn,
+                ParentRoot::AlwaysOff => Sampler::AlwaysOff,
+                ParentRoot::TraceIdRatio(ratio) => Sampler::TraceIdRatioBased(ratio),
+            })),
+        }
+    }
+}
 
 /// Where and how spans are exported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OtlpSettings {
-    /// The URL spans are posted to, `.../v1/traces`.
+    /// The collector: for HTTP the full URL spans are posted to (`.../v1/traces`), for gRPC
+    /// the server's address.
     pub endpoint: String,
-    /// Extra request headers, such as an API key.
+    pub protocol: Protocol,
+    /// Extra request headers (gRPC metadata), such as an API key.
     pub headers: Vec<(String, String)>,
-    /// `service.name` of spans that do not name a service.
+    /// How long one export may take.
+    pub timeout: Duration,
+    /// `service.name` of spans that belong to no Polyclinic service.
     pub service_name: String,
+    /// Further resource attributes of every span (`OTEL_RESOURCE_ATTRIBUTES`).
+    pub resource: Vec<(String, String)>,
+    pub sampler: SamplerSetting,
+    /// Values that were not understood, and what was used instead; logged once tracing is
+    /// up.
+    pub warnings: Vec<String>,
 }
 
 impl OtlpSettings {
-    /// The settings the standard `OTEL_*` variables describe, or `None` when no endpoint
-    /// is set (tracing off).
+    /// Settings for `endpoint` with the standard's defaults otherwise.
+    pub fn new(endpoint: impl Into<String>, protocol: Protocol) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            protocol,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            service_name: "polyclinic".to_owned(),
+            resource: Vec::new(),
+            sampler: SamplerSetting::ParentBased(ParentRoot::AlwaysOn),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The settings the standard `OTEL_*` variables describe, or `None` when spans are not
+    /// exported: no endpoint is set (and `OTEL_TRACES_EXPORTER` does not ask for `otlp`),
+    /// `OTEL_TRACES_EXPORTER=none`, or `OTEL_SDK_DISABLED=true`.
+    ///
+    /// The signal-specific variables (`OTEL_EXPORTER_OTLP_TRACES_*`) win over the general
+    /// ones. An HTTP endpoint from `OTEL_EXPORTER_OTLP_ENDPOINT` gets `/v1/traces` appended;
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is used as it is.
     pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Option<Self> {
         let vars: BTreeMap<String, String> = vars
             .into_iter()
             .filter(|(_, value)| !value.trim().is_empty())
+            .map(|(name, value)| (name, value.trim().to_owned()))
             .collect();
-        let endpoint = match vars.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            Some(full) => full.trim().to_owned(),
-            None => {
-                let base = vars.get("OTEL_EXPORTER_OTLP_ENDPOINT")?;
-                format!("{}/v1/traces", base.trim().trim_end_matches('/'))
+        let var = |name: &str| vars.get(name).map(String::as_str);
+        let traces_or = |specific: &str, general: &str| var(specific).or_else(|| var(general));
+        if var("OTEL_SDK_DISABLED").is_some_and(|flag| flag.eq_ignore_ascii_case("true")) {
+            return None;
+        }
+        let mut warnings = Vec::new();
+        let asked = match var("OTEL_TRACES_EXPORTER") {
+            None => false,
+            Some("none") => return None,
+            Some("otlp") => true,
+            Some(other) => {
+                warnings.push(format!(
+                    "OTEL_TRACES_EXPORTER={other} is not supported; spans are exported over OTLP"
+                ));
+                false
             }
         };
-        let headers = vars
-            .get("OTEL_EXPORTER_OTLP_HEADERS")
-            .map(|list| {
-                list.split(',')
-                    .filter_map(|pair| pair.split_once('='))
-                    .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Some(Self {
-            endpoint,
-            headers,
-            service_name: vars
-                .get("OTEL_SERVICE_NAME")
-                .cloned()
-                .unwrap_or_else(|| "polyclinic".to_owned()),
-        })
-    }
-}
-
-/// What a span is in a trace (OTLP's `SpanKind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Internal = 1,
-    Server = 2,
-    Client = 3,
-    Producer = 4,
-    Consumer = 5,
-}
-
-/// A W3C trace context: `00-<trace id>-<parent span id>-<flags>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TraceParent {
-    pub trace_id: u128,
-    pub span_id: u64,
-    pub sampled: bool,
-}
-
-impl TraceParent {
-    /// Parses a `traceparent` header; anything malformed (or all-zero ids) is `None`, and
-    /// the span starts a trace of its own.
-    pub fn parse(header: &str) -> Option<Self> {
-        let mut parts = header.trim().split('-');
-        let version = parts.next()?;
-        let trace = parts.next()?;
-        let span = parts.next()?;
-        let flags = parts.next()?;
-        let hex = |text: &str, len: usize| {
-            text.len() == len
-                && text
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        let protocol = match traces_or(
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ) {
+            None => Protocol::HttpProtobuf,
+            Some(text) => Protocol::parse(text).unwrap_or_else(|| {
+                warnings.push(format!(
+                    "OTLP protocol {text:?} is not one of grpc, http/protobuf, http/json; using http/protobuf"
+                ));
+                Protocol::HttpProtobuf
+            }),
         };
-        // Version 00 has exactly four parts; later versions may append more.
-        if !hex(version, 2) || version == "ff" || (version == "00" && parts.next().is_some()) {
-            return None;
-        }
-        if !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
-            return None;
-        }
-        let trace_id = u128::from_str_radix(trace, 16).ok()?;
-        let span_id = u64::from_str_radix(span, 16).ok()?;
-        let flags = u8::from_str_radix(flags, 16).ok()?;
-        (trace_id != 0 && span_id != 0).then_some(Self {
-            trace_id,
-            span_id,
-            sampled: flags & 1 == 1,
-        })
-    }
-}
-
-impl std::fmt::Display for TraceParent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id,
-            self.span_id,
-            u8::from(self.sampled)
+        let endpoint = match (
+            var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ) {
+            (Some(full), _) => full.to_owned(),
+            (None, Some(base)) if protocol == Protocol::Grpc => base.to_owned(),
+            (None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
+            (None, None) if asked && protocol == Protocol::Grpc => {
+                "http://localhost:4317".to_owned()
+            }
+            (None, None) if asked => "http://localhost:4318/v1/traces".to_owned(),
+            (None, None) => return None,
+        };
+        let mut settings = Self::new(endpoint, protocol);
+        settings.headers = traces_or(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
         )
+        .map(key_values)
+        .unwrap_or_default();
+        if let Some(text) = traces_or(
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+        ) {
+            match text.parse::<u64>() {
+                Ok(millis) => settings.timeout = Duration::from_millis(millis),
+                Err(_) => warnings.push(format!(
+                    "OTLP timeout {text:?} is not a number of milliseconds; using 10000"
+                )),
+            }
+        }
+        settings.resource = var("OTEL_RESOURCE_ATTRIBUTES")
+            .map(key_values)
+            .unwrap_or_default();
+        let named = settings
+            .resource
+            .iter()
+            .find(|(key, _)| key == "service.name")
+            .map(|(_, value)| value.as_str());
+        if let Some(name) = var("OTEL_SERVICE_NAME").or(named) {
+            settings.service_name = name.to_owned();
+        }
+        let argument = var("OTEL_TRACES_SAMPLER_ARG");
+        if let Some(name) = var("OTEL_TRACES_SAMPLER") {
+            match parse_sampler(name, argument) {
+                Ok(sampler) => settings.sampler = sampler,
+                Err(why) => warnings.push(why),
+            }
+        }
+        settings.warnings = warnings;
+        Some(settings)
     }
 }
 
-/// How a span appears in a trace, set with [`adopt`] right after the span is created.
-#[derive(Debug, Clone, Default)]
-pub struct SpanShape<'a> {
-    /// The span's name in the trace, such as `POST /api/appointments` (the `tracing` span's
-    /// name otherwise).
-    pub name: Option<String>,
-    pub kind: Option<Kind>,
-    /// The service the span belongs to (`service.name`); inherited from the parent span.
-    pub service: Option<&'a str>,
-    /// A remote parent: the `traceparent` a request or an event carried.
-    pub parent: Option<&'a str>,
+/// `key=value,...` as the standard writes headers and resource attributes (values
+/// percent-encoded).
+fn key_values(list: &str) -> Vec<(String, String)> {
+    list.split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.trim().to_owned(), percent_decode(value.trim())))
+        .filter(|(key, _)| !key.is_empty())
+        .collect()
 }
 
-/// Gives `span` its place in a trace; does nothing when tracing is off. Call it before the
-/// span has children.
-pub fn adopt(span: &Span, shape: SpanShape<'_>) {
-    with_state(span, |state| {
-        if let Some(parent) = shape.parent.and_then(TraceParent::parse) {
-            state.trace_id = parent.trace_id;
-            state.parent_id = Some(parent.span_id);
-            state.sampled = parent.sampled;
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| text.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                at += 3;
+            }
+            None => {
+                decoded.push(bytes[at]);
+                at += 1;
+            }
         }
-        if let Some(name) = shape.name {
-            state.name = name;
-        }
-        if let Some(kind) = shape.kind {
-            state.kind = kind;
-        }
-        if let Some(service) = shape.service {
-            state.service = Some(service.to_owned());
-        }
-    });
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
-/// The `traceparent` that makes a call or an event a child of `span`; `None` when tracing
-/// is off.
-pub fn traceparent_of(span: &Span) -> Option<String> {
-    with_state(span, |state| {
-        TraceParent {
-            trace_id: state.trace_id,
-            span_id: state.span_id,
-            sampled: state.sampled,
+fn parse_sampler(name: &str, argument: Option<&str>) -> Result<SamplerSetting, String> {
+    let ratio = || {
+        match argument {
+        None => Ok(1.0),
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|ratio| (0.0..=1.0).contains(ratio))
+            .ok_or_else(|| {
+                format!("OTEL_TRACES_SAMPLER_ARG={text} is not a ratio from 0 to 1; sampling every trace")
+            }),
+    }
+    };
+    Ok(match name {
+        "always_on" => SamplerSetting::AlwaysOn,
+        "always_off" => SamplerSetting::AlwaysOff,
+        "traceidratio" => SamplerSetting::TraceIdRatio(ratio()?),
+        "parentbased_always_on" => SamplerSetting::ParentBased(ParentRoot::AlwaysOn),
+        "parentbased_always_off" => SamplerSetting::ParentBased(ParentRoot::AlwaysOff),
+        "parentbased_traceidratio" => {
+            SamplerSetting::ParentBased(ParentRoot::TraceIdRatio(ratio()?))
         }
-        .to_string()
+        other => {
+            return Err(format!(
+                "OTEL_TRACES_SAMPLER={other} is not supported; using parentbased_always_on"
+            ));
+        }
     })
 }
 
-/// The `traceparent` of the current span; `None` when tracing is off or outside any span.
-pub fn current_traceparent() -> Option<String> {
-    traceparent_of(&Span::current())
+/// The W3C headers that carry a trace: `traceparent`, `tracestate` and `baggage`, as a
+/// request or an event brought them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+    pub baggage: Option<String>,
 }
 
-fn with_state<T>(span: &Span, f: impl FnOnce(&mut SpanState) -> T) -> Option<T> {
-    span.with_subscriber(|(id, dispatch)| {
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        let data = registry.span(id)?;
-        let mut extensions = data.extensions_mut();
-        extensions.get_mut::<SpanState>().map(f)
+/// The names of the headers a [`TraceContext`] travels in.
+pub const TRACE_HEADERS: [&str; 3] = ["traceparent", "tracestate", "baggage"];
+
+impl TraceContext {
+    /// The context a request's headers carry.
+    pub fn from_headers(headers: &http::HeaderMap) -> Self {
+        TraceHeaders::of(headers).to_owned()
+    }
+
+    /// The context that makes the next hop (a call, an event) a child of `span`, with the
+    /// baggage the span's trace carries; `None` when spans are not exported.
+    pub fn of(span: &Span) -> Option<Self> {
+        if !exporting() {
+            return None;
+        }
+        let context = span.context();
+        let mut carrier = Self::default();
+        propagator().inject_context(&context, &mut carrier);
+        carrier.traceparent.is_some().then_some(carrier)
+    }
+
+    /// [`TraceContext::of`] the current span.
+    pub fn current() -> Option<Self> {
+        Self::of(&Span::current())
+    }
+
+    /// Borrowed, for a [`TraceHeaders`] field.
+    pub fn as_headers(&self) -> TraceHeaders<'_> {
+        TraceHeaders {
+            traceparent: self.traceparent.as_deref(),
+            tracestate: self.tracestate.as_deref(),
+            baggage: self.baggage.as_deref(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.as_headers().is_empty()
+    }
+}
+
+impl Injector for TraceContext {
+    fn set(&mut self, key: &str, value: String) {
+        match key {
+            "traceparent" => self.traceparent = Some(value),
+            "tracestate" => self.tracestate = Some(value),
+            "baggage" => self.baggage = Some(value),
+            _ => {}
+        }
+    }
+}
+
+/// A [`TraceContext`] borrowed from the headers of a request (what a service passes on to
+/// the services it calls).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TraceHeaders<'a> {
+    pub traceparent: Option<&'a str>,
+    pub tracestate: Option<&'a str>,
+    pub baggage: Option<&'a str>,
+}
+
+impl<'a> TraceHeaders<'a> {
+    pub fn of(headers: &'a http::HeaderMap) -> Self {
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        Self {
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+            baggage: header("baggage"),
+        }
+    }
+
+    /// `(name, value)` of each header present.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &'a str)> + use<'a> {
+        TRACE_HEADERS
+            .into_iter()
+            .zip([self.traceparent, self.tracestate, self.baggage])
+            .filter_map(|(name, value)| Some((name, value?)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs().next().is_none()
+    }
+
+    pub fn to_owned(&self) -> TraceContext {
+        TraceContext {
+            traceparent: self.traceparent.map(str::to_owned),
+            tracestate: self.tracestate.map(str::to_owned),
+            baggage: self.baggage.map(str::to_owned),
+        }
+    }
+}
+
+impl Extractor for TraceHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => self.traceparent,
+            "tracestate" => self.tracestate,
+            "baggage" => self.baggage,
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.pairs().map(|(name, _)| name).collect()
+    }
+}
+
+/// The Polyclinic service a span belongs to, carried in the OpenTelemetry context so that
+/// a span's children belong to it too.
+#[derive(Debug, Clone)]
+struct ServiceName(Arc<str>);
+
+/// The span attribute that tells [`ServiceExporter`] a span's service; never exported.
+const SERVICE_KEY: &str = "polyclinic.service";
+
+/// Makes `span` part of `service` and, when `parent` carries a trace context (a request's
+/// headers, an event's envelope), of the caller's trace, with the caller's baggage; without
+/// one it stays in the current trace. Call it right after the span is created, before it
+/// has children. Does nothing when spans are not exported.
+pub fn continue_trace(span: &Span, service: &str, parent: TraceHeaders<'_>) {
+    if !exporting() {
+        return;
+    }
+    let context = if parent.is_empty() {
+        Context::current()
+    } else {
+        propagator().extract(&parent)
+    };
+    // The span has just been created, so it has no children and can take a parent.
+    let _ = span.set_parent(context.with_value(ServiceName(Arc::from(service))));
+}
+
+static EXPORTING: OnceLock<()> = OnceLock::new();
+
+fn exporting() -> bool {
+    EXPORTING.get().is_some()
+}
+
+fn propagator() -> &'static TextMapCompositePropagator {
+    static PROPAGATOR: OnceLock<TextMapCompositePropagator> = OnceLock::new();
+    PROPAGATOR.get_or_init(|| {
+        TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ])
     })
-    .flatten()
 }
 
-/// What the layer keeps of an open span.
+/// Writes each span's service on it as it starts (from its context: [`continue_trace`] or
+/// its parent), and turns an `error` field into the span's error status; then hands it to
+/// the batching processor.
 #[derive(Debug)]
-struct SpanState {
-    trace_id: u128,
-    span_id: u64,
-    parent_id: Option<u64>,
-    sampled: bool,
-    name: String,
-    kind: Kind,
-    service: Option<String>,
-    start: SystemTime,
-    attributes: Vec<(String, Value)>,
-    error: Option<String>,
+struct ServiceProcessor<P> {
+    inner: P,
 }
 
-/// A finished span on its way to the exporter.
+impl<P: SpanProcessor> SpanProcessor for ServiceProcessor<P> {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
+        if let Some(ServiceName(service)) = cx.get::<ServiceName>() {
+            use opentelemetry::trace::Span as _;
+            span.set_attribute(KeyValue::new(SERVICE_KEY, service.to_string()));
+        }
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, mut span: SpanData) {
+        if span.status == Status::Unset
+            && let Some(error) = span.attributes.iter().find(|kv| kv.key.as_str() == "error")
+        {
+            span.status = Status::error(error.value.to_string());
+        }
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Sends each service's spans under a resource of its own: an OTLP exporter per service,
+/// made the first time the service has spans to send.
 #[derive(Debug)]
-struct Finished {
-    state: SpanState,
-    end: SystemTime,
+struct ServiceExporter {
+    settings: OtlpSettings,
+    /// The provider's resource, which each service's copies with its own `service.name`.
+    resource: Resource,
+    http: Option<reqwest::blocking::Client>,
+    exporters: Mutex<HashMap<String, Arc<opentelemetry_otlp::SpanExporter>>>,
 }
 
-enum Message {
-    Span(Box<Finished>),
-    Flush(mpsc::Sender<()>),
+impl ServiceExporter {
+    fn new(settings: OtlpSettings) -> Result<Self, String> {
+        let http = match settings.protocol {
+            Protocol::Grpc => None,
+            // reqwest's blocking client runs a runtime of its own: it is built on a thread
+            // outside any async runtime, and shared by every service's exporter.
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                let timeout = settings.timeout;
+                let built = std::thread::spawn(move || {
+                    reqwest::blocking::Client::builder()
+                        .timeout(timeout)
+                        .build()
+                })
+                .join()
+                .map_err(|_| "the HTTP client could not be built".to_owned())?;
+                Some(built.map_err(|err| err.to_string())?)
+            }
+        };
+        let exporter = Self {
+            settings,
+            resource: Resource::builder_empty().build(),
+            http,
+            exporters: Mutex::new(HashMap::new()),
+        };
+        // Fail at start-up, not at the first span, when the settings cannot work.
+        exporter.build(&exporter.settings.service_name)?;
+        Ok(exporter)
+    }
+
+    fn build(&self, service: &str) -> Result<opentelemetry_otlp::SpanExporter, String> {
+        let settings = &self.settings;
+        let mut exporter = match settings.protocol {
+            Protocol::Grpc => {
+                let mut metadata = tonic::metadata::MetadataMap::new();
+                for (name, value) in &settings.headers {
+                    let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes())
+                        .map_err(|_| format!("{name:?} is not a gRPC metadata name"))?;
+                    let value = value
+                        .parse()
+                        .map_err(|_| format!("the value of {name} is not gRPC metadata"))?;
+                    metadata.insert(name, value);
+                }
+                let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(&settings.endpoint)
+                    .with_timeout(settings.timeout)
+                    .with_metadata(metadata);
+                if settings.endpoint.starts_with("https:") {
+                    builder = builder.with_tls_config(
+                        tonic::transport::ClientTlsConfig::new().with_webpki_roots(),
+                    );
+                }
+                // tonic's channel lives on a runtime of its own, whatever the caller runs.
+                let _entered = grpc_runtime()?.enter();
+                builder.build()
+            }
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                let protocol = if settings.protocol == Protocol::HttpJson {
+                    opentelemetry_otlp::Protocol::HttpJson
+                } else {
+                    opentelemetry_otlp::Protocol::HttpBinary
+                };
+                let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_endpoint(&settings.endpoint)
+                    .with_protocol(protocol)
+                    .with_timeout(settings.timeout)
+                    .with_headers(settings.headers.iter().cloned().collect());
+                if let Some(client) = &self.http {
+                    builder = builder.with_http_client(client.clone());
+                }
+                builder.build()
+            }
+        }
+        .map_err(|err| err.to_string())?;
+        let attributes = self
+            .resource
+            .iter()
+            .filter(|(key, _)| key.as_str() != "service.name")
+            .map(|(key, value)| KeyValue::new(key.clone(), value.clone()));
+        exporter.set_resource(
+            &Resource::builder_empty()
+                .with_attributes(attributes)
+                .with_service_name(service.to_owned())
+                .build(),
+        );
+        Ok(exporter)
+    }
+
+    fn exporter(&self, service: &str) -> Result<Arc<opentelemetry_otlp::SpanExporter>, String> {
+        let mut exporters = self
+            .exporters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(exporter) = exporters.get(service) {
+            return Ok(exporter.clone());
+        }
+        let exporter = Arc::new(self.build(service)?);
+        exporters.insert(service.to_owned(), exporter.clone());
+        Ok(exporter)
+    }
 }
 
-/// The `tracing` layer that gives spans trace context and hands finished ones to the
-/// exporter thread.
-pub struct OtlpLayer {
-    queue: SyncSender<Message>,
-    dropped: Arc<AtomicU64>,
+impl SpanExporter for ServiceExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let mut by_service: BTreeMap<String, Vec<SpanData>> = BTreeMap::new();
+        for mut span in batch {
+            let service = match span
+                .attributes
+                .iter()
+                .position(|kv| kv.key.as_str() == SERVICE_KEY)
+            {
+                Some(at) => match span.attributes.swap_remove(at).value {
+                    Value::String(name) => name.to_string(),
+                    other => other.to_string(),
+                },
+                None => self.settings.service_name.clone(),
+            };
+            by_service.entry(service).or_default().push(span);
+        }
+        let mut outcome = Ok(());
+        for (service, spans) in by_service {
+            let sent = match self.exporter(&service) {
+                // tonic's calls run on its runtime, not on the batch processor's thread.
+                Ok(exporter) if self.settings.protocol == Protocol::Grpc => match grpc_runtime() {
+                    Ok(runtime) => runtime
+                        .spawn(async move { exporter.export(spans).await })
+                        .await
+                        .unwrap_or_else(|err| Err(OTelSdkError::InternalFailure(err.to_string()))),
+                    Err(why) => Err(OTelSdkError::InternalFailure(why)),
+                },
+                Ok(exporter) => exporter.export(spans).await,
+                Err(why) => Err(OTelSdkError::InternalFailure(why)),
+            };
+            if let Err(err) = sent {
+                outcome = Err(err);
+            }
+        }
+        outcome
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.clone();
+        self.exporters
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
 }
 
-/// Flushes exported spans on [`Exporter::flush`]; the exporter thread runs for the life of
-/// the process.
+/// The runtime tonic's channels run on: one worker, for the life of the process.
+fn grpc_runtime() -> Result<&'static tokio::runtime::Runtime, String> {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otlp-grpc")
+        .enable_all()
+        .build()
+        .map_err(|err| format!("the gRPC exporter's runtime could not start: {err}"))?;
+    Ok(RUNTIME.get_or_init(|| runtime))
+}
+
+/// The tracer provider spans are exported through; [`Exporter::flush`] before exit.
 #[derive(Debug, Clone)]
 pub struct Exporter {
-    queue: SyncSender<Message>,
+    provider: SdkTracerProvider,
 }
 
 impl Exporter {
-    /// Posts every span finished so far; waits up to `timeout`.
-    pub fn flush(&self, timeout: Duration) {
-        let (done, wait) = mpsc::channel();
-        if self.queue.send(Message::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(timeout);
+    /// Exports every span finished so far.
+    pub fn flush(&self) {
+        if let Err(err) = self.provider.force_flush() {
+            tracing::warn!(error = %err, "the last spans could not be exported");
         }
     }
 }
 
-/// Spans waiting for the exporter; past this, new ones are dropped.
+/// Spans waiting for export; past this, new ones are dropped rather than block a request.
 const QUEUE: usize = 16_384;
-/// Spans per request to the collector.
+/// Spans per export.
 const BATCH: usize = 512;
-/// How long a span waits at most for its batch to fill.
+/// How long a span waits at most for its batch.
 const LINGER: Duration = Duration::from_millis(500);
 
-/// The layer and the handle of its exporter thread, posting to `settings.endpoint`.
-pub fn layer(settings: OtlpSettings) -> std::io::Result<(OtlpLayer, Exporter)> {
-    let (queue, receiver) = mpsc::sync_channel(QUEUE);
-    let dropped = Arc::new(AtomicU64::new(0));
-    let counted = dropped.clone();
-    std::thread::Builder::new()
-        .name("otlp-exporter".to_owned())
-        .spawn(move || export_loop(&settings, &receiver, &counted))?;
-    Ok((
-        OtlpLayer {
-            queue: queue.clone(),
-            dropped,
-        },
-        Exporter { queue },
-    ))
-}
-
-fn random_u128() -> u128 {
-    loop {
-        let id = uuid::Uuid::new_v4().as_u128();
-        if id != 0 {
-            return id;
-        }
-    }
-}
-
-fn random_u64() -> u64 {
-    loop {
-        let id = (uuid::Uuid::new_v4().as_u128() >> 64) as u64;
-        if id != 0 {
-            return id;
-        }
-    }
-}
-
-/// Collects a span's fields as OTLP attributes.
-struct Fields<'a> {
-    attributes: &'a mut Vec<(String, Value)>,
-    error: &'a mut Option<String>,
-}
-
-impl Fields<'_> {
-    fn put(&mut self, name: &str, value: Value) {
-        if name == "error" {
-            *self.error = Some(match &value {
-                Value::String(text) => text.clone(),
-                other => other.to_string(),
-            });
-        }
-        match self.attributes.iter_mut().find(|(key, _)| key == name) {
-            Some((_, existing)) => *existing = value,
-            None => self.attributes.push((name.to_owned(), value)),
-        }
-    }
-}
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.put(field.name(), Value::from(value));
-    }
-    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        self.put(field.name(), Value::from(value));
-    }
-    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.put(field.name(), Value::from(value));
-    }
-    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-        self.put(field.name(), Value::from(value));
-    }
-    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.put(field.name(), Value::from(value));
-    }
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.put(field.name(), Value::from(format!("{value:?}")));
-    }
-}
-
-impl<S> Layer<S> for OtlpLayer
+/// The `tracing` layer that turns spans into OpenTelemetry spans exported as `settings`
+/// say, and the handle that flushes them. Installs the W3C propagators.
+pub fn layer<S>(
+    settings: OtlpSettings,
+) -> Result<
+    (
+        tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>,
+        Exporter,
+    ),
+    String,
+>
 where
-    S: Subscriber + for<'lookup> LookupSpan<'lookup>,
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let inherited = span.parent().and_then(|parent| {
-            parent.extensions().get::<SpanState>().map(|state| {
-                (
-                    state.trace_id,
-                    state.span_id,
-                    state.sampled,
-                    state.service.clone(),
-                )
-            })
-        });
-        let (trace_id, parent_id, sampled, service) = match inherited {
-            Some((trace_id, parent, sampled, service)) => {
-                (trace_id, Some(parent), sampled, service)
-            }
-            None => (random_u128(), None, true, None),
-        };
-        let mut state = SpanState {
-            trace_id,
-            span_id: random_u64(),
-            parent_id,
-            sampled,
-            name: span.name().to_owned(),
-            kind: Kind::Internal,
-            service,
-            start: SystemTime::now(),
-            attributes: Vec::new(),
-            error: None,
-        };
-        attrs.record(&mut Fields {
-            attributes: &mut state.attributes,
-            error: &mut state.error,
-        });
-        span.extensions_mut().insert(state);
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let mut extensions = span.extensions_mut();
-        if let Some(state) = extensions.get_mut::<SpanState>() {
-            values.record(&mut Fields {
-                attributes: &mut state.attributes,
-                error: &mut state.error,
-            });
-        }
-    }
-
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else { return };
-        let Some(state) = span.extensions_mut().remove::<SpanState>() else {
-            return;
-        };
-        if !state.sampled {
-            return;
-        }
-        let finished = Box::new(Finished {
-            state,
-            end: SystemTime::now(),
-        });
-        if let Err(TrySendError::Full(_)) = self.queue.try_send(Message::Span(finished)) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn export_loop(settings: &OtlpSettings, receiver: &Receiver<Message>, dropped: &AtomicU64) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("polyclinic: the span exporter could not start: {err}");
-            return;
-        }
-    };
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(client) => client,
-        Err(err) => {
-            eprintln!("polyclinic: the span exporter could not start: {err}");
-            return;
-        }
-    };
-    let mut batch: Vec<Finished> = Vec::new();
-    let mut since: Option<Instant> = None;
-    loop {
-        let wait = since.map_or(LINGER, |at| LINGER.saturating_sub(at.elapsed()));
-        let mut flushed = None;
-        match receiver.recv_timeout(wait) {
-            Ok(Message::Span(span)) => {
-                batch.push(*span);
-                since.get_or_insert_with(Instant::now);
-            }
-            Ok(Message::Flush(done)) => flushed = Some(done),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                runtime.block_on(post(&client, settings, &batch));
-                return;
-            }
-        }
-        let due = since.is_some_and(|at| at.elapsed() >= LINGER);
-        if !batch.is_empty() && (due || flushed.is_some() || batch.len() >= BATCH) {
-            runtime.block_on(post(&client, settings, &batch));
-            batch.clear();
-            since = None;
-            let lost = dropped.swap(0, Ordering::Relaxed);
-            if lost > 0 {
-                tracing::warn!(spans = lost, "spans dropped: the export queue was full");
-            }
-        }
-        if let Some(done) = flushed {
-            let _ = done.send(());
-        }
-    }
-}
-
-async fn post(client: &reqwest::Client, settings: &OtlpSettings, spans: &[Finished]) {
-    if spans.is_empty() {
-        return;
-    }
-    let mut request = client
-        .post(&settings.endpoint)
-        .header("content-type", "application/json")
-        .body(encode(spans, &settings.service_name).to_string());
-    for (name, value) in &settings.headers {
-        request = request.header(name, value);
-    }
-    match request.send().await {
-        Ok(answer) if answer.status().is_success() => {}
-        Ok(answer) => {
-            tracing::warn!(status = answer.status().as_u16(), endpoint = %settings.endpoint, spans = spans.len(), "the trace collector refused spans")
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, endpoint = %settings.endpoint, spans = spans.len(), "exporting spans failed")
-        }
-    }
-}
-
-fn nanos(at: SystemTime) -> String {
-    at.duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos()
-        .to_string()
-}
-
-fn attribute(key: &str, value: &Value) -> Value {
-    let value = match value {
-        Value::Bool(flag) => json!({ "boolValue": flag }),
-        Value::Number(number) if number.is_i64() || number.is_u64() => {
-            json!({ "intValue": number.to_string() })
-        }
-        Value::Number(number) => json!({ "doubleValue": number.as_f64() }),
-        Value::String(text) => json!({ "stringValue": text }),
-        other => json!({ "stringValue": other.to_string() }),
-    };
-    json!({ "key": key, "value": value })
-}
-
-/// An OTLP `ExportTraceServiceRequest` in its JSON encoding: one resource per service.
-fn encode(spans: &[Finished], default_service: &str) -> Value {
-    let mut by_service: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-    for span in spans {
-        let state = &span.state;
-        let mut encoded = json!({
-            "traceId": format!("{:032x}", state.trace_id),
-            "spanId": format!("{:016x}", state.span_id),
-            "name": state.name,
-            "kind": state.kind as i32,
-            "startTimeUnixNano": nanos(state.start),
-            "endTimeUnixNano": nanos(span.end),
-            "attributes": state.attributes.iter().map(|(key, value)| attribute(key, value)).collect::<Vec<_>>(),
-            "status": match &state.error {
-                Some(message) => json!({ "code": 2, "message": message }),
-                None => json!({ "code": 0 }),
-            },
-        });
-        if let Some(parent) = state.parent_id {
-            encoded["parentSpanId"] = Value::from(format!("{parent:016x}"));
-        }
-        by_service
-            .entry(state.service.as_deref().unwrap_or(default_service))
-            .or_default()
-            .push(encoded);
-    }
-    let resource_spans: Vec<Value> = by_service
-        .into_iter()
-        .map(|(service, spans)| {
-            json!({
-                "resource": { "attributes": [
-                    attribute("service.name", &Value::from(service)),
-                    attribute("service.namespace", &Value::from("polyclinic")),
-                    attribute("service.version", &Value::from(env!("CARGO_PKG_VERSION"))),
-                ]},
-                "scopeSpans": [{
-                    "scope": { "name": "polyclinic", "version": env!("CARGO_PKG_VERSION") },
-                    "spans": spans,
-                }],
-            })
-        })
-        .collect();
-    json!({ "resourceSpans": resource_spans })
+    // Ours, then OTEL_RESOURCE_ATTRIBUTES (which may name this deployment's namespace),
+    // then the service name.
+    let mut attributes: BTreeMap<String, String> = BTreeMap::from([
+        ("service.namespace".to_owned(), "polyclinic".to_owned()),
+        (
+            "service.version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+    ]);
+    attributes.extend(settings.resource.iter().cloned());
+    attributes.insert("service.name".to_owned(), settings.service_name.clone());
+    let resource = Resource::builder_empty()
+        .with_attributes(
+            attributes
+                .into_iter()
+                .map(|(key, value)| KeyValue::new(key, value)),
+        )
+        .build();
+    let sampler = settings.sampler.sampler();
+    let exporter = ServiceExporter::new(settings)?;
+    let batch = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(QUEUE)
+                .with_max_export_batch_size(BATCH)
+                .with_scheduled_delay(LINGER)
+                .build(),
+        )
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(ServiceProcessor { inner: batch })
+        .with_sampler(sampler)
+        .with_resource(resource)
+        .build();
+    let tracer = provider.tracer("polyclinic");
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_location(false)
+        .with_threads(false);
+    let _ = EXPORTING.set(());
+    Ok((layer, Exporter { provider }))
 }
 
 #[cfg(test)]
@@ -557,112 +748,149 @@ mod tests {
     }
 
     #[test]
-    fn the_standard_variables_choose_the_endpoint_and_no_endpoint_means_no_export() {
+    fn no_endpoint_or_a_disabled_sdk_means_no_export() {
         assert_eq!(OtlpSettings::from_env(vars(&[("PATH", "/bin")])), None);
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318");
+        assert_eq!(
+            OtlpSettings::from_env(vars(&[endpoint, ("OTEL_SDK_DISABLED", "true")])),
+            None
+        );
+        assert_eq!(
+            OtlpSettings::from_env(vars(&[endpoint, ("OTEL_TRACES_EXPORTER", "none")])),
+            None
+        );
+        let asked = OtlpSettings::from_env(vars(&[("OTEL_TRACES_EXPORTER", "otlp")])).unwrap();
+        assert_eq!(asked.endpoint, "http://localhost:4318/v1/traces");
+        assert_eq!(asked.protocol, Protocol::HttpProtobuf);
+    }
+
+    #[test]
+    fn the_standard_variables_choose_endpoint_protocol_headers_and_timeout() {
         let base = OtlpSettings::from_env(vars(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"),
             (
                 "OTEL_EXPORTER_OTLP_HEADERS",
-                "x-api-key=secret, tenant = clinic",
+                "x-api-key=secret, tenant = north%20clinic",
             ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
         ]))
         .unwrap();
         assert_eq!(base.endpoint, "http://jaeger:4318/v1/traces");
+        assert_eq!(base.protocol, Protocol::HttpProtobuf);
+        assert_eq!(base.timeout, Duration::from_millis(2500));
         assert_eq!(base.service_name, "polyclinic");
         assert_eq!(
             base.headers,
             vec![
                 ("x-api-key".to_owned(), "secret".to_owned()),
-                ("tenant".to_owned(), "clinic".to_owned())
+                ("tenant".to_owned(), "north clinic".to_owned())
             ]
         );
+        assert!(base.warnings.is_empty(), "{:?}", base.warnings);
+
         let full = OtlpSettings::from_env(vars(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
             (
                 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                 "http://tempo:4318/otlp/v1/traces",
             ),
-            ("OTEL_SERVICE_NAME", "clinic-north"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
         ]))
         .unwrap();
         assert_eq!(full.endpoint, "http://tempo:4318/otlp/v1/traces");
-        assert_eq!(full.service_name, "clinic-north");
+        assert_eq!(full.protocol, Protocol::HttpJson);
+
+        let grpc = OtlpSettings::from_env(vars(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]))
+        .unwrap();
+        assert_eq!(grpc.endpoint, "http://collector:4317");
+        assert_eq!(grpc.protocol, Protocol::Grpc);
     }
 
     #[test]
-    fn a_traceparent_round_trips_and_malformed_ones_are_refused() {
-        let header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-        let parsed = TraceParent::parse(header).unwrap();
-        assert_eq!(parsed.trace_id, 0x0af7651916cd43dd8448eb211c80319c);
-        assert_eq!(parsed.span_id, 0xb7ad6b7169203331);
-        assert!(parsed.sampled);
-        assert_eq!(parsed.to_string(), header);
-        assert!(
-            !TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")
-                .unwrap()
-                .sampled
+    fn the_service_name_and_resource_attributes_follow_the_standard_precedence() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+        let attributes = (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=production,service.name=from-attributes",
         );
-        for bad in [
-            "",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
-            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
-            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
-            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
-            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
-            "00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01",
-        ] {
-            assert_eq!(TraceParent::parse(bad), None, "{bad}");
-        }
+        let from_attributes = OtlpSettings::from_env(vars(&[endpoint, attributes])).unwrap();
+        assert_eq!(from_attributes.service_name, "from-attributes");
+        assert_eq!(
+            from_attributes.resource[0],
+            ("deployment.environment".to_owned(), "production".to_owned())
+        );
+        let named = OtlpSettings::from_env(vars(&[
+            endpoint,
+            attributes,
+            ("OTEL_SERVICE_NAME", "clinic-north"),
+        ]))
+        .unwrap();
+        assert_eq!(named.service_name, "clinic-north");
     }
 
     #[test]
-    fn spans_are_encoded_as_otlp_json_grouped_by_service() {
-        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let span = |service: Option<&str>, parent| Finished {
-            state: SpanState {
-                trace_id: 1,
-                span_id: 2,
-                parent_id: parent,
-                sampled: true,
-                name: "POST /api/appointments".to_owned(),
-                kind: Kind::Server,
-                service: service.map(str::to_owned),
-                start,
-                attributes: vec![
-                    ("status".to_owned(), Value::from(201)),
-                    ("route".to_owned(), Value::from("/api/appointments")),
-                ],
-                error: None,
-            },
-            end: start + Duration::from_millis(3),
+    fn the_sampler_variables_are_read_and_bad_values_fall_back_with_a_warning() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+        let sampler = |name: &str, argument: Option<&str>| {
+            let mut list = vec![endpoint, ("OTEL_TRACES_SAMPLER", name)];
+            if let Some(argument) = argument {
+                list.push(("OTEL_TRACES_SAMPLER_ARG", argument));
+            }
+            let settings = OtlpSettings::from_env(vars(&list)).unwrap();
+            (settings.sampler, settings.warnings.len())
         };
-        let encoded = encode(
-            &[span(Some("gateway"), None), span(None, Some(7))],
-            "polyclinic",
-        );
-        let resources = encoded["resourceSpans"].as_array().unwrap();
-        assert_eq!(resources.len(), 2);
+        let default = SamplerSetting::ParentBased(ParentRoot::AlwaysOn);
         assert_eq!(
-            resources[0]["resource"]["attributes"][0],
-            json!({"key": "service.name", "value": {"stringValue": "gateway"}})
+            OtlpSettings::from_env(vars(&[endpoint])).unwrap().sampler,
+            default
         );
-        let gateway = &resources[0]["scopeSpans"][0]["spans"][0];
-        assert_eq!(gateway["traceId"], "00000000000000000000000000000001");
-        assert_eq!(gateway["spanId"], "0000000000000002");
-        assert_eq!(gateway["kind"], 2);
-        assert_eq!(gateway["startTimeUnixNano"], "1700000000000000000");
-        assert_eq!(gateway["endTimeUnixNano"], "1700000000003000000");
-        assert_eq!(gateway.get("parentSpanId"), None);
+        assert_eq!(sampler("always_off", None), (SamplerSetting::AlwaysOff, 0));
         assert_eq!(
-            gateway["attributes"][0],
-            json!({"key": "status", "value": {"intValue": "201"}})
+            sampler("traceidratio", Some("0.25")),
+            (SamplerSetting::TraceIdRatio(0.25), 0)
         );
-        let other = &resources[1]["scopeSpans"][0]["spans"][0];
         assert_eq!(
-            resources[1]["resource"]["attributes"][0]["value"]["stringValue"],
-            "polyclinic"
+            sampler("parentbased_traceidratio", None),
+            (
+                SamplerSetting::ParentBased(ParentRoot::TraceIdRatio(1.0)),
+                0
+            )
         );
-        assert_eq!(other["parentSpanId"], "0000000000000007");
+        assert_eq!(
+            sampler("parentbased_always_off", None),
+            (SamplerSetting::ParentBased(ParentRoot::AlwaysOff), 0)
+        );
+        assert_eq!(sampler("traceidratio", Some("2")), (default, 1));
+        assert_eq!(sampler("jaeger_remote", None), (default, 1));
+    }
+
+    #[test]
+    fn trace_headers_are_read_from_a_request_and_listed_in_order() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap(),
+        );
+        headers.insert("baggage", "clinic=north".parse().unwrap());
+        let trace = TraceHeaders::of(&headers);
+        assert_eq!(trace.tracestate, None);
+        assert_eq!(
+            trace.pairs().collect::<Vec<_>>(),
+            vec![
+                (
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                ),
+                ("baggage", "clinic=north")
+            ]
+        );
+        assert_eq!(trace.to_owned().as_headers(), trace);
+        assert!(TraceHeaders::default().is_empty());
     }
 }

@@ -19,7 +19,7 @@ pub const CONSUMER: &str = "appointments-payments";
 fn context(envelope: &Envelope) -> EventContext {
     EventContext {
         correlation_id: envelope.correlationid.clone(),
-        traceparent: envelope.traceparent.clone(),
+        trace: envelope.trace(),
     }
 }
 

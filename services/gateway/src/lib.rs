@@ -151,6 +151,8 @@ fn cors(config: &Config) -> Option<CorsLayer> {
                 header::HeaderName::from_static("idempotency-key"),
                 header::HeaderName::from_static("x-request-id"),
                 header::HeaderName::from_static("traceparent"),
+                header::HeaderName::from_static("tracestate"),
+                header::HeaderName::from_static("baggage"),
             ])
             .expose_headers([
                 header::HeaderName::from_static("x-request-id"),

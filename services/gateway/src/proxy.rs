@@ -227,6 +227,8 @@ mod tests {
             "content-type",
             "x-request-id",
             "traceparent",
+            "tracestate",
+            "baggage",
             "idempotency-key",
             "stripe-signature",
             "accept",

@@ -292,17 +292,18 @@ impl Sender {
             let transport = self.transport.clone();
             let span = tracing::info_span!(
                 "send email",
+                otel.name = %format!("send email ({})", transport.name()),
+                otel.kind = "client",
                 notification = %message.id,
                 transport = transport.name(),
                 error = tracing::field::Empty,
             );
-            polyclinic_telemetry::adopt(
+            polyclinic_telemetry::continue_trace(
                 &span,
-                polyclinic_telemetry::SpanShape {
-                    name: Some(format!("send email ({})", transport.name())),
-                    kind: Some(polyclinic_telemetry::Kind::Client),
-                    service: Some("notifications"),
-                    parent: message.traceparent.as_deref(),
+                "notifications",
+                polyclinic_telemetry::TraceHeaders {
+                    traceparent: message.traceparent.as_deref(),
+                    ..Default::default()
                 },
             );
             sending.spawn(

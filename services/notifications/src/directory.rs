@@ -73,13 +73,13 @@ impl Directory {
     ) -> Result<Option<T>, ClientError> {
         let url = format!("{}{path}", self.identity);
         // The lookup is part of the trace of the event being handled.
-        let traceparent = polyclinic_telemetry::current_traceparent();
+        let trace = polyclinic_telemetry::TraceContext::current().unwrap_or_default();
         for attempt in 0..2 {
             let token = self.tokens.token().await?;
             let context = CallContext {
                 bearer: Some(&token),
                 request_id,
-                traceparent: traceparent.as_deref(),
+                trace: trace.as_headers(),
             };
             match self.client.get_json(&url, context).await {
                 Ok(value) => return Ok(Some(value)),

@@ -29,7 +29,7 @@ async fn settle(
 ) -> anyhow::Result<Handled> {
     let context = EventContext {
         correlation_id: envelope.correlationid.clone(),
-        traceparent: envelope.traceparent.clone(),
+        trace: envelope.trace(),
     };
     let actor = format!("event:{}", envelope.event_type);
     match ledger.settle(appointment_id, &actor, &context).await? {

@@ -121,7 +121,7 @@ impl Caller<'_> {
     pub fn events(&self) -> EventContext {
         EventContext {
             correlation_id: self.call.request_id.map(str::to_owned),
-            traceparent: self.call.traceparent.map(str::to_owned),
+            trace: self.call.trace.to_owned(),
         }
     }
 }

@@ -62,7 +62,7 @@ pub fn caller<'a>(
     let call = CallContext {
         bearer: Some(principal.bearer()),
         request_id: Some(request_id.as_str()),
-        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        trace: polyclinic_telemetry::TraceHeaders::of(headers),
     };
     let (id, actor) = if principal.is(Role::Admin) {
         (principal.user_id()?, Actor::Admin)

@@ -438,7 +438,7 @@ async fn availability(
     let call = CallContext {
         bearer: None,
         request_id: Some(request_id.as_str()),
-        traceparent: None,
+        trace: Default::default(),
     };
     known_doctor(&state, doctor_id, call).await?;
     let (template, rules) = schedules::calendar_parts(&state.pool, doctor_id).await?;

@@ -73,6 +73,8 @@ async fn identity_headers_sent_by_a_client_never_reach_a_service() {
             "traceparent",
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         )
+        .header("tracestate", "clinic=north")
+        .header("baggage", "clinic.site=north")
         .header("connection", "x-secret-hop")
         .header("x-secret-hop", "hop")
         .send()
@@ -102,6 +104,8 @@ async fn identity_headers_sent_by_a_client_never_reach_a_service() {
         seen["traceparent"],
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     );
+    assert_eq!(seen["tracestate"], "clinic=north");
+    assert_eq!(seen["baggage"], "clinic.site=north");
 }
 
 #[tokio::test]

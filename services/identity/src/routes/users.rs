@@ -209,7 +209,7 @@ async fn register_patient(
 fn context(request_id: &RequestId) -> EventContext {
     EventContext {
         correlation_id: Some(request_id.as_str().to_owned()),
-        traceparent: None,
+        trace: Default::default(),
     }
 }
 

@@ -41,7 +41,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewNotification<'_>) -> sqlx:
     .bind(&new.rendered.text)
     .bind(&new.rendered.html)
     // Sending the message continues the trace of the event that caused it.
-    .bind(polyclinic_telemetry::current_traceparent())
+    .bind(polyclinic_telemetry::TraceContext::current().and_then(|trace| trace.traceparent))
     .execute(conn)
     .await?
     .rows_affected()

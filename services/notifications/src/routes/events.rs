@@ -78,7 +78,7 @@ fn context<'a>(admin: &'a Require<Admin>, request_id: &'a RequestId) -> CallCont
     CallContext {
         bearer: Some(admin.bearer()),
         request_id: Some(request_id.as_str()),
-        traceparent: None,
+        trace: Default::default(),
     }
 }
 

@@ -446,7 +446,7 @@ async fn an_event_about_an_unknown_user_is_skipped_not_retried() {
     };
     let context = polyclinic_events::EventContext {
         correlation_id: Some("ghost-1".into()),
-        traceparent: None,
+        trace: Default::default(),
     };
     polyclinic_events::outbox::enqueue(&mut tx, Service::Identity, &event, &context)
         .await

@@ -60,10 +60,7 @@ impl From<LedgerError> for ApiError {
 fn context(request_id: &RequestId, headers: &HeaderMap) -> EventContext {
     EventContext {
         correlation_id: Some(request_id.as_str().to_owned()),
-        traceparent: headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        trace: polyclinic_telemetry::TraceContext::from_headers(headers),
     }
 }
 
@@ -137,7 +134,7 @@ async fn priced(
     let context = CallContext {
         bearer: Some(caller.bearer()),
         request_id: Some(request_id.as_str()),
-        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        trace: polyclinic_telemetry::TraceHeaders::of(headers),
     };
     let appointment: BookedAppointment = match state.client.get_json(&url, context).await {
         Ok(appointment) => appointment,

@@ -74,7 +74,7 @@ async fn stripe_webhook(
     };
     let context = EventContext {
         correlation_id: Some(request_id.as_str().to_owned()),
-        traceparent: None,
+        trace: Default::default(),
     };
     let handled = match event_type {
         "payment_intent.amount_capturable_updated"

@@ -95,7 +95,7 @@ pub fn viewer<'a>(
         call: CallContext {
             bearer: Some(principal.bearer()),
             request_id: Some(request_id.as_str()),
-            traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+            trace: polyclinic_telemetry::TraceHeaders::of(headers),
         },
     })
 }

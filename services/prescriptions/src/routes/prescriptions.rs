@@ -51,7 +51,7 @@ fn refill_not_found() -> ApiError {
 fn context(viewer: &Viewer<'_>) -> EventContext {
     EventContext {
         correlation_id: Some(viewer.request_id.to_owned()),
-        traceparent: viewer.call.traceparent.map(str::to_owned),
+        trace: viewer.call.trace.to_owned(),
     }
 }
 

@@ -10,6 +10,73 @@ use uuid::Uuid;
 
 use crate::{Event, Topic};
 
+/// Where an appointment is in its lifecycle, as the API and the events name it. The moves
+/// between statuses are the appointments service's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AppointmentStatus {
+    /// The slot is held while the card is authorised.
+    Pending,
+    /// The card is authorised; waiting for an admin's approval.
+    Paid,
+    /// Approved: room and nurse assigned, payment captured.
+    Scheduled,
+    Completed,
+    NoShow,
+    /// The hold ran out unpaid.
+    Expired,
+    Rejected,
+    Cancelled,
+}
+
+impl AppointmentStatus {
+    pub const ALL: [AppointmentStatus; 8] = [
+        AppointmentStatus::Pending,
+        AppointmentStatus::Paid,
+        AppointmentStatus::Scheduled,
+        AppointmentStatus::Completed,
+        AppointmentStatus::NoShow,
+        AppointmentStatus::Expired,
+        AppointmentStatus::Rejected,
+        AppointmentStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppointmentStatus::Pending => "PENDING",
+            AppointmentStatus::Paid => "PAID",
+            AppointmentStatus::Scheduled => "SCHEDULED",
+            AppointmentStatus::Completed => "COMPLETED",
+            AppointmentStatus::NoShow => "NO_SHOW",
+            AppointmentStatus::Expired => "EXPIRED",
+            AppointmentStatus::Rejected => "REJECTED",
+            AppointmentStatus::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// The status of a name, in any case.
+    pub fn parse(text: &str) -> Option<AppointmentStatus> {
+        AppointmentStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
+impl std::fmt::Display for AppointmentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Reads a stored status (`#[sqlx(try_from = "String")]`).
+impl TryFrom<String> for AppointmentStatus {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        AppointmentStatus::parse(&text).ok_or_else(|| format!("unknown appointment status {text}"))
+    }
+}
+
 /// What every appointment event says about the appointment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppointmentRef {
@@ -75,7 +142,7 @@ appointment_event!(
         /// `PATIENT`, `ADMIN`, `DOCTOR` (time off) or `SYSTEM` (a lapsed authorisation).
         cancelled_by: String,
         /// The status it had: `PENDING`, `PAID` or `SCHEDULED`.
-        previous_status: String,
+        previous_status: AppointmentStatus,
     }
 );
 appointment_event!(

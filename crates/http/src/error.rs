@@ -164,6 +164,13 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// A repository's query failing is unexpected (or the database being away: a 503).
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        ApiError::internal(err.into())
+    }
+}
+
 /// Whether `err` is PostgreSQL being away (unreachable, restarting, or no connection free
 /// in time) rather than a fault of the request or the code: that is a 503 with
 /// `Retry-After`, as for any other dependency.

@@ -4,62 +4,24 @@
 
 use chrono::{DateTime, Utc};
 use polyclinic_contracts::payments::{
-    PaymentAuthorizedV1, PaymentCapturedV1, PaymentExpiredV1, PaymentFailedV1, PaymentRef,
-    PaymentRefundedV1, PaymentVoidedV1,
+    PaymentAuthorizedV1, PaymentCapturedV1, PaymentExpiredV1, PaymentFailedV1, PaymentRefundedV1,
+    PaymentVoidedV1,
 };
 use polyclinic_events::{EventContext, outbox};
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domain::intent::{PaymentStatus, authorization_lifetime};
 use crate::provider::{Provider, ProviderError, ProviderIntent};
-
-/// A payment as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Payment {
-    pub id: Uuid,
-    pub appointment_id: Uuid,
-    pub patient_id: Uuid,
-    pub amount: i64,
-    pub currency: String,
-    /// `requires_payment_method`, `requires_capture`, `succeeded` or `canceled`.
-    pub status: String,
-    pub provider: String,
-    #[serde(skip)]
-    pub provider_intent_id: String,
-    /// For the patient's client to confirm the payment with the provider.
-    pub client_secret: Option<String>,
-    pub amount_captured: i64,
-    pub amount_refunded: i64,
-    pub authorized_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl Payment {
-    fn status(&self) -> PaymentStatus {
-        PaymentStatus::parse(&self.status).unwrap_or(PaymentStatus::Canceled)
-    }
-
-    fn reference(&self) -> PaymentRef {
-        PaymentRef {
-            payment_id: self.id,
-            appointment_id: self.appointment_id,
-            patient_id: self.patient_id,
-            amount: self.amount,
-            currency: self.currency.clone(),
-        }
-    }
-}
+use crate::repo::payments::{self as repo, HistoryEntry, NewPayment, PaymentRow};
 
 /// Why an operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("no such payment")]
     NotFound,
-    #[error("the payment is {0}; that is not possible now")]
-    WrongState(String),
+    #[error("the payment is {}; that is not possible now", .0.as_str())]
+    WrongState(PaymentStatus),
     #[error("the amount must be between 1 and {max} minor units")]
     BadAmount { max: i64 },
     #[error("the card was declined: {0}")]
@@ -85,10 +47,6 @@ impl From<ProviderError> for LedgerError {
     }
 }
 
-const COLUMNS: &str =
-    "id, appointment_id, patient_id, amount, currency, status, provider, provider_intent_id,
-    client_secret, amount_captured, amount_refunded, authorized_at, created_at, updated_at";
-
 /// Payments and their provider.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -108,22 +66,14 @@ impl Ledger {
         }
     }
 
-    pub async fn find(&self, id: Uuid) -> Result<Payment, LedgerError> {
-        sqlx::query_as(&format!("select {COLUMNS} from payments where id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
+    pub async fn find(&self, id: Uuid) -> Result<PaymentRow, LedgerError> {
+        repo::find(&self.pool, id)
             .await?
             .ok_or(LedgerError::NotFound)
     }
 
-    async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Payment, LedgerError> {
-        sqlx::query_as(&format!(
-            "select {COLUMNS} from payments where id = $1 for update"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(LedgerError::NotFound)
+    async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<PaymentRow, LedgerError> {
+        repo::lock(conn, id).await?.ok_or(LedgerError::NotFound)
     }
 
     /// The payment of an appointment, created at the provider on first request; asking
@@ -135,14 +85,8 @@ impl Ledger {
         amount: i64,
         currency: &str,
         actor: &str,
-    ) -> Result<Payment, LedgerError> {
-        if let Some(existing) = sqlx::query_as(&format!(
-            "select {COLUMNS} from payments where appointment_id = $1"
-        ))
-        .bind(appointment_id)
-        .fetch_optional(&self.pool)
-        .await?
-        {
+    ) -> Result<PaymentRow, LedgerError> {
+        if let Some(existing) = repo::find_for_appointment(&self.pool, appointment_id).await? {
             return Ok(existing);
         }
         if amount <= 0 {
@@ -159,30 +103,21 @@ impl Ledger {
             )
             .await?;
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "insert into payments (id, appointment_id, patient_id, amount, currency, status, provider,
-                                   provider_intent_id, client_secret)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             on conflict (appointment_id) do nothing",
+        let (payment, inserted) = repo::insert(
+            &mut tx,
+            &NewPayment {
+                appointment_id,
+                patient_id,
+                amount,
+                currency,
+                status: PaymentStatus::from(intent.status),
+                provider: self.provider_name(),
+                provider_intent_id: &intent.id,
+                client_secret: intent.client_secret.as_deref(),
+            },
         )
-        .bind(Uuid::now_v7())
-        .bind(appointment_id)
-        .bind(patient_id)
-        .bind(amount)
-        .bind(currency)
-        .bind(PaymentStatus::from(intent.status).as_str())
-        .bind(self.provider_name())
-        .bind(&intent.id)
-        .bind(&intent.client_secret)
-        .execute(&mut *tx)
         .await?;
-        let payment: Payment = sqlx::query_as(&format!(
-            "select {COLUMNS} from payments where appointment_id = $1"
-        ))
-        .bind(appointment_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 1 {
+        if inserted {
             history(
                 &mut tx,
                 &payment,
@@ -206,16 +141,13 @@ impl Ledger {
         payment_method: &str,
         actor: &str,
         context: &EventContext,
-    ) -> Result<Payment, LedgerError> {
+    ) -> Result<PaymentRow, LedgerError> {
         let mut tx = self.pool.begin().await?;
         let payment = Self::lock(&mut tx, id).await?;
-        if payment.status() != PaymentStatus::RequiresPaymentMethod {
+        if payment.status != PaymentStatus::RequiresPaymentMethod {
             return Err(LedgerError::WrongState(payment.status));
         }
-        let attempt: i64 = sqlx::query_scalar("select count(*) from payment_history where payment_id = $1 and action in ('authorized', 'declined')")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let attempt = repo::count_history(&mut tx, id, &["authorized", "declined"]).await?;
         let key = format!("payment-confirm-{id}-{attempt}");
         match self
             .provider
@@ -259,10 +191,10 @@ impl Ledger {
         amount: Option<i64>,
         actor: &str,
         context: &EventContext,
-    ) -> Result<Payment, LedgerError> {
+    ) -> Result<PaymentRow, LedgerError> {
         let mut tx = self.pool.begin().await?;
         let payment = Self::lock(&mut tx, id).await?;
-        if payment.status() != PaymentStatus::RequiresCapture {
+        if payment.status != PaymentStatus::RequiresCapture {
             return Err(LedgerError::WrongState(payment.status));
         }
         if amount.is_some_and(|amount| !(1..=payment.amount).contains(&amount)) {
@@ -291,10 +223,10 @@ impl Ledger {
         id: Uuid,
         actor: &str,
         context: &EventContext,
-    ) -> Result<Payment, LedgerError> {
+    ) -> Result<PaymentRow, LedgerError> {
         let mut tx = self.pool.begin().await?;
         let payment = Self::lock(&mut tx, id).await?;
-        if payment.status().is_final() {
+        if payment.status.is_final() {
             return Err(LedgerError::WrongState(payment.status));
         }
         let intent = self
@@ -315,10 +247,10 @@ impl Ledger {
         amount: Option<i64>,
         actor: &str,
         context: &EventContext,
-    ) -> Result<Payment, LedgerError> {
+    ) -> Result<PaymentRow, LedgerError> {
         let mut tx = self.pool.begin().await?;
         let payment = Self::lock(&mut tx, id).await?;
-        if payment.status() != PaymentStatus::Succeeded {
+        if payment.status != PaymentStatus::Succeeded {
             return Err(LedgerError::WrongState(payment.status));
         }
         let left = payment.amount_captured - payment.amount_refunded;
@@ -326,12 +258,7 @@ impl Ledger {
         if !(1..=left).contains(&amount) {
             return Err(LedgerError::BadAmount { max: left });
         }
-        let refunds: i64 = sqlx::query_scalar(
-            "select count(*) from payment_history where payment_id = $1 and action = 'refunded'",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let refunds = repo::count_history(&mut tx, id, &["refunded"]).await?;
         let refunded = self
             .provider
             .refund(
@@ -340,13 +267,7 @@ impl Ledger {
                 &format!("payment-refund-{id}-{refunds}"),
             )
             .await?;
-        let updated: Payment = sqlx::query_as(&format!(
-            "update payments set amount_refunded = amount_refunded + $2, updated_at = now() where id = $1 returning {COLUMNS}"
-        ))
-        .bind(id)
-        .bind(refunded)
-        .fetch_one(&mut *tx)
-        .await?;
+        let updated = repo::add_refund(&mut tx, id, refunded).await?;
         history(
             &mut tx,
             &updated,
@@ -381,7 +302,7 @@ impl Ledger {
             &mut tx,
             &payment,
             "declined",
-            Some(payment.status()),
+            Some(payment.status),
             None,
             Some(reason),
             actor,
@@ -404,25 +325,19 @@ impl Ledger {
         total: i64,
         actor: &str,
         context: &EventContext,
-    ) -> Result<Payment, LedgerError> {
+    ) -> Result<PaymentRow, LedgerError> {
         let mut tx = self.pool.begin().await?;
         let payment = Self::lock(&mut tx, id).await?;
         if total <= payment.amount_refunded || total > payment.amount_captured {
             return Ok(payment);
         }
         let refunded = total - payment.amount_refunded;
-        let updated: Payment = sqlx::query_as(&format!(
-            "update payments set amount_refunded = $2, updated_at = now() where id = $1 returning {COLUMNS}"
-        ))
-        .bind(id)
-        .bind(total)
-        .fetch_one(&mut *tx)
-        .await?;
+        let updated = repo::set_refunded(&mut tx, id, total).await?;
         history(
             &mut tx,
             &updated,
             "refunded",
-            Some(payment.status()),
+            Some(payment.status),
             Some(refunded),
             None,
             actor,
@@ -445,7 +360,7 @@ impl Ledger {
         id: Uuid,
         actor: &str,
         context: &EventContext,
-    ) -> Result<Payment, LedgerError> {
+    ) -> Result<PaymentRow, LedgerError> {
         let mut tx = self.pool.begin().await?;
         let payment = Self::lock(&mut tx, id).await?;
         let intent = self.provider.retrieve(&payment.provider_intent_id).await?;
@@ -460,13 +375,8 @@ impl Ledger {
     pub async fn find_for_appointment(
         &self,
         appointment_id: Uuid,
-    ) -> Result<Option<Payment>, LedgerError> {
-        Ok(sqlx::query_as(&format!(
-            "select {COLUMNS} from payments where appointment_id = $1"
-        ))
-        .bind(appointment_id)
-        .fetch_optional(&self.pool)
-        .await?)
+    ) -> Result<Option<PaymentRow>, LedgerError> {
+        Ok(repo::find_for_appointment(&self.pool, appointment_id).await?)
     }
 
     /// Settles the payment of an appointment that ended without a visit (expired,
@@ -477,11 +387,11 @@ impl Ledger {
         appointment_id: Uuid,
         actor: &str,
         context: &EventContext,
-    ) -> Result<Option<Payment>, LedgerError> {
+    ) -> Result<Option<PaymentRow>, LedgerError> {
         let Some(payment) = self.find_for_appointment(appointment_id).await? else {
             return Ok(None);
         };
-        let settled = match payment.status() {
+        let settled = match payment.status {
             PaymentStatus::RequiresPaymentMethod | PaymentStatus::RequiresCapture => {
                 self.void(payment.id, actor, context).await
             }
@@ -507,22 +417,7 @@ impl Ledger {
         quiet: chrono::Duration,
         limit: i64,
     ) -> Result<usize, LedgerError> {
-        let stale: Vec<(Uuid, String)> = sqlx::query_as(
-            "update payments set reconciled_at = $1
-             where id in (
-                 select id from payments
-                 where status in ('requires_payment_method', 'requires_capture')
-                   and updated_at <= $2 and coalesce(reconciled_at, created_at) <= $2
-                 order by coalesce(reconciled_at, created_at)
-                 limit $3
-                 for update skip locked)
-             returning id, status",
-        )
-        .bind(now)
-        .bind(now - quiet)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let stale = repo::claim_unsettled(&self.pool, now, now - quiet, limit).await?;
         let context = EventContext::default();
         let mut moved = 0;
         for (id, before) in stale {
@@ -542,12 +437,12 @@ impl Ledger {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        payment: &Payment,
+        payment: &PaymentRow,
         intent: &ProviderIntent,
         actor: &str,
         context: &EventContext,
-    ) -> Result<Payment, LedgerError> {
-        let before = payment.status();
+    ) -> Result<PaymentRow, LedgerError> {
+        let before = payment.status;
         let reported = PaymentStatus::from(intent.status);
         let mut domain = crate::domain::intent::Intent {
             status: before,
@@ -560,18 +455,8 @@ impl Ledger {
             return Ok(payment.clone());
         }
         let now = Utc::now();
-        let updated: Payment = sqlx::query_as(&format!(
-            "update payments set status = $2, amount_captured = greatest(amount_captured, $3),
-                    authorized_at = coalesce(authorized_at, case when $2 = 'requires_capture' then $4 end),
-                    updated_at = now()
-             where id = $1 returning {COLUMNS}"
-        ))
-        .bind(payment.id)
-        .bind(reported.as_str())
-        .bind(intent.amount_received)
-        .bind(now)
-        .fetch_one(&mut *conn)
-        .await?;
+        let updated =
+            repo::record_status(conn, payment.id, reported, intent.amount_received, now).await?;
         let reference = updated.reference();
         let (action, amount) = match reported {
             PaymentStatus::RequiresCapture => {
@@ -624,27 +509,27 @@ impl Ledger {
     }
 }
 
+/// Writes a history row of `payment` in its present status.
 async fn history(
     conn: &mut PgConnection,
-    payment: &Payment,
+    payment: &PaymentRow,
     action: &str,
     from: Option<PaymentStatus>,
     amount: Option<i64>,
     detail: Option<&str>,
     actor: &str,
 ) -> Result<(), LedgerError> {
-    sqlx::query(
-        "insert into payment_history (payment_id, action, from_status, to_status, amount, detail, actor)
-         values ($1, $2, $3, $4, $5, $6, $7)",
+    repo::record_history(
+        conn,
+        payment,
+        HistoryEntry {
+            action,
+            from,
+            amount,
+            detail,
+            actor,
+        },
     )
-    .bind(payment.id)
-    .bind(action)
-    .bind(from.map(PaymentStatus::as_str))
-    .bind(&payment.status)
-    .bind(amount)
-    .bind(detail)
-    .bind(actor)
-    .execute(&mut *conn)
     .await?;
     Ok(())
 }

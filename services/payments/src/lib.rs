@@ -7,7 +7,7 @@
 pub mod domain;
 pub mod ledger;
 pub mod provider;
-mod repo;
+pub mod repo;
 mod routes;
 pub mod settlement;
 

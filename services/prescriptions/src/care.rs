@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use polyclinic_client::{CallContext, ClientError, ServiceClient};
+use polyclinic_contracts::appointments::AppointmentStatus;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -24,8 +25,18 @@ pub struct Appointment {
     pub id: Uuid,
     pub patient_id: Uuid,
     pub doctor_id: Uuid,
-    pub status: String,
+    pub status: AppointmentStatus,
 }
+
+impl Appointment {
+    /// Whether it makes its doctor and nurse the patient's carers: scheduled or completed.
+    pub fn makes_carers(&self) -> bool {
+        CARING.contains(&self.status)
+    }
+}
+
+/// The statuses of an appointment that make its doctor and nurse the patient's carers.
+const CARING: [AppointmentStatus; 2] = [AppointmentStatus::Scheduled, AppointmentStatus::Completed];
 
 #[derive(Debug)]
 pub struct CareTeam {
@@ -61,7 +72,7 @@ impl CareTeam {
             return Ok(answer);
         }
         let mut answer = false;
-        for status in ["SCHEDULED", "COMPLETED"] {
+        for status in CARING {
             let url = format!(
                 "{}/api/appointments/mine?patient_id={patient}&status={status}&limit=1",
                 self.appointments

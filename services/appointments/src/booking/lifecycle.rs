@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{Booking, BookingError, Caller, announce, payment_error, release, unavailable};
-use crate::domain::appointment::{Actor, Status};
+use crate::domain::appointment::{Actor, Lifecycle, Status};
 use crate::repo::appointments::{self as repo, Appointment, Change};
 
 /// Whether `caller` may see `appointment`: admins all, the others their own.
@@ -47,7 +47,7 @@ pub(crate) async fn cancel_locked(
     let event = AppointmentCancelledV1 {
         appointment: cancelled.reference(),
         cancelled_by: by.as_str().to_owned(),
-        previous_status: appointment.status.as_str().to_owned(),
+        previous_status: appointment.status,
     };
     announce(conn, &event, context).await?;
     Ok(cancelled)

@@ -168,7 +168,7 @@ impl Booking {
         let event = AppointmentCancelledV1 {
             appointment: cancelled.reference(),
             cancelled_by: Actor::System.as_str().to_owned(),
-            previous_status: Status::Pending.as_str().to_owned(),
+            previous_status: Status::Pending,
         };
         announce(&mut tx, &event, &caller.events()).await?;
         tx.commit().await?;

@@ -6,65 +6,25 @@
 
 use chrono::{DateTime, Duration, Utc};
 use polyclinic_http::text::Rule;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-/// Where an appointment is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Status {
-    /// The slot is held while the card is authorised.
-    Pending,
-    /// The card is authorised; waiting for an admin's approval.
-    Paid,
-    /// Approved: room and nurse assigned, payment captured.
-    Scheduled,
-    Completed,
-    NoShow,
-    /// The hold ran out unpaid.
-    Expired,
-    Rejected,
-    Cancelled,
+pub use polyclinic_contracts::appointments::AppointmentStatus as Status;
+
+/// The lifecycle's rules on a status.
+pub trait Lifecycle: Copy {
+    /// Whether the appointment occupies its slot (the exclusion constraint's statuses).
+    fn is_active(self) -> bool;
+    /// Whether the lifecycle allows moving from `self` to `to`.
+    fn may_become(self, to: Status) -> bool;
+    /// Whether a booking in this status can move to another slot.
+    fn may_reschedule(self) -> bool;
 }
 
-impl Status {
-    pub const ALL: [Status; 8] = [
-        Status::Pending,
-        Status::Paid,
-        Status::Scheduled,
-        Status::Completed,
-        Status::NoShow,
-        Status::Expired,
-        Status::Rejected,
-        Status::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "PENDING",
-            Status::Paid => "PAID",
-            Status::Scheduled => "SCHEDULED",
-            Status::Completed => "COMPLETED",
-            Status::NoShow => "NO_SHOW",
-            Status::Expired => "EXPIRED",
-            Status::Rejected => "REJECTED",
-            Status::Cancelled => "CANCELLED",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Status> {
-        Status::ALL
-            .into_iter()
-            .find(|status| status.as_str().eq_ignore_ascii_case(text.trim()))
-    }
-
-    /// Whether the appointment occupies its slot (the exclusion constraint's statuses).
-    pub fn is_active(self) -> bool {
+impl Lifecycle for Status {
+    fn is_active(self) -> bool {
         matches!(self, Status::Pending | Status::Paid | Status::Scheduled)
     }
 
-    /// Whether the lifecycle allows moving from `self` to `to`.
-    pub fn may_become(self, to: Status) -> bool {
+    fn may_become(self, to: Status) -> bool {
         use Status::*;
         matches!(
             (self, to),
@@ -74,15 +34,8 @@ impl Status {
         )
     }
 
-    /// Whether a booking in this status can move to another slot.
-    pub fn may_reschedule(self) -> bool {
+    fn may_reschedule(self) -> bool {
         matches!(self, Status::Paid | Status::Scheduled)
-    }
-}
-
-impl std::fmt::Display for Status {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -13,14 +13,6 @@ use uuid::Uuid;
 
 use crate::domain::appointment::Status;
 
-impl TryFrom<String> for Status {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        Status::parse(&text).ok_or_else(|| format!("unknown appointment status {text}"))
-    }
-}
-
 /// Money in minor units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Fee {

@@ -6,6 +6,7 @@ use polyclinic_contracts::Event;
 use polyclinic_contracts::appointments::{
     AppointmentCancelledV1, AppointmentCompletedV1, AppointmentPaidV1, AppointmentRef,
     AppointmentRejectedV1, AppointmentReminderV1, AppointmentRescheduledV1, AppointmentScheduledV1,
+    AppointmentStatus,
 };
 use polyclinic_contracts::identity::UserRegisteredV1;
 use polyclinic_contracts::prescriptions::{
@@ -145,9 +146,9 @@ pub fn plan(envelope: &Envelope) -> anyhow::Result<Option<Outgoing>> {
         AppointmentCancelledV1::TYPE => {
             let event: AppointmentCancelledV1 = envelope.data_as()?;
             // A scheduled appointment's payment was captured; a paid one's only authorised.
-            let money = match event.previous_status.as_str() {
-                "SCHEDULED" => "refund",
-                "PAID" => "void",
+            let money = match event.previous_status {
+                AppointmentStatus::Scheduled => "refund",
+                AppointmentStatus::Paid => "void",
                 _ => "none",
             };
             Outgoing {

@@ -59,6 +59,13 @@ impl PaymentStatus {
     }
 }
 
+/// A status equals its stored name.
+impl PartialEq<&str> for PaymentStatus {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
 /// How long an uncaptured authorisation lives (Stripe cancels it after seven days).
 pub fn authorization_lifetime() -> Duration {
     Duration::days(7)

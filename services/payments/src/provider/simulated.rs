@@ -33,7 +33,8 @@ fn unavailable(err: impl std::fmt::Display) -> ProviderError {
 struct Row {
     id: String,
     amount: i64,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: PaymentStatus,
     amount_received: i64,
     amount_refunded: i64,
     authorized_at: Option<DateTime<Utc>>,
@@ -43,7 +44,7 @@ struct Row {
 impl Row {
     fn intent(&self) -> Intent {
         Intent {
-            status: PaymentStatus::parse(&self.status).unwrap_or(PaymentStatus::Canceled),
+            status: self.status,
             amount: self.amount,
             amount_captured: self.amount_received,
             amount_refunded: self.amount_refunded,

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use chrono::{DateTime, Utc};
 use polyclinic_auth::rules::{Admin, AdminOr, Person};
 use polyclinic_auth::scopes::{PaymentsCapture, PaymentsCreate, PaymentsRefund, PaymentsVoid};
 use polyclinic_auth::{Principal, Require, Role, Scope, insufficient_scope};
@@ -14,14 +15,18 @@ use polyclinic_events::EventContext;
 use polyclinic_http::extract::{Json, JsonBytes, Path, Query, json_from_bytes};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, page_limit};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use polyclinic_contracts::appointments::AppointmentStatus;
+
 use crate::AppState;
-use crate::ledger::{LedgerError, Payment};
+use crate::domain::intent::PaymentStatus;
+use crate::ledger::LedgerError;
 use crate::provider::ProviderError;
+use crate::repo::payments::{self as repo, PaymentRow};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -64,13 +69,53 @@ fn context(request_id: &RequestId, headers: &HeaderMap) -> EventContext {
     }
 }
 
-fn to_value(payment: &Payment) -> Result<Value, ApiError> {
-    serde_json::to_value(payment).map_err(|err| ApiError::internal(err.into()))
+/// A payment, as answered.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Payment {
+    pub id: Uuid,
+    pub appointment_id: Uuid,
+    pub patient_id: Uuid,
+    pub amount: i64,
+    pub currency: String,
+    /// `requires_payment_method`, `requires_capture`, `succeeded` or `canceled`.
+    pub status: String,
+    pub provider: String,
+    /// For the patient's client to confirm the payment with the provider.
+    pub client_secret: Option<String>,
+    pub amount_captured: i64,
+    pub amount_refunded: i64,
+    pub authorized_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<PaymentRow> for Payment {
+    fn from(row: PaymentRow) -> Self {
+        Self {
+            id: row.id,
+            appointment_id: row.appointment_id,
+            patient_id: row.patient_id,
+            amount: row.amount,
+            currency: row.currency,
+            status: row.status.as_str().to_owned(),
+            provider: row.provider,
+            client_secret: row.client_secret,
+            amount_captured: row.amount_captured,
+            amount_refunded: row.amount_refunded,
+            authorized_at: row.authorized_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+fn to_value(payment: PaymentRow) -> Result<Value, ApiError> {
+    serde_json::to_value(Payment::from(payment)).map_err(|err| ApiError::internal(err.into()))
 }
 
 /// Whether `caller` may see `payment`: admins all, a patient their own. (No service reads
 /// payments: each acts on the ones it moves, through the scoped routes.)
-fn may_see(caller: &Principal, payment: &Payment) -> bool {
+fn may_see(caller: &Principal, payment: &PaymentRow) -> bool {
     caller.is(Role::Admin) || caller.user_id().is_ok_and(|id| id == payment.patient_id)
 }
 
@@ -100,7 +145,7 @@ pub struct CreatePayment {
 #[derive(Debug, Deserialize)]
 struct BookedAppointment {
     patient_id: Uuid,
-    status: String,
+    status: AppointmentStatus,
     fee: Price,
 }
 
@@ -151,7 +196,7 @@ async fn priced(
             ));
         }
     };
-    if appointment.status != "PENDING" {
+    if appointment.status != AppointmentStatus::Pending {
         return Err(ApiError::conflict(
             "appointment_state",
             format!(
@@ -217,7 +262,7 @@ async fn create_payment(
                     &caller.subject,
                 )
                 .await?;
-            Ok((StatusCode::CREATED, to_value(&payment)?))
+            Ok((StatusCode::CREATED, to_value(payment)?))
         },
     )
     .await
@@ -244,18 +289,24 @@ async fn list_payments(
     Query(query): Query<PaymentQuery>,
 ) -> Result<Json<Page<Payment>>, ApiError> {
     let limit = page_limit(query.limit, 50, 100)?;
-    let payments = crate::repo::list(
-        &state.pool,
-        query.status.as_deref(),
-        query.appointment_id,
-        query.patient_id,
-        query.cursor,
-        limit + 1,
-    )
-    .await?;
-    Ok(Json(Page::from_overfetch(payments, limit, |payment| {
-        payment.id.to_string()
-    })))
+    let payments = match query.status.as_deref().map(PaymentStatus::parse) {
+        // No payment is in a status that does not exist.
+        Some(None) => Vec::new(),
+        status => {
+            let filter = repo::Filter {
+                status: status.flatten(),
+                appointment_id: query.appointment_id,
+                patient_id: query.patient_id,
+                before: query.cursor,
+            };
+            repo::list(&state.pool, filter, limit + 1).await?
+        }
+    };
+    Ok(Json(Page::from_overfetch(
+        payments.into_iter().map(Payment::from).collect(),
+        limit,
+        |payment| payment.id.to_string(),
+    )))
 }
 
 /// The caller's own payments, newest first.
@@ -265,11 +316,16 @@ async fn my_payments(
     State(state): State<AppState>,
     caller: Require<Person>,
 ) -> Result<Json<Page<Payment>>, ApiError> {
-    let payments =
-        crate::repo::list(&state.pool, None, None, Some(caller.user_id()?), None, 101).await?;
-    Ok(Json(Page::from_overfetch(payments, 100, |payment| {
-        payment.id.to_string()
-    })))
+    let filter = repo::Filter {
+        patient_id: Some(caller.user_id()?),
+        ..repo::Filter::default()
+    };
+    let payments = repo::list(&state.pool, filter, 101).await?;
+    Ok(Json(Page::from_overfetch(
+        payments.into_iter().map(Payment::from).collect(),
+        100,
+        |payment| payment.id.to_string(),
+    )))
 }
 
 /// One payment: its patient, admins and platform services; anyone else gets 404.
@@ -284,7 +340,7 @@ async fn get_payment(
     if !may_see(&caller, &payment) {
         return Err(LedgerError::NotFound.into());
     }
-    Ok(Json(payment))
+    Ok(Json(payment.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -339,7 +395,7 @@ async fn confirm_payment(
                     &context(&request_id, &headers),
                 )
                 .await?;
-            Ok((StatusCode::OK, to_value(&confirmed)?))
+            Ok((StatusCode::OK, to_value(confirmed)?))
         },
     )
     .await
@@ -393,7 +449,7 @@ async fn capture_payment(
                     &context(&request_id, &headers),
                 )
                 .await?;
-            Ok((StatusCode::OK, to_value(&payment)?))
+            Ok((StatusCode::OK, to_value(payment)?))
         },
     )
     .await
@@ -423,7 +479,7 @@ async fn cancel_payment(
                 .ledger
                 .void(id, &caller.subject, &context(&request_id, &headers))
                 .await?;
-            Ok((StatusCode::OK, to_value(&payment)?))
+            Ok((StatusCode::OK, to_value(payment)?))
         },
     )
     .await
@@ -460,7 +516,7 @@ async fn refund_payment(
                     &context(&request_id, &headers),
                 )
                 .await?;
-            Ok((StatusCode::OK, to_value(&payment)?))
+            Ok((StatusCode::OK, to_value(payment)?))
         },
     )
     .await

@@ -55,10 +55,10 @@ async fn stripe_webhook(
         _ => object["id"].as_str(),
     };
     let payment = match intent_id {
-        Some(intent_id) => crate::repo::find_by_intent(&state.pool, intent_id).await?,
+        Some(intent_id) => crate::repo::payments::find_by_intent(&state.pool, intent_id).await?,
         None => None,
     };
-    let first_time = crate::repo::record_webhook(
+    let first_time = crate::repo::webhooks::record(
         &state.pool,
         event_id,
         event_type,
@@ -105,7 +105,7 @@ async fn stripe_webhook(
     };
     if let Err(err) = handled {
         // Let Stripe deliver it again later.
-        crate::repo::forget_webhook(&state.pool, event_id).await?;
+        crate::repo::webhooks::forget(&state.pool, event_id).await?;
         return Err(err.into());
     }
     Ok(StatusCode::OK)

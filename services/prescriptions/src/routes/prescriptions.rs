@@ -125,9 +125,7 @@ async fn prescribe(
             tracing::warn!(error = %err, "the appointments service could not be asked");
             ApiError::dependency_unavailable("The appointments service is unavailable.")
         })?
-        .filter(|a| {
-            viewer.is_doctor(a.doctor_id) && (a.status == "SCHEDULED" || a.status == "COMPLETED")
-        });
+        .filter(|a| viewer.is_doctor(a.doctor_id) && a.makes_carers());
     let Some(appointment) = appointment else {
         state
             .audit(&viewer, "prescription.write", None, None, Outcome::Denied)

@@ -1,0 +1,310 @@
+//! `payments` and `payment_history`: a payment as stored, and every query on the two tables.
+
+use chrono::{DateTime, Utc};
+use polyclinic_contracts::payments::PaymentRef;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::domain::intent::PaymentStatus;
+
+impl TryFrom<String> for PaymentStatus {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        PaymentStatus::parse(&text).ok_or_else(|| format!("unknown payment status {text}"))
+    }
+}
+
+/// A payment as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PaymentRow {
+    pub id: Uuid,
+    pub appointment_id: Uuid,
+    pub patient_id: Uuid,
+    pub amount: i64,
+    pub currency: String,
+    #[sqlx(try_from = "String")]
+    pub status: PaymentStatus,
+    /// `simulated` or `stripe`.
+    pub provider: String,
+    pub provider_intent_id: String,
+    pub client_secret: Option<String>,
+    pub amount_captured: i64,
+    pub amount_refunded: i64,
+    pub authorized_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl PaymentRow {
+    /// The payment as events describe it.
+    pub fn reference(&self) -> PaymentRef {
+        PaymentRef {
+            payment_id: self.id,
+            appointment_id: self.appointment_id,
+            patient_id: self.patient_id,
+            amount: self.amount,
+            currency: self.currency.clone(),
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "id, appointment_id, patient_id, amount, currency, status, provider, provider_intent_id,
+    client_secret, amount_captured, amount_refunded, authorized_at, created_at, updated_at";
+
+pub async fn find(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<PaymentRow>> {
+    sqlx::query_as(&format!("select {COLUMNS} from payments where id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The payment, locked until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<PaymentRow>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from payments where id = $1 for update"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn find_for_appointment(
+    conn: impl PgExecutor<'_>,
+    appointment_id: Uuid,
+) -> sqlx::Result<Option<PaymentRow>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from payments where appointment_id = $1"
+    ))
+    .bind(appointment_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The payment of a provider intent.
+pub async fn find_by_intent(
+    conn: impl PgExecutor<'_>,
+    intent_id: &str,
+) -> sqlx::Result<Option<PaymentRow>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from payments where provider_intent_id = $1"
+    ))
+    .bind(intent_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A payment about to be stored.
+#[derive(Debug)]
+pub struct NewPayment<'a> {
+    pub appointment_id: Uuid,
+    pub patient_id: Uuid,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub status: PaymentStatus,
+    pub provider: &'a str,
+    pub provider_intent_id: &'a str,
+    pub client_secret: Option<&'a str>,
+}
+
+/// Stores the payment unless its appointment has one already; returns the appointment's
+/// payment and whether it was this one.
+pub async fn insert(
+    conn: &mut PgConnection,
+    new: &NewPayment<'_>,
+) -> sqlx::Result<(PaymentRow, bool)> {
+    let inserted = sqlx::query(
+        "insert into payments (id, appointment_id, patient_id, amount, currency, status, provider,
+                               provider_intent_id, client_secret)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         on conflict (appointment_id) do nothing",
+    )
+    .bind(Uuid::now_v7())
+    .bind(new.appointment_id)
+    .bind(new.patient_id)
+    .bind(new.amount)
+    .bind(new.currency)
+    .bind(new.status.as_str())
+    .bind(new.provider)
+    .bind(new.provider_intent_id)
+    .bind(new.client_secret)
+    .execute(&mut *conn)
+    .await?;
+    let payment = sqlx::query_as(&format!(
+        "select {COLUMNS} from payments where appointment_id = $1"
+    ))
+    .bind(new.appointment_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((payment, inserted.rows_affected() == 1))
+}
+
+/// Records the provider's status (and what it has received); the time of the
+/// authorisation is kept from the first time the payment reached `requires_capture`.
+pub async fn record_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: PaymentStatus,
+    amount_received: i64,
+    now: DateTime<Utc>,
+) -> sqlx::Result<PaymentRow> {
+    sqlx::query_as(&format!(
+        "update payments set status = $2, amount_captured = greatest(amount_captured, $3),
+                authorized_at = coalesce(authorized_at, case when $2 = 'requires_capture' then $4 end),
+                updated_at = now()
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(status.as_str())
+    .bind(amount_received)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+/// Adds `amount` to what is refunded.
+pub async fn add_refund(
+    conn: &mut PgConnection,
+    id: Uuid,
+    amount: i64,
+) -> sqlx::Result<PaymentRow> {
+    sqlx::query_as(&format!(
+        "update payments set amount_refunded = amount_refunded + $2, updated_at = now() where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(amount)
+    .fetch_one(conn)
+    .await
+}
+
+/// Sets what is refunded in all.
+pub async fn set_refunded(
+    conn: &mut PgConnection,
+    id: Uuid,
+    total: i64,
+) -> sqlx::Result<PaymentRow> {
+    sqlx::query_as(&format!(
+        "update payments set amount_refunded = $2, updated_at = now() where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(total)
+    .fetch_one(conn)
+    .await
+}
+
+/// Claims up to `limit` open payments (not yet captured or cancelled) unchanged and unchecked
+/// since `quiet_since`, least recently checked first, marking them checked at `now`.
+pub async fn claim_unsettled(
+    conn: impl PgExecutor<'_>,
+    now: DateTime<Utc>,
+    quiet_since: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, PaymentStatus)>> {
+    let claimed: Vec<(Uuid, String)> = sqlx::query_as(
+        "update payments set reconciled_at = $1
+         where id in (
+             select id from payments
+             where status in ('requires_payment_method', 'requires_capture')
+               and updated_at <= $2 and coalesce(reconciled_at, created_at) <= $2
+             order by coalesce(reconciled_at, created_at)
+             limit $3
+             for update skip locked)
+         returning id, status",
+    )
+    .bind(now)
+    .bind(quiet_since)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    claimed
+        .into_iter()
+        .map(|(id, status)| {
+            PaymentStatus::try_from(status)
+                .map(|status| (id, status))
+                .map_err(|err| sqlx::Error::Decode(err.into()))
+        })
+        .collect()
+}
+
+/// What the payment list is filtered by.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Filter {
+    pub status: Option<PaymentStatus>,
+    pub appointment_id: Option<Uuid>,
+    pub patient_id: Option<Uuid>,
+    /// Only payments created before this one (ids are UUIDv7).
+    pub before: Option<Uuid>,
+}
+
+/// Payments matching `filter`, newest first.
+pub async fn list(
+    conn: impl PgExecutor<'_>,
+    filter: Filter,
+    limit: usize,
+) -> sqlx::Result<Vec<PaymentRow>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS}
+         from payments
+         where ($1::text is null or status = $1)
+           and ($2::uuid is null or appointment_id = $2)
+           and ($3::uuid is null or patient_id = $3)
+           and ($4::uuid is null or id < $4)
+         order by id desc
+         limit $5"
+    ))
+    .bind(filter.status.map(PaymentStatus::as_str))
+    .bind(filter.appointment_id)
+    .bind(filter.patient_id)
+    .bind(filter.before)
+    .bind(i64::try_from(limit).unwrap_or(100))
+    .fetch_all(conn)
+    .await
+}
+
+/// How many history rows of `payment` record one of `actions`.
+pub async fn count_history(
+    conn: &mut PgConnection,
+    payment: Uuid,
+    actions: &[&str],
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "select count(*) from payment_history where payment_id = $1 and action = any($2)",
+    )
+    .bind(payment)
+    .bind(actions)
+    .fetch_one(conn)
+    .await
+}
+
+/// One row of a payment's history.
+#[derive(Debug)]
+pub struct HistoryEntry<'a> {
+    pub action: &'a str,
+    pub from: Option<PaymentStatus>,
+    pub amount: Option<i64>,
+    pub detail: Option<&'a str>,
+    pub actor: &'a str,
+}
+
+/// Writes a history row of `payment` (in its present status).
+pub async fn record_history(
+    conn: &mut PgConnection,
+    payment: &PaymentRow,
+    entry: HistoryEntry<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into payment_history (payment_id, action, from_status, to_status, amount, detail, actor)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(payment.id)
+    .bind(entry.action)
+    .bind(entry.from.map(PaymentStatus::as_str))
+    .bind(payment.status.as_str())
+    .bind(entry.amount)
+    .bind(entry.detail)
+    .bind(entry.actor)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -7,8 +7,13 @@ use std::time::Duration;
 
 use polyclinic_http::ApiError;
 use polyclinic_http::axum::Json;
-use polyclinic_http::axum::http::{HeaderMap, HeaderValue, StatusCode};
+use polyclinic_http::axum::body::Bytes;
+use polyclinic_http::axum::extract::{FromRef, FromRequest, Request};
+use polyclinic_http::axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use polyclinic_http::axum::response::{IntoResponse, Response};
+use polyclinic_http::extract::{JsonBytes, json_from_bytes};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -241,5 +246,86 @@ where
                 err.into_response()
             }
         },
+    }
+}
+
+/// A mutating request that runs once per `Idempotency-Key` of its caller: the extractor
+/// takes the body (with [`JsonBytes`]' rules), and [`Idempotent::run`] runs the handler's
+/// work through [`once`], scoped to the method, the path and the caller.
+///
+/// ```text
+/// async fn capture(caller: Require<Admin>, Path(id): Path<Uuid>, request: Idempotent) -> Response {
+///     request.run(&caller.subject, || async { let body: Amount = request.json()?; ... }).await
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Idempotent {
+    pool: PgPool,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl<S> FromRequest<S> for Idempotent
+where
+    S: Send + Sync,
+    PgPool: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let headers = req.headers().clone();
+        let JsonBytes(body) = JsonBytes::from_request(req, state).await?;
+        Ok(Self {
+            pool: PgPool::from_ref(state),
+            method,
+            path,
+            headers,
+            body,
+        })
+    }
+}
+
+impl Idempotent {
+    /// Runs `handle` once for `caller` (the subject of its token) and this key; a repeat
+    /// gets the first answer.
+    pub async fn run<F, Fut, T>(&self, caller: &str, handle: F) -> Response
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(StatusCode, T), ApiError>>,
+        T: Serialize,
+    {
+        let scope = format!("{} {} {caller}", self.method, self.path);
+        once(
+            &self.pool,
+            &self.headers,
+            &scope,
+            (self.method.as_str(), &self.path),
+            &self.body,
+            || async {
+                let (status, answer) = handle().await?;
+                let answer =
+                    serde_json::to_value(answer).map_err(|err| ApiError::internal(err.into()))?;
+                Ok((status, answer))
+            },
+        )
+        .await
+    }
+
+    /// The body as `T` (a JSON object).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        json_from_bytes(&self.body)
+    }
+
+    /// The body as `T`, or `T::default()` when it is empty (routes whose body is optional).
+    pub fn json_or_default<T: Default + DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            Ok(T::default())
+        } else {
+            self.json()
+        }
     }
 }

@@ -59,6 +59,12 @@ impl FromRef<AppState> for Arc<Verifier> {
     }
 }
 
+impl FromRef<AppState> for PgPool {
+    fn from_ref(state: &AppState) -> Self {
+        state.pool.clone()
+    }
+}
+
 /// The clinic's booking rules from the configuration.
 pub fn policy(config: &Config) -> Policy {
     let minutes = |value: u32| chrono::Duration::minutes(i64::from(value));

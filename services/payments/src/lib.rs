@@ -60,6 +60,12 @@ impl FromRef<AppState> for Arc<Verifier> {
     }
 }
 
+impl FromRef<AppState> for PgPool {
+    fn from_ref(state: &AppState) -> Self {
+        state.pool.clone()
+    }
+}
+
 impl AppState {
     /// The state for `config`, with the configured provider.
     pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>) -> anyhow::Result<Self> {

@@ -1,21 +1,17 @@
 //! `/api/appointments`: reserve, read, list, and every move of the lifecycle. Mutating
 //! routes accept `Idempotency-Key`.
 
-use std::future::Future;
-
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use polyclinic_auth::rules::{Admin, CareOrAdmin, PatientOrAdmin};
 use polyclinic_auth::{Principal, Require};
-use polyclinic_db::idempotency;
-use polyclinic_http::extract::{Json, JsonBytes, Path, Query, json_from_bytes};
+use polyclinic_db::idempotency::Idempotent;
+use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, Violations, page_limit};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -39,36 +35,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reschedule))
         .routes(routes!(complete))
         .routes(routes!(no_show))
-}
-
-/// Runs a mutating request once per `Idempotency-Key` of its caller.
-async fn once<F, Fut>(
-    state: &AppState,
-    principal: &Principal,
-    headers: &HeaderMap,
-    path: &str,
-    body: &Bytes,
-    handle: F,
-) -> Response
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<(StatusCode, Value), ApiError>>,
-{
-    let scope = format!("POST {path} {}", principal.subject);
-    idempotency::once(&state.pool, headers, &scope, ("POST", path), body, handle).await
-}
-
-fn to_value<T: Serialize>(value: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(value).map_err(|err| ApiError::internal(err.into()))
-}
-
-/// A body that may be left empty.
-fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        json_from_bytes(body)
-    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -128,16 +94,11 @@ async fn reserve(
     principal: Require<PatientOrAdmin>,
     request_id: RequestId,
     headers: HeaderMap,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    once(
-        &state,
-        &principal,
-        &headers,
-        "/api/appointments",
-        &body,
-        || async {
-            let request: ReserveBody = json_from_bytes(&body)?;
+    request
+        .run(&principal.subject, || async {
+            let request: ReserveBody = request.json()?;
             let mut violations = Violations::new();
             let reason = violations.check("reason", parse_text(request.reason.as_deref(), 500));
             let notes = violations.check("notes", parse_text(request.notes.as_deref(), 2000));
@@ -158,13 +119,9 @@ async fn reserve(
                     },
                 )
                 .await?;
-            Ok((
-                StatusCode::CREATED,
-                to_value(&ReservationBody::from(reservation))?,
-            ))
-        },
-    )
-    .await
+            Ok((StatusCode::CREATED, ReservationBody::from(reservation)))
+        })
+        .await
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -319,19 +276,19 @@ async fn approve(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    let path = format!("/api/appointments/{id}/approve");
-    once(&state, &principal, &headers, &path, &body, || async {
-        let request: ApproveBody = json_from_bytes(&body)?;
-        let caller = caller(&principal, &request_id, &headers)?;
-        let approved = state
-            .booking
-            .approve(caller, id, request.room_id, request.nurse_id)
-            .await?;
-        Ok((StatusCode::OK, to_value(&approved)?))
-    })
-    .await
+    request
+        .run(&principal.subject, || async {
+            let request: ApproveBody = request.json()?;
+            let caller = caller(&principal, &request_id, &headers)?;
+            let approved = state
+                .booking
+                .approve(caller, id, request.room_id, request.nurse_id)
+                .await?;
+            Ok((StatusCode::OK, approved))
+        })
+        .await
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -361,23 +318,23 @@ async fn reject(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    let path = format!("/api/appointments/{id}/reject");
-    once(&state, &principal, &headers, &path, &body, || async {
-        let request: RejectBody = optional_body(&body)?;
-        let mut violations = Violations::new();
-        let Some(reason) = violations.check(
-            "reason",
-            parse_required_text(request.reason.as_deref(), 500),
-        ) else {
-            return Err(violations.into_error());
-        };
-        let caller = caller(&principal, &request_id, &headers)?;
-        let rejected = state.booking.reject(caller, id, &reason).await?;
-        Ok((StatusCode::OK, to_value(&rejected)?))
-    })
-    .await
+    request
+        .run(&principal.subject, || async {
+            let request: RejectBody = request.json_or_default()?;
+            let mut violations = Violations::new();
+            let Some(reason) = violations.check(
+                "reason",
+                parse_required_text(request.reason.as_deref(), 500),
+            ) else {
+                return Err(violations.into_error());
+            };
+            let caller = caller(&principal, &request_id, &headers)?;
+            let rejected = state.booking.reject(caller, id, &reason).await?;
+            Ok((StatusCode::OK, rejected))
+        })
+        .await
 }
 
 /// Cancels an appointment: its patient until the cutoff before the start, an admin any
@@ -392,21 +349,22 @@ async fn cancel(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    let path = format!("/api/appointments/{id}/cancel");
-    once(&state, &principal, &headers, &path, &body, || async {
-        let request: CancelBody = optional_body(&body)?;
-        let mut violations = Violations::new();
-        let Some(reason) = violations.check("reason", parse_text(request.reason.as_deref(), 500))
-        else {
-            return Err(violations.into_error());
-        };
-        let caller = caller(&principal, &request_id, &headers)?;
-        let cancelled = state.booking.cancel(caller, id, &reason).await?;
-        Ok((StatusCode::OK, to_value(&cancelled)?))
-    })
-    .await
+    request
+        .run(&principal.subject, || async {
+            let request: CancelBody = request.json_or_default()?;
+            let mut violations = Violations::new();
+            let Some(reason) =
+                violations.check("reason", parse_text(request.reason.as_deref(), 500))
+            else {
+                return Err(violations.into_error());
+            };
+            let caller = caller(&principal, &request_id, &headers)?;
+            let cancelled = state.booking.cancel(caller, id, &reason).await?;
+            Ok((StatusCode::OK, cancelled))
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -428,19 +386,19 @@ async fn reschedule(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    let path = format!("/api/appointments/{id}/reschedule");
-    once(&state, &principal, &headers, &path, &body, || async {
-        let request: RescheduleBody = json_from_bytes(&body)?;
-        let caller = caller(&principal, &request_id, &headers)?;
-        let moved = state
-            .booking
-            .reschedule(caller, id, request.starts_at)
-            .await?;
-        Ok((StatusCode::OK, to_value(&moved)?))
-    })
-    .await
+    request
+        .run(&principal.subject, || async {
+            let request: RescheduleBody = request.json()?;
+            let caller = caller(&principal, &request_id, &headers)?;
+            let moved = state
+                .booking
+                .reschedule(caller, id, request.starts_at)
+                .await?;
+            Ok((StatusCode::OK, moved))
+        })
+        .await
 }
 
 async fn close_visit(
@@ -449,17 +407,16 @@ async fn close_visit(
     request_id: RequestId,
     headers: HeaderMap,
     id: Uuid,
-    body: Bytes,
+    request: Idempotent,
     attended: bool,
 ) -> Response {
-    let verb = if attended { "complete" } else { "no-show" };
-    let path = format!("/api/appointments/{id}/{verb}");
-    once(&state, &principal, &headers, &path, &body, || async {
-        let caller = caller(&principal, &request_id, &headers)?;
-        let closed = state.booking.close_visit(caller, id, attended).await?;
-        Ok((StatusCode::OK, to_value(&closed)?))
-    })
-    .await
+    request
+        .run(&principal.subject, || async {
+            let caller = caller(&principal, &request_id, &headers)?;
+            let closed = state.booking.close_visit(caller, id, attended).await?;
+            Ok((StatusCode::OK, closed))
+        })
+        .await
 }
 
 /// Marks a started visit COMPLETED (its doctor or nurse, or an admin).
@@ -472,9 +429,9 @@ async fn complete(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    close_visit(state, principal, request_id, headers, id, body, true).await
+    close_visit(state, principal, request_id, headers, id, request, true).await
 }
 
 /// Marks a started visit NO_SHOW: the patient did not come (its doctor or nurse, or an admin).
@@ -487,7 +444,7 @@ async fn no_show(
     request_id: RequestId,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    close_visit(state, principal, request_id, headers, id, body, false).await
+    close_visit(state, principal, request_id, headers, id, request, false).await
 }

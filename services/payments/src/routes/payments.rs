@@ -1,7 +1,6 @@
 //! `/api/payments`: one payment per appointment, its confirmation in test mode, capture,
 //! void and refund.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -10,13 +9,12 @@ use polyclinic_auth::rules::{Admin, AdminOr, Person};
 use polyclinic_auth::scopes::{PaymentsCapture, PaymentsCreate, PaymentsRefund, PaymentsVoid};
 use polyclinic_auth::{Principal, Require, Role, Scope, insufficient_scope};
 use polyclinic_client::CallContext;
-use polyclinic_db::idempotency;
+use polyclinic_db::idempotency::Idempotent;
 use polyclinic_events::EventContext;
-use polyclinic_http::extract::{Json, JsonBytes, Path, Query, json_from_bytes};
+use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, page_limit};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -107,10 +105,6 @@ impl From<PaymentRow> for Payment {
             updated_at: row.updated_at,
         }
     }
-}
-
-fn to_value(payment: PaymentRow) -> Result<Value, ApiError> {
-    serde_json::to_value(Payment::from(payment)).map_err(|err| ApiError::internal(err.into()))
 }
 
 /// Whether `caller` may see `payment`: admins all, a patient their own. (No service reads
@@ -219,16 +213,10 @@ async fn create_payment(
     caller: Principal,
     request_id: RequestId,
     headers: HeaderMap,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    let scope = format!("POST /api/payments {}", caller.subject);
-    idempotency::once(
-        &state.pool,
-        &headers,
-        &scope,
-        ("POST", "/api/payments"),
-        &body,
-        || async {
+    request
+        .run(&caller.subject, || async {
             if caller.is(Role::Service) && !caller.has_scope(PaymentsCreate::NAME) {
                 return Err(insufficient_scope(PaymentsCreate::NAME));
             }
@@ -241,7 +229,7 @@ async fn create_payment(
                     "Your role does not allow this request.",
                 ));
             }
-            let request: CreatePayment = json_from_bytes(&body)?;
+            let request: CreatePayment = request.json()?;
             let appointment_id = request.appointment_id;
             let (patient_id, amount) =
                 priced(&state, &caller, &request_id, &headers, request).await?;
@@ -262,10 +250,9 @@ async fn create_payment(
                     &caller.subject,
                 )
                 .await?;
-            Ok((StatusCode::CREATED, to_value(payment)?))
-        },
-    )
-    .await
+            Ok((StatusCode::CREATED, Payment::from(payment)))
+        })
+        .await
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -361,24 +348,17 @@ async fn confirm_payment(
     request_id: RequestId,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    let scope = format!("POST /api/payments/{id}/confirm {}", caller.subject);
-    let path = format!("/api/payments/{id}/confirm");
-    idempotency::once(
-        &state.pool,
-        &headers,
-        &scope,
-        ("POST", &path),
-        &body,
-        || async {
+    request
+        .run(&caller.subject, || async {
             if !state.test_mode {
                 return Err(ApiError::not_found(
                     "not_in_test_mode",
                     "Server-side confirmation exists in test mode only.",
                 ));
             }
-            let request: Confirm = json_from_bytes(&body)?;
+            let request: Confirm = request.json()?;
             let payment = state.ledger.find(id).await?;
             let own = caller
                 .user_id()
@@ -395,10 +375,9 @@ async fn confirm_payment(
                     &context(&request_id, &headers),
                 )
                 .await?;
-            Ok((StatusCode::OK, to_value(confirmed)?))
-        },
-    )
-    .await
+            Ok((StatusCode::OK, Payment::from(confirmed)))
+        })
+        .await
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -407,14 +386,6 @@ pub struct AmountRequest {
     /// Minor units, at least 1 (at most what is left); all of it when absent.
     #[schema(minimum = 1)]
     pub amount: Option<i64>,
-}
-
-fn optional_amount(body: &Bytes) -> Result<AmountRequest, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(AmountRequest::default())
-    } else {
-        json_from_bytes(body)
-    }
 }
 
 /// Captures the authorisation, all of it or `amount` (admins, and the appointments service
@@ -428,18 +399,11 @@ async fn capture_payment(
     request_id: RequestId,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    let scope = format!("POST /api/payments/{id}/capture {}", caller.subject);
-    let path = format!("/api/payments/{id}/capture");
-    idempotency::once(
-        &state.pool,
-        &headers,
-        &scope,
-        ("POST", &path),
-        &body,
-        || async {
-            let request = optional_amount(&body)?;
+    request
+        .run(&caller.subject, || async {
+            let request: AmountRequest = request.json_or_default()?;
             let payment = state
                 .ledger
                 .capture(
@@ -449,10 +413,9 @@ async fn capture_payment(
                     &context(&request_id, &headers),
                 )
                 .await?;
-            Ok((StatusCode::OK, to_value(payment)?))
-        },
-    )
-    .await
+            Ok((StatusCode::OK, Payment::from(payment)))
+        })
+        .await
 }
 
 /// Voids the payment before capture.
@@ -464,25 +427,17 @@ async fn cancel_payment(
     request_id: RequestId,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    let scope = format!("POST /api/payments/{id}/cancel {}", caller.subject);
-    let path = format!("/api/payments/{id}/cancel");
-    idempotency::once(
-        &state.pool,
-        &headers,
-        &scope,
-        ("POST", &path),
-        &body,
-        || async {
+    request
+        .run(&caller.subject, || async {
             let payment = state
                 .ledger
                 .void(id, &caller.subject, &context(&request_id, &headers))
                 .await?;
-            Ok((StatusCode::OK, to_value(payment)?))
-        },
-    )
-    .await
+            Ok((StatusCode::OK, Payment::from(payment)))
+        })
+        .await
 }
 
 /// Refunds a captured payment, all that is left or `amount`.
@@ -495,18 +450,11 @@ async fn refund_payment(
     request_id: RequestId,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    JsonBytes(body): JsonBytes,
+    request: Idempotent,
 ) -> Response {
-    let scope = format!("POST /api/payments/{id}/refund {}", caller.subject);
-    let path = format!("/api/payments/{id}/refund");
-    idempotency::once(
-        &state.pool,
-        &headers,
-        &scope,
-        ("POST", &path),
-        &body,
-        || async {
-            let request = optional_amount(&body)?;
+    request
+        .run(&caller.subject, || async {
+            let request: AmountRequest = request.json_or_default()?;
             let payment = state
                 .ledger
                 .refund(
@@ -516,8 +464,7 @@ async fn refund_payment(
                     &context(&request_id, &headers),
                 )
                 .await?;
-            Ok((StatusCode::OK, to_value(payment)?))
-        },
-    )
-    .await
+            Ok((StatusCode::OK, Payment::from(payment)))
+        })
+        .await
 }

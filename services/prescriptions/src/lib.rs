@@ -10,12 +10,20 @@
 //! appointment with the patient ([`care`], asked of the appointments service); admins read no
 //! clinical content. Every read, write and refused attempt appends a row to the hash-chained
 //! [`audit`] trail.
+//!
+//! The floor plan is every service's: `routes/` (HTTP in and out), the flows that own
+//! transactions, audit rows and the outbox ([`jobs`] for the scheduled ones), `domain/`
+//! (types and rules, no I/O) and `repo/` (the SQL).
 
-pub mod audit;
 pub mod care;
 pub mod domain;
+pub mod jobs;
 pub mod repo;
 mod routes;
+
+pub use jobs::complete_expired;
+/// The audit trail (its rows, search and verification) is part of this crate's interface.
+pub use repo::audit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,8 +109,8 @@ pub async fn run(
     let pool = polyclinic_db::open(&config, SERVICE, &MIGRATOR).await?;
     let backbone = Backbone::start(&config, SERVICE, &pool, &shutdown).await?;
     let verifier = Verifier::new(VerifierSettings::from_config(&config, SERVICE));
-    spawn_completion(pool.clone(), shutdown.clone());
-    spawn_checkpoints(pool.clone(), shutdown.clone());
+    jobs::spawn_completion(pool.clone(), shutdown.clone());
+    jobs::spawn_checkpoints(pool.clone(), shutdown.clone());
     let app = router(
         &config,
         AppState::new(&config, pool.clone(), verifier),
@@ -113,78 +121,6 @@ pub async fn run(
     polyclinic_http::serve(listener, app, shutdown, grace).await?;
     pool.close().await;
     Ok(())
-}
-
-/// Marks ACTIVE prescriptions whose validity ended before `today` COMPLETED, each with its
-/// row in the audit trail (a write by the platform itself). Safe with several instances: the
-/// rows are locked and skipped by others. Returns how many.
-pub async fn complete_expired(pool: &PgPool, today: chrono::NaiveDate) -> anyhow::Result<u64> {
-    let mut tx = pool.begin().await?;
-    let ended: Vec<(uuid::Uuid, uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
-        "update prescriptions set status = 'COMPLETED', status_reason = 'the prescription ran its course', updated_at = now()
-         where id in (select id from prescriptions where status = 'ACTIVE' and valid_until < $1
-                      for update skip locked)
-         returning id, patient_id, record_id",
-    )
-    .bind(today)
-    .fetch_all(&mut *tx)
-    .await?;
-    for (id, patient_id, record_id) in &ended {
-        audit::append(
-            &mut tx,
-            &audit::Access {
-                actor_id: "polyclinic-prescriptions",
-                actor_role: "SYSTEM",
-                action: "prescription.complete",
-                patient_id: Some(*patient_id),
-                record_id: Some(*record_id),
-                entry_id: Some(*id),
-                request_id: None,
-                outcome: audit::Outcome::Allowed,
-            },
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(ended.len() as u64)
-}
-
-/// Runs [`complete_expired`] every hour until `shutdown`.
-fn spawn_completion(pool: PgPool, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match complete_expired(&pool, chrono::Utc::now().date_naive()).await {
-                Ok(0) => {}
-                Ok(count) => {
-                    tracing::info!(count, "prescriptions that ran their course are completed")
-                }
-                Err(err) => {
-                    tracing::error!(error = %format!("{err:#}"), "completing prescriptions failed; tried again in an hour")
-                }
-            }
-        }
-    });
-}
-
-/// Checkpoints the audit trail's head every [`audit::CHECKPOINT_EVERY`] until `shutdown`.
-fn spawn_checkpoints(pool: PgPool, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(audit::CHECKPOINT_EVERY);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            if let Err(err) = audit::checkpoint(&pool).await {
-                tracing::warn!(error = %format!("{err:#}"), "checkpointing the audit trail failed; tried again in a minute");
-            }
-        }
-    });
 }
 
 /// Checks the audit trail's hash chain and checkpoints (`polyclinic audit-verify`).

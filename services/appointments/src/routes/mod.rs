@@ -59,11 +59,7 @@ pub fn caller<'a>(
     request_id: &'a RequestId,
     headers: &'a HeaderMap,
 ) -> Result<Caller<'a>, ApiError> {
-    let call = CallContext {
-        bearer: Some(principal.bearer()),
-        request_id: Some(request_id.as_str()),
-        trace: polyclinic_telemetry::TraceHeaders::of(headers),
-    };
+    let call = CallContext::forwarding(principal.bearer(), request_id.as_str(), headers);
     let (id, actor) = if principal.is(Role::Admin) {
         (principal.user_id()?, Actor::Admin)
     } else if principal.is(Role::Doctor) {

@@ -170,11 +170,7 @@ async fn priced(
         "{}/api/appointments/{}",
         state.appointments_url, request.appointment_id
     );
-    let context = CallContext {
-        bearer: Some(caller.bearer()),
-        request_id: Some(request_id.as_str()),
-        trace: polyclinic_telemetry::TraceHeaders::of(headers),
-    };
+    let context = CallContext::forwarding(caller.bearer(), request_id.as_str(), headers);
     let appointment: BookedAppointment = match state.client.get_json(&url, context).await {
         Ok(appointment) => appointment,
         Err(err) if err.status() == Some(StatusCode::NOT_FOUND) => {

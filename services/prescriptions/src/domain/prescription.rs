@@ -37,6 +37,21 @@ impl Status {
     }
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Reads a stored status (`#[sqlx(try_from = "String")]`).
+impl TryFrom<String> for Status {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Status::parse(&text).ok_or_else(|| format!("unknown prescription status {text}"))
+    }
+}
+
 /// One medication of a prescription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 #[serde(deny_unknown_fields)]

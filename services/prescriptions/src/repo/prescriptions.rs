@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::prescription::Item;
+use crate::domain::prescription::{Item, Status};
 
 /// A prescription as stored and answered.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
@@ -16,8 +16,8 @@ pub struct Prescription {
     pub patient_id: Uuid,
     pub doctor_id: Uuid,
     pub appointment_id: Uuid,
-    /// `ACTIVE`, `COMPLETED`, `CANCELLED` or `STOPPED`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     pub status_reason: Option<String>,
     pub issued_on: NaiveDate,
     pub valid_until: NaiveDate,
@@ -157,11 +157,36 @@ pub async fn list(
     with_items(pool, found).await
 }
 
+/// A prescription that ended by itself.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct Completed {
+    pub id: Uuid,
+    pub patient_id: Uuid,
+    pub record_id: Uuid,
+}
+
+/// Marks ACTIVE prescriptions valid only before `today` COMPLETED (those another instance
+/// holds are skipped).
+pub async fn complete_expired(
+    conn: &mut PgConnection,
+    today: NaiveDate,
+) -> sqlx::Result<Vec<Completed>> {
+    sqlx::query_as(
+        "update prescriptions set status = 'COMPLETED', status_reason = 'the prescription ran its course', updated_at = now()
+         where id in (select id from prescriptions where status = 'ACTIVE' and valid_until < $1
+                      for update skip locked)
+         returning id, patient_id, record_id",
+    )
+    .bind(today)
+    .fetch_all(conn)
+    .await
+}
+
 /// Ends an ACTIVE prescription; `None` if it is not active (any more).
 pub async fn end(
     conn: &mut PgConnection,
     id: Uuid,
-    status: &str,
+    status: Status,
     reason: &str,
 ) -> sqlx::Result<Option<Prescription>> {
     sqlx::query_as(&format!(
@@ -169,7 +194,7 @@ pub async fn end(
          where id = $1 and status = 'ACTIVE' returning {COLUMNS}"
     ))
     .bind(id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(reason)
     .fetch_optional(conn)
     .await

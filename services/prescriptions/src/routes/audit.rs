@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::audit::{self, AuditRow, Outcome, Search};
+use crate::repo::audit::{self, AuditRow, Outcome, Search};
 use crate::routes::viewer;
 
 pub fn router() -> OpenApiRouter<AppState> {

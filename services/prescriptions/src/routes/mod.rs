@@ -15,7 +15,7 @@ use polyclinic_http::{ApiError, RequestId};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::audit::{Access as AuditAccess, Outcome};
+use crate::repo::audit::{Access as AuditAccess, Outcome};
 
 /// Every documented route of the service.
 pub fn api() -> OpenApiRouter<AppState> {
@@ -92,11 +92,7 @@ pub fn viewer<'a>(
         acting,
         subject: &principal.subject,
         request_id: request_id.as_str(),
-        call: CallContext {
-            bearer: Some(principal.bearer()),
-            request_id: Some(request_id.as_str()),
-            trace: polyclinic_telemetry::TraceHeaders::of(headers),
-        },
+        call: CallContext::forwarding(principal.bearer(), request_id.as_str(), headers),
     })
 }
 
@@ -148,7 +144,7 @@ impl AppState {
         entry_id: Option<Uuid>,
         outcome: Outcome,
     ) -> Result<(), ApiError> {
-        crate::audit::record(
+        crate::repo::audit::record(
             &self.pool,
             &AuditAccess {
                 actor_id: viewer.subject,

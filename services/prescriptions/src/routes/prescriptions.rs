@@ -20,10 +20,10 @@ use uuid::Uuid;
 
 use super::{Acting, Level, Viewer, allowed, invalid, viewer};
 use crate::AppState;
-use crate::audit::{self, Outcome};
 use crate::domain::prescription::{
-    Item, OverrideReason, RequiredReason, allergy_conflicts, validate_items,
+    Item, OverrideReason, RequiredReason, Status, allergy_conflicts, validate_items,
 };
+use crate::repo::audit::{self, Outcome};
 use crate::repo::prescriptions::{self, NewPrescription, Prescription, Refill};
 use crate::repo::records;
 
@@ -299,7 +299,7 @@ async fn end(
     viewer: Viewer<'_>,
     id: Uuid,
     reason: &str,
-    status: &'static str,
+    status: Status,
 ) -> Result<Json<Prescription>, ApiError> {
     let found = prescriptions::find(&state.pool, id)
         .await
@@ -345,7 +345,7 @@ async fn end(
         prescription_id: id,
         patient_id: current.patient_id,
         doctor_id: viewer.id,
-        status: status.to_owned(),
+        status: status.as_str().to_owned(),
     };
     outbox::enqueue(&mut tx, crate::SERVICE, &event, &context(&viewer)).await?;
     tx.commit().await.map_err(database)?;
@@ -366,7 +366,7 @@ async fn cancel_prescription(
     Json(body): Json<EndReason>,
 ) -> Result<Json<Prescription>, ApiError> {
     let viewer = viewer(&principal, &request_id, &headers)?;
-    end(state, viewer, id, &body.reason, "CANCELLED").await
+    end(state, viewer, id, &body.reason, Status::Cancelled).await
 }
 
 /// Stops an active prescription early (its doctor), with a reason.
@@ -382,7 +382,7 @@ async fn stop_prescription(
     Json(body): Json<EndReason>,
 ) -> Result<Json<Prescription>, ApiError> {
     let viewer = viewer(&principal, &request_id, &headers)?;
-    end(state, viewer, id, &body.reason, "STOPPED").await
+    end(state, viewer, id, &body.reason, Status::Stopped).await
 }
 
 fn refill_ref(refill: &Refill) -> RefillRef {
@@ -415,7 +415,7 @@ async fn request_refill(
             .await?;
         return Err(not_found());
     };
-    if prescription.status != "ACTIVE"
+    if prescription.status != Status::Active
         || prescription.refills_left == 0
         || prescription.valid_until < Utc::now().date_naive()
     {

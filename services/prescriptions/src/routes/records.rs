@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use super::{Acting, Level, allowed, invalid, viewer};
 use crate::AppState;
-use crate::audit::{self, AuditRow, Outcome, Search};
 use crate::domain::entry::Content;
+use crate::repo::audit::{self, AuditRow, Outcome, Search};
 use crate::repo::prescriptions::{self, Prescription};
 use crate::repo::records::{self, Declared, Entry};
 

@@ -15,9 +15,11 @@
 //! transactions, audit rows and the outbox ([`jobs`] for the scheduled ones), `domain/`
 //! (types and rules, no I/O) and `repo/` (the SQL).
 
+pub mod access;
 pub mod care;
 pub mod domain;
 pub mod jobs;
+pub mod prescribing;
 pub mod repo;
 mod routes;
 

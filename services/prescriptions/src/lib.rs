@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod care;
+pub mod charting;
 pub mod domain;
 pub mod jobs;
 pub mod prescribing;

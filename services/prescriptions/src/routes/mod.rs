@@ -14,7 +14,7 @@ use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 use polyclinic_http::{ApiError, RequestId};
 
 use crate::AppState;
-pub use crate::access::{Acting, Level, Viewer, allowed};
+use crate::access::{Acting, Viewer};
 
 /// Every documented route of the service.
 pub fn api() -> OpenApiRouter<AppState> {

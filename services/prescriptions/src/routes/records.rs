@@ -15,12 +15,13 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Acting, Level, allowed, invalid, viewer};
+use super::{invalid, viewer};
 use crate::AppState;
+use crate::charting::{self, Declaration, RecordsError};
 use crate::domain::entry::Content;
-use crate::repo::audit::{self, AuditRow, Outcome, Search};
-use crate::repo::prescriptions::{self, Prescription};
-use crate::repo::records::{self, Declared, Entry};
+use crate::repo::audit::AuditRow;
+use crate::repo::prescriptions::Prescription;
+use crate::repo::records::{Declared, Entry};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -43,8 +44,6 @@ pub struct DeclarationBody {
     pub blood_type: Option<String>,
 }
 
-const BLOOD_TYPES: [&str; 8] = ["A+", "A-", "B+", "B-", "AB+", "AB-", "O+", "O-"];
-
 /// Takes what a patient declared about their health (the identity service, with scope
 /// `records:declare`): allergies become patient-reported facts of their record, which the
 /// prescribing check heeds and the care team reads. Repeating a declaration changes
@@ -59,66 +58,37 @@ async fn declare(
     Path(patient_id): Path<Uuid>,
     Json(body): Json<DeclarationBody>,
 ) -> Result<StatusCode, ApiError> {
-    let mut errors = Vec::new();
-    if body.allergies.len() > 50 {
-        errors.push(("allergies".to_owned(), "at most 50".to_owned()));
-    }
-    let allergies: Vec<String> = body
-        .allergies
-        .iter()
-        .map(|substance| substance.trim().to_owned())
-        .collect();
-    if allergies
-        .iter()
-        .any(|substance| substance.is_empty() || substance.chars().count() > 200)
-    {
-        errors.push((
-            "allergies".to_owned(),
-            "1 to 200 characters each".to_owned(),
-        ));
-    }
-    if let Some(blood_type) = &body.blood_type
-        && !BLOOD_TYPES.contains(&blood_type.as_str())
-    {
-        errors.push((
-            "blood_type".to_owned(),
-            "one of A+, A-, B+, B-, AB+, AB-, O+, O-".to_owned(),
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(invalid(errors));
-    }
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-    let record_id = records::ensure_record(&mut tx, patient_id)
-        .await
-        .map_err(anyhow::Error::from)?;
-    records::declare(&mut tx, record_id, &allergies, body.blood_type.as_deref())
-        .await
-        .map_err(anyhow::Error::from)?;
-    let patient = patient_id.to_string();
-    audit::append(
-        &mut tx,
-        &audit::Access {
-            actor_id: &patient,
-            actor_role: Acting::Patient.as_str(),
-            action: "declaration.write",
-            patient_id: Some(patient_id),
-            record_id: Some(record_id),
-            entry_id: None,
-            request_id: Some(request_id.as_str()),
-            outcome: Outcome::Allowed,
-        },
-    )
-    .await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
+    let declaration = Declaration {
+        allergies: &body.allergies,
+        blood_type: body.blood_type.as_deref(),
+    };
+    charting::declare(&state, request_id.as_str(), patient_id, declaration).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn record_not_found() -> ApiError {
-    ApiError::not_found(
-        "record_not_found",
-        "No such record of a patient you care for.",
-    )
+impl From<RecordsError> for ApiError {
+    fn from(err: RecordsError) -> Self {
+        match err {
+            RecordsError::Invalid(errors) => invalid(errors),
+            RecordsError::RecordNotFound => ApiError::not_found(
+                "record_not_found",
+                "No such record of a patient you care for.",
+            ),
+            RecordsError::EntryNotFound => {
+                ApiError::not_found("entry_not_found", "No such entry in this record.")
+            }
+            RecordsError::EntryCorrected => ApiError::conflict(
+                "entry_corrected",
+                "That version was corrected already; correct the latest.",
+            ),
+            RecordsError::KindChanged => ApiError::unprocessable(
+                "validation_failed",
+                "kind: a correction keeps the entry's kind",
+            ),
+            RecordsError::CareTeam(unavailable) => unavailable.into(),
+            RecordsError::Unexpected(source) => ApiError::internal(source),
+        }
+    }
 }
 
 /// A patient's record: current entries, what the patient declared, and prescriptions.
@@ -147,38 +117,13 @@ async fn read_record(
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Record>, ApiError> {
     let viewer = viewer(&principal, &request_id, &headers)?;
-    if state.level(&viewer, patient_id).await? == Level::None {
-        state
-            .audit(
-                &viewer,
-                "record.read",
-                Some(patient_id),
-                None,
-                Outcome::Denied,
-            )
-            .await?;
-        return Err(record_not_found());
-    }
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-    let record_id = records::ensure_record(&mut tx, patient_id)
-        .await
-        .map_err(anyhow::Error::from)?;
-    audit::append(
-        &mut tx,
-        &allowed(&viewer, "record.read", patient_id, Some(record_id), None),
-    )
-    .await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
+    let chart = charting::read(&state, &viewer, patient_id).await?;
     Ok(Json(Record {
         patient_id,
-        record_id,
-        entries: records::current_entries(&state.pool, record_id).await?,
-        declared: records::declared(&state.pool, record_id)
-            .await
-            .map_err(anyhow::Error::from)?,
-        prescriptions: prescriptions::list(&state.pool, Some(patient_id), None, 200)
-            .await
-            .map_err(anyhow::Error::from)?,
+        record_id: chart.record_id,
+        entries: chart.entries,
+        declared: chart.declared,
+        prescriptions: chart.prescriptions,
     }))
 }
 
@@ -282,76 +227,7 @@ async fn add_entry(
 ) -> Result<(StatusCode, Json<Entry>), ApiError> {
     let viewer = viewer(&principal, &request_id, &headers)?;
     let (content, corrects) = parse_entry(&body)?;
-    let level = state.level(&viewer, patient_id).await?;
-    let may = match level {
-        Level::Full => true,
-        Level::ReadAndVitals => records::nurse_may_write(content.kind()),
-        Level::Read | Level::None => false,
-    };
-    if !may {
-        state
-            .audit(
-                &viewer,
-                "entry.write",
-                Some(patient_id),
-                corrects,
-                Outcome::Denied,
-            )
-            .await?;
-        return Err(record_not_found());
-    }
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-    let record_id = records::ensure_record(&mut tx, patient_id)
-        .await
-        .map_err(anyhow::Error::from)?;
-    let previous = match corrects {
-        None => None,
-        Some(id) => {
-            let entry = records::find_entry(&mut tx, record_id, id)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::not_found("entry_not_found", "No such entry in this record.")
-                })?;
-            if entry.corrected_by.is_some() {
-                return Err(ApiError::conflict(
-                    "entry_corrected",
-                    "That version was corrected already; correct the latest.",
-                ));
-            }
-            if !records::same_kind(&entry, &content) {
-                return Err(ApiError::unprocessable(
-                    "validation_failed",
-                    "kind: a correction keeps the entry's kind",
-                ));
-            }
-            Some(entry)
-        }
-    };
-    let author_role = viewer.acting.as_str();
-    let id = records::insert_entry(
-        &mut tx,
-        record_id,
-        &content,
-        viewer.id,
-        author_role,
-        previous.as_ref(),
-    )
-    .await?;
-    audit::append(
-        &mut tx,
-        &allowed(
-            &viewer,
-            "entry.write",
-            patient_id,
-            Some(record_id),
-            Some(id),
-        ),
-    )
-    .await?;
-    let entry = records::find_entry(&mut tx, record_id, id)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a written entry is gone")))?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
+    let entry = charting::write_entry(&state, &viewer, patient_id, &content, corrects).await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
@@ -366,42 +242,9 @@ async fn entry_versions(
     Path((patient_id, entry_id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Vec<Entry>>, ApiError> {
     let viewer = viewer(&principal, &request_id, &headers)?;
-    if state.level(&viewer, patient_id).await? == Level::None {
-        state
-            .audit(
-                &viewer,
-                "entry.read",
-                Some(patient_id),
-                Some(entry_id),
-                Outcome::Denied,
-            )
-            .await?;
-        return Err(record_not_found());
-    }
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-    let record_id = records::ensure_record(&mut tx, patient_id)
-        .await
-        .map_err(anyhow::Error::from)?;
-    audit::append(
-        &mut tx,
-        &allowed(
-            &viewer,
-            "entry.read",
-            patient_id,
-            Some(record_id),
-            Some(entry_id),
-        ),
-    )
-    .await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
-    let versions = records::versions(&state.pool, record_id, entry_id).await?;
-    if versions.is_empty() {
-        return Err(ApiError::not_found(
-            "entry_not_found",
-            "No such entry in this record.",
-        ));
-    }
-    Ok(Json(versions))
+    Ok(Json(
+        charting::versions(&state, &viewer, patient_id, entry_id).await?,
+    ))
 }
 
 /// Who accessed the record and when, newest first (the patient, admins). An admin's read
@@ -417,32 +260,7 @@ async fn access_log(
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
     let viewer = viewer(&principal, &request_id, &headers)?;
-    if viewer.acting == Acting::Patient && !viewer.is_patient(patient_id) {
-        state
-            .audit(
-                &viewer,
-                "access_log.read",
-                Some(patient_id),
-                None,
-                Outcome::Denied,
-            )
-            .await?;
-        return Err(record_not_found());
-    }
-    if viewer.acting == Acting::Admin {
-        state
-            .audit(
-                &viewer,
-                "access_log.read",
-                Some(patient_id),
-                None,
-                Outcome::Allowed,
-            )
-            .await?;
-    }
-    let search = Search {
-        patient_id: Some(patient_id),
-        ..Search::default()
-    };
-    Ok(Json(audit::search(&state.pool, &search, 500).await?))
+    Ok(Json(
+        charting::access_log(&state, &viewer, patient_id).await?,
+    ))
 }

@@ -25,11 +25,14 @@ mod parked;
 mod relay;
 
 pub use backbone::Backbone;
-pub use consumer::{Consumer, ConsumerFaults, ConsumerSettings, Handled, HandlerFuture, Handlers};
+pub use consumer::{
+    Consumer, ConsumerFaults, ConsumerSettings, Handled, HandlerFuture, Handlers,
+    replay_dead_letter,
+};
 pub use envelope::{Envelope, EventContext};
 pub use kafka::{Bus, ConnectionWatch, KafkaSettings, ensure_topics, kafka_readiness_check};
 pub use metrics::EventMetrics;
-pub use parked::{DeadLetter, list_dead_letters, replay_dead_letter};
+pub use parked::{DeadLetter, list_dead_letters};
 pub use relay::{Relay, RelayFaults, RelaySettings, readiness_check};
 
 /// The backbone's tables in a service schema; each service carries an identical copy of this

@@ -1,4 +1,6 @@
-//! Parked events (retried with backoff away from the stream) and dead letters.
+//! Parked events (retried with backoff away from the stream) and dead letters: their
+//! tables. The consumer's retry and replay flows (`consumer/retry.rs`) decide; these read
+//! and write.
 
 use std::time::Duration;
 
@@ -8,8 +10,6 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::Consumer;
-use crate::consumer::Handled;
 use crate::log::LoggedEvent;
 
 /// Parks `event`: `retrying` after a failure (attempted once), or `waiting` behind an
@@ -48,7 +48,11 @@ fn interval(delay: Duration) -> String {
 }
 
 /// Lets the next waiting event of the aggregate be tried.
-async fn release_next(conn: &mut PgConnection, consumer: &str, key: &str) -> anyhow::Result<()> {
+pub(crate) async fn release_next(
+    conn: &mut PgConnection,
+    consumer: &str,
+    key: &str,
+) -> anyhow::Result<()> {
     sqlx::query(
         "update parked_events set state = 'retrying', next_attempt_at = now(), updated_at = now()
          where id = (select id from parked_events where consumer = $1 and key = $2 and state = 'waiting'
@@ -61,81 +65,79 @@ async fn release_next(conn: &mut PgConnection, consumer: &str, key: &str) -> any
     Ok(())
 }
 
-/// Retries one due parked event; returns how many it tried (0 or 1).
-pub(crate) async fn retry_due<S: Send + Sync + 'static>(
-    consumer: &Consumer<S>,
-) -> anyhow::Result<usize> {
-    let name = consumer.settings.name.as_str();
-    let mut tx = consumer.pool.begin().await?;
-    let due: Option<(i64, i32, LoggedEvent)> =
-        sqlx::query_as::<_, (i64, i32, Uuid, String, String, String, Value)>(
-            "select id, attempts, event_id, topic, key, event_type, envelope from parked_events
-         where consumer = $1 and state = 'retrying' and next_attempt_at <= now()
-         order by id limit 1 for update skip locked",
-        )
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(
-            |(id, attempts, event_id, topic, key, event_type, envelope)| {
-                (
-                    id,
-                    attempts,
-                    LoggedEvent {
-                        position: 0,
-                        event_id,
-                        topic,
-                        key,
-                        event_type,
-                        envelope,
-                    },
-                )
-            },
-        );
-    let Some((id, attempts, event)) = due else {
-        return Ok(0);
-    };
-
-    match consumer.run_handler(&mut tx, &event).await? {
-        Ok(outcome) => {
-            consumer.record(&mut tx, &event, outcome).await?;
-            sqlx::query("delete from parked_events where id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            release_next(&mut tx, name, &event.key).await?;
-        }
-        Err(error) => {
-            let attempts = attempts + 1;
-            if attempts >= consumer.settings.max_attempts {
-                dead_letter(&mut tx, name, &event, &error, attempts).await?;
-                sqlx::query("delete from parked_events where id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                release_next(&mut tx, name, &event.key).await?;
-                consumer.metrics.count(name, "dead_lettered");
-                tracing::warn!(consumer = name, event_id = %event.event_id, event_type = %event.event_type, %error, "event dead-lettered");
-            } else {
-                sqlx::query(
-                    "update parked_events set attempts = $2, last_error = $3,
-                            next_attempt_at = now() + $4::interval, updated_at = now()
-                     where id = $1",
-                )
-                .bind(id)
-                .bind(attempts)
-                .bind(&error)
-                .bind(interval(consumer.settings.backoff(attempts)))
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-    }
-    tx.commit().await?;
-    Ok(1)
+/// A parked event due for another attempt: its row id, attempts so far, and the event.
+pub(crate) struct Due {
+    pub id: i64,
+    pub attempts: i32,
+    pub event: LoggedEvent,
 }
 
-async fn dead_letter(
+/// Claims one of `consumer`'s parked events that is due (locked until the transaction
+/// ends; those another instance holds are skipped).
+pub(crate) async fn claim_due(
+    conn: &mut PgConnection,
+    consumer: &str,
+) -> anyhow::Result<Option<Due>> {
+    Ok(
+        sqlx::query_as::<_, (i64, i32, Uuid, String, String, String, Value)>(
+            "select id, attempts, event_id, topic, key, event_type, envelope from parked_events
+             where consumer = $1 and state = 'retrying' and next_attempt_at <= now()
+             order by id limit 1 for update skip locked",
+        )
+        .bind(consumer)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(
+            |(id, attempts, event_id, topic, key, event_type, envelope)| Due {
+                id,
+                attempts,
+                event: LoggedEvent {
+                    position: 0,
+                    event_id,
+                    topic,
+                    key,
+                    event_type,
+                    envelope,
+                },
+            },
+        ),
+    )
+}
+
+/// Removes a parked event (handled, or dead-lettered).
+pub(crate) async fn unpark(conn: &mut PgConnection, id: i64) -> anyhow::Result<()> {
+    sqlx::query("delete from parked_events where id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records another failed attempt; the next is due after `delay`.
+pub(crate) async fn retry_later(
+    conn: &mut PgConnection,
+    id: i64,
+    attempts: i32,
+    error: &str,
+    delay: Duration,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "update parked_events set attempts = $2, last_error = $3,
+                next_attempt_at = now() + $4::interval, updated_at = now()
+         where id = $1",
+    )
+    .bind(id)
+    .bind(attempts)
+    .bind(error)
+    .bind(interval(delay))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves an event that failed `attempts` times to the dead letters, and records that in
+/// the inbox.
+pub(crate) async fn dead_letter(
     conn: &mut PgConnection,
     consumer: &str,
     event: &LoggedEvent,
@@ -197,63 +199,66 @@ pub async fn list_dead_letters(pool: &PgPool, open_only: bool) -> anyhow::Result
     .await?)
 }
 
-/// Runs a dead letter's handler again. `Ok(None)`: no such dead letter for this consumer;
-/// `Ok(Some(Err))`: the handler failed again (recorded).
-pub async fn replay_dead_letter<S: Send + Sync + 'static>(
-    consumer: &Consumer<S>,
+/// Locks `consumer`'s dead letter `id`, if it is not replayed yet, and gives its event.
+pub(crate) async fn lock_dead_letter(
+    conn: &mut PgConnection,
+    consumer: &str,
     id: Uuid,
-) -> anyhow::Result<Option<Result<(), String>>> {
-    let mut tx = consumer.pool.begin().await?;
+) -> anyhow::Result<Option<LoggedEvent>> {
     let found: Option<(Uuid, String, String, String, Value)> = sqlx::query_as(
         "select event_id, topic, key, event_type, envelope from dead_letters
          where id = $1 and consumer = $2 and replayed_at is null for update",
     )
     .bind(id)
-    .bind(&consumer.settings.name)
-    .fetch_optional(&mut *tx)
+    .bind(consumer)
+    .fetch_optional(&mut *conn)
     .await?;
-    let Some((event_id, topic, key, event_type, envelope)) = found else {
-        return Ok(None);
-    };
-    let event = LoggedEvent {
-        position: 0,
-        event_id,
-        topic,
-        key,
-        event_type,
-        envelope,
-    };
-    let outcome = consumer.run_handler(&mut tx, &event).await?;
-    match &outcome {
-        Ok(handled) => {
-            let detail = match handled {
-                Handled::Done => None,
-                Handled::Skipped(reason) => Some(reason.clone()),
-            };
-            sqlx::query("update dead_letters set replayed_at = now(), replay_error = null, updated_at = now() where id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "update inbox set outcome = 'replayed', detail = $3, handled_at = now(), updated_at = now()
-                 where consumer = $1 and event_id = $2",
-            )
-            .bind(&consumer.settings.name)
-            .bind(event_id)
-            .bind(detail)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Err(error) => {
-            sqlx::query(
-                "update dead_letters set replay_error = $2, updated_at = now() where id = $1",
-            )
-            .bind(id)
-            .bind(error)
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    tx.commit().await?;
-    Ok(Some(outcome.map(|_| ())))
+    Ok(
+        found.map(|(event_id, topic, key, event_type, envelope)| LoggedEvent {
+            position: 0,
+            event_id,
+            topic,
+            key,
+            event_type,
+            envelope,
+        }),
+    )
+}
+
+/// Marks a dead letter replayed, and its inbox row with what the handler said.
+pub(crate) async fn mark_replayed(
+    conn: &mut PgConnection,
+    consumer: &str,
+    id: Uuid,
+    event_id: Uuid,
+    detail: Option<&str>,
+) -> anyhow::Result<()> {
+    sqlx::query("update dead_letters set replayed_at = now(), replay_error = null, updated_at = now() where id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "update inbox set outcome = 'replayed', detail = $3, handled_at = now(), updated_at = now()
+         where consumer = $1 and event_id = $2",
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .bind(detail)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records why a replay failed again.
+pub(crate) async fn mark_replay_failed(
+    conn: &mut PgConnection,
+    id: Uuid,
+    error: &str,
+) -> anyhow::Result<()> {
+    sqlx::query("update dead_letters set replay_error = $2, updated_at = now() where id = $1")
+        .bind(id)
+        .bind(error)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

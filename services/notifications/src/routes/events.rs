@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::repo::events::{self, EventRow};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -60,7 +61,7 @@ pub struct ConsumerOutcome {
 }
 
 /// An event of the log with what each consumer made of it.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LoggedEvent {
     pub event_id: Uuid,
     pub topic: String,
@@ -70,8 +71,22 @@ pub struct LoggedEvent {
     pub source: String,
     pub correlation_id: Option<String>,
     pub occurred_at: DateTime<Utc>,
-    #[sqlx(skip)]
     pub outcomes: Vec<ConsumerOutcome>,
+}
+
+impl From<EventRow> for LoggedEvent {
+    fn from(row: EventRow) -> Self {
+        Self {
+            event_id: row.event_id,
+            topic: row.topic,
+            event_type: row.event_type,
+            subject: row.subject,
+            source: row.source,
+            correlation_id: row.correlation_id,
+            occurred_at: row.occurred_at,
+            outcomes: Vec::new(),
+        }
+    }
 }
 
 fn context<'a>(admin: &'a Require<Admin>, request_id: &'a RequestId) -> CallContext<'a> {
@@ -99,17 +114,19 @@ async fn list_events(
         ),
         None => None,
     };
-    let mut events: Vec<LoggedEvent> = crate::repo::events::list_events(
-        &state.pool,
-        query.event_type.as_deref(),
-        query.subject.as_deref(),
-        query.correlation_id.as_deref(),
-        query.from,
-        query.to,
+    let filter = events::Filter {
+        event_type: query.event_type.as_deref(),
+        subject: query.subject.as_deref(),
+        correlation_id: query.correlation_id.as_deref(),
+        from: query.from,
+        to: query.to,
         before,
-        limit + 1,
-    )
-    .await?;
+    };
+    let mut events: Vec<LoggedEvent> = events::list_events(&state.pool, filter, limit + 1)
+        .await?
+        .into_iter()
+        .map(LoggedEvent::from)
+        .collect();
 
     let ids: Vec<String> = events
         .iter()

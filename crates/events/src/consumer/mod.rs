@@ -15,6 +15,10 @@ use tracing::Instrument;
 
 use crate::kafka::{Bus, GroupMember, KafkaSettings};
 use crate::log::{self, LoggedEvent};
+mod retry;
+
+pub use retry::replay_dead_letter;
+
 use crate::{Envelope, EventMetrics, parked};
 
 /// What a handler made of an event.
@@ -302,7 +306,7 @@ impl<S: Send + Sync + 'static> Consumer<S> {
             .clamp(Duration::from_millis(10), Duration::from_millis(500));
         loop {
             loop {
-                match parked::retry_due(&self).await {
+                match retry::retry_due(&self).await {
                     Ok(0) => break,
                     Ok(_) => {}
                     Err(err) => {

@@ -8,14 +8,9 @@
 //! (tests call it in process); [`run`] migrates, bootstraps and serves until shutdown.
 
 mod accounts;
-mod bootstrap;
 pub mod domain;
-mod handoff;
-mod keycloak;
-mod login;
 mod repo;
 mod routes;
-mod tokens;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,9 +29,10 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
 use crate::accounts::Credentials;
-use crate::handoff::Handoffs;
-use crate::keycloak::KeycloakAdmin;
-use crate::tokens::TokenSettings;
+use crate::accounts::handoff::Handoffs;
+use crate::accounts::keycloak::KeycloakAdmin;
+use crate::accounts::tokens::TokenSettings;
+use crate::accounts::{bootstrap, login, tokens};
 
 /// This service's name in configuration, logs and metrics.
 pub const SERVICE: Service = Service::Identity;

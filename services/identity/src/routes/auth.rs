@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::login::{self, GrantError, TokenResponse};
-use crate::tokens;
+use crate::accounts::login::{self, GrantError, TokenResponse};
+use crate::accounts::tokens;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

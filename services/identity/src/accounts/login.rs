@@ -15,11 +15,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::accounts::tokens::{self, Subject};
 use crate::accounts::verify_password;
 use crate::domain::user::{User, UserStatus};
 use crate::repo::sessions::{self, NewRefreshToken};
 use crate::repo::{throttle, users};
-use crate::tokens::{self, Subject};
 
 /// Password checks of one account from one client address (IPv6: its /64) per
 /// [`PAIR_WINDOW`]: a guesser gets five tries a quarter of an hour from where they are.

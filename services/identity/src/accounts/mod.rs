@@ -4,6 +4,17 @@
 //! (built-in), or Keycloak through its Admin API. Every change that touches both Keycloak and
 //! our tables does Keycloak first and undoes it if our write fails, so neither side keeps a
 //! user the other does not know.
+//!
+//! This is the identity service's flow layer (routes -> flows -> domain, repo): accounts
+//! here, and beside them signing in ([`login`]), issuing tokens ([`tokens`]), the first
+//! admin ([`bootstrap`]), the Keycloak adapter ([`keycloak`]) and the web app's sign-in
+//! handoff ([`handoff`]).
+
+pub(crate) mod bootstrap;
+pub(crate) mod handoff;
+pub(crate) mod keycloak;
+pub(crate) mod login;
+pub(crate) mod tokens;
 
 use chrono::Utc;
 use polyclinic_contracts::identity::{UserDeactivatedV1, UserRegisteredV1};
@@ -11,9 +22,9 @@ use polyclinic_events::{EventContext, outbox};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::accounts::keycloak::{KeycloakAdmin, KeycloakError, KeycloakUser};
 use crate::domain::password::{self, Password};
 use crate::domain::user::{Declaration, NewUser, Profile, User, UserError, UserRole, UserStatus};
-use crate::keycloak::{KeycloakAdmin, KeycloakError, KeycloakUser};
 use crate::repo::{handoffs, sessions, users};
 
 /// Where passwords are kept and checked.

@@ -7,11 +7,11 @@ use uuid::Uuid;
 
 use polyclinic_events::EventContext;
 
+use crate::accounts::keycloak::KeycloakError;
 use crate::accounts::{self, Credentials};
 use crate::domain::fields::{Email, PersonName, Username};
 use crate::domain::password::Password;
 use crate::domain::user::{Declaration, NewUser, Profile, UserError};
-use crate::keycloak::KeycloakError;
 use crate::repo::users;
 
 /// Ensures an active administrator exists. Idempotent: with one present it does nothing.

@@ -1,20 +1,18 @@
 //! `/api/audit`: the admins' search of the trail.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
-use polyclinic_auth::Require;
 use polyclinic_auth::rules::Admin;
 use polyclinic_http::extract::{Json, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
-use polyclinic_http::{ApiError, Page, RequestId, page_limit};
+use polyclinic_http::{ApiError, Page, page_limit};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::repo::audit::{self, AuditRow, Outcome, Search};
-use crate::routes::viewer;
+use crate::routes::Asking;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(search_audit))
@@ -45,13 +43,11 @@ pub struct AuditQuery {
     responses((status = 200, body = Page<AuditRow>)))]
 async fn search_audit(
     State(state): State<AppState>,
-    principal: Require<Admin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Admin>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Page<AuditRow>>, ApiError> {
     let limit = page_limit(query.limit, 100, 500)?;
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     state
         .audit(
             &viewer,

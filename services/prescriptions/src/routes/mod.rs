@@ -7,11 +7,16 @@ pub mod audit;
 pub mod prescriptions;
 pub mod records;
 
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderMap;
-use polyclinic_auth::{Principal, Role};
+use axum::http::request::Parts;
+use polyclinic_auth::{Require, Role, RoleRule, Verifier};
 use polyclinic_client::CallContext;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 use polyclinic_http::{ApiError, RequestId};
+use uuid::Uuid;
 
 use crate::AppState;
 use crate::access::{Acting, Viewer};
@@ -24,32 +29,68 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(audit::router())
 }
 
-pub fn viewer<'a>(
-    principal: &'a Principal,
-    request_id: &'a RequestId,
-    headers: &'a HeaderMap,
-) -> Result<Viewer<'a>, ApiError> {
-    let acting = if principal.is(Role::Admin) {
-        Acting::Admin
-    } else if principal.is(Role::Doctor) {
-        Acting::Doctor
-    } else if principal.is(Role::Nurse) {
-        Acting::Nurse
-    } else if principal.is(Role::Patient) {
-        Acting::Patient
-    } else {
-        return Err(ApiError::forbidden(
-            "forbidden",
-            "Clinical data is read by people, not services.",
-        ));
-    };
-    Ok(Viewer {
-        id: principal.user_id()?,
-        acting,
-        subject: &principal.subject,
-        request_id: request_id.as_str(),
-        call: CallContext::forwarding(principal.bearer(), request_id.as_str(), headers),
-    })
+/// A request of a person in a role `R` allows: the token's person in the role they act in
+/// here, with the request id and trace context their calls to other services carry. A
+/// handler takes it in place of the principal, the request id and the headers, and gets
+/// the [`Viewer`] the flows want from it.
+pub struct Asking<R: RoleRule> {
+    principal: Require<R>,
+    request_id: RequestId,
+    headers: HeaderMap,
+    id: Uuid,
+    acting: Acting,
+}
+
+impl<S, R> FromRequestParts<S> for Asking<R>
+where
+    Arc<Verifier>: FromRef<S>,
+    S: Send + Sync,
+    R: RoleRule,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let principal = Require::<R>::from_request_parts(parts, state).await?;
+        let acting = if principal.is(Role::Admin) {
+            Acting::Admin
+        } else if principal.is(Role::Doctor) {
+            Acting::Doctor
+        } else if principal.is(Role::Nurse) {
+            Acting::Nurse
+        } else if principal.is(Role::Patient) {
+            Acting::Patient
+        } else {
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "Clinical data is read by people, not services.",
+            ));
+        };
+        let Ok(request_id) = RequestId::from_request_parts(parts, state).await;
+        Ok(Self {
+            id: principal.user_id()?,
+            acting,
+            request_id,
+            headers: parts.headers.clone(),
+            principal,
+        })
+    }
+}
+
+impl<R: RoleRule> Asking<R> {
+    /// Who asks, as the flows see them.
+    pub fn viewer(&self) -> Viewer<'_> {
+        Viewer {
+            id: self.id,
+            acting: self.acting,
+            subject: &self.principal.subject,
+            request_id: self.request_id.as_str(),
+            call: CallContext::forwarding(
+                self.principal.bearer(),
+                self.request_id.as_str(),
+                &self.headers,
+            ),
+        }
+    }
 }
 
 /// Field errors as one 422.

@@ -2,18 +2,17 @@
 //! allergy check), patients ask for refills, the prescribing doctor decides.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::NaiveDate;
-use polyclinic_auth::Require;
 use polyclinic_auth::rules::{Doctor, Patient, Person};
 use polyclinic_http::extract::{Json, Path};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
-use polyclinic_http::{ApiError, ProblemDetails, RequestId};
+use polyclinic_http::{ApiError, ProblemDetails};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{invalid, viewer};
+use super::{Asking, invalid};
 use crate::AppState;
 use crate::domain::prescription::{Item, OverrideReason, RequiredReason, Status};
 use crate::prescribing::{self, Prescribe, PrescribingError};
@@ -102,12 +101,10 @@ pub struct PrescribeBody {
     responses((status = 201, body = Prescription), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn prescribe(
     State(state): State<AppState>,
-    principal: Require<Doctor>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Doctor>,
     Json(body): Json<PrescribeBody>,
 ) -> Result<(StatusCode, Json<Prescription>), ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     let request = Prescribe {
         appointment_id: body.appointment_id,
         items: &body.items,
@@ -124,11 +121,9 @@ async fn prescribe(
     responses((status = 200, body = Vec<Prescription>)))]
 async fn my_prescriptions(
     State(state): State<AppState>,
-    principal: Require<Person>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Person>,
 ) -> Result<Json<Vec<Prescription>>, ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     Ok(Json(prescribing::mine(&state, &viewer).await?))
 }
 
@@ -137,12 +132,10 @@ async fn my_prescriptions(
     responses((status = 200, body = Prescription), (status = 404, body = ProblemDetails)))]
 async fn get_prescription(
     State(state): State<AppState>,
-    principal: Require<Person>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Person>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Prescription>, ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     Ok(Json(prescribing::read(&state, &viewer, id).await?))
 }
 
@@ -160,13 +153,11 @@ pub struct EndReason {
     responses((status = 200, body = Prescription), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)))]
 async fn cancel_prescription(
     State(state): State<AppState>,
-    principal: Require<Doctor>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Doctor>,
     Path(id): Path<Uuid>,
     Json(body): Json<EndReason>,
 ) -> Result<Json<Prescription>, ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     let ended = prescribing::end(&state, &viewer, id, &body.reason, Status::Cancelled).await?;
     Ok(Json(ended))
 }
@@ -177,13 +168,11 @@ async fn cancel_prescription(
     responses((status = 200, body = Prescription), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)))]
 async fn stop_prescription(
     State(state): State<AppState>,
-    principal: Require<Doctor>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Doctor>,
     Path(id): Path<Uuid>,
     Json(body): Json<EndReason>,
 ) -> Result<Json<Prescription>, ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     let ended = prescribing::end(&state, &viewer, id, &body.reason, Status::Stopped).await?;
     Ok(Json(ended))
 }
@@ -194,12 +183,10 @@ async fn stop_prescription(
     responses((status = 201, body = Refill), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)))]
 async fn request_refill(
     State(state): State<AppState>,
-    principal: Require<Patient>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Patient>,
     Path(id): Path<Uuid>,
 ) -> Result<(StatusCode, Json<Refill>), ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     let refill = prescribing::request_refill(&state, &viewer, id).await?;
     Ok((StatusCode::CREATED, Json(refill)))
 }
@@ -209,11 +196,9 @@ async fn request_refill(
     responses((status = 200, body = Vec<Refill>)))]
 async fn refill_queue(
     State(state): State<AppState>,
-    principal: Require<Doctor>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Doctor>,
 ) -> Result<Json<Vec<Refill>>, ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     Ok(Json(prescribing::refill_queue(&state, &viewer).await?))
 }
 
@@ -222,12 +207,10 @@ async fn refill_queue(
     responses((status = 200, body = Refill), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)))]
 async fn approve_refill(
     State(state): State<AppState>,
-    principal: Require<Doctor>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Doctor>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Refill>, ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     Ok(Json(
         prescribing::approve_refill(&state, &viewer, id).await?,
     ))
@@ -239,13 +222,11 @@ async fn approve_refill(
     responses((status = 200, body = Refill), (status = 404, body = ProblemDetails), (status = 409, body = ProblemDetails)))]
 async fn decline_refill(
     State(state): State<AppState>,
-    principal: Require<Doctor>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Doctor>,
     Path(id): Path<Uuid>,
     Json(body): Json<EndReason>,
 ) -> Result<Json<Refill>, ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     let refill = prescribing::decline_refill(&state, &viewer, id, &body.reason).await?;
     Ok(Json(refill))
 }

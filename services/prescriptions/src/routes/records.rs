@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use polyclinic_auth::Require;
 use polyclinic_auth::rules::{CareOrAdmin, PatientOrAdmin, Person, ServiceWith};
 use polyclinic_auth::scopes::RecordsDeclare;
@@ -15,7 +15,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{invalid, viewer};
+use super::{Asking, invalid};
 use crate::AppState;
 use crate::charting::{self, Declaration, RecordsError};
 use crate::domain::entry::Content;
@@ -111,12 +111,10 @@ pub struct Record {
     responses((status = 200, body = Record), (status = 404, body = ProblemDetails)))]
 async fn read_record(
     State(state): State<AppState>,
-    principal: Require<Person>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Person>,
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Record>, ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     let chart = charting::read(&state, &viewer, patient_id).await?;
     Ok(Json(Record {
         patient_id,
@@ -219,13 +217,11 @@ fn parse_entry(body: &Bytes) -> Result<(Content, Option<Uuid>), ApiError> {
         (status = 422, body = ProblemDetails)))]
 async fn add_entry(
     State(state): State<AppState>,
-    principal: Require<CareOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<CareOrAdmin>,
     Path(patient_id): Path<Uuid>,
     JsonBytes(body): JsonBytes,
 ) -> Result<(StatusCode, Json<Entry>), ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     let (content, corrects) = parse_entry(&body)?;
     let entry = charting::write_entry(&state, &viewer, patient_id, &content, corrects).await?;
     Ok((StatusCode::CREATED, Json(entry)))
@@ -236,12 +232,10 @@ async fn add_entry(
     security(("bearer" = [])), responses((status = 200, body = Vec<Entry>), (status = 404, body = ProblemDetails)))]
 async fn entry_versions(
     State(state): State<AppState>,
-    principal: Require<Person>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Person>,
     Path((patient_id, entry_id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Vec<Entry>>, ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     Ok(Json(
         charting::versions(&state, &viewer, patient_id, entry_id).await?,
     ))
@@ -254,12 +248,10 @@ async fn entry_versions(
     responses((status = 200, body = Vec<AuditRow>), (status = 404, body = ProblemDetails)))]
 async fn access_log(
     State(state): State<AppState>,
-    principal: Require<PatientOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<PatientOrAdmin>,
     Path(patient_id): Path<Uuid>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
-    let viewer = viewer(&principal, &request_id, &headers)?;
+    let viewer = asking.viewer();
     Ok(Json(
         charting::access_log(&state, &viewer, patient_id).await?,
     ))

@@ -12,10 +12,10 @@ use uuid::Uuid;
 
 use super::{Booking, BookingError, Caller, announce, payment_error, release, unavailable};
 use crate::domain::appointment::{Actor, Lifecycle, Status};
-use crate::repo::appointments::{self as repo, Appointment, Change};
+use crate::repo::appointments::{self as repo, AppointmentRow, Change};
 
 /// Whether `caller` may see `appointment`: admins all, the others their own.
-pub fn visible_to(caller: &Caller<'_>, appointment: &Appointment) -> bool {
+pub fn visible_to(caller: &Caller<'_>, appointment: &AppointmentRow) -> bool {
     match caller.actor {
         Actor::Admin | Actor::System => true,
         Actor::Patient => appointment.patient_id == caller.id,
@@ -27,12 +27,12 @@ pub fn visible_to(caller: &Caller<'_>, appointment: &Appointment) -> bool {
 /// Cancels a locked, active `appointment` and announces it.
 pub(crate) async fn cancel_locked(
     conn: &mut PgConnection,
-    appointment: &Appointment,
+    appointment: &AppointmentRow,
     reason: &str,
     by: Actor,
     actor: Option<Uuid>,
     context: &EventContext,
-) -> Result<Appointment, BookingError> {
+) -> Result<AppointmentRow, BookingError> {
     let cancelled = repo::change_status(
         conn,
         appointment,
@@ -55,7 +55,7 @@ pub(crate) async fn cancel_locked(
 
 impl Booking {
     /// The appointment, if `caller` may see it (404 otherwise, never 403).
-    pub async fn find(&self, caller: Caller<'_>, id: Uuid) -> Result<Appointment, BookingError> {
+    pub async fn find(&self, caller: Caller<'_>, id: Uuid) -> Result<AppointmentRow, BookingError> {
         match repo::find(&self.pool, id).await? {
             Some(appointment) if visible_to(&caller, &appointment) => Ok(appointment),
             _ => Err(BookingError::NotFound),
@@ -67,7 +67,7 @@ impl Booking {
         conn: &mut PgConnection,
         caller: &Caller<'_>,
         id: Uuid,
-    ) -> Result<Appointment, BookingError> {
+    ) -> Result<AppointmentRow, BookingError> {
         match repo::lock(conn, id).await? {
             Some(appointment) if visible_to(caller, &appointment) => Ok(appointment),
             _ => Err(BookingError::NotFound),
@@ -85,7 +85,7 @@ impl Booking {
         id: Uuid,
         room_id: Uuid,
         nurse_id: Uuid,
-    ) -> Result<Appointment, BookingError> {
+    ) -> Result<AppointmentRow, BookingError> {
         let current = self.find(caller, id).await?;
         if current.status != Status::Paid {
             return Err(BookingError::WrongState(current.status));
@@ -170,7 +170,7 @@ impl Booking {
         caller: Caller<'_>,
         id: Uuid,
         reason: &str,
-    ) -> Result<Appointment, BookingError> {
+    ) -> Result<AppointmentRow, BookingError> {
         let mut tx = self.pool.begin().await?;
         let current = Self::lock_for(&mut tx, &caller, id).await?;
         if !current.status.may_become(Status::Rejected) {
@@ -202,7 +202,7 @@ impl Booking {
         caller: Caller<'_>,
         id: Uuid,
         reason: &str,
-    ) -> Result<Appointment, BookingError> {
+    ) -> Result<AppointmentRow, BookingError> {
         if !matches!(caller.actor, Actor::Patient | Actor::Admin) {
             return Err(BookingError::Forbidden);
         }
@@ -248,7 +248,7 @@ impl Booking {
         caller: Caller<'_>,
         id: Uuid,
         starts_at: chrono::DateTime<Utc>,
-    ) -> Result<Appointment, BookingError> {
+    ) -> Result<AppointmentRow, BookingError> {
         if !matches!(caller.actor, Actor::Patient | Actor::Admin) {
             return Err(BookingError::Forbidden);
         }
@@ -297,7 +297,7 @@ impl Booking {
         caller: Caller<'_>,
         id: Uuid,
         attended: bool,
-    ) -> Result<Appointment, BookingError> {
+    ) -> Result<AppointmentRow, BookingError> {
         let mut tx = self.pool.begin().await?;
         let current = Self::lock_for(&mut tx, &caller, id).await?;
         if caller.actor == Actor::Patient {

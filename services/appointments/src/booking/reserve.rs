@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{Booking, BookingError, Caller, announce, payment_error, release, unavailable};
 use crate::domain::appointment::{Actor, Status};
 use crate::peers::Payment;
-use crate::repo::appointments::{self as repo, Appointment, Change, Fee, NewAppointment};
+use crate::repo::appointments::{self as repo, AppointmentRow, Change, Fee, NewAppointment};
 
 /// What a reservation asks for, already parsed.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct ReserveRequest {
 /// A held slot and the payment that will pay for it.
 #[derive(Debug, Clone)]
 pub struct Reservation {
-    pub appointment: Appointment,
+    pub appointment: AppointmentRow,
     pub payment: Payment,
 }
 
@@ -85,7 +85,7 @@ impl Booking {
         match self.peers.create_payment(appointment.id, caller.call).await {
             Ok(payment) => {
                 repo::set_payment(&self.pool, appointment.id, payment.id).await?;
-                let appointment = Appointment {
+                let appointment = AppointmentRow {
                     payment_id: Some(payment.id),
                     ..appointment
                 };
@@ -144,7 +144,7 @@ impl Booking {
     async fn abandon(
         &self,
         caller: Caller<'_>,
-        appointment: &Appointment,
+        appointment: &AppointmentRow,
     ) -> Result<(), BookingError> {
         let reason = "the payment could not be set up";
         let mut tx = self.pool.begin().await?;

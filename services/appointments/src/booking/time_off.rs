@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::lifecycle::cancel_locked;
 use super::{Booking, BookingError, Caller};
 use crate::domain::schedule::Unavailability;
-use crate::repo::appointments::{self as repo, Appointment};
+use crate::repo::appointments::{self as repo, AppointmentRow};
 use crate::repo::schedules::{self, TimeOff};
 
 impl Booking {
@@ -18,7 +18,7 @@ impl Booking {
         doctor_id: Uuid,
         rule: &Unavailability,
         reason: &str,
-    ) -> Result<(TimeOff, Vec<Appointment>), BookingError> {
+    ) -> Result<(TimeOff, Vec<AppointmentRow>), BookingError> {
         let mut tx = self.pool.begin().await?;
         let entry = schedules::insert_time_off(&mut tx, doctor_id, rule, reason, caller.id).await?;
         let booked = repo::lock_active_from(&mut tx, doctor_id, Utc::now()).await?;

@@ -22,9 +22,9 @@ pub struct Fee {
     pub currency: String,
 }
 
-/// An appointment as stored and answered.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Appointment {
+/// An appointment as stored (the API's body is `routes::body::Appointment`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AppointmentRow {
     pub id: Uuid,
     pub patient_id: Uuid,
     pub doctor_id: Uuid,
@@ -49,7 +49,7 @@ pub struct Appointment {
     pub updated_at: DateTime<Utc>,
 }
 
-impl Appointment {
+impl AppointmentRow {
     /// The appointment as events describe it.
     pub fn reference(&self) -> AppointmentRef {
         AppointmentRef {
@@ -120,7 +120,7 @@ pub struct NewAppointment {
 pub async fn insert_pending(
     conn: &mut PgConnection,
     new: &NewAppointment,
-) -> Result<Appointment, WriteError> {
+) -> Result<AppointmentRow, WriteError> {
     sqlx::query_as(&format!(
         "with written as (
              insert into appointments (id, patient_id, doctor_id, status, starts_at, ends_at, reason, notes,
@@ -170,7 +170,7 @@ pub async fn pending_count(conn: &mut PgConnection, patient_id: Uuid) -> sqlx::R
     .await
 }
 
-pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Appointment>> {
+pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<AppointmentRow>> {
     sqlx::query_as(&format!("select {COLUMNS} from appointments where id = $1"))
         .bind(id)
         .fetch_optional(pool)
@@ -178,7 +178,7 @@ pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Appointment>> 
 }
 
 /// The appointment, locked until the transaction ends.
-pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Appointment>> {
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<AppointmentRow>> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from appointments where id = $1 for update"
     ))
@@ -202,12 +202,12 @@ pub struct Change<'a> {
 /// row lock and has checked that the lifecycle allows the move.
 pub async fn change_status(
     conn: &mut PgConnection,
-    appointment: &Appointment,
+    appointment: &AppointmentRow,
     to: Status,
     change: Change<'_>,
-) -> Result<Appointment, WriteError> {
+) -> Result<AppointmentRow, WriteError> {
     let (room, nurse) = change.assignment.unzip();
-    let updated: Appointment = sqlx::query_as(&format!(
+    let updated: AppointmentRow = sqlx::query_as(&format!(
         "update appointments set status = $2,
                 status_reason = coalesce($3, status_reason),
                 room_id = coalesce($4, room_id),
@@ -242,12 +242,12 @@ pub async fn change_status(
 /// Moves the appointment to another period, keeping everything else.
 pub async fn move_to(
     conn: &mut PgConnection,
-    appointment: &Appointment,
+    appointment: &AppointmentRow,
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
     actor: Uuid,
-) -> Result<Appointment, WriteError> {
-    let updated: Appointment = sqlx::query_as(&format!(
+) -> Result<AppointmentRow, WriteError> {
+    let updated: AppointmentRow = sqlx::query_as(&format!(
         "update appointments set starts_at = $2, ends_at = $3, reminder_sent_at = null, updated_at = now()
          where id = $1
          returning {COLUMNS}"
@@ -400,7 +400,7 @@ pub async fn list(
     pool: &PgPool,
     filter: &Filter,
     limit: usize,
-) -> anyhow::Result<Vec<Appointment>> {
+) -> anyhow::Result<Vec<AppointmentRow>> {
     Ok(sqlx::query_as(&format!(
         "select {COLUMNS} from appointments
          where ($1::text is null or status = $1)
@@ -432,7 +432,7 @@ pub async fn lock_active_from(
     conn: &mut PgConnection,
     doctor_id: Uuid,
     from: DateTime<Utc>,
-) -> sqlx::Result<Vec<Appointment>> {
+) -> sqlx::Result<Vec<AppointmentRow>> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from appointments
          where doctor_id = $1 and status in ('PENDING', 'PAID', 'SCHEDULED') and starts_at >= $2
@@ -452,7 +452,7 @@ pub async fn lock_due(
     due: Due,
     now: DateTime<Utc>,
     limit: i64,
-) -> sqlx::Result<Vec<Appointment>> {
+) -> sqlx::Result<Vec<AppointmentRow>> {
     let condition = match due {
         Due::HoldExpired => "status = 'PENDING' and hold_expires_at <= $1",
         Due::Ended => "status = 'SCHEDULED' and ends_at <= $1",

@@ -15,13 +15,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::body::Appointment;
 use super::caller;
 use crate::AppState;
 use crate::booking::{Reservation, ReserveRequest};
 use crate::domain::appointment::{
     Actor, Notes, Reason, RequiredReason, Status, parse_required_text, parse_text,
 };
-use crate::repo::appointments::{self as repo, Appointment, Filter};
+use crate::repo::appointments::{self as repo, Filter};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -73,7 +74,7 @@ pub struct ReservationBody {
 impl From<Reservation> for ReservationBody {
     fn from(reservation: Reservation) -> Self {
         Self {
-            appointment: reservation.appointment,
+            appointment: reservation.appointment.into(),
             payment: PaymentHandle {
                 id: reservation.payment.id,
                 status: reservation.payment.status,
@@ -178,8 +179,12 @@ async fn page(
     filter: &Filter,
     limit: usize,
 ) -> Result<Page<Appointment>, ApiError> {
-    let items = repo::list(&state.pool, filter, limit + 1).await?;
-    Ok(Page::from_overfetch(items, limit, |item| {
+    let items = repo::list(&state.pool, filter, limit + 1)
+        .await?
+        .into_iter()
+        .map(Appointment::from)
+        .collect();
+    Ok(Page::from_overfetch(items, limit, |item: &Appointment| {
         item.id.to_string()
     }))
 }
@@ -253,7 +258,7 @@ async fn get_appointment(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Appointment>, ApiError> {
     let caller = caller(&principal, &request_id, &headers)?;
-    Ok(Json(state.booking.find(caller, id).await?))
+    Ok(Json(state.booking.find(caller, id).await?.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -286,7 +291,7 @@ async fn approve(
                 .booking
                 .approve(caller, id, request.room_id, request.nurse_id)
                 .await?;
-            Ok((StatusCode::OK, approved))
+            Ok((StatusCode::OK, Appointment::from(approved)))
         })
         .await
 }
@@ -332,7 +337,7 @@ async fn reject(
             };
             let caller = caller(&principal, &request_id, &headers)?;
             let rejected = state.booking.reject(caller, id, &reason).await?;
-            Ok((StatusCode::OK, rejected))
+            Ok((StatusCode::OK, Appointment::from(rejected)))
         })
         .await
 }
@@ -362,7 +367,7 @@ async fn cancel(
             };
             let caller = caller(&principal, &request_id, &headers)?;
             let cancelled = state.booking.cancel(caller, id, &reason).await?;
-            Ok((StatusCode::OK, cancelled))
+            Ok((StatusCode::OK, Appointment::from(cancelled)))
         })
         .await
 }
@@ -396,7 +401,7 @@ async fn reschedule(
                 .booking
                 .reschedule(caller, id, request.starts_at)
                 .await?;
-            Ok((StatusCode::OK, moved))
+            Ok((StatusCode::OK, Appointment::from(moved)))
         })
         .await
 }
@@ -414,7 +419,7 @@ async fn close_visit(
         .run(&principal.subject, || async {
             let caller = caller(&principal, &request_id, &headers)?;
             let closed = state.booking.close_visit(caller, id, attended).await?;
-            Ok((StatusCode::OK, closed))
+            Ok((StatusCode::OK, Appointment::from(closed)))
         })
         .await
 }

@@ -1,6 +1,7 @@
 //! The appointments service's HTTP interface: thin handlers over [`crate::booking`].
 
 pub mod appointments;
+pub mod body;
 pub mod schedules;
 
 use axum::http::HeaderMap;

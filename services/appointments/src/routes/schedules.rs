@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::body::Appointment;
 use super::caller;
 use crate::AppState;
 use crate::booking::Caller;
 use crate::domain::appointment::{Actor, Reason, parse_text};
 use crate::domain::schedule::{Calendar, DayHours, SlotState, Unavailability, WeeklyTemplate};
-use crate::repo::appointments::{self as repo, Appointment};
+use crate::repo::appointments as repo;
 use crate::repo::schedules::{self, TimeOff, iso_weekday};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -338,7 +339,7 @@ async fn add_unavailability(
         StatusCode::CREATED,
         Json(TimeOffAdded {
             time_off,
-            cancelled_appointments: cancelled,
+            cancelled_appointments: cancelled.into_iter().map(Appointment::from).collect(),
         }),
     ))
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -66,11 +65,17 @@ pub(crate) async fn release_next(
 }
 
 /// A parked event due for another attempt: its row id, attempts so far, and the event.
+#[derive(sqlx::FromRow)]
 pub(crate) struct Due {
     pub id: i64,
     pub attempts: i32,
+    #[sqlx(flatten)]
     pub event: LoggedEvent,
 }
+
+/// The columns of a parked or dead-lettered event, read as a [`LoggedEvent`] (which has no
+/// position outside the log).
+const EVENT: &str = "0::bigint as position, event_id, topic, key, event_type, envelope";
 
 /// Claims one of `consumer`'s parked events that is due (locked until the transaction
 /// ends; those another instance holds are skipped).
@@ -78,30 +83,14 @@ pub(crate) async fn claim_due(
     conn: &mut PgConnection,
     consumer: &str,
 ) -> anyhow::Result<Option<Due>> {
-    Ok(
-        sqlx::query_as::<_, (i64, i32, Uuid, String, String, String, Value)>(
-            "select id, attempts, event_id, topic, key, event_type, envelope from parked_events
-             where consumer = $1 and state = 'retrying' and next_attempt_at <= now()
-             order by id limit 1 for update skip locked",
-        )
-        .bind(consumer)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(
-            |(id, attempts, event_id, topic, key, event_type, envelope)| Due {
-                id,
-                attempts,
-                event: LoggedEvent {
-                    position: 0,
-                    event_id,
-                    topic,
-                    key,
-                    event_type,
-                    envelope,
-                },
-            },
-        ),
-    )
+    Ok(sqlx::query_as(&format!(
+        "select id, attempts, {EVENT} from parked_events
+         where consumer = $1 and state = 'retrying' and next_attempt_at <= now()
+         order by id limit 1 for update skip locked"
+    ))
+    .bind(consumer)
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 /// Removes a parked event (handled, or dead-lettered).
@@ -205,24 +194,14 @@ pub(crate) async fn lock_dead_letter(
     consumer: &str,
     id: Uuid,
 ) -> anyhow::Result<Option<LoggedEvent>> {
-    let found: Option<(Uuid, String, String, String, Value)> = sqlx::query_as(
-        "select event_id, topic, key, event_type, envelope from dead_letters
-         where id = $1 and consumer = $2 and replayed_at is null for update",
-    )
+    Ok(sqlx::query_as(&format!(
+        "select {EVENT} from dead_letters
+         where id = $1 and consumer = $2 and replayed_at is null for update"
+    ))
     .bind(id)
     .bind(consumer)
     .fetch_optional(&mut *conn)
-    .await?;
-    Ok(
-        found.map(|(event_id, topic, key, event_type, envelope)| LoggedEvent {
-            position: 0,
-            event_id,
-            topic,
-            key,
-            event_type,
-            envelope,
-        }),
-    )
+    .await?)
 }
 
 /// Marks a dead letter replayed, and its inbox row with what the handler said.

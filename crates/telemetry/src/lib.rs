@@ -52,7 +52,10 @@ pub fn init(log: &LogConfig) -> Result<Telemetry, TelemetryError> {
 }
 
 /// Like [`init`], with the span export given rather than read from the environment.
-pub fn init_with(log: &LogConfig, otlp: Option<OtlpSettings>) -> Result<Telemetry, TelemetryError> {
+pub fn init_with(
+    log: &LogConfig,
+    mut otlp: Option<OtlpSettings>,
+) -> Result<Telemetry, TelemetryError> {
     let filter =
         EnvFilter::try_new(&log.filter).map_err(|err| TelemetryError::Filter(err.to_string()))?;
     let logs: Box<dyn Layer<Registry> + Send + Sync> = match log.format {
@@ -70,8 +73,8 @@ pub fn init_with(log: &LogConfig, otlp: Option<OtlpSettings>) -> Result<Telemetr
             .boxed(),
     };
     let warnings = otlp
-        .as_ref()
-        .map(|settings| settings.warnings.clone())
+        .as_mut()
+        .map(|settings| std::mem::take(&mut settings.warnings))
         .unwrap_or_default();
     let (spans, exporter) = match otlp {
         Some(settings) => {

@@ -10,12 +10,12 @@ pub mod records;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use polyclinic_auth::{Require, Role, RoleRule, Verifier};
 use polyclinic_client::CallContext;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 use polyclinic_http::{ApiError, RequestId};
+use polyclinic_telemetry::TraceContext;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -36,7 +36,7 @@ pub fn api() -> OpenApiRouter<AppState> {
 pub struct Asking<R: RoleRule> {
     principal: Require<R>,
     request_id: RequestId,
-    headers: HeaderMap,
+    trace: TraceContext,
     id: Uuid,
     acting: Acting,
 }
@@ -70,7 +70,7 @@ where
             id: principal.user_id()?,
             acting,
             request_id,
-            headers: parts.headers.clone(),
+            trace: TraceContext::from_headers(&parts.headers),
             principal,
         })
     }
@@ -84,11 +84,11 @@ impl<R: RoleRule> Asking<R> {
             acting: self.acting,
             subject: &self.principal.subject,
             request_id: self.request_id.as_str(),
-            call: CallContext::forwarding(
-                self.principal.bearer(),
-                self.request_id.as_str(),
-                &self.headers,
-            ),
+            call: CallContext {
+                bearer: Some(self.principal.bearer()),
+                request_id: Some(self.request_id.as_str()),
+                trace: self.trace.as_headers(),
+            },
         }
     }
 }

@@ -10,8 +10,10 @@
 //!
 //! Handlers take a [`Principal`] (any valid token) or a [`Require`] guard such as
 //! `Require<Admin>`; both answer 401 problem+json without a valid token and the guard 403
-//! without the role.
+//! without the role. A handler that acts for the caller (calls other services, writes
+//! events) takes [`Asking`], which adds the request id and trace context those carry.
 
+mod asking;
 mod jwks;
 mod principal;
 mod revocation;
@@ -19,6 +21,7 @@ pub mod roles;
 pub mod scopes;
 mod verifier;
 
+pub use asking::Asking;
 pub use principal::{Principal, Require, RoleRule, Scope, authenticate, insufficient_scope, rules};
 pub use revocation::{RevocationList, Revoked};
 pub use roles::{Role, RoleSet};

@@ -181,6 +181,8 @@ pub mod rules {
     pub struct AdminOr<S>(PhantomData<S>);
     /// Clinic staff, and platform services whose token carries scope `S`.
     pub struct StaffOr<S>(PhantomData<S>);
+    /// A person of any role, and platform services whose token carries scope `S`.
+    pub struct PersonOr<S>(PhantomData<S>);
     /// Patients and administrators (bookings).
     pub struct PatientOrAdmin;
     /// Doctors and administrators (schedules).
@@ -210,6 +212,16 @@ pub mod rules {
     }
     impl<S: Scope> RoleRule for StaffOr<S> {
         const ROLES: &'static [Role] = &[Role::Admin, Role::Doctor, Role::Nurse, Role::Service];
+        const SERVICE_SCOPE: Option<&'static str> = Some(S::NAME);
+    }
+    impl<S: Scope> RoleRule for PersonOr<S> {
+        const ROLES: &'static [Role] = &[
+            Role::Admin,
+            Role::Doctor,
+            Role::Nurse,
+            Role::Patient,
+            Role::Service,
+        ];
         const SERVICE_SCOPE: Option<&'static str> = Some(S::NAME);
     }
     impl RoleRule for PatientOrAdmin {

@@ -2,14 +2,24 @@
 //! (`polyclinic.<aggregate>.<what happened>.v<N>`). A new version is a new type; consumers
 //! keep handling the old one until no producer writes it.
 //!
+//! It also holds the vocabulary every service shares: [`Money`], the typed ids
+//! ([`PatientId`], [`AppointmentId`], ...), the appointment's status.
+//!
 //! Shared contracts only: no behaviour, no domain rules. Each producing service has its own
 //! topic ([`Topic`]), and each event is keyed by its aggregate id ([`Event::subject`]) so
 //! one aggregate's events stay in order.
 
 pub mod appointments;
 pub mod identity;
+mod ids;
+mod money;
 pub mod payments;
 pub mod prescriptions;
+
+pub use ids::{
+    AppointmentId, DoctorId, NurseId, PatientId, PaymentId, PrescriptionId, RoomId,
+};
+pub use money::Money;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

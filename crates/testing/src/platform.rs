@@ -86,7 +86,7 @@ impl TestPlatform {
         customize(&mut config, &db);
 
         let shutdown = CancellationToken::new();
-        let running = tokio::spawn(polyclinic::run(config.clone(), listeners, shutdown.clone()));
+        let running = tokio::spawn(polyclinic_platform::run(config.clone(), listeners, shutdown.clone()));
         Self {
             config,
             client: reqwest::Client::builder()

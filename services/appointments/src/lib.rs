@@ -24,11 +24,10 @@ use chrono_tz::Tz;
 use polyclinic_auth::{Verifier, VerifierSettings};
 use polyclinic_client::ServiceClient;
 use polyclinic_config::{Config, Service};
-use polyclinic_events::Backbone;
-use polyclinic_events::api::{EventsApi, Replay, internal_routes};
+use polyclinic_events::api::Replay;
+use polyclinic_events::{Backbone, ServiceRoutes};
 use polyclinic_http::axum::Router;
-use polyclinic_http::utoipa_axum::router::OpenApiRouter;
-use polyclinic_http::{CancellationToken, ServiceApp};
+use polyclinic_http::CancellationToken;
 use polyclinic_locks::Locks;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -62,6 +61,15 @@ impl FromRef<AppState> for Arc<Verifier> {
 impl FromRef<AppState> for PgPool {
     fn from_ref(state: &AppState) -> Self {
         state.pool.clone()
+    }
+}
+
+impl polyclinic_events::ServiceState for AppState {
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+    fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
     }
 }
 
@@ -121,35 +129,24 @@ impl AppState {
     }
 }
 
-fn api() -> OpenApiRouter<AppState> {
-    routes::api()
-}
+/// The documented routes, and the internal routes of the payment-events consumer.
+static ROUTES: ServiceRoutes<AppState> = ServiceRoutes::with_consumers(SERVICE, routes::api);
 
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
-    let mut api = api().split_for_parts().1;
-    api.merge(polyclinic_events::api::openapi());
-    polyclinic_http::document(SERVICE, api)
+    ROUTES.openapi()
 }
 
 /// The service's complete router; `consumers` are those whose dead letters it can replay.
+/// With the Redis lock backend, readiness also checks Redis.
 pub fn router(
     config: &Config,
     state: AppState,
     backbone: &Backbone,
     consumers: Vec<Arc<dyn Replay>>,
 ) -> Router {
-    let check = polyclinic_db::readiness_check(&state.pool);
     let lock_check = state.booking.locks().readiness_check();
-    let internal = internal_routes(EventsApi {
-        service: SERVICE.as_str(),
-        pool: state.pool.clone(),
-        verifier: state.verifier.clone(),
-        consumers: Arc::new(consumers),
-    });
-    let mut app = ServiceApp::new(SERVICE, api().with_state(state).merge(internal))
-        .configured(config)
-        .check(check);
+    let mut app = ROUTES.app(config, state, consumers);
     if let Some(lock_check) = lock_check {
         app = app.check(lock_check);
     }

@@ -7,41 +7,46 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use polyclinic_client::{CallContext, ClientError, ServiceClient};
+use polyclinic_contracts::Money;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::repo::appointments::Fee;
 
 /// A doctor as the public directory shows them.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Doctor {
     pub id: Uuid,
     pub department_id: Uuid,
-    pub consultation_fee: FeeBody,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct FeeBody {
-    pub amount: i64,
-    pub currency: String,
-}
-
-impl From<&FeeBody> for Fee {
-    fn from(fee: &FeeBody) -> Self {
-        Fee {
-            amount: fee.amount,
-            currency: fee.currency.clone(),
-        }
-    }
+    pub consultation_fee: Money,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Room {
     pub id: Uuid,
     pub department_id: Uuid,
+    pub name: String,
 }
+
+/// A nurse as the staff directory lists them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Nurse {
+    pub id: Uuid,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// A page of a cursor-paged list.
+#[derive(Debug, Deserialize)]
+struct Listing<T> {
+    items: Vec<T>,
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+/// A department has a few dozen nurses at most; this bounds a runaway listing.
+const MAX_PAGES: usize = 20;
 
 /// What approval and booking on behalf need to know of a person.
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +161,39 @@ impl Peers {
                 .get_json(&format!("{}/api/rooms/{id}", self.identity), context)
                 .await,
         )
+    }
+
+    /// The rooms of a department.
+    pub async fn rooms_of(
+        &self,
+        department_id: Uuid,
+        context: CallContext<'_>,
+    ) -> Result<Vec<Room>, ClientError> {
+        let url = format!("{}/api/rooms?department_id={department_id}", self.identity);
+        self.client.get_json(&url, context).await
+    }
+
+    /// The active nurses of a department, every page of the directory's listing.
+    pub async fn nurses_of(
+        &self,
+        department_id: Uuid,
+        context: CallContext<'_>,
+    ) -> Result<Vec<Nurse>, ClientError> {
+        let first = format!(
+            "{}/api/users?role=NURSE&status=ACTIVE&department_id={department_id}&limit=100",
+            self.identity
+        );
+        let mut nurses = Vec::new();
+        let mut url = first.clone();
+        for _ in 0..MAX_PAGES {
+            let page: Listing<Nurse> = self.client.get_json(&url, context).await?;
+            nurses.extend(page.items);
+            match page.next_cursor {
+                Some(cursor) => url = format!("{first}&cursor={cursor}"),
+                None => break,
+            }
+        }
+        Ok(nurses)
     }
 
     pub async fn person(

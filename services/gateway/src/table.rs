@@ -92,6 +92,7 @@ pub const TABLE: &[Rule] = rules! {
     GET "/api/appointments/mine" => Appointments, PERSON;
     GET "/api/appointments/queue" => Appointments, ADMIN;
     GET "/api/appointments/{id}" => Appointments, PERSON;
+    GET "/api/appointments/{id}/staffing" => Appointments, ADMIN;
     POST "/api/appointments/{id}/approve" => Appointments, ADMIN;
     POST "/api/appointments/{id}/reject" => Appointments, ADMIN;
     POST "/api/appointments/{id}/cancel" => Appointments, PATIENT_OR_ADMIN;

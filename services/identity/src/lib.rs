@@ -21,9 +21,9 @@ use axum::extract::FromRef;
 use polyclinic_auth::{RevocationFeed, Verifier, VerifierSettings};
 use polyclinic_client::{ServiceClient, ServiceTokens};
 use polyclinic_config::{Config, IdentityProvider, Service};
-use polyclinic_events::Backbone;
+use polyclinic_events::{Backbone, ServiceRoutes};
 use polyclinic_http::axum::Router;
-use polyclinic_http::{CancellationToken, ServiceApp};
+use polyclinic_http::CancellationToken;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -62,6 +62,15 @@ pub struct AppState {
 impl FromRef<AppState> for Arc<Verifier> {
     fn from_ref(state: &AppState) -> Self {
         state.verifier.clone()
+    }
+}
+
+impl polyclinic_events::ServiceState for AppState {
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+    fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
     }
 }
 
@@ -116,22 +125,17 @@ fn token_settings(config: &Config) -> TokenSettings {
     }
 }
 
+/// The documented routes (identity consumes no events).
+static ROUTES: ServiceRoutes<AppState> = ServiceRoutes::new(SERVICE, routes::api);
+
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
-    polyclinic_http::document(SERVICE, routes::api().split_for_parts().1)
-}
-
-/// The service's HTTP interface, before the event backbone is attached.
-pub fn service_app(config: &Config, state: AppState) -> ServiceApp {
-    let check = polyclinic_db::readiness_check(&state.pool);
-    ServiceApp::new(SERVICE, routes::api().with_state(state))
-        .configured(config)
-        .check(check)
+    ROUTES.openapi()
 }
 
 /// The service's complete router.
 pub fn router(config: &Config, state: AppState, backbone: &Backbone) -> Router {
-    backbone.attach(service_app(config, state)).into_router()
+    ROUTES.router(config, state, backbone, Vec::new())
 }
 
 /// Migrates the schema, makes sure a signing key and an administrator exist, then serves on

@@ -22,10 +22,10 @@ use polyclinic_auth::{Verifier, VerifierSettings};
 use polyclinic_client::{ServiceClient, ServiceTokens};
 use polyclinic_config::{Config, Service};
 use polyclinic_contracts::Topic;
-use polyclinic_events::api::{EventsApi, Replay, internal_routes};
-use polyclinic_events::{Backbone, Consumer, ConsumerSettings, Handlers};
+use polyclinic_events::api::Replay;
+use polyclinic_events::{Backbone, Consumer, ConsumerSettings, Handlers, ServiceRoutes};
 use polyclinic_http::axum::Router;
-use polyclinic_http::{CancellationToken, ServiceApp};
+use polyclinic_http::CancellationToken;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -58,6 +58,15 @@ impl FromRef<AppState> for Arc<Verifier> {
     }
 }
 
+impl polyclinic_events::ServiceState for AppState {
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+    fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+}
+
 impl AppState {
     pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>) -> Self {
         let services = Service::ALL
@@ -76,11 +85,12 @@ impl AppState {
     }
 }
 
+/// The documented routes, and the internal routes of the event log and mail consumers.
+static ROUTES: ServiceRoutes<AppState> = ServiceRoutes::with_consumers(SERVICE, routes::api);
+
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
-    let mut api = routes::api().split_for_parts().1;
-    api.merge(polyclinic_events::api::openapi());
-    polyclinic_http::document(SERVICE, api)
+    ROUTES.openapi()
 }
 
 /// The service's complete router; `consumers` are those whose dead letters it can replay.
@@ -90,17 +100,7 @@ pub fn router(
     backbone: &Backbone,
     consumers: Vec<Arc<dyn Replay>>,
 ) -> Router {
-    let check = polyclinic_db::readiness_check(&state.pool);
-    let internal = internal_routes(EventsApi {
-        service: SERVICE.as_str(),
-        pool: state.pool.clone(),
-        verifier: state.verifier.clone(),
-        consumers: Arc::new(consumers),
-    });
-    let app = ServiceApp::new(SERVICE, routes::api().with_state(state).merge(internal))
-        .configured(config)
-        .check(check);
-    backbone.attach(app).into_router()
+    ROUTES.router(config, state, backbone, consumers)
 }
 
 fn event_log_consumer(config: &Config, pool: &PgPool, backbone: &Backbone) -> Consumer<()> {

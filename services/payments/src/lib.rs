@@ -18,11 +18,10 @@ use axum::extract::FromRef;
 use polyclinic_auth::{Verifier, VerifierSettings};
 use polyclinic_client::ServiceClient;
 use polyclinic_config::{Config, PaymentsProvider, Service};
-use polyclinic_events::Backbone;
-use polyclinic_events::api::{EventsApi, Replay, internal_routes};
+use polyclinic_events::api::Replay;
+use polyclinic_events::{Backbone, ServiceRoutes};
 use polyclinic_http::axum::Router;
-use polyclinic_http::utoipa_axum::router::OpenApiRouter;
-use polyclinic_http::{CancellationToken, ServiceApp};
+use polyclinic_http::CancellationToken;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -63,6 +62,15 @@ impl FromRef<AppState> for Arc<Verifier> {
 impl FromRef<AppState> for PgPool {
     fn from_ref(state: &AppState) -> Self {
         state.pool.clone()
+    }
+}
+
+impl polyclinic_events::ServiceState for AppState {
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+    fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
     }
 }
 
@@ -110,15 +118,12 @@ pub fn ledger(config: &Config, pool: &PgPool) -> anyhow::Result<(Ledger, bool)> 
     Ok((Ledger::new(pool.clone(), provider), test_mode))
 }
 
-fn api() -> OpenApiRouter<AppState> {
-    routes::api()
-}
+/// The documented routes, and the internal routes of the settlement consumer.
+static ROUTES: ServiceRoutes<AppState> = ServiceRoutes::with_consumers(SERVICE, routes::api);
 
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
-    let mut api = api().split_for_parts().1;
-    api.merge(polyclinic_events::api::openapi());
-    polyclinic_http::document(SERVICE, api)
+    ROUTES.openapi()
 }
 
 /// The service's complete router; `consumers` are those whose dead letters it can replay.
@@ -128,17 +133,7 @@ pub fn router(
     backbone: &Backbone,
     consumers: Vec<Arc<dyn Replay>>,
 ) -> Router {
-    let check = polyclinic_db::readiness_check(&state.pool);
-    let internal = internal_routes(EventsApi {
-        service: SERVICE.as_str(),
-        pool: state.pool.clone(),
-        verifier: state.verifier.clone(),
-        consumers: Arc::new(consumers),
-    });
-    let app = ServiceApp::new(SERVICE, api().with_state(state).merge(internal))
-        .configured(config)
-        .check(check);
-    backbone.attach(app).into_router()
+    ROUTES.router(config, state, backbone, consumers)
 }
 
 /// How long a payment sits in a non-final state before the provider is asked about it.

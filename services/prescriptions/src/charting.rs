@@ -10,7 +10,7 @@ use crate::AppState;
 use crate::access::{Acting, CareTeamUnavailable, Level, Viewer, allowed};
 use crate::domain::entry::Content;
 use crate::repo::audit::{self, AuditRow, Outcome, Search};
-use crate::repo::prescriptions::{self, Prescription};
+use crate::repo::prescriptions::{self, PrescriptionRow};
 use crate::repo::records::{self, Declared, Entry};
 
 /// Why a record flow was refused.
@@ -117,7 +117,7 @@ pub struct Chart {
     pub entries: Vec<Entry>,
     pub declared: Declared,
     /// Newest first.
-    pub prescriptions: Vec<Prescription>,
+    pub prescriptions: Vec<PrescriptionRow>,
 }
 
 /// Audits a refused attempt of `viewer` on `patient_id`'s record.

@@ -35,10 +35,9 @@ use axum::extract::FromRef;
 use polyclinic_auth::{Verifier, VerifierSettings};
 use polyclinic_client::ServiceClient;
 use polyclinic_config::{Config, Service};
-use polyclinic_events::Backbone;
+use polyclinic_events::{Backbone, ServiceRoutes};
 use polyclinic_http::axum::Router;
-use polyclinic_http::utoipa_axum::router::OpenApiRouter;
-use polyclinic_http::{CancellationToken, ServiceApp};
+use polyclinic_http::CancellationToken;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -65,6 +64,15 @@ impl FromRef<AppState> for Arc<Verifier> {
     }
 }
 
+impl polyclinic_events::ServiceState for AppState {
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+    fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+}
+
 impl AppState {
     pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>) -> Self {
         let client = ServiceClient::new(Duration::from_secs(
@@ -81,26 +89,17 @@ impl AppState {
     }
 }
 
-fn api() -> OpenApiRouter<AppState> {
-    routes::api()
-}
+/// The documented routes (prescriptions consumes no events).
+static ROUTES: ServiceRoutes<AppState> = ServiceRoutes::new(SERVICE, routes::api);
 
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {
-    polyclinic_http::document(SERVICE, api().split_for_parts().1)
-}
-
-/// The service's HTTP interface, before the event backbone is attached.
-pub fn service_app(config: &Config, state: AppState) -> ServiceApp {
-    let check = polyclinic_db::readiness_check(&state.pool);
-    ServiceApp::new(SERVICE, api().with_state(state))
-        .configured(config)
-        .check(check)
+    ROUTES.openapi()
 }
 
 /// The service's complete router.
 pub fn router(config: &Config, state: AppState, backbone: &Backbone) -> Router {
-    backbone.attach(service_app(config, state)).into_router()
+    ROUTES.router(config, state, backbone, Vec::new())
 }
 
 /// Migrates the schema, then serves on `listener` until `shutdown` is cancelled.

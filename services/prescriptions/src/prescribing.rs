@@ -18,7 +18,7 @@ use crate::domain::prescription::{
     Item, OverrideReason, RequiredReason, Status, allergy_conflicts, validate_items,
 };
 use crate::repo::audit::{self, Outcome};
-use crate::repo::prescriptions::{self, NewPrescription, Prescription, Refill};
+use crate::repo::prescriptions::{self, NewPrescription, PrescriptionRow, RefillRow};
 use crate::repo::records;
 
 /// Why a prescribing flow was refused.
@@ -80,7 +80,7 @@ fn context(viewer: &Viewer<'_>) -> EventContext {
     }
 }
 
-fn refill_ref(refill: &Refill) -> RefillRef {
+fn refill_ref(refill: &RefillRow) -> RefillRef {
     RefillRef {
         refill_id: refill.id,
         prescription_id: refill.prescription_id,
@@ -94,7 +94,7 @@ pub async fn prescribe(
     state: &AppState,
     viewer: &Viewer<'_>,
     request: Prescribe<'_>,
-) -> Result<Prescription, PrescribingError> {
+) -> Result<PrescriptionRow, PrescribingError> {
     let mut errors = validate_items(request.items).err().unwrap_or_default();
     let today = Utc::now().date_naive();
     let valid_until = request.valid_until.unwrap_or(today + Duration::days(30));
@@ -185,7 +185,7 @@ pub async fn prescribe(
 pub async fn mine(
     state: &AppState,
     viewer: &Viewer<'_>,
-) -> Result<Vec<Prescription>, PrescribingError> {
+) -> Result<Vec<PrescriptionRow>, PrescribingError> {
     use crate::access::Acting;
     let (patient, doctor) = match viewer.acting {
         Acting::Patient => (Some(viewer.id), None),
@@ -205,7 +205,7 @@ async fn visible(
     viewer: &Viewer<'_>,
     id: Uuid,
     action: &str,
-) -> Result<Prescription, PrescribingError> {
+) -> Result<PrescriptionRow, PrescribingError> {
     let found = prescriptions::find(&state.pool, id).await?;
     let may = match &found {
         None => false,
@@ -234,7 +234,7 @@ pub async fn read(
     state: &AppState,
     viewer: &Viewer<'_>,
     id: Uuid,
-) -> Result<Prescription, PrescribingError> {
+) -> Result<PrescriptionRow, PrescribingError> {
     let prescription = visible(state, viewer, id, "prescription.read").await?;
     state
         .audit(
@@ -255,7 +255,7 @@ pub async fn end(
     id: Uuid,
     reason: &str,
     status: Status,
-) -> Result<Prescription, PrescribingError> {
+) -> Result<PrescriptionRow, PrescribingError> {
     let found = prescriptions::find(&state.pool, id).await?;
     let Some(current) = found.filter(|p| viewer.is_doctor(p.doctor_id)) else {
         state
@@ -306,7 +306,7 @@ pub async fn request_refill(
     state: &AppState,
     viewer: &Viewer<'_>,
     id: Uuid,
-) -> Result<Refill, PrescribingError> {
+) -> Result<RefillRow, PrescribingError> {
     let found = prescriptions::find(&state.pool, id).await?;
     let Some(prescription) = found.filter(|p| viewer.is_patient(p.patient_id)) else {
         state
@@ -347,7 +347,7 @@ pub async fn request_refill(
 pub async fn refill_queue(
     state: &AppState,
     viewer: &Viewer<'_>,
-) -> Result<Vec<Refill>, PrescribingError> {
+) -> Result<Vec<RefillRow>, PrescribingError> {
     state
         .audit(viewer, "refill.list", None, None, Outcome::Allowed)
         .await?;
@@ -359,7 +359,7 @@ async fn own_refill(
     state: &AppState,
     viewer: &Viewer<'_>,
     id: Uuid,
-) -> Result<Refill, PrescribingError> {
+) -> Result<RefillRow, PrescribingError> {
     let mut conn = state.pool.acquire().await?;
     match prescriptions::find_refill(&mut conn, id).await? {
         Some(refill) if viewer.is_doctor(refill.doctor_id) => Ok(refill),
@@ -378,7 +378,7 @@ pub async fn approve_refill(
     state: &AppState,
     viewer: &Viewer<'_>,
     id: Uuid,
-) -> Result<Refill, PrescribingError> {
+) -> Result<RefillRow, PrescribingError> {
     let waiting = own_refill(state, viewer, id).await?;
     let mut tx = state.pool.begin().await?;
     let Some((refill, left)) = prescriptions::approve_refill(&mut tx, id).await? else {
@@ -407,7 +407,7 @@ pub async fn decline_refill(
     viewer: &Viewer<'_>,
     id: Uuid,
     reason: &str,
-) -> Result<Refill, PrescribingError> {
+) -> Result<RefillRow, PrescribingError> {
     if let Err(message) = RequiredReason::check(reason) {
         return Err(PrescribingError::Invalid(vec![("reason".into(), message)]));
     }

@@ -3,6 +3,7 @@
 //! session cookie, adds the security headers, and turns a handler's [`WebError`] into the
 //! error page for that session.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
@@ -14,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::WebState;
 use crate::page::{Layout, WebError, plain_error, render_status};
-use crate::session::{COOKIE, SECURE_COOKIE, Session};
+use crate::session::{COOKIE, Role, SECURE_COOKIE, Session, User};
 
 /// The CSRF token's form field; htmx sends it as the `X-CSRF-Token` header instead.
 pub const CSRF_FIELD: &str = "_csrf";
@@ -35,6 +36,113 @@ impl<S: Send + Sync> FromRequestParts<S> for Visitor {
             .get::<Visitor>()
             .cloned()
             .ok_or_else(|| plain_error(StatusCode::INTERNAL_SERVER_ERROR))
+    }
+}
+
+/// The people a page is for. Each page's handler takes a [`Signed`] of its audience instead
+/// of checking roles itself.
+pub trait Audience {
+    const ROLES: &'static [Role];
+    /// Where a signed-out visitor is sent back after signing in when what they asked for
+    /// was not a page (a form's POST cannot be repeated by following a link).
+    const HOME: &'static str;
+}
+
+/// The audiences of the pages.
+pub mod audience {
+    use super::Audience;
+    use crate::session::Role;
+
+    /// Administrators.
+    pub struct Admins;
+    /// Patients.
+    pub struct Patients;
+    /// Doctors.
+    pub struct Doctors;
+    /// Nurses.
+    pub struct Nurses;
+    /// The care team: doctors and nurses.
+    pub struct CareTeam;
+    /// Patients, and the doctors and nurses who see them (their appointment lists).
+    pub struct PatientsAndCare;
+    /// Patients and administrators (cancelling and rescheduling a booking).
+    pub struct PatientsAndAdmins;
+    /// Doctors, nurses and administrators (closing a visit).
+    pub struct CareAndAdmins;
+    /// Anyone signed in.
+    pub struct Everyone;
+
+    impl Audience for Admins {
+        const ROLES: &'static [Role] = &[Role::Admin];
+        const HOME: &'static str = "/admin/queue";
+    }
+    impl Audience for Patients {
+        const ROLES: &'static [Role] = &[Role::Patient];
+        const HOME: &'static str = "/record";
+    }
+    impl Audience for Doctors {
+        const ROLES: &'static [Role] = &[Role::Doctor];
+        const HOME: &'static str = "/doctor";
+    }
+    impl Audience for Nurses {
+        const ROLES: &'static [Role] = &[Role::Nurse];
+        const HOME: &'static str = "/nurse";
+    }
+    impl Audience for CareTeam {
+        const ROLES: &'static [Role] = &[Role::Doctor, Role::Nurse];
+        const HOME: &'static str = "/appointments";
+    }
+    impl Audience for PatientsAndCare {
+        const ROLES: &'static [Role] = &[Role::Patient, Role::Doctor, Role::Nurse];
+        const HOME: &'static str = "/appointments";
+    }
+    impl Audience for PatientsAndAdmins {
+        const ROLES: &'static [Role] = &[Role::Patient, Role::Admin];
+        const HOME: &'static str = "/appointments";
+    }
+    impl Audience for CareAndAdmins {
+        const ROLES: &'static [Role] = &[Role::Doctor, Role::Nurse, Role::Admin];
+        const HOME: &'static str = "/appointments";
+    }
+    impl Audience for Everyone {
+        const ROLES: &'static [Role] = &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin];
+        const HOME: &'static str = "/account";
+    }
+}
+
+/// The signed-in person, when their role is one of `A`'s; otherwise the sign-in page (and
+/// back here after it) for a visitor, and "not available to you" for another role.
+pub struct Signed<A: Audience> {
+    pub session: Arc<Session>,
+    pub user: User,
+    audience: PhantomData<fn() -> A>,
+}
+
+impl<S: Send + Sync, A: Audience> FromRequestParts<S> for Signed<A> {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Ok(Visitor(session)) = Visitor::from_request_parts(parts, state).await else {
+            return Err(WebError::Unavailable(
+                "the page was reached without a session".to_owned(),
+            ));
+        };
+        match &session.user {
+            Some(user) if A::ROLES.contains(&user.role) => Ok(Self {
+                user: user.clone(),
+                session,
+                audience: PhantomData,
+            }),
+            Some(_) => Err(WebError::Forbidden),
+            None => {
+                let page = matches!(parts.method, Method::GET | Method::HEAD);
+                let next = match parts.uri.path_and_query() {
+                    Some(here) if page => here.as_str().to_owned(),
+                    _ => A::HOME.to_owned(),
+                };
+                Err(WebError::SignIn { next })
+            }
+        }
     }
 }
 

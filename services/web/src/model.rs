@@ -6,11 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Money {
-    pub amount: i64,
-    pub currency: String,
-}
+/// Fees come as the platform's one money object.
+pub use polyclinic_contracts::Money;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Doctor {

@@ -8,11 +8,20 @@ use polyclinic_contracts::appointments::{
 };
 use polyclinic_events::{EventContext, Handled};
 use sqlx::PgConnection;
+use polyclinic_contracts::{AppointmentId, NurseId, PaymentId, RoomId};
 use uuid::Uuid;
 
 use super::{Booking, BookingError, Caller, announce, payment_error, release, unavailable};
 use crate::domain::appointment::{Actor, Lifecycle, Status};
+use crate::peers::{Nurse, Room};
 use crate::repo::appointments::{self as repo, AppointmentRow, Change};
+
+/// The rooms and nurses free for an appointment.
+#[derive(Debug, Default)]
+pub struct Staffing {
+    pub rooms: Vec<Room>,
+    pub nurses: Vec<Nurse>,
+}
 
 /// Whether `caller` may see `appointment`: admins all, the others their own.
 pub fn visible_to(caller: &Caller<'_>, appointment: &AppointmentRow) -> bool {
@@ -55,7 +64,11 @@ pub(crate) async fn cancel_locked(
 
 impl Booking {
     /// The appointment, if `caller` may see it (404 otherwise, never 403).
-    pub async fn find(&self, caller: Caller<'_>, id: Uuid) -> Result<AppointmentRow, BookingError> {
+    pub async fn find(
+        &self,
+        caller: Caller<'_>,
+        id: AppointmentId,
+    ) -> Result<AppointmentRow, BookingError> {
         match repo::find(&self.pool, id).await? {
             Some(appointment) if visible_to(&caller, &appointment) => Ok(appointment),
             _ => Err(BookingError::NotFound),
@@ -66,12 +79,55 @@ impl Booking {
     async fn lock_for(
         conn: &mut PgConnection,
         caller: &Caller<'_>,
-        id: Uuid,
+        id: AppointmentId,
     ) -> Result<AppointmentRow, BookingError> {
         match repo::lock(conn, id).await? {
             Some(appointment) if visible_to(caller, &appointment) => Ok(appointment),
             _ => Err(BookingError::NotFound),
         }
+    }
+
+    /// What an approval of `id` may choose from: the rooms and active nurses of the doctor's
+    /// department that no scheduled visit overlapping it holds. A doctor no longer in the
+    /// directory has nothing to offer.
+    pub async fn staffing(
+        &self,
+        caller: Caller<'_>,
+        id: AppointmentId,
+    ) -> Result<Staffing, BookingError> {
+        let appointment = self.find(caller, id).await?;
+        let identity = |err| unavailable("the identity service", err);
+        let Some(doctor) = self
+            .peers
+            .doctor(appointment.doctor_id, caller.call)
+            .await
+            .map_err(identity)?
+        else {
+            return Ok(Staffing::default());
+        };
+        let rooms = self
+            .peers
+            .rooms_of(doctor.department_id, caller.call)
+            .await
+            .map_err(identity)?;
+        let nurses = self
+            .peers
+            .nurses_of(doctor.department_id, caller.call)
+            .await
+            .map_err(identity)?;
+        let (busy_rooms, busy_nurses) =
+            repo::assigned_during(&self.pool, id, appointment.starts_at, appointment.ends_at)
+                .await?;
+        Ok(Staffing {
+            rooms: rooms
+                .into_iter()
+                .filter(|room| !busy_rooms.contains(&room.id))
+                .collect(),
+            nurses: nurses
+                .into_iter()
+                .filter(|nurse| !busy_nurses.contains(&nurse.id))
+                .collect(),
+        })
     }
 
     /// Approval: the room and nurse must belong to the doctor's department and be free then;
@@ -82,9 +138,9 @@ impl Booking {
     pub async fn approve(
         &self,
         caller: Caller<'_>,
-        id: Uuid,
-        room_id: Uuid,
-        nurse_id: Uuid,
+        id: AppointmentId,
+        room_id: RoomId,
+        nurse_id: NurseId,
     ) -> Result<AppointmentRow, BookingError> {
         let current = self.find(caller, id).await?;
         if current.status != Status::Paid {
@@ -168,7 +224,7 @@ impl Booking {
     pub async fn reject(
         &self,
         caller: Caller<'_>,
-        id: Uuid,
+        id: AppointmentId,
         reason: &str,
     ) -> Result<AppointmentRow, BookingError> {
         let mut tx = self.pool.begin().await?;
@@ -200,7 +256,7 @@ impl Booking {
     pub async fn cancel(
         &self,
         caller: Caller<'_>,
-        id: Uuid,
+        id: AppointmentId,
         reason: &str,
     ) -> Result<AppointmentRow, BookingError> {
         if !matches!(caller.actor, Actor::Patient | Actor::Admin) {
@@ -246,7 +302,7 @@ impl Booking {
     pub async fn reschedule(
         &self,
         caller: Caller<'_>,
-        id: Uuid,
+        id: AppointmentId,
         starts_at: chrono::DateTime<Utc>,
     ) -> Result<AppointmentRow, BookingError> {
         if !matches!(caller.actor, Actor::Patient | Actor::Admin) {
@@ -295,7 +351,7 @@ impl Booking {
     pub async fn close_visit(
         &self,
         caller: Caller<'_>,
-        id: Uuid,
+        id: AppointmentId,
         attended: bool,
     ) -> Result<AppointmentRow, BookingError> {
         let mut tx = self.pool.begin().await?;
@@ -350,8 +406,8 @@ impl Booking {
 /// the payment on that appointment's own event.
 pub async fn mark_paid(
     conn: &mut PgConnection,
-    appointment_id: Uuid,
-    payment_id: Uuid,
+    appointment_id: AppointmentId,
+    payment_id: PaymentId,
     context: &EventContext,
 ) -> anyhow::Result<Handled> {
     let Some(current) = repo::lock(conn, appointment_id).await? else {
@@ -389,7 +445,7 @@ pub async fn mark_paid(
 /// The card's authorisation lapsed before approval: the appointment is cancelled.
 pub async fn cancel_lapsed(
     conn: &mut PgConnection,
-    appointment_id: Uuid,
+    appointment_id: AppointmentId,
     context: &EventContext,
 ) -> anyhow::Result<Handled> {
     let Some(current) = repo::lock(conn, appointment_id).await? else {

@@ -21,9 +21,10 @@ use polyclinic_contracts::Event;
 use polyclinic_events::{EventContext, outbox};
 use polyclinic_locks::{LockGuard, Locks};
 use sqlx::{PgConnection, PgPool};
+use polyclinic_contracts::DoctorId;
 use uuid::Uuid;
 
-pub use self::lifecycle::{cancel_lapsed, mark_paid, visible_to};
+pub use self::lifecycle::{Staffing, cancel_lapsed, mark_paid, visible_to};
 pub use self::reserve::{Reservation, ReserveRequest};
 use crate::domain::appointment::{Actor, Policy, Status};
 use crate::domain::schedule::{Calendar, SlotError};
@@ -171,7 +172,7 @@ impl Booking {
     /// When the lock backend is down the flow goes on without it.
     async fn lock_slot(
         &self,
-        doctor_id: Uuid,
+        doctor_id: DoctorId,
         starts_at: DateTime<Utc>,
     ) -> Result<Option<Option<LockGuard>>, BookingError> {
         let key = format!("appointments:slot:{doctor_id}:{}", starts_at.timestamp());
@@ -188,7 +189,7 @@ impl Booking {
     /// Checks that the doctor offers a slot starting at `starts_at` that can still be booked.
     async fn check_slot(
         &self,
-        doctor_id: Uuid,
+        doctor_id: DoctorId,
         starts_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<crate::domain::schedule::Slot, BookingError> {

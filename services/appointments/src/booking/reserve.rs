@@ -3,22 +3,23 @@
 
 use chrono::{DateTime, Utc};
 use polyclinic_contracts::appointments::{AppointmentCancelledV1, AppointmentReservedV1};
+use polyclinic_contracts::{DoctorId, PatientId};
 use uuid::Uuid;
 
 use super::{Booking, BookingError, Caller, announce, payment_error, release, unavailable};
 use crate::domain::appointment::{Actor, Status};
 use crate::peers::Payment;
-use crate::repo::appointments::{self as repo, AppointmentRow, Change, Fee, NewAppointment};
+use crate::repo::appointments::{self as repo, AppointmentRow, Change, NewAppointment};
 
 /// What a reservation asks for, already parsed.
 #[derive(Debug, Clone)]
 pub struct ReserveRequest {
-    pub doctor_id: Uuid,
+    pub doctor_id: DoctorId,
     pub starts_at: DateTime<Utc>,
     pub reason: String,
     pub notes: String,
     /// Set by an admin booking on a patient's behalf; a patient books for themself.
-    pub patient_id: Option<Uuid>,
+    pub patient_id: Option<PatientId>,
 }
 
 /// A held slot and the payment that will pay for it.
@@ -64,7 +65,7 @@ impl Booking {
                 ends_at: slot.ends_at,
                 reason: request.reason.clone(),
                 notes: request.notes.clone(),
-                fee: Fee::from(&doctor.consultation_fee),
+                fee: doctor.consultation_fee.clone(),
                 hold_expires_at: now + self.policy.hold,
                 created_by: caller.id,
             };
@@ -110,8 +111,8 @@ impl Booking {
     async fn patient_of(
         &self,
         caller: Caller<'_>,
-        requested: Option<Uuid>,
-    ) -> Result<Uuid, BookingError> {
+        requested: Option<PatientId>,
+    ) -> Result<PatientId, BookingError> {
         match caller.actor {
             Actor::Patient => match requested {
                 None => Ok(caller.id),

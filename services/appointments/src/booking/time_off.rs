@@ -2,6 +2,7 @@
 //! doctor learn it from the event, and the payment is voided or refunded.
 
 use chrono::Utc;
+use polyclinic_contracts::DoctorId;
 use uuid::Uuid;
 
 use super::lifecycle::cancel_locked;
@@ -15,7 +16,7 @@ impl Booking {
     pub async fn add_time_off(
         &self,
         caller: Caller<'_>,
-        doctor_id: Uuid,
+        doctor_id: DoctorId,
         rule: &Unavailability,
         reason: &str,
     ) -> Result<(TimeOff, Vec<AppointmentRow>), BookingError> {

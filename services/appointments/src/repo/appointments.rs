@@ -4,7 +4,12 @@
 //! same transaction. Overlaps are refused by the exclusion constraints; their names map to
 //! [`Overlap`].
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
+use polyclinic_contracts::{
+    AppointmentId, DoctorId, Money, NurseId, PatientId, PaymentId, RoomId,
+};
 use polyclinic_contracts::appointments::AppointmentRef;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
@@ -13,35 +18,26 @@ use uuid::Uuid;
 
 use crate::domain::appointment::Status;
 
-/// Money in minor units.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Fee {
-    #[sqlx(rename = "fee_amount")]
-    pub amount: i64,
-    #[sqlx(rename = "fee_currency")]
-    pub currency: String,
-}
-
 /// An appointment as stored (the API's body is `routes::body::Appointment`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AppointmentRow {
-    pub id: Uuid,
-    pub patient_id: Uuid,
-    pub doctor_id: Uuid,
-    pub room_id: Option<Uuid>,
-    pub nurse_id: Option<Uuid>,
+    pub id: AppointmentId,
+    pub patient_id: PatientId,
+    pub doctor_id: DoctorId,
+    pub room_id: Option<RoomId>,
+    pub nurse_id: Option<NurseId>,
     #[sqlx(try_from = "String")]
     pub status: Status,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub reason: String,
     pub notes: String,
-    /// The doctor's fee when it was booked.
-    #[sqlx(flatten)]
-    pub fee: Fee,
+    /// The doctor's fee when it was booked ([`AppointmentRow::fee`]), in minor units.
+    pub fee_amount: i64,
+    pub fee_currency: String,
     /// Until when a PENDING reservation holds its slot.
     pub hold_expires_at: Option<DateTime<Utc>>,
-    pub payment_id: Option<Uuid>,
+    pub payment_id: Option<PaymentId>,
     /// Why it was rejected or cancelled.
     pub status_reason: Option<String>,
     pub created_by: Uuid,
@@ -50,25 +46,32 @@ pub struct AppointmentRow {
 }
 
 impl AppointmentRow {
+    /// The doctor's fee when it was booked.
+    pub fn fee(&self) -> Money {
+        Money::stored(self.fee_amount, self.fee_currency.clone())
+    }
+
     /// The appointment as events describe it.
     pub fn reference(&self) -> AppointmentRef {
         AppointmentRef {
-            appointment_id: self.id,
-            patient_id: self.patient_id,
-            doctor_id: self.doctor_id,
+            appointment_id: self.id.into(),
+            patient_id: self.patient_id.into(),
+            doctor_id: self.doctor_id.into(),
             starts_at: self.starts_at,
             ends_at: self.ends_at,
-            room_id: self.room_id,
-            nurse_id: self.nurse_id,
-            payment_id: self.payment_id,
-            amount: self.fee.amount,
-            currency: self.fee.currency.clone(),
+            room_id: self.room_id.map(Uuid::from),
+            nurse_id: self.nurse_id.map(Uuid::from),
+            payment_id: self.payment_id.map(Uuid::from),
+            amount: self.fee_amount,
+            currency: self.fee_currency.clone(),
         }
     }
 
     /// Whether `user` takes part in it as its patient, doctor or nurse.
     pub fn involves(&self, user: Uuid) -> bool {
-        self.patient_id == user || self.doctor_id == user || self.nurse_id == Some(user)
+        self.patient_id == user
+            || self.doctor_id == user
+            || self.nurse_id.is_some_and(|nurse| nurse == user)
     }
 }
 
@@ -105,13 +108,13 @@ fn write_error(err: sqlx::Error) -> WriteError {
 /// A reservation to be written.
 #[derive(Debug, Clone)]
 pub struct NewAppointment {
-    pub patient_id: Uuid,
-    pub doctor_id: Uuid,
+    pub patient_id: PatientId,
+    pub doctor_id: DoctorId,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub reason: String,
     pub notes: String,
-    pub fee: Fee,
+    pub fee: Money,
     pub hold_expires_at: DateTime<Utc>,
     pub created_by: Uuid,
 }
@@ -150,7 +153,7 @@ pub async fn insert_pending(
 
 /// Serialises the reservations of one patient until the transaction ends, so that the
 /// pending limit cannot be overrun by requests racing each other.
-pub async fn lock_patient(conn: &mut PgConnection, patient_id: Uuid) -> sqlx::Result<()> {
+pub async fn lock_patient(conn: &mut PgConnection, patient_id: PatientId) -> sqlx::Result<()> {
     sqlx::query(
         "select pg_advisory_xact_lock(hashtextextended('appointments:patient:' || $1::text, 0))",
     )
@@ -161,7 +164,7 @@ pub async fn lock_patient(conn: &mut PgConnection, patient_id: Uuid) -> sqlx::Re
 }
 
 /// How many unpaid reservations the patient holds.
-pub async fn pending_count(conn: &mut PgConnection, patient_id: Uuid) -> sqlx::Result<i64> {
+pub async fn pending_count(conn: &mut PgConnection, patient_id: PatientId) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "select count(*) from appointments where patient_id = $1 and status = 'PENDING'",
     )
@@ -170,7 +173,7 @@ pub async fn pending_count(conn: &mut PgConnection, patient_id: Uuid) -> sqlx::R
     .await
 }
 
-pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<AppointmentRow>> {
+pub async fn find(pool: &PgPool, id: AppointmentId) -> sqlx::Result<Option<AppointmentRow>> {
     sqlx::query_as(&format!("select {COLUMNS} from appointments where id = $1"))
         .bind(id)
         .fetch_optional(pool)
@@ -178,7 +181,7 @@ pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<AppointmentRow
 }
 
 /// The appointment, locked until the transaction ends.
-pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<AppointmentRow>> {
+pub async fn lock(conn: &mut PgConnection, id: AppointmentId) -> sqlx::Result<Option<AppointmentRow>> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from appointments where id = $1 for update"
     ))
@@ -192,8 +195,8 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Appo
 pub struct Change<'a> {
     pub reason: Option<&'a str>,
     /// The room and nurse of an approval.
-    pub assignment: Option<(Uuid, Uuid)>,
-    pub payment_id: Option<Uuid>,
+    pub assignment: Option<(RoomId, NurseId)>,
+    pub payment_id: Option<PaymentId>,
     /// A user, or `None` for jobs and events.
     pub actor: Option<Uuid>,
 }
@@ -274,7 +277,7 @@ pub async fn move_to(
 /// Records the payment of a reservation. The commit does not wait for the WAL flush: should
 /// a crash lose it, the payment's authorisation records it again (see `change_status`), and
 /// the payments service finds payments by appointment anyway.
-pub async fn set_payment(pool: &PgPool, id: Uuid, payment_id: Uuid) -> sqlx::Result<()> {
+pub async fn set_payment(pool: &PgPool, id: AppointmentId, payment_id: PaymentId) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("set local synchronous_commit = off")
         .execute(&mut *tx)
@@ -289,7 +292,7 @@ pub async fn set_payment(pool: &PgPool, id: Uuid, payment_id: Uuid) -> sqlx::Res
 
 async fn history(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: AppointmentId,
     from: Option<Status>,
     to: Status,
     actor: Option<Uuid>,
@@ -319,7 +322,7 @@ pub struct HistoryEntry {
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn list_history(pool: &PgPool, id: Uuid) -> sqlx::Result<Vec<HistoryEntry>> {
+pub async fn list_history(pool: &PgPool, id: AppointmentId) -> sqlx::Result<Vec<HistoryEntry>> {
     sqlx::query_as(
         "select from_status, to_status, actor, reason, created_at from appointment_history
          where appointment_id = $1 order by id",
@@ -332,7 +335,7 @@ pub async fn list_history(pool: &PgPool, id: Uuid) -> sqlx::Result<Vec<HistoryEn
 /// The periods a doctor is booked between `from` and `to`.
 pub async fn busy(
     pool: &PgPool,
-    doctor_id: Uuid,
+    doctor_id: DoctorId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> anyhow::Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
@@ -352,13 +355,13 @@ pub async fn busy(
 /// Whether a room or nurse is in a SCHEDULED appointment overlapping the period.
 pub async fn assignment_conflict(
     pool: &PgPool,
-    except: Uuid,
-    room_id: Uuid,
-    nurse_id: Uuid,
+    except: AppointmentId,
+    room_id: RoomId,
+    nurse_id: NurseId,
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
 ) -> sqlx::Result<Option<Overlap>> {
-    let rows: Vec<(Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+    let rows: Vec<(Option<RoomId>, Option<NurseId>)> = sqlx::query_as(
         "select room_id, nurse_id from appointments
          where status = 'SCHEDULED' and id <> $1 and (room_id = $2 or nurse_id = $3)
            and period && tstzrange($4, $5, '[)')",
@@ -379,20 +382,42 @@ pub async fn assignment_conflict(
     })
 }
 
+/// The rooms and nurses that scheduled visits other than `except`, overlapping
+/// `[starts_at, ends_at)`, hold.
+pub async fn assigned_during(
+    pool: &PgPool,
+    except: AppointmentId,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+) -> sqlx::Result<(HashSet<RoomId>, HashSet<NurseId>)> {
+    let rows: Vec<(Option<RoomId>, Option<NurseId>)> = sqlx::query_as(
+        "select room_id, nurse_id from appointments
+         where status = 'SCHEDULED' and id <> $1 and period && tstzrange($2, $3, '[)')",
+    )
+    .bind(except)
+    .bind(starts_at)
+    .bind(ends_at)
+    .fetch_all(pool)
+    .await?;
+    let rooms = rows.iter().filter_map(|(room, _)| *room).collect();
+    let nurses = rows.iter().filter_map(|(_, nurse)| *nurse).collect();
+    Ok((rooms, nurses))
+}
+
 /// Filters of a list.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub status: Option<Status>,
-    pub patient_id: Option<Uuid>,
-    pub doctor_id: Option<Uuid>,
-    pub nurse_id: Option<Uuid>,
-    pub room_id: Option<Uuid>,
+    pub patient_id: Option<PatientId>,
+    pub doctor_id: Option<DoctorId>,
+    pub nurse_id: Option<NurseId>,
+    pub room_id: Option<RoomId>,
     /// Starting at or after.
     pub from: Option<DateTime<Utc>>,
     /// Starting before.
     pub to: Option<DateTime<Utc>>,
     /// Only those booked after this one (the cursor): lists run oldest booking first.
-    pub after: Option<Uuid>,
+    pub after: Option<AppointmentId>,
 }
 
 /// Appointments matching `filter`, in booking order, at most `limit`.
@@ -430,7 +455,7 @@ pub async fn list(
 /// The doctor's active appointments starting at or after `from`, locked.
 pub async fn lock_active_from(
     conn: &mut PgConnection,
-    doctor_id: Uuid,
+    doctor_id: DoctorId,
     from: DateTime<Utc>,
 ) -> sqlx::Result<Vec<AppointmentRow>> {
     sqlx::query_as(&format!(
@@ -483,7 +508,7 @@ pub enum Due {
     Reminder,
 }
 
-pub async fn mark_reminded(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+pub async fn mark_reminded(conn: &mut PgConnection, id: AppointmentId) -> sqlx::Result<()> {
     sqlx::query("update appointments set reminder_sent_at = now() where id = $1")
         .bind(id)
         .execute(conn)

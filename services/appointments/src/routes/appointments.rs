@@ -2,15 +2,16 @@
 //! routes accept `Idempotency-Key`.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use polyclinic_auth::rules::{Admin, CareOrAdmin, PatientOrAdmin};
-use polyclinic_auth::{Principal, Require};
+use polyclinic_auth::rules::{Admin, CareOrAdmin, PatientOrAdmin, PersonOr};
+use polyclinic_auth::scopes::AppointmentsRead;
+use polyclinic_auth::{Asking, Require};
 use polyclinic_db::idempotency::Idempotent;
 use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
-use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, Violations, page_limit};
+use polyclinic_http::{ApiError, Page, ProblemDetails, Violations, page_limit};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -18,7 +19,7 @@ use uuid::Uuid;
 use super::body::Appointment;
 use super::caller;
 use crate::AppState;
-use crate::booking::{Reservation, ReserveRequest};
+use crate::booking::{Reservation, ReserveRequest, Staffing};
 use crate::domain::appointment::{
     Actor, Notes, Reason, RequiredReason, Status, parse_required_text, parse_text,
 };
@@ -30,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(my_appointments))
         .routes(routes!(approval_queue))
         .routes(routes!(get_appointment))
+        .routes(routes!(staffing))
         .routes(routes!(approve))
         .routes(routes!(reject))
         .routes(routes!(cancel))
@@ -92,13 +94,11 @@ impl From<Reservation> for ReservationBody {
         (status = 422, body = ProblemDetails), (status = 503, body = ProblemDetails)))]
 async fn reserve(
     State(state): State<AppState>,
-    principal: Require<PatientOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<PatientOrAdmin>,
     request: Idempotent,
 ) -> Response {
     request
-        .run(&principal.subject, || async {
+        .run(&asking.subject, || async {
             let request: ReserveBody = request.json()?;
             let mut violations = Violations::new();
             let reason = violations.check("reason", parse_text(request.reason.as_deref(), 500));
@@ -106,7 +106,7 @@ async fn reserve(
             let (Some(reason), Some(notes)) = (reason, notes) else {
                 return Err(violations.into_error());
             };
-            let caller = caller(&principal, &request_id, &headers)?;
+            let caller = caller(&asking)?;
             let reservation = state
                 .booking
                 .reserve(
@@ -159,13 +159,13 @@ impl AppointmentQuery {
         };
         Ok(Filter {
             status,
-            patient_id: self.patient_id,
-            doctor_id: self.doctor_id,
-            nurse_id: self.nurse_id,
-            room_id: self.room_id,
+            patient_id: self.patient_id.map(Into::into),
+            doctor_id: self.doctor_id.map(Into::into),
+            nurse_id: self.nurse_id.map(Into::into),
+            room_id: self.room_id.map(Into::into),
             from: self.from,
             to: self.to,
-            after: self.cursor,
+            after: self.cursor.map(Into::into),
         })
     }
 
@@ -206,12 +206,10 @@ async fn list_appointments(
     security(("bearer" = [])), responses((status = 200, body = Page<Appointment>)))]
 async fn my_appointments(
     State(state): State<AppState>,
-    principal: Principal,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<PersonOr<AppointmentsRead>>,
     Query(query): Query<AppointmentQuery>,
 ) -> Result<Json<Page<Appointment>>, ApiError> {
-    let caller = caller(&principal, &request_id, &headers)?;
+    let caller = caller(&asking)?;
     let mut filter = query.filter()?;
     // Checked for every caller, even one who has no appointments of their own.
     let limit = query.limit()?;
@@ -220,9 +218,9 @@ async fn my_appointments(
     filter.doctor_id = None;
     filter.nurse_id = None;
     match caller.actor {
-        Actor::Patient => filter.patient_id = Some(caller.id),
-        Actor::Doctor => filter.doctor_id = Some(caller.id),
-        Actor::Nurse => filter.nurse_id = Some(caller.id),
+        Actor::Patient => filter.patient_id = Some(caller.id.into()),
+        Actor::Doctor => filter.doctor_id = Some(caller.id.into()),
+        Actor::Nurse => filter.nurse_id = Some(caller.id.into()),
         Actor::Admin | Actor::System => {
             return Ok(Json(Page {
                 items: Vec::new(),
@@ -252,13 +250,72 @@ async fn approval_queue(
     responses((status = 200, body = Appointment), (status = 404, body = ProblemDetails)))]
 async fn get_appointment(
     State(state): State<AppState>,
-    principal: Principal,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<PersonOr<AppointmentsRead>>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Appointment>, ApiError> {
-    let caller = caller(&principal, &request_id, &headers)?;
-    Ok(Json(state.booking.find(caller, id).await?.into()))
+    let caller = caller(&asking)?;
+    Ok(Json(state.booking.find(caller, id.into()).await?.into()))
+}
+
+/// A room an approval may assign.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoomChoice {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// A nurse an approval may assign.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NurseChoice {
+    pub id: Uuid,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// The rooms and nurses of the doctor's department that are free for the whole visit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffingBody {
+    pub rooms: Vec<RoomChoice>,
+    pub nurses: Vec<NurseChoice>,
+}
+
+impl From<Staffing> for StaffingBody {
+    fn from(staffing: Staffing) -> Self {
+        Self {
+            rooms: staffing
+                .rooms
+                .into_iter()
+                .map(|room| RoomChoice {
+                    id: room.id,
+                    name: room.name,
+                })
+                .collect(),
+            nurses: staffing
+                .nurses
+                .into_iter()
+                .map(|nurse| NurseChoice {
+                    id: nurse.id,
+                    first_name: nurse.first_name,
+                    last_name: nurse.last_name,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The rooms and nurses an approval of this appointment may choose: those of the doctor's
+/// department that no scheduled visit overlapping it holds (admin).
+#[utoipa::path(get, path = "/api/appointments/{id}/staffing", tag = "appointments",
+    security(("bearer" = [])),
+    responses((status = 200, body = StaffingBody), (status = 404, body = ProblemDetails),
+        (status = 503, body = ProblemDetails)))]
+async fn staffing(
+    State(state): State<AppState>,
+    asking: Asking<Admin>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<StaffingBody>, ApiError> {
+    let staffing = state.booking.staffing(caller(&asking)?, id.into()).await?;
+    Ok(Json(staffing.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -277,19 +334,22 @@ pub struct ApproveBody {
         (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn approve(
     State(state): State<AppState>,
-    principal: Require<Admin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Admin>,
     Path(id): Path<Uuid>,
     request: Idempotent,
 ) -> Response {
     request
-        .run(&principal.subject, || async {
+        .run(&asking.subject, || async {
             let request: ApproveBody = request.json()?;
-            let caller = caller(&principal, &request_id, &headers)?;
+            let caller = caller(&asking)?;
             let approved = state
                 .booking
-                .approve(caller, id, request.room_id, request.nurse_id)
+                .approve(
+                    caller,
+                    id.into(),
+                    request.room_id.into(),
+                    request.nurse_id.into(),
+                )
                 .await?;
             Ok((StatusCode::OK, Appointment::from(approved)))
         })
@@ -319,14 +379,12 @@ pub struct RejectBody {
         (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn reject(
     State(state): State<AppState>,
-    principal: Require<Admin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<Admin>,
     Path(id): Path<Uuid>,
     request: Idempotent,
 ) -> Response {
     request
-        .run(&principal.subject, || async {
+        .run(&asking.subject, || async {
             let request: RejectBody = request.json_or_default()?;
             let mut violations = Violations::new();
             let Some(reason) = violations.check(
@@ -335,8 +393,8 @@ async fn reject(
             ) else {
                 return Err(violations.into_error());
             };
-            let caller = caller(&principal, &request_id, &headers)?;
-            let rejected = state.booking.reject(caller, id, &reason).await?;
+            let caller = caller(&asking)?;
+            let rejected = state.booking.reject(caller, id.into(), &reason).await?;
             Ok((StatusCode::OK, Appointment::from(rejected)))
         })
         .await
@@ -350,14 +408,12 @@ async fn reject(
         (status = 409, body = ProblemDetails)))]
 async fn cancel(
     State(state): State<AppState>,
-    principal: Require<PatientOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<PatientOrAdmin>,
     Path(id): Path<Uuid>,
     request: Idempotent,
 ) -> Response {
     request
-        .run(&principal.subject, || async {
+        .run(&asking.subject, || async {
             let request: CancelBody = request.json_or_default()?;
             let mut violations = Violations::new();
             let Some(reason) =
@@ -365,8 +421,8 @@ async fn cancel(
             else {
                 return Err(violations.into_error());
             };
-            let caller = caller(&principal, &request_id, &headers)?;
-            let cancelled = state.booking.cancel(caller, id, &reason).await?;
+            let caller = caller(&asking)?;
+            let cancelled = state.booking.cancel(caller, id.into(), &reason).await?;
             Ok((StatusCode::OK, Appointment::from(cancelled)))
         })
         .await
@@ -387,19 +443,17 @@ pub struct RescheduleBody {
         (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn reschedule(
     State(state): State<AppState>,
-    principal: Require<PatientOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<PatientOrAdmin>,
     Path(id): Path<Uuid>,
     request: Idempotent,
 ) -> Response {
     request
-        .run(&principal.subject, || async {
+        .run(&asking.subject, || async {
             let request: RescheduleBody = request.json()?;
-            let caller = caller(&principal, &request_id, &headers)?;
+            let caller = caller(&asking)?;
             let moved = state
                 .booking
-                .reschedule(caller, id, request.starts_at)
+                .reschedule(caller, id.into(), request.starts_at)
                 .await?;
             Ok((StatusCode::OK, Appointment::from(moved)))
         })
@@ -408,17 +462,15 @@ async fn reschedule(
 
 async fn close_visit(
     state: AppState,
-    principal: Require<CareOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<CareOrAdmin>,
     id: Uuid,
     request: Idempotent,
     attended: bool,
 ) -> Response {
     request
-        .run(&principal.subject, || async {
-            let caller = caller(&principal, &request_id, &headers)?;
-            let closed = state.booking.close_visit(caller, id, attended).await?;
+        .run(&asking.subject, || async {
+            let caller = caller(&asking)?;
+            let closed = state.booking.close_visit(caller, id.into(), attended).await?;
             Ok((StatusCode::OK, Appointment::from(closed)))
         })
         .await
@@ -430,13 +482,11 @@ async fn close_visit(
         (status = 409, body = ProblemDetails)))]
 async fn complete(
     State(state): State<AppState>,
-    principal: Require<CareOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<CareOrAdmin>,
     Path(id): Path<Uuid>,
     request: Idempotent,
 ) -> Response {
-    close_visit(state, principal, request_id, headers, id, request, true).await
+    close_visit(state, asking, id, request, true).await
 }
 
 /// Marks a started visit NO_SHOW: the patient did not come (its doctor or nurse, or an admin).
@@ -445,11 +495,9 @@ async fn complete(
         (status = 409, body = ProblemDetails)))]
 async fn no_show(
     State(state): State<AppState>,
-    principal: Require<CareOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<CareOrAdmin>,
     Path(id): Path<Uuid>,
     request: Idempotent,
 ) -> Response {
-    close_visit(state, principal, request_id, headers, id, request, false).await
+    close_visit(state, asking, id, request, false).await
 }

@@ -8,7 +8,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::appointment::Status;
-use crate::repo::appointments::{AppointmentRow, Fee};
+use polyclinic_contracts::Money;
+
+use crate::repo::appointments::AppointmentRow;
 
 /// An appointment.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -24,7 +26,7 @@ pub struct Appointment {
     pub reason: String,
     pub notes: String,
     /// The doctor's fee when it was booked.
-    pub fee: Fee,
+    pub fee: Money,
     /// Until when a PENDING reservation holds its slot.
     pub hold_expires_at: Option<DateTime<Utc>>,
     pub payment_id: Option<Uuid>,
@@ -38,19 +40,19 @@ pub struct Appointment {
 impl From<AppointmentRow> for Appointment {
     fn from(row: AppointmentRow) -> Self {
         Self {
-            id: row.id,
-            patient_id: row.patient_id,
-            doctor_id: row.doctor_id,
-            room_id: row.room_id,
-            nurse_id: row.nurse_id,
+            id: row.id.into(),
+            patient_id: row.patient_id.into(),
+            doctor_id: row.doctor_id.into(),
+            room_id: row.room_id.map(Uuid::from),
+            nurse_id: row.nurse_id.map(Uuid::from),
             status: row.status,
             starts_at: row.starts_at,
             ends_at: row.ends_at,
             reason: row.reason,
             notes: row.notes,
-            fee: row.fee,
+            fee: row.fee(),
             hold_expires_at: row.hold_expires_at,
-            payment_id: row.payment_id,
+            payment_id: row.payment_id.map(Uuid::from),
             status_reason: row.status_reason,
             created_by: row.created_by,
             created_at: row.created_at,

@@ -4,12 +4,9 @@ pub mod appointments;
 pub mod body;
 pub mod schedules;
 
-use axum::http::HeaderMap;
-use polyclinic_auth::scopes::AppointmentsRead;
-use polyclinic_auth::{Principal, Role, Scope, insufficient_scope};
-use polyclinic_client::CallContext;
+use polyclinic_auth::{Asking, Role, RoleRule};
+use polyclinic_http::ApiError;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
-use polyclinic_http::{ApiError, RequestId};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -54,30 +51,27 @@ impl From<BookingError> for ApiError {
 }
 
 /// The caller of a request as the booking flows see them. A person's role decides; a
-/// platform service acts as the system.
-pub fn caller<'a>(
-    principal: &'a Principal,
-    request_id: &'a RequestId,
-    headers: &'a HeaderMap,
-) -> Result<Caller<'a>, ApiError> {
-    let call = CallContext::forwarding(principal.bearer(), request_id.as_str(), headers);
-    let (id, actor) = if principal.is(Role::Admin) {
-        (principal.user_id()?, Actor::Admin)
-    } else if principal.is(Role::Doctor) {
-        (principal.user_id()?, Actor::Doctor)
-    } else if principal.is(Role::Nurse) {
-        (principal.user_id()?, Actor::Nurse)
-    } else if principal.is(Role::Patient) {
-        (principal.user_id()?, Actor::Patient)
-    } else if principal.is_service_with(AppointmentsRead::NAME) {
+/// platform service (admitted by the route's rule only with its scope) acts as the system.
+pub fn caller<R: RoleRule>(asking: &Asking<R>) -> Result<Caller<'_>, ApiError> {
+    let (id, actor) = if asking.is(Role::Admin) {
+        (asking.user_id()?, Actor::Admin)
+    } else if asking.is(Role::Doctor) {
+        (asking.user_id()?, Actor::Doctor)
+    } else if asking.is(Role::Nurse) {
+        (asking.user_id()?, Actor::Nurse)
+    } else if asking.is(Role::Patient) {
+        (asking.user_id()?, Actor::Patient)
+    } else if asking.is(Role::Service) {
         (Uuid::nil(), Actor::System)
-    } else if principal.is(Role::Service) {
-        return Err(insufficient_scope(AppointmentsRead::NAME));
     } else {
         return Err(ApiError::forbidden(
             "forbidden",
             "Your role does not allow this request.",
         ));
     };
-    Ok(Caller { id, actor, call })
+    Ok(Caller {
+        id,
+        actor,
+        call: asking.call(),
+    })
 }

@@ -1,10 +1,10 @@
 //! `/api/doctors/{id}/...`: the doctor's weekly template, time off, and availability.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::{Days, NaiveDate, NaiveTime, Utc, Weekday};
 use polyclinic_auth::rules::DoctorOrAdmin;
-use polyclinic_auth::{Principal, Require};
+use polyclinic_auth::{Asking, RoleRule};
 use polyclinic_client::CallContext;
 use polyclinic_http::extract::{Json, JsonBytes, Path, Query, json_from_bytes};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
@@ -54,13 +54,8 @@ async fn known_doctor(
 
 /// The caller, if they may manage `doctor_id`'s calendar: admins, and the doctor themself.
 /// Another doctor gets 404, as if there were no such doctor.
-fn manager<'a>(
-    principal: &'a Principal,
-    request_id: &'a RequestId,
-    headers: &'a HeaderMap,
-    doctor_id: Uuid,
-) -> Result<Caller<'a>, ApiError> {
-    let caller = caller(principal, request_id, headers)?;
+fn manager<R: RoleRule>(asking: &Asking<R>, doctor_id: Uuid) -> Result<Caller<'_>, ApiError> {
+    let caller = caller(asking)?;
     match caller.actor {
         Actor::Admin => Ok(caller),
         Actor::Doctor if caller.id == doctor_id => Ok(caller),
@@ -148,12 +143,10 @@ fn schedule_body(
     responses((status = 200, body = ScheduleBody), (status = 404, body = ProblemDetails)))]
 async fn get_schedule(
     State(state): State<AppState>,
-    principal: Require<DoctorOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<DoctorOrAdmin>,
     Path(doctor_id): Path<Uuid>,
 ) -> Result<Json<ScheduleBody>, ApiError> {
-    let caller = manager(&principal, &request_id, &headers, doctor_id)?;
+    let caller = manager(&asking, doctor_id)?;
     known_doctor(&state, doctor_id, caller.call).await?;
     let template = schedules::find_template(&state.pool, doctor_id).await?;
     Ok(Json(schedule_body(&state, doctor_id, template)))
@@ -175,14 +168,12 @@ pub struct ScheduleRequest {
     responses((status = 200, body = ScheduleBody), (status = 404, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn put_schedule(
     State(state): State<AppState>,
-    principal: Require<DoctorOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<DoctorOrAdmin>,
     Path(doctor_id): Path<Uuid>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<ScheduleBody>, ApiError> {
     // Who may comes before what was sent: another doctor learns nothing from the shape.
-    let caller = manager(&principal, &request_id, &headers, doctor_id)?;
+    let caller = manager(&asking, doctor_id)?;
     let request: ScheduleRequest = json_from_bytes(&body)?;
     let mut violations = Violations::new();
     let mut days: Vec<(Weekday, DayHours)> = Vec::new();
@@ -320,14 +311,12 @@ pub struct TimeOffAdded {
     responses((status = 201, body = TimeOffAdded), (status = 404, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn add_unavailability(
     State(state): State<AppState>,
-    principal: Require<DoctorOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<DoctorOrAdmin>,
     Path(doctor_id): Path<Uuid>,
     JsonBytes(body): JsonBytes,
 ) -> Result<(StatusCode, Json<TimeOffAdded>), ApiError> {
     // Who may comes before what was sent: another doctor learns nothing from the shape.
-    let caller = manager(&principal, &request_id, &headers, doctor_id)?;
+    let caller = manager(&asking, doctor_id)?;
     let request: TimeOffRequest = json_from_bytes(&body)?;
     let (rule, reason) = request.parse()?;
     known_doctor(&state, doctor_id, caller.call).await?;
@@ -349,12 +338,10 @@ async fn add_unavailability(
     responses((status = 200, body = Vec<TimeOff>), (status = 404, body = ProblemDetails)))]
 async fn list_unavailability(
     State(state): State<AppState>,
-    principal: Require<DoctorOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<DoctorOrAdmin>,
     Path(doctor_id): Path<Uuid>,
 ) -> Result<Json<Vec<TimeOff>>, ApiError> {
-    manager(&principal, &request_id, &headers, doctor_id)?;
+    manager(&asking, doctor_id)?;
     let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
     Ok(Json(schedules::list_time_off(&mut conn, doctor_id).await?))
 }
@@ -364,12 +351,10 @@ async fn list_unavailability(
     responses((status = 204), (status = 404, body = ProblemDetails)))]
 async fn remove_unavailability(
     State(state): State<AppState>,
-    principal: Require<DoctorOrAdmin>,
-    request_id: RequestId,
-    headers: HeaderMap,
+    asking: Asking<DoctorOrAdmin>,
     Path((doctor_id, uid)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    manager(&principal, &request_id, &headers, doctor_id)?;
+    manager(&asking, doctor_id)?;
     if schedules::delete_time_off(&state.pool, doctor_id, uid).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

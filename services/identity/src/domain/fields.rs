@@ -263,31 +263,8 @@ pub fn parse_birth_date(
     }
 }
 
-/// An amount of money in minor units (cents) of an ISO 4217 currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Money {
-    /// Minor units: 4500 is 45.00.
-    #[schema(minimum = 0, maximum = 100_000_000)]
-    pub amount: i64,
-    /// ISO 4217, upper case: `EUR`.
-    #[schema(pattern = "^[A-Z]{3}$")]
-    pub currency: String,
-}
-
-impl Money {
-    pub fn parse(amount: i64, currency: &str) -> Result<Self, String> {
-        if !(0..=100_000_000).contains(&amount) {
-            return Err("amount must be between 0 and 100000000 minor units".to_owned());
-        }
-        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err("currency must be an ISO 4217 code such as EUR".to_owned());
-        }
-        Ok(Self {
-            amount,
-            currency: currency.to_owned(),
-        })
-    }
-}
+/// Fees are the platform's one [`Money`].
+pub use polyclinic_contracts::Money;
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::fields::Money;
 
 /// A doctor as the public sees them.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DirectoryEntry {
     pub id: Uuid,
     pub first_name: String,
@@ -17,24 +17,34 @@ pub struct DirectoryEntry {
     pub years_of_experience: i32,
     pub department_id: Uuid,
     pub department_name: String,
-    #[sqlx(flatten)]
-    pub consultation_fee: Fee,
+    pub consultation_fee: Money,
 }
 
-/// The fee columns, read into [`Money`]'s shape.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Fee {
-    #[sqlx(rename = "fee_amount")]
-    pub amount: i64,
-    #[sqlx(rename = "fee_currency")]
-    pub currency: String,
+/// A directory entry as the query reads it.
+#[derive(sqlx::FromRow)]
+struct DirectoryRow {
+    id: Uuid,
+    first_name: String,
+    last_name: String,
+    specialization: String,
+    years_of_experience: i32,
+    department_id: Uuid,
+    department_name: String,
+    fee_amount: i64,
+    fee_currency: String,
 }
 
-impl From<Fee> for Money {
-    fn from(fee: Fee) -> Self {
-        Money {
-            amount: fee.amount,
-            currency: fee.currency,
+impl From<DirectoryRow> for DirectoryEntry {
+    fn from(row: DirectoryRow) -> Self {
+        Self {
+            id: row.id,
+            first_name: row.first_name,
+            last_name: row.last_name,
+            specialization: row.specialization,
+            years_of_experience: row.years_of_experience,
+            department_id: row.department_id,
+            department_name: row.department_name,
+            consultation_fee: Money::stored(row.fee_amount, row.fee_currency),
         }
     }
 }
@@ -54,7 +64,7 @@ pub async fn list_directory(
     specialization: Option<&str>,
 ) -> anyhow::Result<Vec<DirectoryEntry>> {
     let pattern = specialization.map(polyclinic_db::contains_pattern);
-    Ok(sqlx::query_as(&format!(
+    let rows: Vec<DirectoryRow> = sqlx::query_as(&format!(
         "{DIRECTORY}
            and ($1::uuid is null or d.department_id = $1)
            and ($2::text is null or d.specialization ilike $2)
@@ -63,13 +73,15 @@ pub async fn list_directory(
     .bind(department_id)
     .bind(pattern)
     .fetch_all(pool)
-    .await?)
+    .await?;
+    Ok(rows.into_iter().map(DirectoryEntry::from).collect())
 }
 
 /// One active doctor of the directory.
 pub async fn find_in_directory(pool: &PgPool, id: Uuid) -> anyhow::Result<Option<DirectoryEntry>> {
-    Ok(sqlx::query_as(&format!("{DIRECTORY} and u.id = $1"))
+    let row: Option<DirectoryRow> = sqlx::query_as(&format!("{DIRECTORY} and u.id = $1"))
         .bind(id)
         .fetch_optional(pool)
-        .await?)
+        .await?;
+    Ok(row.map(DirectoryEntry::from))
 }

@@ -60,10 +60,10 @@ impl TryFrom<UserRow> for User {
                 specialization: row.specialization.clone().ok_or_else(missing)?,
                 years_of_experience: row.years_of_experience.ok_or_else(missing)?,
                 department_id: row.doctor_department_id.ok_or_else(missing)?,
-                consultation_fee: Money {
-                    amount: row.fee_amount.ok_or_else(missing)?,
-                    currency: row.fee_currency.clone().ok_or_else(missing)?,
-                },
+                consultation_fee: Money::stored(
+                    row.fee_amount.ok_or_else(missing)?,
+                    row.fee_currency.clone().ok_or_else(missing)?,
+                ),
             }),
             UserRole::Nurse => Profile::Nurse(NurseProfile {
                 department_id: row.nurse_department_id.ok_or_else(missing)?,

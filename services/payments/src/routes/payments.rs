@@ -7,10 +7,11 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use polyclinic_auth::rules::{Admin, AdminOr, Person};
 use polyclinic_auth::scopes::{PaymentsCapture, PaymentsCreate, PaymentsRefund, PaymentsVoid};
-use polyclinic_auth::{Principal, Require, Role, Scope, insufficient_scope};
-use polyclinic_client::CallContext;
+use polyclinic_auth::{Asking, Principal, Require, Role, RoleRule, Scope};
+use polyclinic_contracts::Money;
 use polyclinic_db::idempotency::Idempotent;
 use polyclinic_events::EventContext;
+use polyclinic_telemetry::TraceContext;
 use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, page_limit};
@@ -60,10 +61,11 @@ impl From<LedgerError> for ApiError {
     }
 }
 
-fn context(request_id: &RequestId, headers: &HeaderMap) -> EventContext {
+/// The event context of what `caller`'s request causes.
+fn events<R: RoleRule>(caller: &Asking<R>) -> EventContext {
     EventContext {
-        correlation_id: Some(request_id.as_str().to_owned()),
-        trace: polyclinic_telemetry::TraceContext::from_headers(headers),
+        correlation_id: Some(caller.request_id().as_str().to_owned()),
+        trace: caller.trace().clone(),
     }
 }
 
@@ -107,12 +109,23 @@ impl From<PaymentRow> for Payment {
     }
 }
 
+/// Who may ask for a payment: patients (their own booking's), admins, and platform services
+/// granted `payments:create`.
+pub struct Payers;
+
+impl RoleRule for Payers {
+    const ROLES: &'static [Role] = &[Role::Admin, Role::Patient, Role::Service];
+    const SERVICE_SCOPE: Option<&'static str> = Some(PaymentsCreate::NAME);
+}
+
 /// Whether `caller` may see `payment`: admins all, a patient their own. (No service reads
 /// payments: each acts on the ones it moves, through the scoped routes.)
 fn may_see(caller: &Principal, payment: &PaymentRow) -> bool {
     caller.is(Role::Admin) || caller.user_id().is_ok_and(|id| id == payment.patient_id)
 }
 
+/// The price a trusted caller states: a [`Money`] of at least one minor unit (a card is
+/// never authorised for nothing).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
@@ -122,6 +135,15 @@ pub struct Price {
     /// ISO 4217, upper case: `EUR`.
     #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
+}
+
+impl From<Price> for Money {
+    fn from(price: Price) -> Self {
+        Money {
+            amount: price.amount,
+            currency: price.currency,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -140,22 +162,20 @@ pub struct CreatePayment {
 struct BookedAppointment {
     patient_id: Uuid,
     status: AppointmentStatus,
-    fee: Price,
+    fee: Money,
 }
 
 /// The patient and price of the payment `request` asks for: stated by a trusted caller, or
 /// the appointment's own, which the caller must be able to see.
 async fn priced(
     state: &AppState,
-    caller: &Principal,
-    request_id: &RequestId,
-    headers: &HeaderMap,
+    caller: &Asking<Payers>,
     request: CreatePayment,
-) -> Result<(Uuid, Price), ApiError> {
+) -> Result<(Uuid, Money), ApiError> {
     let trusted = caller.is(Role::Admin) || caller.is_service_with(PaymentsCreate::NAME);
     let stated = (request.patient_id, request.amount);
     match stated {
-        (Some(patient_id), Some(amount)) if trusted => return Ok((patient_id, amount)),
+        (Some(patient_id), Some(amount)) if trusted => return Ok((patient_id, amount.into())),
         (None, None) => {}
         // A trusted caller states what it overrides; the appointment says the rest.
         _ if trusted => {}
@@ -170,8 +190,7 @@ async fn priced(
         "{}/api/appointments/{}",
         state.appointments_url, request.appointment_id
     );
-    let context = CallContext::forwarding(caller.bearer(), request_id.as_str(), headers);
-    let appointment: BookedAppointment = match state.client.get_json(&url, context).await {
+    let appointment: BookedAppointment = match state.client.get_json(&url, caller.call()).await {
         Ok(appointment) => appointment,
         Err(err) if err.status() == Some(StatusCode::NOT_FOUND) => {
             return Err(ApiError::not_found(
@@ -206,29 +225,14 @@ async fn priced(
     responses((status = 201, body = Payment), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn create_payment(
     State(state): State<AppState>,
-    caller: Principal,
-    request_id: RequestId,
-    headers: HeaderMap,
+    caller: Asking<Payers>,
     request: Idempotent,
 ) -> Response {
     request
         .run(&caller.subject, || async {
-            if caller.is(Role::Service) && !caller.has_scope(PaymentsCreate::NAME) {
-                return Err(insufficient_scope(PaymentsCreate::NAME));
-            }
-            if !caller
-                .roles
-                .any(&[Role::Admin, Role::Service, Role::Patient])
-            {
-                return Err(ApiError::forbidden(
-                    "forbidden",
-                    "Your role does not allow this request.",
-                ));
-            }
             let request: CreatePayment = request.json()?;
             let appointment_id = request.appointment_id;
-            let (patient_id, amount) =
-                priced(&state, &caller, &request_id, &headers, request).await?;
+            let (patient_id, amount) = priced(&state, &caller, request).await?;
             let currency = amount.currency.as_str();
             if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
                 return Err(ApiError::unprocessable(
@@ -368,7 +372,10 @@ async fn confirm_payment(
                     id,
                     &request.payment_method,
                     &caller.subject,
-                    &context(&request_id, &headers),
+                    &EventContext {
+                        correlation_id: Some(request_id.as_str().to_owned()),
+                        trace: TraceContext::from_headers(&headers),
+                    },
                 )
                 .await?;
             Ok((StatusCode::OK, Payment::from(confirmed)))
@@ -391,10 +398,8 @@ pub struct AmountRequest {
     responses((status = 200, body = Payment), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn capture_payment(
     State(state): State<AppState>,
-    caller: Require<AdminOr<PaymentsCapture>>,
-    request_id: RequestId,
+    caller: Asking<AdminOr<PaymentsCapture>>,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
     request: Idempotent,
 ) -> Response {
     request
@@ -406,7 +411,7 @@ async fn capture_payment(
                     id,
                     request.amount,
                     &caller.subject,
-                    &context(&request_id, &headers),
+                    &events(&caller),
                 )
                 .await?;
             Ok((StatusCode::OK, Payment::from(payment)))
@@ -419,17 +424,15 @@ async fn capture_payment(
     responses((status = 200, body = Payment), (status = 409, body = ProblemDetails)))]
 async fn cancel_payment(
     State(state): State<AppState>,
-    caller: Require<AdminOr<PaymentsVoid>>,
-    request_id: RequestId,
+    caller: Asking<AdminOr<PaymentsVoid>>,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
     request: Idempotent,
 ) -> Response {
     request
         .run(&caller.subject, || async {
             let payment = state
                 .ledger
-                .void(id, &caller.subject, &context(&request_id, &headers))
+                .void(id, &caller.subject, &events(&caller))
                 .await?;
             Ok((StatusCode::OK, Payment::from(payment)))
         })
@@ -442,10 +445,8 @@ async fn cancel_payment(
     responses((status = 200, body = Payment), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
 async fn refund_payment(
     State(state): State<AppState>,
-    caller: Require<AdminOr<PaymentsRefund>>,
-    request_id: RequestId,
+    caller: Asking<AdminOr<PaymentsRefund>>,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
     request: Idempotent,
 ) -> Response {
     request
@@ -457,7 +458,7 @@ async fn refund_payment(
                     id,
                     request.amount,
                     &caller.subject,
-                    &context(&request_id, &headers),
+                    &events(&caller),
                 )
                 .await?;
             Ok((StatusCode::OK, Payment::from(payment)))

@@ -1,16 +1,15 @@
 //! Prescriptions, their items and refills.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::prescription::{Item, Status};
 
-/// A prescription as stored and answered.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Prescription {
+/// A prescription as stored, with its items (the API's body is
+/// `routes::body::Prescription`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PrescriptionRow {
     pub id: Uuid,
     pub record_id: Uuid,
     pub patient_id: Uuid,
@@ -52,8 +51,8 @@ pub struct NewPrescription<'a> {
 pub async fn insert(
     conn: &mut PgConnection,
     new: &NewPrescription<'_>,
-) -> sqlx::Result<Prescription> {
-    let mut prescription: Prescription = sqlx::query_as(&format!(
+) -> sqlx::Result<PrescriptionRow> {
+    let mut prescription: PrescriptionRow = sqlx::query_as(&format!(
         "insert into prescriptions (id, record_id, patient_id, doctor_id, appointment_id, issued_on, valid_until,
                                     refills_allowed, refills_left, allergy_override_reason)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
@@ -103,8 +102,8 @@ struct ItemRow {
 
 async fn with_items(
     pool: &PgPool,
-    mut prescriptions: Vec<Prescription>,
-) -> sqlx::Result<Vec<Prescription>> {
+    mut prescriptions: Vec<PrescriptionRow>,
+) -> sqlx::Result<Vec<PrescriptionRow>> {
     let ids: Vec<Uuid> = prescriptions.iter().map(|p| p.id).collect();
     let items: Vec<ItemRow> = sqlx::query_as(
         "select prescription_id, medication, strength, form, dose, route, frequency, duration, quantity, instructions
@@ -124,8 +123,8 @@ async fn with_items(
     Ok(prescriptions)
 }
 
-pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Prescription>> {
-    let found: Option<Prescription> = sqlx::query_as(&format!(
+pub async fn find(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<PrescriptionRow>> {
+    let found: Option<PrescriptionRow> = sqlx::query_as(&format!(
         "select {COLUMNS} from prescriptions where id = $1"
     ))
     .bind(id)
@@ -143,8 +142,8 @@ pub async fn list(
     patient_id: Option<Uuid>,
     doctor_id: Option<Uuid>,
     limit: i64,
-) -> sqlx::Result<Vec<Prescription>> {
-    let found: Vec<Prescription> = sqlx::query_as(&format!(
+) -> sqlx::Result<Vec<PrescriptionRow>> {
+    let found: Vec<PrescriptionRow> = sqlx::query_as(&format!(
         "select {COLUMNS} from prescriptions
          where ($1::uuid is null or patient_id = $1) and ($2::uuid is null or doctor_id = $2)
          order by id desc limit $3"
@@ -188,7 +187,7 @@ pub async fn end(
     id: Uuid,
     status: Status,
     reason: &str,
-) -> sqlx::Result<Option<Prescription>> {
+) -> sqlx::Result<Option<PrescriptionRow>> {
     sqlx::query_as(&format!(
         "update prescriptions set status = $2, status_reason = $3, updated_at = now()
          where id = $1 and status = 'ACTIVE' returning {COLUMNS}"
@@ -200,9 +199,9 @@ pub async fn end(
     .await
 }
 
-/// A refill request.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Refill {
+/// A refill request as stored, with its prescription's patient and doctor.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefillRow {
     pub id: Uuid,
     pub prescription_id: Uuid,
     /// `REQUESTED`, `APPROVED` or `DECLINED`.
@@ -220,7 +219,7 @@ const REFILL: &str = "r.id, r.prescription_id, r.status, r.reason, r.requested_a
 pub async fn request_refill(
     conn: &mut PgConnection,
     prescription_id: Uuid,
-) -> sqlx::Result<Option<Refill>> {
+) -> sqlx::Result<Option<RefillRow>> {
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "insert into refills (id, prescription_id) values ($1, $2)
          on conflict (prescription_id) where status = 'REQUESTED' do nothing returning id",
@@ -235,7 +234,7 @@ pub async fn request_refill(
     }
 }
 
-pub async fn find_refill(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Refill>> {
+pub async fn find_refill(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<RefillRow>> {
     sqlx::query_as(&format!(
         "select {REFILL} from refills r join prescriptions p on p.id = r.prescription_id where r.id = $1"
     ))
@@ -245,7 +244,7 @@ pub async fn find_refill(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Opti
 }
 
 /// The doctor's waiting refill requests, oldest first.
-pub async fn queue(pool: &PgPool, doctor_id: Uuid) -> sqlx::Result<Vec<Refill>> {
+pub async fn queue(pool: &PgPool, doctor_id: Uuid) -> sqlx::Result<Vec<RefillRow>> {
     sqlx::query_as(&format!(
         "select {REFILL} from refills r join prescriptions p on p.id = r.prescription_id
          where p.doctor_id = $1 and r.status = 'REQUESTED' order by r.requested_at"
@@ -265,7 +264,7 @@ pub async fn queue(pool: &PgPool, doctor_id: Uuid) -> sqlx::Result<Vec<Refill>> 
 pub async fn approve_refill(
     conn: &mut PgConnection,
     id: Uuid,
-) -> sqlx::Result<Option<(Refill, i16)>> {
+) -> sqlx::Result<Option<(RefillRow, i16)>> {
     let prescription_id: Option<Uuid> = sqlx::query_scalar(
         "update refills set status = 'APPROVED', decided_at = now(), updated_at = now()
          where id = $1 and status = 'REQUESTED'
@@ -296,7 +295,7 @@ pub async fn decline_refill(
     conn: &mut PgConnection,
     id: Uuid,
     reason: &str,
-) -> sqlx::Result<Option<Refill>> {
+) -> sqlx::Result<Option<RefillRow>> {
     let declined = sqlx::query(
         "update refills set status = 'DECLINED', reason = $2, decided_at = now(), updated_at = now()
          where id = $1 and status = 'REQUESTED'",

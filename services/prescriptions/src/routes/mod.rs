@@ -4,6 +4,7 @@
 //! caller may not see is 404, never 403, so a probe learns nothing.
 
 pub mod audit;
+pub mod body;
 pub mod prescriptions;
 pub mod records;
 

@@ -16,7 +16,7 @@ use super::{Asking, invalid};
 use crate::AppState;
 use crate::domain::prescription::{Item, OverrideReason, RequiredReason, Status};
 use crate::prescribing::{self, Prescribe, PrescribingError};
-use crate::repo::prescriptions::{Prescription, Refill};
+use super::body::{Prescription, Refill};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -113,7 +113,7 @@ async fn prescribe(
         allergy_override_reason: body.allergy_override_reason.as_deref(),
     };
     let prescription = prescribing::prescribe(&state, &viewer, request).await?;
-    Ok((StatusCode::CREATED, Json(prescription)))
+    Ok((StatusCode::CREATED, Json(prescription.into())))
 }
 
 /// The caller's prescriptions: a patient's, or those a doctor wrote. Newest first.
@@ -124,7 +124,8 @@ async fn my_prescriptions(
     asking: Asking<Person>,
 ) -> Result<Json<Vec<Prescription>>, ApiError> {
     let viewer = asking.viewer();
-    Ok(Json(prescribing::mine(&state, &viewer).await?))
+    let mine = prescribing::mine(&state, &viewer).await?;
+    Ok(Json(mine.into_iter().map(Prescription::from).collect()))
 }
 
 /// One prescription (its patient, its doctor, the patient's care team).
@@ -136,7 +137,7 @@ async fn get_prescription(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Prescription>, ApiError> {
     let viewer = asking.viewer();
-    Ok(Json(prescribing::read(&state, &viewer, id).await?))
+    Ok(Json(prescribing::read(&state, &viewer, id).await?.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -159,7 +160,7 @@ async fn cancel_prescription(
 ) -> Result<Json<Prescription>, ApiError> {
     let viewer = asking.viewer();
     let ended = prescribing::end(&state, &viewer, id, &body.reason, Status::Cancelled).await?;
-    Ok(Json(ended))
+    Ok(Json(ended.into()))
 }
 
 /// Stops an active prescription early (its doctor), with a reason.
@@ -174,7 +175,7 @@ async fn stop_prescription(
 ) -> Result<Json<Prescription>, ApiError> {
     let viewer = asking.viewer();
     let ended = prescribing::end(&state, &viewer, id, &body.reason, Status::Stopped).await?;
-    Ok(Json(ended))
+    Ok(Json(ended.into()))
 }
 
 /// Asks the prescribing doctor for a refill of an active prescription with refills left
@@ -188,7 +189,7 @@ async fn request_refill(
 ) -> Result<(StatusCode, Json<Refill>), ApiError> {
     let viewer = asking.viewer();
     let refill = prescribing::request_refill(&state, &viewer, id).await?;
-    Ok((StatusCode::CREATED, Json(refill)))
+    Ok((StatusCode::CREATED, Json(refill.into())))
 }
 
 /// The doctor's waiting refill requests, oldest first.
@@ -199,7 +200,8 @@ async fn refill_queue(
     asking: Asking<Doctor>,
 ) -> Result<Json<Vec<Refill>>, ApiError> {
     let viewer = asking.viewer();
-    Ok(Json(prescribing::refill_queue(&state, &viewer).await?))
+    let queue = prescribing::refill_queue(&state, &viewer).await?;
+    Ok(Json(queue.into_iter().map(Refill::from).collect()))
 }
 
 /// Approves a waiting refill (the prescribing doctor): one refill fewer left.
@@ -212,7 +214,9 @@ async fn approve_refill(
 ) -> Result<Json<Refill>, ApiError> {
     let viewer = asking.viewer();
     Ok(Json(
-        prescribing::approve_refill(&state, &viewer, id).await?,
+        prescribing::approve_refill(&state, &viewer, id)
+            .await?
+            .into(),
     ))
 }
 
@@ -228,5 +232,5 @@ async fn decline_refill(
 ) -> Result<Json<Refill>, ApiError> {
     let viewer = asking.viewer();
     let refill = prescribing::decline_refill(&state, &viewer, id, &body.reason).await?;
-    Ok(Json(refill))
+    Ok(Json(refill.into()))
 }

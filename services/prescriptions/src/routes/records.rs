@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::charting::{self, Declaration, RecordsError};
 use crate::domain::entry::Content;
 use crate::repo::audit::AuditRow;
-use crate::repo::prescriptions::Prescription;
+use super::body::Prescription;
 use crate::repo::records::{Declared, Entry};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -121,7 +121,11 @@ async fn read_record(
         record_id: chart.record_id,
         entries: chart.entries,
         declared: chart.declared,
-        prescriptions: chart.prescriptions,
+        prescriptions: chart
+            .prescriptions
+            .into_iter()
+            .map(Prescription::from)
+            .collect(),
     }))
 }
 

@@ -11,10 +11,10 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{FormState, local_path, require};
+use super::{FormState, local_path};
 use crate::WebState;
 use crate::api::{ApiFailure, Problem};
-use crate::guard::{NewSession, Visitor};
+use crate::guard::{NewSession, Signed, Visitor, audience::Everyone};
 use crate::page::{Layout, PageResult, WebError, render, render_status, see_other};
 use crate::session::{PendingLogin, Role, Session, Tokens, User};
 
@@ -349,12 +349,7 @@ struct AccountPage {
     password_elsewhere: Option<String>,
 }
 
-fn account(state: &WebState, session: &Session, f: FormState) -> Result<AccountPage, WebError> {
-    let user = require(
-        session,
-        &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin],
-        "/account",
-    )?;
+fn account(state: &WebState, session: &Session, user: &User, f: FormState) -> Result<AccountPage, WebError> {
     Ok(AccountPage {
         l: Layout::new(session, "Account", "/account"),
         f,
@@ -368,17 +363,17 @@ fn account(state: &WebState, session: &Session, f: FormState) -> Result<AccountP
     })
 }
 
-async fn account_page(State(state): State<WebState>, Visitor(session): Visitor) -> PageResult {
-    Ok(render(&account(&state, &session, FormState::default())?))
+async fn account_page(State(state): State<WebState>, Signed { session, user, .. }: Signed<Everyone>) -> PageResult {
+    Ok(render(&account(&state, &session, &user, FormState::default())?))
 }
 
 async fn change_password(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, user, .. }: Signed<Everyone>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
     let mut f = FormState::new(pairs);
-    account(&state, &session, FormState::default())?;
+    account(&state, &session, &user, FormState::default())?;
     f.required("current_password");
     if !f.required("new_password") && f.raw("new_password") != f.raw("confirm_password") {
         f.error("confirm_password", "The two new passwords differ.");
@@ -411,7 +406,7 @@ async fn change_password(
     }
     Ok(render_status(
         StatusCode::UNPROCESSABLE_ENTITY,
-        &account(&state, &session, f)?,
+        &account(&state, &session, &user, f)?,
     )
     .into_response())
 }

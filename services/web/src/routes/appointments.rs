@@ -12,10 +12,10 @@ use axum::{Form, Router};
 use chrono::Utc;
 use serde_json::json;
 
-use super::{FormState, Id, all_pages, form_key, require, short};
+use super::{FormState, Id, all_pages, form_key, short};
 use crate::WebState;
 use crate::api::ApiFailure;
-use crate::guard::Visitor;
+use crate::guard::{Signed, Visitor, audience::{CareAndAdmins, Everyone, PatientsAndAdmins, PatientsAndCare}};
 use crate::model::{Appointment, Doctor};
 use crate::page::{Layout, PageResult, WebError, render, see_other};
 use crate::session::{Role, Session};
@@ -117,12 +117,7 @@ struct MinePage {
     sections: Vec<(&'static str, Vec<AppointmentView>)>,
 }
 
-async fn mine(State(state): State<WebState>, Visitor(session): Visitor) -> PageResult {
-    let user = require(
-        &session,
-        &[Role::Patient, Role::Doctor, Role::Nurse],
-        "/appointments",
-    )?;
+async fn mine(State(state): State<WebState>, Signed { session, user, .. }: Signed<PatientsAndCare>) -> PageResult {
     if user.role != Role::Patient {
         return Ok(see_other(user.role.home()));
     }
@@ -163,15 +158,10 @@ struct DetailPage {
 
 async fn detail(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, user, .. }: Signed<Everyone>,
     Id(id): Id,
 ) -> PageResult {
     let here = format!("/appointments/{id}");
-    let user = require(
-        &session,
-        &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin],
-        &here,
-    )?;
     let appointment: Appointment = state
         .gateway
         .get(&session, &format!("/api/appointments/{id}"))
@@ -234,11 +224,10 @@ async fn act(
 
 async fn cancel(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<PatientsAndAdmins>,
     Id(id): Id,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
-    require(&session, &[Role::Patient, Role::Admin], "/appointments")?;
     let f = FormState::new(pairs);
     let body = match f.opt("reason") {
         Some(reason) => json!({ "reason": reason }),
@@ -258,11 +247,10 @@ async fn cancel(
 
 async fn reschedule(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<PatientsAndAdmins>,
     Id(id): Id,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
-    require(&session, &[Role::Patient, Role::Admin], "/appointments")?;
     let f = FormState::new(pairs);
     act(
         &state,
@@ -278,7 +266,7 @@ async fn reschedule(
 
 async fn complete(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<CareAndAdmins>,
     Id(id): Id,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
@@ -295,7 +283,7 @@ async fn complete(
 
 async fn no_show(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<CareAndAdmins>,
     Id(id): Id,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
@@ -319,11 +307,6 @@ async fn close_visit(
     action: &str,
     done: &str,
 ) -> PageResult {
-    require(
-        session,
-        &[Role::Doctor, Role::Nurse, Role::Admin],
-        "/appointments",
-    )?;
     let f = FormState::new(pairs);
     act(state, session, id, action, &f, json!({}), done).await
 }

@@ -12,13 +12,13 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{FormState, Id, Page, require, short};
+use super::{FormState, Id, Page, short};
 use crate::WebState;
 use crate::api::ApiFailure;
-use crate::guard::Visitor;
+use crate::guard::{Signed, Visitor, audience::{CareTeam, Doctors, Nurses, PatientsAndCare}};
 use crate::model::{Appointment, Prescription, Record, Refill, TimeOff};
 use crate::page::{Layout, PageResult, WebError, render, render_status, see_other};
-use crate::session::{Role, Session};
+use crate::session::{Role, Session, User};
 
 pub fn router() -> Router<WebState> {
     Router::new()
@@ -239,10 +239,9 @@ async fn visits(
 
 async fn doctor_home(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<Doctors>,
     Query(view): Query<ViewQuery>,
 ) -> PageResult {
-    require(&session, &[Role::Doctor], "/doctor")?;
     let week = view.view.as_deref() == Some("week");
     let today = state.clinic.today();
     let appointments = visits(&state, &session, today, if week { 7 } else { 1 }, "/doctor").await?;
@@ -261,8 +260,7 @@ async fn doctor_home(
     }))
 }
 
-async fn nurse_home(State(state): State<WebState>, Visitor(session): Visitor) -> PageResult {
-    require(&session, &[Role::Nurse], "/nurse")?;
+async fn nurse_home(State(state): State<WebState>, Signed { session, .. }: Signed<Nurses>) -> PageResult {
     let today = state.clinic.today();
     let appointments = visits(&state, &session, today, 7, "/nurse").await?;
     Ok(render(&VisitsPage {
@@ -298,12 +296,12 @@ struct PatientRecordPage {
 async fn record_page(
     state: &WebState,
     session: &Session,
+    user: &User,
     patient_id: &str,
     f: FormState,
     conflicts: Vec<String>,
 ) -> Result<PatientRecordPage, WebError> {
     let here = format!("/patients/{patient_id}/record");
-    let user = require(session, &[Role::Doctor, Role::Nurse], &here)?;
     let record: Record = state
         .gateway
         .get(session, &format!("/api/records/{patient_id}"))
@@ -371,12 +369,12 @@ async fn record_page(
 
 async fn patient_record(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, user, .. }: Signed<CareTeam>,
     Id(patient_id): Id,
 ) -> PageResult {
     let f = FormState::default().with("idempotency_key", uuid::Uuid::new_v4().to_string());
     Ok(render(
-        &record_page(&state, &session, &patient_id, f, Vec::new()).await?,
+        &record_page(&state, &session, &user, &patient_id, f, Vec::new()).await?,
     ))
 }
 
@@ -452,12 +450,11 @@ fn entry_body(f: &mut FormState) -> Option<Value> {
 
 async fn add_entry(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, user, .. }: Signed<CareTeam>,
     Id(patient_id): Id,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
     let here = format!("/patients/{patient_id}/record");
-    require(&session, &[Role::Doctor, Role::Nurse], &here)?;
     let mut f = FormState::new(pairs);
     if let Some(body) = entry_body(&mut f) {
         match state
@@ -481,7 +478,7 @@ async fn add_entry(
             Err(other) => return Err(WebError::from_api(other, &here)),
         }
     }
-    let page = record_page(&state, &session, &patient_id, f, Vec::new()).await?;
+    let page = record_page(&state, &session, &user, &patient_id, f, Vec::new()).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
@@ -499,12 +496,11 @@ const ITEM_FIELDS: [(&str, &str); 8] = [
 
 async fn prescribe(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, user, .. }: Signed<Doctors>,
     Id(patient_id): Id,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
     let here = format!("/patients/{patient_id}/record");
-    require(&session, &[Role::Doctor], &here)?;
     let mut f = FormState::new(pairs);
     let mut conflicts = Vec::new();
     f.required("appointment_id");
@@ -584,7 +580,7 @@ async fn prescribe(
             Err(other) => return Err(WebError::from_api(other, &here)),
         }
     }
-    let page = record_page(&state, &session, &patient_id, f, conflicts).await?;
+    let page = record_page(&state, &session, &user, &patient_id, f, conflicts).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
@@ -598,11 +594,10 @@ struct PrescriptionPage {
 
 async fn prescription(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, user, .. }: Signed<PatientsAndCare>,
     Id(id): Id,
 ) -> PageResult {
     let here = format!("/prescriptions/{id}");
-    let user = require(&session, &[Role::Patient, Role::Doctor, Role::Nurse], &here)?;
     let prescription: Prescription = state
         .gateway
         .get(&session, &format!("/api/prescriptions/{id}"))
@@ -647,8 +642,7 @@ struct RefillsPage {
     rows: Vec<RefillRow>,
 }
 
-async fn refills(State(state): State<WebState>, Visitor(session): Visitor) -> PageResult {
-    require(&session, &[Role::Doctor], "/doctor/refills")?;
+async fn refills(State(state): State<WebState>, Signed { session, .. }: Signed<Doctors>) -> PageResult {
     let queue: Vec<Refill> = state
         .gateway
         .get(&session, "/api/refills/queue")
@@ -673,7 +667,7 @@ async fn refills(State(state): State<WebState>, Visitor(session): Visitor) -> Pa
 
 async fn approve_refill(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<Doctors>,
     Id(id): Id,
 ) -> PageResult {
     decide_refill(&state, &session, &id, "approve", json!({})).await
@@ -681,7 +675,7 @@ async fn approve_refill(
 
 async fn decline_refill(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<Doctors>,
     Id(id): Id,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
@@ -707,7 +701,6 @@ async fn decide_refill(
     decision: &str,
     body: Value,
 ) -> PageResult {
-    require(session, &[Role::Doctor], "/doctor/refills")?;
     match state
         .gateway
         .post(session, &format!("/api/refills/{id}/{decision}"), &body)
@@ -746,9 +739,9 @@ struct TimeOffPage {
 async fn time_off_page(
     state: &WebState,
     session: &Session,
+    user: &User,
     f: FormState,
 ) -> Result<TimeOffPage, WebError> {
-    let user = require(session, &[Role::Doctor], "/doctor/unavailability")?;
     let list: Vec<TimeOff> = state
         .gateway
         .get(session, &format!("/api/doctors/{}/unavailability", user.id))
@@ -798,17 +791,16 @@ fn weekday(number: i64) -> &'static str {
     }
 }
 
-async fn time_off(State(state): State<WebState>, Visitor(session): Visitor) -> PageResult {
+async fn time_off(State(state): State<WebState>, Signed { session, user, .. }: Signed<Doctors>) -> PageResult {
     let f = FormState::default().with("kind", "day");
-    Ok(render(&time_off_page(&state, &session, f).await?))
+    Ok(render(&time_off_page(&state, &session, &user, f).await?))
 }
 
 async fn add_time_off(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, user, .. }: Signed<Doctors>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
-    let user = require(&session, &[Role::Doctor], "/doctor/unavailability")?.clone();
     let mut f = FormState::new(pairs);
     let mut body = json!({ "kind": f.v("kind"), "reason": f.v("reason") });
     match f.v("kind") {
@@ -871,16 +863,15 @@ async fn add_time_off(
             Err(other) => return Err(WebError::from_api(other, "/doctor/unavailability")),
         }
     }
-    let page = time_off_page(&state, &session, f).await?;
+    let page = time_off_page(&state, &session, &user, f).await?;
     Ok(render_status(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
 async fn remove_time_off(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, user, .. }: Signed<Doctors>,
     Id(id): Id,
 ) -> PageResult {
-    let user = require(&session, &[Role::Doctor], "/doctor/unavailability")?;
     state
         .gateway
         .delete(

@@ -1,5 +1,5 @@
-//! The pages, one module per audience. Handlers are thin: check the role, call the gateway,
-//! shape what came back for a template.
+//! The pages, one module per audience. Handlers are thin: take the signed-in person of the
+//! page's audience (`guard::Signed`), call the gateway, shape what came back for a template.
 
 mod account;
 mod admin;
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::WebState;
 use crate::api::Problem;
 use crate::page::WebError;
-use crate::session::{Role, Session, User};
+use crate::session::Session;
 
 pub fn router() -> Router<WebState> {
     Router::new()
@@ -25,17 +25,6 @@ pub fn router() -> Router<WebState> {
         .merge(appointments::router())
         .merge(care::router())
         .merge(admin::router())
-}
-
-/// The signed-in user when their role is one of `roles`.
-pub fn require<'a>(session: &'a Session, roles: &[Role], here: &str) -> Result<&'a User, WebError> {
-    match &session.user {
-        None => Err(WebError::SignIn {
-            next: here.to_owned(),
-        }),
-        Some(user) if roles.contains(&user.role) => Ok(user),
-        Some(_) => Err(WebError::Forbidden),
-    }
 }
 
 /// Whether the request came from htmx (it wants a fragment, not a page).

@@ -14,10 +14,10 @@ use chrono::{Datelike, Duration, NaiveDate};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{FormState, Id, from_htmx, query, require};
+use super::{FormState, Id, from_htmx, query};
 use crate::WebState;
 use crate::api::ApiFailure;
-use crate::guard::Visitor;
+use crate::guard::{Signed, Visitor, audience::{Everyone, Patients}};
 use crate::model::{
     AccessLogRow, Appointment, Availability, Doctor, Inbox, InboxItem, Payment, Record,
 };
@@ -261,7 +261,6 @@ async fn book_form(
             ("starts_at", f.v("starts_at"))
         ])
     );
-    require(session, &[Role::Patient], &here)?;
     let doctor_id = uuid::Uuid::parse_str(f.v("doctor_id")).map_err(|_| WebError::NotFound)?;
     let starts_at = chrono::DateTime::parse_from_rfc3339(f.v("starts_at"))
         .map_err(|_| WebError::NotFound)?
@@ -287,7 +286,7 @@ struct BookQuery {
 
 async fn book_page(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<Patients>,
     Query(slot): Query<BookQuery>,
 ) -> PageResult {
     let f = FormState::default()
@@ -300,7 +299,7 @@ async fn book_page(
 
 async fn book(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<Patients>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
     let mut f = FormState::new(pairs);
@@ -371,7 +370,6 @@ async fn pay_form(
     f: FormState,
 ) -> Result<Result<PayPage, Response>, WebError> {
     let here = format!("/appointments/{id}/pay");
-    require(session, &[Role::Patient], &here)?;
     let appointment: Appointment = state
         .gateway
         .get(session, &format!("/api/appointments/{id}"))
@@ -416,7 +414,7 @@ async fn pay_form(
 
 async fn pay_page(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<Patients>,
     Id(id): Id,
 ) -> PageResult {
     let f = FormState::default().with("idempotency_key", uuid::Uuid::new_v4().to_string());
@@ -428,7 +426,7 @@ async fn pay_page(
 
 async fn pay(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<Patients>,
     Id(id): Id,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
@@ -598,12 +596,7 @@ fn inbox_view(state: &WebState, item: &InboxItem) -> InboxView {
     }
 }
 
-async fn notifications(State(state): State<WebState>, Visitor(session): Visitor) -> PageResult {
-    require(
-        &session,
-        &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin],
-        "/notifications",
-    )?;
+async fn notifications(State(state): State<WebState>, Signed { session, .. }: Signed<Everyone>) -> PageResult {
     let inbox: Inbox = state
         .gateway
         .get(&session, "/api/notifications/me?limit=50")
@@ -622,15 +615,10 @@ async fn notifications(State(state): State<WebState>, Visitor(session): Visitor)
 
 async fn mark_read(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<Everyone>,
     Id(id): Id,
     headers: HeaderMap,
 ) -> PageResult {
-    require(
-        &session,
-        &[Role::Patient, Role::Doctor, Role::Nurse, Role::Admin],
-        "/notifications",
-    )?;
     let value = state
         .gateway
         .post(
@@ -669,8 +657,7 @@ struct RecordPage {
     access: Vec<AccessView>,
 }
 
-async fn record(State(state): State<WebState>, Visitor(session): Visitor) -> PageResult {
-    let user = require(&session, &[Role::Patient], "/record")?;
+async fn record(State(state): State<WebState>, Signed { session, user, .. }: Signed<Patients>) -> PageResult {
     let record: Record = state
         .gateway
         .get(&session, &format!("/api/records/{}", user.id))
@@ -731,10 +718,9 @@ async fn record(State(state): State<WebState>, Visitor(session): Visitor) -> Pag
 
 async fn request_refill(
     State(state): State<WebState>,
-    Visitor(session): Visitor,
+    Signed { session, .. }: Signed<Patients>,
     Id(id): Id,
 ) -> PageResult {
-    require(&session, &[Role::Patient], "/record")?;
     match state
         .gateway
         .post(

@@ -1,0 +1,99 @@
+//! [`ServiceRoutes`]: how every service with a schema documents and serves its routes. A
+//! service names its documented routes once; the OpenAPI document and the router (with the
+//! readiness check of its database, the internal event routes of its consumers and the
+//! event backbone) are built the same way for all of them.
+
+use std::sync::Arc;
+
+use polyclinic_auth::Verifier;
+use polyclinic_config::{Config, Service};
+use polyclinic_http::ServiceApp;
+use polyclinic_http::axum::Router;
+use polyclinic_http::utoipa::openapi::OpenApi;
+use polyclinic_http::utoipa_axum::router::OpenApiRouter;
+use sqlx::PgPool;
+
+use crate::Backbone;
+use crate::api::{EventsApi, Replay, internal_routes};
+
+/// A service's documented routes, and whether it serves the internal event routes (its
+/// consumers' outcomes and dead letters).
+pub struct ServiceRoutes<S> {
+    service: Service,
+    api: fn() -> OpenApiRouter<S>,
+    consumers: bool,
+}
+
+/// What a service's state holds that every service's router needs.
+pub trait ServiceState: Clone + Send + Sync + 'static {
+    fn pool(&self) -> &PgPool;
+    fn verifier(&self) -> &Arc<Verifier>;
+}
+
+impl<S: ServiceState> ServiceRoutes<S> {
+    /// A service that consumes no events.
+    pub const fn new(service: Service, api: fn() -> OpenApiRouter<S>) -> Self {
+        Self {
+            service,
+            api,
+            consumers: false,
+        }
+    }
+
+    /// A service whose consumers' outcomes and dead letters are served (and documented).
+    pub const fn with_consumers(service: Service, api: fn() -> OpenApiRouter<S>) -> Self {
+        Self {
+            service,
+            api,
+            consumers: true,
+        }
+    }
+
+    pub fn service(&self) -> Service {
+        self.service
+    }
+
+    /// The service's OpenAPI document.
+    pub fn openapi(&self) -> OpenApi {
+        let mut api = (self.api)().split_for_parts().1;
+        if self.consumers {
+            api.merge(crate::api::openapi());
+        }
+        polyclinic_http::document(self.service, api)
+    }
+
+    /// The service's HTTP interface before the event backbone is attached: its routes with
+    /// `state`, the internal routes of `consumers`, the configured limits and the readiness
+    /// check of its database.
+    pub fn app(&self, config: &Config, state: S, consumers: Vec<Arc<dyn Replay>>) -> ServiceApp {
+        let check = polyclinic_db::readiness_check(state.pool());
+        let internal = self.consumers.then(|| {
+            internal_routes(EventsApi {
+                service: self.service.as_str(),
+                pool: state.pool().clone(),
+                verifier: state.verifier().clone(),
+                consumers: Arc::new(consumers),
+            })
+        });
+        let mut api = (self.api)().with_state(state);
+        if let Some(internal) = internal {
+            api = api.merge(internal);
+        }
+        ServiceApp::new(self.service, api)
+            .configured(config)
+            .check(check)
+    }
+
+    /// The service's complete router: [`ServiceRoutes::app`] with the backbone attached.
+    pub fn router(
+        &self,
+        config: &Config,
+        state: S,
+        backbone: &Backbone,
+        consumers: Vec<Arc<dyn Replay>>,
+    ) -> Router {
+        backbone
+            .attach(self.app(config, state, consumers))
+            .into_router()
+    }
+}

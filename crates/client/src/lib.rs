@@ -19,22 +19,6 @@ pub struct CallContext<'a> {
     pub trace: polyclinic_telemetry::TraceHeaders<'a>,
 }
 
-impl<'a> CallContext<'a> {
-    /// What a request's handler passes on to the services it calls: the caller's token,
-    /// the request id, and the trace context of the request's headers.
-    pub fn forwarding(
-        bearer: &'a str,
-        request_id: &'a str,
-        headers: &'a reqwest::header::HeaderMap,
-    ) -> Self {
-        Self {
-            bearer: Some(bearer),
-            request_id: Some(request_id),
-            trace: polyclinic_telemetry::TraceHeaders::of(headers),
-        }
-    }
-}
-
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

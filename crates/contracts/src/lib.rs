@@ -16,9 +16,7 @@ mod money;
 pub mod payments;
 pub mod prescriptions;
 
-pub use ids::{
-    AppointmentId, DoctorId, NurseId, PatientId, PaymentId, PrescriptionId, RoomId,
-};
+pub use ids::{AppointmentId, DoctorId, NurseId, PatientId, PaymentId, PrescriptionId, RoomId};
 pub use money::Money;
 
 use serde::Serialize;

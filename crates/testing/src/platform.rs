@@ -86,7 +86,11 @@ impl TestPlatform {
         customize(&mut config, &db);
 
         let shutdown = CancellationToken::new();
-        let running = tokio::spawn(polyclinic_platform::run(config.clone(), listeners, shutdown.clone()));
+        let running = tokio::spawn(polyclinic_platform::run(
+            config.clone(),
+            listeners,
+            shutdown.clone(),
+        ));
         Self {
             config,
             client: reqwest::Client::builder()

@@ -33,8 +33,8 @@ pub fn payment_events(config: &Config, pool: &PgPool, backbone: &Backbone) -> Co
                 let event: PaymentAuthorizedV1 = envelope.data_as()?;
                 mark_paid(
                     conn,
-                    event.payment.appointment_id,
-                    event.payment.payment_id,
+                    event.payment.appointment_id.into(),
+                    event.payment.payment_id.into(),
                     &context(envelope),
                 )
                 .await
@@ -43,7 +43,12 @@ pub fn payment_events(config: &Config, pool: &PgPool, backbone: &Backbone) -> Co
         .on(PaymentExpiredV1::TYPE, |conn, envelope, _: &()| {
             Box::pin(async move {
                 let event: PaymentExpiredV1 = envelope.data_as()?;
-                cancel_lapsed(conn, event.payment.appointment_id, &context(envelope)).await
+                cancel_lapsed(
+                    conn,
+                    event.payment.appointment_id.into(),
+                    &context(envelope),
+                )
+                .await
             })
         });
     Consumer::new(

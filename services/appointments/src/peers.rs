@@ -7,24 +7,23 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use polyclinic_client::{CallContext, ClientError, ServiceClient};
-use polyclinic_contracts::Money;
+use polyclinic_contracts::{AppointmentId, DoctorId, Money, NurseId, PaymentId, RoomId};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-
 /// A doctor as the public directory shows them.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Doctor {
-    pub id: Uuid,
+    pub id: DoctorId,
     pub department_id: Uuid,
     pub consultation_fee: Money,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Room {
-    pub id: Uuid,
+    pub id: RoomId,
     pub department_id: Uuid,
     pub name: String,
 }
@@ -32,7 +31,7 @@ pub struct Room {
 /// A nurse as the staff directory lists them.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Nurse {
-    pub id: Uuid,
+    pub id: NurseId,
     pub first_name: String,
     pub last_name: String,
 }
@@ -74,7 +73,7 @@ impl Person {
 /// The part of a payment a booking keeps.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Payment {
-    pub id: Uuid,
+    pub id: PaymentId,
     pub status: String,
     pub client_secret: Option<String>,
 }
@@ -88,7 +87,7 @@ pub struct Peers {
     client: ServiceClient,
     identity: String,
     payments: String,
-    doctors: Mutex<HashMap<Uuid, (Instant, Option<Doctor>)>>,
+    doctors: Mutex<HashMap<DoctorId, (Instant, Option<Doctor>)>>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -122,7 +121,7 @@ impl Peers {
     /// The doctor as the directory shows them now; `None` if there is no active doctor.
     pub async fn doctor(
         &self,
-        id: Uuid,
+        id: DoctorId,
         context: CallContext<'_>,
     ) -> Result<Option<Doctor>, ClientError> {
         let url = format!("{}/api/doctors/{id}", self.identity);
@@ -136,7 +135,7 @@ impl Peers {
     /// Like [`Peers::doctor`], reusing an answer up to 30 seconds old.
     pub async fn doctor_cached(
         &self,
-        id: Uuid,
+        id: DoctorId,
         context: CallContext<'_>,
     ) -> Result<Option<Doctor>, ClientError> {
         let cached = self.doctors.lock().ok().and_then(|cache| {
@@ -153,7 +152,7 @@ impl Peers {
 
     pub async fn room(
         &self,
-        id: Uuid,
+        id: RoomId,
         context: CallContext<'_>,
     ) -> Result<Option<Room>, ClientError> {
         found(
@@ -213,7 +212,7 @@ impl Peers {
     /// second payment.
     pub async fn create_payment(
         &self,
-        appointment_id: Uuid,
+        appointment_id: AppointmentId,
         context: CallContext<'_>,
     ) -> Result<Payment, ClientError> {
         let url = format!("{}/api/payments", self.payments);
@@ -232,8 +231,8 @@ impl Peers {
     /// Captures the whole authorisation of `payment_id` for `appointment_id`'s approval.
     pub async fn capture_payment(
         &self,
-        appointment_id: Uuid,
-        payment_id: Uuid,
+        appointment_id: AppointmentId,
+        payment_id: PaymentId,
         context: CallContext<'_>,
     ) -> Result<Payment, ClientError> {
         let url = format!("{}/api/payments/{payment_id}/capture", self.payments);

@@ -33,7 +33,6 @@ pub struct Appointment {
     pub patient_id: String,
     pub doctor_id: String,
     pub room_id: Option<String>,
-    pub nurse_id: Option<String>,
     pub status: String,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -205,7 +204,6 @@ pub struct Department {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Room {
-    pub id: String,
     pub department_id: String,
     pub name: String,
 }

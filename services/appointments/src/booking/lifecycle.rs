@@ -6,9 +6,9 @@ use polyclinic_contracts::appointments::{
     AppointmentCancelledV1, AppointmentCompletedV1, AppointmentNoShowV1, AppointmentPaidV1,
     AppointmentRejectedV1, AppointmentRescheduledV1, AppointmentScheduledV1,
 };
+use polyclinic_contracts::{AppointmentId, NurseId, PaymentId, RoomId};
 use polyclinic_events::{EventContext, Handled};
 use sqlx::PgConnection;
-use polyclinic_contracts::{AppointmentId, NurseId, PaymentId, RoomId};
 use uuid::Uuid;
 
 use super::{Booking, BookingError, Caller, announce, payment_error, release, unavailable};
@@ -29,7 +29,7 @@ pub fn visible_to(caller: &Caller<'_>, appointment: &AppointmentRow) -> bool {
         Actor::Admin | Actor::System => true,
         Actor::Patient => appointment.patient_id == caller.id,
         Actor::Doctor => appointment.doctor_id == caller.id,
-        Actor::Nurse => appointment.nurse_id == Some(caller.id),
+        Actor::Nurse => appointment.nurse_id.is_some_and(|nurse| nurse == caller.id),
     }
 }
 
@@ -166,7 +166,7 @@ impl Booking {
         }
         let nurse = self
             .peers
-            .person(nurse_id, caller.call)
+            .person(nurse_id.into(), caller.call)
             .await
             .map_err(identity)?
             .filter(|person| person.is_active("NURSE"))

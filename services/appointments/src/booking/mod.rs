@@ -17,11 +17,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use polyclinic_client::{CallContext, ClientError};
+use polyclinic_contracts::DoctorId;
 use polyclinic_contracts::Event;
 use polyclinic_events::{EventContext, outbox};
 use polyclinic_locks::{LockGuard, Locks};
 use sqlx::{PgConnection, PgPool};
-use polyclinic_contracts::DoctorId;
 use uuid::Uuid;
 
 pub use self::lifecycle::{Staffing, cancel_lapsed, mark_paid, visible_to};
@@ -193,7 +193,7 @@ impl Booking {
         starts_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<crate::domain::schedule::Slot, BookingError> {
-        let (template, rules) = schedules::calendar_parts(&self.pool, doctor_id).await?;
+        let (template, rules) = schedules::calendar_parts(&self.pool, doctor_id.into()).await?;
         let calendar = Calendar {
             template: &template,
             unavailability: &rules,

@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use polyclinic_contracts::appointments::{AppointmentCancelledV1, AppointmentReservedV1};
 use polyclinic_contracts::{DoctorId, PatientId};
-use uuid::Uuid;
 
 use super::{Booking, BookingError, Caller, announce, payment_error, release, unavailable};
 use crate::domain::appointment::{Actor, Status};
@@ -115,8 +114,8 @@ impl Booking {
     ) -> Result<PatientId, BookingError> {
         match caller.actor {
             Actor::Patient => match requested {
-                None => Ok(caller.id),
-                Some(id) if id == caller.id => Ok(caller.id),
+                None => Ok(caller.id.into()),
+                Some(id) if id == caller.id => Ok(caller.id.into()),
                 Some(_) => Err(BookingError::PatientNotYours(
                     "patients book for themselves; leave patient_id out",
                 )),
@@ -127,7 +126,7 @@ impl Booking {
                 ))?;
                 let person = self
                     .peers
-                    .person(id, caller.call)
+                    .person(id.into(), caller.call)
                     .await
                     .map_err(|err| unavailable("the identity service", err))?;
                 match person {

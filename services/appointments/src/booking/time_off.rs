@@ -3,7 +3,6 @@
 
 use chrono::Utc;
 use polyclinic_contracts::DoctorId;
-use uuid::Uuid;
 
 use super::lifecycle::cancel_locked;
 use super::{Booking, BookingError, Caller};
@@ -21,7 +20,8 @@ impl Booking {
         reason: &str,
     ) -> Result<(TimeOff, Vec<AppointmentRow>), BookingError> {
         let mut tx = self.pool.begin().await?;
-        let entry = schedules::insert_time_off(&mut tx, doctor_id, rule, reason, caller.id).await?;
+        let entry =
+            schedules::insert_time_off(&mut tx, doctor_id.into(), rule, reason, caller.id).await?;
         let booked = repo::lock_active_from(&mut tx, doctor_id, Utc::now()).await?;
         let why = if reason.is_empty() {
             "the doctor is not available then".to_owned()

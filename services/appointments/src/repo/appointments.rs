@@ -7,10 +7,8 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use polyclinic_contracts::{
-    AppointmentId, DoctorId, Money, NurseId, PatientId, PaymentId, RoomId,
-};
 use polyclinic_contracts::appointments::AppointmentRef;
+use polyclinic_contracts::{AppointmentId, DoctorId, Money, NurseId, PatientId, PaymentId, RoomId};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
@@ -181,7 +179,10 @@ pub async fn find(pool: &PgPool, id: AppointmentId) -> sqlx::Result<Option<Appoi
 }
 
 /// The appointment, locked until the transaction ends.
-pub async fn lock(conn: &mut PgConnection, id: AppointmentId) -> sqlx::Result<Option<AppointmentRow>> {
+pub async fn lock(
+    conn: &mut PgConnection,
+    id: AppointmentId,
+) -> sqlx::Result<Option<AppointmentRow>> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from appointments where id = $1 for update"
     ))
@@ -277,7 +278,11 @@ pub async fn move_to(
 /// Records the payment of a reservation. The commit does not wait for the WAL flush: should
 /// a crash lose it, the payment's authorisation records it again (see `change_status`), and
 /// the payments service finds payments by appointment anyway.
-pub async fn set_payment(pool: &PgPool, id: AppointmentId, payment_id: PaymentId) -> sqlx::Result<()> {
+pub async fn set_payment(
+    pool: &PgPool,
+    id: AppointmentId,
+    payment_id: PaymentId,
+) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("set local synchronous_commit = off")
         .execute(&mut *tx)

@@ -78,7 +78,7 @@ impl From<Reservation> for ReservationBody {
         Self {
             appointment: reservation.appointment.into(),
             payment: PaymentHandle {
-                id: reservation.payment.id,
+                id: reservation.payment.id.into(),
                 status: reservation.payment.status,
                 client_secret: reservation.payment.client_secret,
             },
@@ -112,11 +112,11 @@ async fn reserve(
                 .reserve(
                     caller,
                     ReserveRequest {
-                        doctor_id: request.doctor_id,
+                        doctor_id: request.doctor_id.into(),
                         starts_at: request.starts_at,
                         reason,
                         notes,
-                        patient_id: request.patient_id,
+                        patient_id: request.patient_id.map(Into::into),
                     },
                 )
                 .await?;
@@ -286,7 +286,7 @@ impl From<Staffing> for StaffingBody {
                 .rooms
                 .into_iter()
                 .map(|room| RoomChoice {
-                    id: room.id,
+                    id: room.id.into(),
                     name: room.name,
                 })
                 .collect(),
@@ -294,7 +294,7 @@ impl From<Staffing> for StaffingBody {
                 .nurses
                 .into_iter()
                 .map(|nurse| NurseChoice {
-                    id: nurse.id,
+                    id: nurse.id.into(),
                     first_name: nurse.first_name,
                     last_name: nurse.last_name,
                 })
@@ -470,7 +470,10 @@ async fn close_visit(
     request
         .run(&asking.subject, || async {
             let caller = caller(&asking)?;
-            let closed = state.booking.close_visit(caller, id.into(), attended).await?;
+            let closed = state
+                .booking
+                .close_visit(caller, id.into(), attended)
+                .await?;
             Ok((StatusCode::OK, Appointment::from(closed)))
         })
         .await

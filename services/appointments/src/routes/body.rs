@@ -39,6 +39,7 @@ pub struct Appointment {
 
 impl From<AppointmentRow> for Appointment {
     fn from(row: AppointmentRow) -> Self {
+        let fee = row.fee();
         Self {
             id: row.id.into(),
             patient_id: row.patient_id.into(),
@@ -50,7 +51,7 @@ impl From<AppointmentRow> for Appointment {
             ends_at: row.ends_at,
             reason: row.reason,
             notes: row.notes,
-            fee: row.fee(),
+            fee,
             hold_expires_at: row.hold_expires_at,
             payment_id: row.payment_id.map(Uuid::from),
             status_reason: row.status_reason,

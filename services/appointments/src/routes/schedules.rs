@@ -40,7 +40,12 @@ async fn known_doctor(
     doctor_id: Uuid,
     call: CallContext<'_>,
 ) -> Result<(), ApiError> {
-    match state.booking.peers().doctor_cached(doctor_id, call).await {
+    match state
+        .booking
+        .peers()
+        .doctor_cached(doctor_id.into(), call)
+        .await
+    {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(doctor_not_found()),
         Err(err) => {
@@ -322,7 +327,7 @@ async fn add_unavailability(
     known_doctor(&state, doctor_id, caller.call).await?;
     let (time_off, cancelled) = state
         .booking
-        .add_time_off(caller, doctor_id, &rule, &reason)
+        .add_time_off(caller, doctor_id.into(), &rule, &reason)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -446,7 +451,7 @@ async fn availability(
         // The very end of the calendar: no slot starts there.
         return Err(invalid_range());
     };
-    let busy = repo::busy(&state.pool, doctor_id, window_start, window_end).await?;
+    let busy = repo::busy(&state.pool, doctor_id.into(), window_start, window_end).await?;
     let slots = calendar
         .availability(&busy, from, to, now, state.booking.policy().notice)
         .into_iter()

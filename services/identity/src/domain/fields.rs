@@ -9,7 +9,6 @@ use polyclinic_http::text::Rule;
 use polyclinic_http::utoipa::openapi::RefOr;
 use polyclinic_http::utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 
 macro_rules! text_type {
     ($(#[$doc:meta])* $name:ident, $rule:expr, $description:literal) => {

@@ -11,10 +11,10 @@ use polyclinic_auth::{Asking, Principal, Require, Role, RoleRule, Scope};
 use polyclinic_contracts::Money;
 use polyclinic_db::idempotency::Idempotent;
 use polyclinic_events::EventContext;
-use polyclinic_telemetry::TraceContext;
 use polyclinic_http::extract::{Json, Path, Query};
 use polyclinic_http::utoipa_axum::{router::OpenApiRouter, routes};
 use polyclinic_http::{ApiError, Page, ProblemDetails, RequestId, page_limit};
+use polyclinic_telemetry::TraceContext;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -407,12 +407,7 @@ async fn capture_payment(
             let request: AmountRequest = request.json_or_default()?;
             let payment = state
                 .ledger
-                .capture(
-                    id,
-                    request.amount,
-                    &caller.subject,
-                    &events(&caller),
-                )
+                .capture(id, request.amount, &caller.subject, &events(&caller))
                 .await?;
             Ok((StatusCode::OK, Payment::from(payment)))
         })
@@ -454,12 +449,7 @@ async fn refund_payment(
             let request: AmountRequest = request.json_or_default()?;
             let payment = state
                 .ledger
-                .refund(
-                    id,
-                    request.amount,
-                    &caller.subject,
-                    &events(&caller),
-                )
+                .refund(id, request.amount, &caller.subject, &events(&caller))
                 .await?;
             Ok((StatusCode::OK, Payment::from(payment)))
         })

@@ -12,11 +12,9 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use polyclinic_auth::{Require, Role, RoleRule, Verifier};
-use polyclinic_client::CallContext;
+use polyclinic_auth::{Role, RoleRule, Verifier};
+use polyclinic_http::ApiError;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
-use polyclinic_http::{ApiError, RequestId};
-use polyclinic_telemetry::TraceContext;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -30,14 +28,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(audit::router())
 }
 
-/// A request of a person in a role `R` allows: the token's person in the role they act in
-/// here, with the request id and trace context their calls to other services carry. A
-/// handler takes it in place of the principal, the request id and the headers, and gets
-/// the [`Viewer`] the flows want from it.
+/// A request of a person in a role `R` allows: the shared [`polyclinic_auth::Asking`]
+/// (the token, the request id and the trace context their calls carry) and the role the
+/// person acts in here. A handler takes it and gets the [`Viewer`] the flows want from it.
 pub struct Asking<R: RoleRule> {
-    principal: Require<R>,
-    request_id: RequestId,
-    trace: TraceContext,
+    asking: polyclinic_auth::Asking<R>,
     id: Uuid,
     acting: Acting,
 }
@@ -51,14 +46,14 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let principal = Require::<R>::from_request_parts(parts, state).await?;
-        let acting = if principal.is(Role::Admin) {
+        let asking = polyclinic_auth::Asking::<R>::from_request_parts(parts, state).await?;
+        let acting = if asking.is(Role::Admin) {
             Acting::Admin
-        } else if principal.is(Role::Doctor) {
+        } else if asking.is(Role::Doctor) {
             Acting::Doctor
-        } else if principal.is(Role::Nurse) {
+        } else if asking.is(Role::Nurse) {
             Acting::Nurse
-        } else if principal.is(Role::Patient) {
+        } else if asking.is(Role::Patient) {
             Acting::Patient
         } else {
             return Err(ApiError::forbidden(
@@ -66,13 +61,10 @@ where
                 "Clinical data is read by people, not services.",
             ));
         };
-        let Ok(request_id) = RequestId::from_request_parts(parts, state).await;
         Ok(Self {
-            id: principal.user_id()?,
+            id: asking.user_id()?,
             acting,
-            request_id,
-            trace: TraceContext::from_headers(&parts.headers),
-            principal,
+            asking,
         })
     }
 }
@@ -83,13 +75,9 @@ impl<R: RoleRule> Asking<R> {
         Viewer {
             id: self.id,
             acting: self.acting,
-            subject: &self.principal.subject,
-            request_id: self.request_id.as_str(),
-            call: CallContext {
-                bearer: Some(self.principal.bearer()),
-                request_id: Some(self.request_id.as_str()),
-                trace: self.trace.as_headers(),
-            },
+            subject: &self.asking.subject,
+            request_id: self.asking.request_id().as_str(),
+            call: self.asking.call(),
         }
     }
 }

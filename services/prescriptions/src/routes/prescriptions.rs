@@ -12,11 +12,11 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::body::{Prescription, Refill};
 use super::{Asking, invalid};
 use crate::AppState;
 use crate::domain::prescription::{Item, OverrideReason, RequiredReason, Status};
 use crate::prescribing::{self, Prescribe, PrescribingError};
-use super::body::{Prescription, Refill};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

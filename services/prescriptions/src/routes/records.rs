@@ -15,12 +15,12 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::body::Prescription;
 use super::{Asking, invalid};
 use crate::AppState;
 use crate::charting::{self, Declaration, RecordsError};
 use crate::domain::entry::Content;
 use crate::repo::audit::AuditRow;
-use super::body::Prescription;
 use crate::repo::records::{Declared, Entry};
 
 pub fn router() -> OpenApiRouter<AppState> {

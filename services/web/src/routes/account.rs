@@ -349,7 +349,12 @@ struct AccountPage {
     password_elsewhere: Option<String>,
 }
 
-fn account(state: &WebState, session: &Session, user: &User, f: FormState) -> Result<AccountPage, WebError> {
+fn account(
+    state: &WebState,
+    session: &Session,
+    user: &User,
+    f: FormState,
+) -> Result<AccountPage, WebError> {
     Ok(AccountPage {
         l: Layout::new(session, "Account", "/account"),
         f,
@@ -363,8 +368,16 @@ fn account(state: &WebState, session: &Session, user: &User, f: FormState) -> Re
     })
 }
 
-async fn account_page(State(state): State<WebState>, Signed { session, user, .. }: Signed<Everyone>) -> PageResult {
-    Ok(render(&account(&state, &session, &user, FormState::default())?))
+async fn account_page(
+    State(state): State<WebState>,
+    Signed { session, user, .. }: Signed<Everyone>,
+) -> PageResult {
+    Ok(render(&account(
+        &state,
+        &session,
+        &user,
+        FormState::default(),
+    )?))
 }
 
 async fn change_password(

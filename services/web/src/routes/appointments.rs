@@ -15,7 +15,10 @@ use serde_json::json;
 use super::{FormState, Id, all_pages, form_key, short};
 use crate::WebState;
 use crate::api::ApiFailure;
-use crate::guard::{Signed, Visitor, audience::{CareAndAdmins, Everyone, PatientsAndAdmins, PatientsAndCare}};
+use crate::guard::{
+    Signed,
+    audience::{CareAndAdmins, Everyone, PatientsAndAdmins, PatientsAndCare},
+};
 use crate::model::{Appointment, Doctor};
 use crate::page::{Layout, PageResult, WebError, render, see_other};
 use crate::session::{Role, Session};
@@ -117,7 +120,10 @@ struct MinePage {
     sections: Vec<(&'static str, Vec<AppointmentView>)>,
 }
 
-async fn mine(State(state): State<WebState>, Signed { session, user, .. }: Signed<PatientsAndCare>) -> PageResult {
+async fn mine(
+    State(state): State<WebState>,
+    Signed { session, user, .. }: Signed<PatientsAndCare>,
+) -> PageResult {
     if user.role != Role::Patient {
         return Ok(see_other(user.role.home()));
     }

@@ -15,7 +15,10 @@ use serde_json::{Map, Value, json};
 use super::{FormState, Id, Page, short};
 use crate::WebState;
 use crate::api::ApiFailure;
-use crate::guard::{Signed, Visitor, audience::{CareTeam, Doctors, Nurses, PatientsAndCare}};
+use crate::guard::{
+    Signed,
+    audience::{CareTeam, Doctors, Nurses, PatientsAndCare},
+};
 use crate::model::{Appointment, Prescription, Record, Refill, TimeOff};
 use crate::page::{Layout, PageResult, WebError, render, render_status, see_other};
 use crate::session::{Role, Session, User};
@@ -260,7 +263,10 @@ async fn doctor_home(
     }))
 }
 
-async fn nurse_home(State(state): State<WebState>, Signed { session, .. }: Signed<Nurses>) -> PageResult {
+async fn nurse_home(
+    State(state): State<WebState>,
+    Signed { session, .. }: Signed<Nurses>,
+) -> PageResult {
     let today = state.clinic.today();
     let appointments = visits(&state, &session, today, 7, "/nurse").await?;
     Ok(render(&VisitsPage {
@@ -642,7 +648,10 @@ struct RefillsPage {
     rows: Vec<RefillRow>,
 }
 
-async fn refills(State(state): State<WebState>, Signed { session, .. }: Signed<Doctors>) -> PageResult {
+async fn refills(
+    State(state): State<WebState>,
+    Signed { session, .. }: Signed<Doctors>,
+) -> PageResult {
     let queue: Vec<Refill> = state
         .gateway
         .get(&session, "/api/refills/queue")
@@ -791,7 +800,10 @@ fn weekday(number: i64) -> &'static str {
     }
 }
 
-async fn time_off(State(state): State<WebState>, Signed { session, user, .. }: Signed<Doctors>) -> PageResult {
+async fn time_off(
+    State(state): State<WebState>,
+    Signed { session, user, .. }: Signed<Doctors>,
+) -> PageResult {
     let f = FormState::default().with("kind", "day");
     Ok(render(&time_off_page(&state, &session, &user, f).await?))
 }

@@ -17,13 +17,15 @@ use serde_json::json;
 use super::{FormState, Id, from_htmx, query};
 use crate::WebState;
 use crate::api::ApiFailure;
-use crate::guard::{Signed, Visitor, audience::{Everyone, Patients}};
+use crate::guard::{
+    Signed, Visitor,
+    audience::{Everyone, Patients},
+};
 use crate::model::{
     AccessLogRow, Appointment, Availability, Doctor, Inbox, InboxItem, Payment, Record,
 };
 use crate::page::{Layout, PageResult, WebError, render, render_status, see_other};
 use crate::routes::care::{EntryView, PrescriptionView};
-use crate::session::Role;
 use crate::view::money;
 
 pub fn router() -> Router<WebState> {
@@ -596,7 +598,10 @@ fn inbox_view(state: &WebState, item: &InboxItem) -> InboxView {
     }
 }
 
-async fn notifications(State(state): State<WebState>, Signed { session, .. }: Signed<Everyone>) -> PageResult {
+async fn notifications(
+    State(state): State<WebState>,
+    Signed { session, .. }: Signed<Everyone>,
+) -> PageResult {
     let inbox: Inbox = state
         .gateway
         .get(&session, "/api/notifications/me?limit=50")
@@ -657,7 +662,10 @@ struct RecordPage {
     access: Vec<AccessView>,
 }
 
-async fn record(State(state): State<WebState>, Signed { session, user, .. }: Signed<Patients>) -> PageResult {
+async fn record(
+    State(state): State<WebState>,
+    Signed { session, user, .. }: Signed<Patients>,
+) -> PageResult {
     let record: Record = state
         .gateway
         .get(&session, &format!("/api/records/{}", user.id))

@@ -2,30 +2,21 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::Form;
 use chrono::NaiveDate;
-use reqwest::Method;
 use serde::Deserialize;
-use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
 
 use super::super::appointments::{AppointmentView, doctor_names};
-use super::super::{FormState, Id, Page, form_key, query, short};
-use super::{Choice, outcome};
+use super::super::{Page, query};
+use super::Choice;
 use crate::WebState;
-use crate::api::ApiFailure;
 use crate::guard::{Signed, audience::Admins};
-use crate::model::{
-    Appointment, DeadLetters, Delivery, Department, Doctor, Payment, Person, Room, Schedule,
-    StatusReport,
-};
-use crate::page::{Layout, PageResult, WebError, encode, render, render_status, see_other};
-use crate::session::{Role, Session};
-use crate::view::{Clinic, money};
+use crate::model::Appointment;
+use crate::page::{Layout, PageResult, WebError, render};
+use crate::session::Role;
+use crate::view::Clinic;
 
 #[derive(Deserialize, Default)]
-struct AppointmentFilter {
+pub(super) struct AppointmentFilter {
     status: Option<String>,
     doctor_id: Option<String>,
     from: Option<NaiveDate>,

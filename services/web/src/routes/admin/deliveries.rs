@@ -1,29 +1,15 @@
 //! Failed emails (resend), dead-lettered events (replay) and the platform's status.
 
 use askama::Template;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::Form;
-use chrono::NaiveDate;
-use reqwest::Method;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use axum::extract::State;
+use serde_json::json;
 
-use super::super::appointments::{AppointmentView, doctor_names};
-use super::super::{FormState, Id, Page, form_key, query, short};
-use super::{Choice, outcome};
+use super::super::{Id, Page};
+use super::outcome;
 use crate::WebState;
-use crate::api::ApiFailure;
 use crate::guard::{Signed, audience::Admins};
-use crate::model::{
-    Appointment, DeadLetters, Delivery, Department, Doctor, Payment, Person, Room, Schedule,
-    StatusReport,
-};
-use crate::page::{Layout, PageResult, WebError, encode, render, render_status, see_other};
-use crate::session::{Role, Session};
-use crate::view::{Clinic, money};
-
+use crate::model::{DeadLetters, Delivery, StatusReport};
+use crate::page::{Layout, PageResult, WebError, render};
 
 struct DeliveryRow {
     id: String,
@@ -54,7 +40,10 @@ struct DeliveriesPage {
     unreachable: Vec<String>,
 }
 
-pub(super) async fn deliveries(State(state): State<WebState>, Signed { session, .. }: Signed<Admins>) -> PageResult {
+pub(super) async fn deliveries(
+    State(state): State<WebState>,
+    Signed { session, .. }: Signed<Admins>,
+) -> PageResult {
     let here = "/admin/deliveries";
     let fail = |failure| WebError::from_api(failure, here);
     let failed: Page<Delivery> = state
@@ -151,7 +140,10 @@ struct StatusPage {
     report: StatusReport,
 }
 
-pub(super) async fn status(State(state): State<WebState>, Signed { session, .. }: Signed<Admins>) -> PageResult {
+pub(super) async fn status(
+    State(state): State<WebState>,
+    Signed { session, .. }: Signed<Admins>,
+) -> PageResult {
     let report: StatusReport = state
         .gateway
         .get_public("/status")

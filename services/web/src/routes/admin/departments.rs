@@ -1,29 +1,18 @@
 //! Departments and their rooms.
 
 use askama::Template;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::Form;
-use chrono::NaiveDate;
-use reqwest::Method;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::json;
 
-use super::super::appointments::{AppointmentView, doctor_names};
-use super::super::{FormState, Id, Page, form_key, query, short};
-use super::{Choice, outcome};
+use super::super::FormState;
 use crate::WebState;
 use crate::api::ApiFailure;
 use crate::guard::{Signed, audience::Admins};
-use crate::model::{
-    Appointment, DeadLetters, Delivery, Department, Doctor, Payment, Person, Room, Schedule,
-    StatusReport,
-};
-use crate::page::{Layout, PageResult, WebError, encode, render, render_status, see_other};
-use crate::session::{Role, Session};
-use crate::view::{Clinic, money};
-
+use crate::model::{Department, Room};
+use crate::page::{Layout, PageResult, WebError, render, render_status, see_other};
+use crate::session::Session;
 
 struct DepartmentRow {
     id: String,
@@ -46,7 +35,6 @@ async fn departments_page(
     f: FormState,
 ) -> Result<DepartmentsPage, WebError> {
     let here = "/admin/departments";
-    admin(session, here)?;
     let fail = |failure| WebError::from_api(failure, here);
     let departments: Vec<Department> = state
         .gateway
@@ -77,7 +65,10 @@ async fn departments_page(
     })
 }
 
-pub(super) async fn departments(State(state): State<WebState>, Signed { session, .. }: Signed<Admins>) -> PageResult {
+pub(super) async fn departments(
+    State(state): State<WebState>,
+    Signed { session, .. }: Signed<Admins>,
+) -> PageResult {
     Ok(render(
         &departments_page(&state, &session, FormState::default()).await?,
     ))

@@ -84,3 +84,34 @@ fn outcome(
     }
     Ok(see_other(back))
 }
+
+/// `12.50` as 1250 minor units; `None` for text that is not such an amount.
+fn minor_units(text: &str) -> Option<i64> {
+    let text = text.trim().replace(',', ".");
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    if whole.is_empty()
+        || fraction.len() > 2
+        || !whole.chars().all(|c| c.is_ascii_digit())
+        || !fraction.chars().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let cents: i64 = format!("{fraction:0<2}").parse().ok()?;
+    whole.checked_mul(100)?.checked_add(cents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::minor_units;
+
+    #[test]
+    fn amounts_are_read_as_minor_units() {
+        assert_eq!(minor_units("60"), Some(6000));
+        assert_eq!(minor_units("12.5"), Some(1250));
+        assert_eq!(minor_units("12,05"), Some(1205));
+        assert_eq!(minor_units("1.234"), None);
+        assert_eq!(minor_units("-3"), None);
+        assert_eq!(minor_units(""), None);
+    }
+}

@@ -2,29 +2,20 @@
 //! service says are free for it, approved or rejected from here.
 
 use askama::Template;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::Form;
-use chrono::NaiveDate;
-use reqwest::Method;
+use axum::extract::State;
 use serde::Deserialize;
-use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
+use serde_json::json;
+use std::collections::HashMap;
 
-use super::super::appointments::{AppointmentView, doctor_names};
-use super::super::{FormState, Id, Page, form_key, query, short};
+use super::super::appointments::AppointmentView;
+use super::super::{FormState, Id, Page, form_key};
 use super::{Choice, outcome};
 use crate::WebState;
-use crate::api::ApiFailure;
 use crate::guard::{Signed, audience::Admins};
-use crate::model::{
-    Appointment, DeadLetters, Delivery, Department, Doctor, Payment, Person, Room, Schedule,
-    StatusReport,
-};
-use crate::page::{Layout, PageResult, WebError, encode, render, render_status, see_other};
-use crate::session::{Role, Session};
-use crate::view::{Clinic, money};
-
+use crate::model::{Appointment, Doctor};
+use crate::page::{Layout, PageResult, WebError, render, see_other};
+use crate::session::Role;
 
 struct QueueItem {
     a: AppointmentView,

@@ -40,6 +40,7 @@ const EXPECTED: &[(&str, [u16; 7])] = &[
     ("GET /api/appointments/mine", [401, 200, 200, 200, 200, 200, 200]),
     ("GET /api/appointments/queue", [401, 403, 403, 403, 403, 403, 200]),
     ("GET /api/appointments/{id}", [401, 200, 404, 200, 404, 404, 200]),
+    ("GET /api/appointments/{id}/staffing", [401, 403, 403, 403, 403, 403, 200]),
     ("GET /api/audit", [401, 403, 403, 403, 403, 403, 200]),
     ("GET /api/auth/.well-known/openid-configuration", [200, 200, 200, 200, 200, 200, 200]),
     ("GET /api/auth/jwks", [200, 200, 200, 200, 200, 200, 200]),

@@ -10,3 +10,4 @@ mod jobs;
 mod reservations;
 mod roles;
 mod schedules;
+mod staffing;

@@ -7,9 +7,9 @@ use polyclinic_contracts::payments::{
     PaymentAuthorizedV1, PaymentCapturedV1, PaymentExpiredV1, PaymentFailedV1, PaymentRefundedV1,
     PaymentVoidedV1,
 };
+use polyclinic_contracts::{AppointmentId, PatientId, PaymentId};
 use polyclinic_events::{EventContext, outbox};
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
 use crate::domain::intent::{PaymentStatus, authorization_lifetime};
 use crate::provider::{Provider, ProviderError, ProviderIntent};
@@ -66,13 +66,13 @@ impl Ledger {
         }
     }
 
-    pub async fn find(&self, id: Uuid) -> Result<PaymentRow, LedgerError> {
+    pub async fn find(&self, id: PaymentId) -> Result<PaymentRow, LedgerError> {
         repo::find(&self.pool, id)
             .await?
             .ok_or(LedgerError::NotFound)
     }
 
-    async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<PaymentRow, LedgerError> {
+    async fn lock(conn: &mut PgConnection, id: PaymentId) -> Result<PaymentRow, LedgerError> {
         repo::lock(conn, id).await?.ok_or(LedgerError::NotFound)
     }
 
@@ -80,8 +80,8 @@ impl Ledger {
     /// again for the same appointment returns the same payment.
     pub async fn create(
         &self,
-        appointment_id: Uuid,
-        patient_id: Uuid,
+        appointment_id: AppointmentId,
+        patient_id: PatientId,
         amount: i64,
         currency: &str,
         actor: &str,
@@ -137,7 +137,7 @@ impl Ledger {
     /// announced; the payment stays open for another card.
     pub async fn confirm(
         &self,
-        id: Uuid,
+        id: PaymentId,
         payment_method: &str,
         actor: &str,
         context: &EventContext,
@@ -187,7 +187,7 @@ impl Ledger {
     /// Captures all of the authorisation, or `amount` of it.
     pub async fn capture(
         &self,
-        id: Uuid,
+        id: PaymentId,
         amount: Option<i64>,
         actor: &str,
         context: &EventContext,
@@ -220,7 +220,7 @@ impl Ledger {
     /// Voids the payment before capture.
     pub async fn void(
         &self,
-        id: Uuid,
+        id: PaymentId,
         actor: &str,
         context: &EventContext,
     ) -> Result<PaymentRow, LedgerError> {
@@ -243,7 +243,7 @@ impl Ledger {
     /// Refunds `amount` (default: all that is left) of a captured payment.
     pub async fn refund(
         &self,
-        id: Uuid,
+        id: PaymentId,
         amount: Option<i64>,
         actor: &str,
         context: &EventContext,
@@ -291,7 +291,7 @@ impl Ledger {
     /// Records a failed payment attempt reported by the provider.
     pub async fn record_failure(
         &self,
-        id: Uuid,
+        id: PaymentId,
         reason: &str,
         actor: &str,
         context: &EventContext,
@@ -321,7 +321,7 @@ impl Ledger {
     /// dashboard, say); smaller or equal totals change nothing.
     pub async fn record_refund_total(
         &self,
-        id: Uuid,
+        id: PaymentId,
         total: i64,
         actor: &str,
         context: &EventContext,
@@ -357,7 +357,7 @@ impl Ledger {
     /// reconciliation job); a late report of an earlier state changes nothing.
     pub async fn sync(
         &self,
-        id: Uuid,
+        id: PaymentId,
         actor: &str,
         context: &EventContext,
     ) -> Result<PaymentRow, LedgerError> {
@@ -374,7 +374,7 @@ impl Ledger {
     /// The payment of an appointment, if it has one.
     pub async fn find_for_appointment(
         &self,
-        appointment_id: Uuid,
+        appointment_id: AppointmentId,
     ) -> Result<Option<PaymentRow>, LedgerError> {
         Ok(repo::find_for_appointment(&self.pool, appointment_id).await?)
     }
@@ -384,7 +384,7 @@ impl Ledger {
     /// in full; a settled one is left alone. Safe to repeat.
     pub async fn settle(
         &self,
-        appointment_id: Uuid,
+        appointment_id: AppointmentId,
         actor: &str,
         context: &EventContext,
     ) -> Result<Option<PaymentRow>, LedgerError> {

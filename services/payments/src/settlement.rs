@@ -32,7 +32,10 @@ async fn settle(
         trace: envelope.trace(),
     };
     let actor = format!("event:{}", envelope.event_type);
-    match ledger.settle(appointment_id, &actor, &context).await? {
+    match ledger
+        .settle(appointment_id.into(), &actor, &context)
+        .await?
+    {
         Some(_) => Ok(Handled::Done),
         None => Ok(Handled::Skipped(
             "the appointment has no payment".to_owned(),

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use polyclinic_contracts::payments::PaymentRef;
+use polyclinic_contracts::{AppointmentId, PatientId, PaymentId};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
@@ -18,9 +19,9 @@ impl TryFrom<String> for PaymentStatus {
 /// A payment as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PaymentRow {
-    pub id: Uuid,
-    pub appointment_id: Uuid,
-    pub patient_id: Uuid,
+    pub id: PaymentId,
+    pub appointment_id: AppointmentId,
+    pub patient_id: PatientId,
     pub amount: i64,
     pub currency: String,
     #[sqlx(try_from = "String")]
@@ -40,9 +41,9 @@ impl PaymentRow {
     /// The payment as events describe it.
     pub fn reference(&self) -> PaymentRef {
         PaymentRef {
-            payment_id: self.id,
-            appointment_id: self.appointment_id,
-            patient_id: self.patient_id,
+            payment_id: self.id.into(),
+            appointment_id: self.appointment_id.into(),
+            patient_id: self.patient_id.into(),
             amount: self.amount,
             currency: self.currency.clone(),
         }
@@ -53,7 +54,7 @@ const COLUMNS: &str =
     "id, appointment_id, patient_id, amount, currency, status, provider, provider_intent_id,
     client_secret, amount_captured, amount_refunded, authorized_at, created_at, updated_at";
 
-pub async fn find(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<PaymentRow>> {
+pub async fn find(conn: impl PgExecutor<'_>, id: PaymentId) -> sqlx::Result<Option<PaymentRow>> {
     sqlx::query_as(&format!("select {COLUMNS} from payments where id = $1"))
         .bind(id)
         .fetch_optional(conn)
@@ -61,7 +62,7 @@ pub async fn find(conn: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Pa
 }
 
 /// The payment, locked until the transaction ends.
-pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<PaymentRow>> {
+pub async fn lock(conn: &mut PgConnection, id: PaymentId) -> sqlx::Result<Option<PaymentRow>> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from payments where id = $1 for update"
     ))
@@ -72,7 +73,7 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Paym
 
 pub async fn find_for_appointment(
     conn: impl PgExecutor<'_>,
-    appointment_id: Uuid,
+    appointment_id: AppointmentId,
 ) -> sqlx::Result<Option<PaymentRow>> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from payments where appointment_id = $1"
@@ -98,8 +99,8 @@ pub async fn find_by_intent(
 /// A payment about to be stored.
 #[derive(Debug)]
 pub struct NewPayment<'a> {
-    pub appointment_id: Uuid,
-    pub patient_id: Uuid,
+    pub appointment_id: AppointmentId,
+    pub patient_id: PatientId,
     pub amount: i64,
     pub currency: &'a str,
     pub status: PaymentStatus,
@@ -144,7 +145,7 @@ pub async fn insert(
 /// authorisation is kept from the first time the payment reached `requires_capture`.
 pub async fn record_status(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: PaymentId,
     status: PaymentStatus,
     amount_received: i64,
     now: DateTime<Utc>,
@@ -166,7 +167,7 @@ pub async fn record_status(
 /// Adds `amount` to what is refunded.
 pub async fn add_refund(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: PaymentId,
     amount: i64,
 ) -> sqlx::Result<PaymentRow> {
     sqlx::query_as(&format!(
@@ -181,7 +182,7 @@ pub async fn add_refund(
 /// Sets what is refunded in all.
 pub async fn set_refunded(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: PaymentId,
     total: i64,
 ) -> sqlx::Result<PaymentRow> {
     sqlx::query_as(&format!(
@@ -200,8 +201,8 @@ pub async fn claim_unsettled(
     now: DateTime<Utc>,
     quiet_since: DateTime<Utc>,
     limit: i64,
-) -> sqlx::Result<Vec<(Uuid, PaymentStatus)>> {
-    let claimed: Vec<(Uuid, String)> = sqlx::query_as(
+) -> sqlx::Result<Vec<(PaymentId, PaymentStatus)>> {
+    let claimed: Vec<(PaymentId, String)> = sqlx::query_as(
         "update payments set reconciled_at = $1
          where id in (
              select id from payments
@@ -231,10 +232,10 @@ pub async fn claim_unsettled(
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Filter {
     pub status: Option<PaymentStatus>,
-    pub appointment_id: Option<Uuid>,
-    pub patient_id: Option<Uuid>,
+    pub appointment_id: Option<AppointmentId>,
+    pub patient_id: Option<PatientId>,
     /// Only payments created before this one (ids are UUIDv7).
-    pub before: Option<Uuid>,
+    pub before: Option<PaymentId>,
 }
 
 /// Payments matching `filter`, newest first.
@@ -265,7 +266,7 @@ pub async fn list(
 /// How many history rows of `payment` record one of `actions`.
 pub async fn count_history(
     conn: &mut PgConnection,
-    payment: Uuid,
+    payment: PaymentId,
     actions: &[&str],
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar(

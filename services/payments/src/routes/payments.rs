@@ -92,9 +92,9 @@ pub struct Payment {
 impl From<PaymentRow> for Payment {
     fn from(row: PaymentRow) -> Self {
         Self {
-            id: row.id,
-            appointment_id: row.appointment_id,
-            patient_id: row.patient_id,
+            id: row.id.into(),
+            appointment_id: row.appointment_id.into(),
+            patient_id: row.patient_id.into(),
             amount: row.amount,
             currency: row.currency,
             status: row.status.as_str().to_owned(),
@@ -121,7 +121,7 @@ impl RoleRule for Payers {
 /// Whether `caller` may see `payment`: admins all, a patient their own. (No service reads
 /// payments: each acts on the ones it moves, through the scoped routes.)
 fn may_see(caller: &Principal, payment: &PaymentRow) -> bool {
-    caller.is(Role::Admin) || caller.user_id().is_ok_and(|id| id == payment.patient_id)
+    caller.is(Role::Admin) || caller.user_id().is_ok_and(|id| payment.patient_id == id)
 }
 
 /// The price a trusted caller states: a [`Money`] of at least one minor unit (a card is
@@ -243,8 +243,8 @@ async fn create_payment(
             let payment = state
                 .ledger
                 .create(
-                    appointment_id,
-                    patient_id,
+                    appointment_id.into(),
+                    patient_id.into(),
                     amount.amount,
                     currency,
                     &caller.subject,
@@ -282,9 +282,9 @@ async fn list_payments(
         status => {
             let filter = repo::Filter {
                 status: status.flatten(),
-                appointment_id: query.appointment_id,
-                patient_id: query.patient_id,
-                before: query.cursor,
+                appointment_id: query.appointment_id.map(Into::into),
+                patient_id: query.patient_id.map(Into::into),
+                before: query.cursor.map(Into::into),
             };
             repo::list(&state.pool, filter, limit + 1).await?
         }
@@ -304,7 +304,7 @@ async fn my_payments(
     caller: Require<Person>,
 ) -> Result<Json<Page<Payment>>, ApiError> {
     let filter = repo::Filter {
-        patient_id: Some(caller.user_id()?),
+        patient_id: Some(caller.user_id()?.into()),
         ..repo::Filter::default()
     };
     let payments = repo::list(&state.pool, filter, 101).await?;
@@ -323,7 +323,7 @@ async fn get_payment(
     caller: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Payment>, ApiError> {
-    let payment = state.ledger.find(id).await?;
+    let payment = state.ledger.find(id.into()).await?;
     if !may_see(&caller, &payment) {
         return Err(LedgerError::NotFound.into());
     }
@@ -359,17 +359,17 @@ async fn confirm_payment(
                 ));
             }
             let request: Confirm = request.json()?;
-            let payment = state.ledger.find(id).await?;
+            let payment = state.ledger.find(id.into()).await?;
             let own = caller
                 .user_id()
-                .is_ok_and(|user| user == payment.patient_id);
+                .is_ok_and(|user| payment.patient_id == user);
             if !own && !caller.is(Role::Admin) {
                 return Err(LedgerError::NotFound.into());
             }
             let confirmed = state
                 .ledger
                 .confirm(
-                    id,
+                    id.into(),
                     &request.payment_method,
                     &caller.subject,
                     &EventContext {
@@ -407,7 +407,7 @@ async fn capture_payment(
             let request: AmountRequest = request.json_or_default()?;
             let payment = state
                 .ledger
-                .capture(id, request.amount, &caller.subject, &events(&caller))
+                .capture(id.into(), request.amount, &caller.subject, &events(&caller))
                 .await?;
             Ok((StatusCode::OK, Payment::from(payment)))
         })
@@ -427,7 +427,7 @@ async fn cancel_payment(
         .run(&caller.subject, || async {
             let payment = state
                 .ledger
-                .void(id, &caller.subject, &events(&caller))
+                .void(id.into(), &caller.subject, &events(&caller))
                 .await?;
             Ok((StatusCode::OK, Payment::from(payment)))
         })
@@ -449,7 +449,7 @@ async fn refund_payment(
             let request: AmountRequest = request.json_or_default()?;
             let payment = state
                 .ledger
-                .refund(id, request.amount, &caller.subject, &events(&caller))
+                .refund(id.into(), request.amount, &caller.subject, &events(&caller))
                 .await?;
             Ok((StatusCode::OK, Payment::from(payment)))
         })

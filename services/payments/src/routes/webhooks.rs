@@ -62,7 +62,7 @@ async fn stripe_webhook(
         &state.pool,
         event_id,
         event_type,
-        payment.as_ref().map(|p| p.id),
+        payment.as_ref().map(|p| p.id.into()),
     )
     .await?;
     if !first_time {

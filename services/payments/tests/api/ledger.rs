@@ -1,6 +1,7 @@
 //! Payment operations with the simulated provider on real PostgreSQL: state, history and the
 //! events announcing each change.
 
+use polyclinic_contracts::PaymentId;
 use polyclinic_events::EventContext;
 use polyclinic_payments::ledger::{Ledger, LedgerError};
 use polyclinic_payments::provider::Provider;
@@ -19,7 +20,7 @@ async fn ledger(platform: &TestPlatform) -> (Ledger, sqlx::PgPool) {
     )
 }
 
-async fn announced(pool: &sqlx::PgPool, payment: Uuid) -> Vec<String> {
+async fn announced(pool: &sqlx::PgPool, payment: PaymentId) -> Vec<String> {
     sqlx::query_scalar("select event_type from outbox where key = $1 order by seq")
         .bind(payment.to_string())
         .fetch_all(pool)
@@ -27,7 +28,7 @@ async fn announced(pool: &sqlx::PgPool, payment: Uuid) -> Vec<String> {
         .unwrap()
 }
 
-async fn actions(pool: &sqlx::PgPool, payment: Uuid) -> Vec<String> {
+async fn actions(pool: &sqlx::PgPool, payment: PaymentId) -> Vec<String> {
     sqlx::query_scalar("select action from payment_history where payment_id = $1 order by id")
         .bind(payment)
         .fetch_all(pool)
@@ -43,11 +44,23 @@ async fn a_payment_goes_from_declined_to_authorised_captured_and_refunded_with_h
     let context = EventContext::default();
     let appointment = Uuid::now_v7();
     let created = ledger
-        .create(appointment, Uuid::now_v7(), 6000, "EUR", "appointments")
+        .create(
+            appointment.into(),
+            Uuid::now_v7().into(),
+            6000,
+            "EUR",
+            "appointments",
+        )
         .await
         .unwrap();
     let again = ledger
-        .create(appointment, Uuid::now_v7(), 6000, "EUR", "appointments")
+        .create(
+            appointment.into(),
+            Uuid::now_v7().into(),
+            6000,
+            "EUR",
+            "appointments",
+        )
         .await
         .unwrap();
     assert_eq!(created.id, again.id, "one payment per appointment");
@@ -118,7 +131,13 @@ async fn a_voided_payment_cannot_be_captured_and_a_lapsed_authorisation_is_annou
     let (ledger, pool) = ledger(&platform).await;
     let context = EventContext::default();
     let voided = ledger
-        .create(Uuid::now_v7(), Uuid::now_v7(), 3000, "EUR", "appointments")
+        .create(
+            Uuid::now_v7().into(),
+            Uuid::now_v7().into(),
+            3000,
+            "EUR",
+            "appointments",
+        )
         .await
         .unwrap();
     ledger
@@ -143,7 +162,13 @@ async fn a_voided_payment_cannot_be_captured_and_a_lapsed_authorisation_is_annou
     );
 
     let lapsing = ledger
-        .create(Uuid::now_v7(), Uuid::now_v7(), 3000, "EUR", "appointments")
+        .create(
+            Uuid::now_v7().into(),
+            Uuid::now_v7().into(),
+            3000,
+            "EUR",
+            "appointments",
+        )
         .await
         .unwrap();
     ledger
@@ -184,7 +209,13 @@ async fn two_captures_of_one_payment_at_once_capture_once() {
     let (ledger, pool) = ledger(&platform).await;
     let context = EventContext::default();
     let payment = ledger
-        .create(Uuid::now_v7(), Uuid::now_v7(), 3000, "EUR", "appointments")
+        .create(
+            Uuid::now_v7().into(),
+            Uuid::now_v7().into(),
+            3000,
+            "EUR",
+            "appointments",
+        )
         .await
         .unwrap();
     ledger

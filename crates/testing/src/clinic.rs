@@ -106,19 +106,58 @@ impl TestPlatform {
             nurse: nurse_token,
             nurse_email,
         };
+        self.works_every_hour(&clinic.admin, &clinic.doctor_id)
+            .await;
+        clinic
+    }
+
+    /// Gives `doctor_id` the test clinic's week: every day from 00:00 to 23:00 in 60-minute
+    /// slots.
+    pub async fn works_every_hour(&self, admin: &str, doctor_id: &str) {
         let days: Vec<Value> = (1..=7)
             .map(|weekday| json!({"weekday": weekday, "starts_at": "00:00", "ends_at": "23:00", "slot_minutes": 60}))
             .collect();
         let schedule = self
             .book(
                 Method::PUT,
-                &format!("/api/doctors/{}/schedule", clinic.doctor_id),
-                Some(&clinic.admin),
+                &format!("/api/doctors/{doctor_id}/schedule"),
+                Some(admin),
                 Some(json!({ "days": days })),
             )
             .await;
         assert_eq!(schedule.status, StatusCode::OK, "{:?}", schedule.body);
-        clinic
+    }
+
+    /// Another doctor of the clinic's department, working the same hours; their id.
+    pub async fn another_doctor(&self, clinic: &Clinic, email: &str) -> String {
+        let (doctor, _) = self
+            .create_staff(&clinic.admin, "DOCTOR", email, Some(&clinic.department_id))
+            .await;
+        let id = doctor["id"].as_str().expect("a doctor id").to_owned();
+        self.works_every_hour(&clinic.admin, &id).await;
+        id
+    }
+
+    /// Another room of the clinic's department; its id.
+    pub async fn another_room(&self, clinic: &Clinic, name: &str) -> String {
+        let room = self
+            .call(
+                Method::POST,
+                "/api/rooms",
+                Some(&clinic.admin),
+                Some(json!({"name": name, "department_id": clinic.department_id})),
+            )
+            .await;
+        assert_eq!(room.status, StatusCode::CREATED, "{:?}", room.body);
+        room.body["id"].as_str().expect("a room id").to_owned()
+    }
+
+    /// Another nurse of the clinic's department; their id.
+    pub async fn another_nurse(&self, clinic: &Clinic, email: &str) -> String {
+        let (nurse, _) = self
+            .create_staff(&clinic.admin, "NURSE", email, Some(&clinic.department_id))
+            .await;
+        nurse["id"].as_str().expect("a nurse id").to_owned()
     }
 
     /// Sends a request to the appointments or payments API (through the gateway when it runs).

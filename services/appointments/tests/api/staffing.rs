@@ -3,7 +3,7 @@
 
 use polyclinic_testing::{Service, TestPlatform};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn ids(list: &Value) -> Vec<String> {
     list.as_array()
@@ -23,46 +23,13 @@ async fn staffing_offers_the_departments_rooms_and_nurses_that_no_overlapping_vi
     ])
     .await;
     let clinic = platform.clinic().await;
-    let (second, _) = platform
-        .create_staff(
-            &clinic.admin,
-            "DOCTOR",
-            "staffing.doctor@clinic.example",
-            Some(&clinic.department_id),
-        )
+    let second_id = platform
+        .another_doctor(&clinic, "staffing.doctor@clinic.example")
         .await;
-    let second_id = second["id"].as_str().unwrap().to_owned();
-    let days: Vec<_> = (1..=7)
-        .map(|weekday| json!({"weekday": weekday, "starts_at": "00:00", "ends_at": "23:00", "slot_minutes": 60}))
-        .collect();
-    let schedule = platform
-        .book(
-            Method::PUT,
-            &format!("/api/doctors/{second_id}/schedule"),
-            Some(&clinic.admin),
-            Some(json!({"days": days})),
-        )
+    let spare_room = platform.another_room(&clinic, "Spare room").await;
+    let spare_nurse = platform
+        .another_nurse(&clinic, "staffing.nurse@clinic.example")
         .await;
-    assert_eq!(schedule.status, StatusCode::OK, "{:?}", schedule.body);
-    let spare = platform
-        .call(
-            Method::POST,
-            "/api/rooms",
-            Some(&clinic.admin),
-            Some(json!({"name": "Spare room", "department_id": clinic.department_id})),
-        )
-        .await;
-    assert_eq!(spare.status, StatusCode::CREATED);
-    let spare_room = spare.body["id"].as_str().unwrap().to_owned();
-    let (spare_nurse, _) = platform
-        .create_staff(
-            &clinic.admin,
-            "NURSE",
-            "staffing.nurse@clinic.example",
-            Some(&clinic.department_id),
-        )
-        .await;
-    let spare_nurse = spare_nurse["id"].as_str().unwrap().to_owned();
 
     let slot = platform.free_slots(&clinic.doctor_id, None).await[0].clone();
     let (_, first_patient) = platform

@@ -11,43 +11,12 @@ async fn the_approval_pickers_offer_only_rooms_and_nurses_free_at_that_time() {
     let platform = TestPlatform::start(&Service::ALL).await;
     let clinic = platform.clinic().await;
     // A second doctor in the same department, working the same hours.
-    let (second, _) = platform
-        .create_staff(
-            &clinic.admin,
-            "DOCTOR",
-            "second.doctor@clinic.example",
-            Some(&clinic.department_id),
-        )
+    let second_id = platform
+        .another_doctor(&clinic, "second.doctor@clinic.example")
         .await;
-    let second_id = second["id"].as_str().unwrap().to_owned();
-    let days: Vec<_> = (1..=7)
-        .map(|weekday| json!({"weekday": weekday, "starts_at": "00:00", "ends_at": "23:00", "slot_minutes": 60}))
-        .collect();
-    let schedule = platform
-        .book(
-            Method::PUT,
-            &format!("/api/doctors/{second_id}/schedule"),
-            Some(&clinic.admin),
-            Some(json!({"days": days})),
-        )
-        .await;
-    assert_eq!(schedule.status, StatusCode::OK);
-    let spare = platform
-        .call(
-            Method::POST,
-            "/api/rooms",
-            Some(&clinic.admin),
-            Some(json!({"name": "Spare room", "department_id": clinic.department_id})),
-        )
-        .await;
-    assert_eq!(spare.status, StatusCode::CREATED);
-    let (spare_nurse, _) = platform
-        .create_staff(
-            &clinic.admin,
-            "NURSE",
-            "second.nurse@clinic.example",
-            Some(&clinic.department_id),
-        )
+    let spare_room = platform.another_room(&clinic, "Spare room").await;
+    let spare_nurse = platform
+        .another_nurse(&clinic, "second.nurse@clinic.example")
         .await;
 
     // Two paid requests for the same hour with the two doctors; the first is approved with
@@ -76,7 +45,7 @@ async fn the_approval_pickers_offer_only_rooms_and_nurses_free_at_that_time() {
     let waiting_id = waiting["id"].as_str().unwrap();
     assert!(html.contains(waiting_id), "the waiting request is listed");
     assert!(
-        html.contains(&format!("value=\"{}\"", spare.body["id"].as_str().unwrap())),
+        html.contains(&format!("value=\"{spare_room}\"")),
         "the free room is offered"
     );
     assert!(
@@ -84,10 +53,7 @@ async fn the_approval_pickers_offer_only_rooms_and_nurses_free_at_that_time() {
         "the booked room is not offered"
     );
     assert!(
-        html.contains(&format!(
-            "value=\"{}\"",
-            spare_nurse["id"].as_str().unwrap()
-        )),
+        html.contains(&format!("value=\"{spare_nurse}\"")),
         "the free nurse is offered"
     );
     assert!(
@@ -99,23 +65,10 @@ async fn the_approval_pickers_offer_only_rooms_and_nurses_free_at_that_time() {
     let (_, third_patient) = platform
         .register_patient("third.patient@example.test")
         .await;
-    let (third, _) = platform
-        .create_staff(
-            &clinic.admin,
-            "DOCTOR",
-            "third.doctor@clinic.example",
-            Some(&clinic.department_id),
-        )
+    let third_id = platform
+        .another_doctor(&clinic, "third.doctor@clinic.example")
         .await;
-    let third_id = third["id"].as_str().unwrap();
-    platform
-        .book(
-            Method::PUT,
-            &format!("/api/doctors/{third_id}/schedule"),
-            Some(&clinic.admin),
-            Some(json!({"days": days})),
-        )
-        .await;
+    let third_id = third_id.as_str();
     let taken = platform
         .paid_appointment(&third_patient, third_id, &slot)
         .await;
@@ -127,7 +80,7 @@ async fn the_approval_pickers_offer_only_rooms_and_nurses_free_at_that_time() {
                 taken["id"].as_str().unwrap()
             ),
             Some(&clinic.admin),
-            Some(json!({"room_id": spare.body["id"], "nurse_id": spare_nurse["id"]})),
+            Some(json!({"room_id": spare_room, "nurse_id": spare_nurse})),
         )
         .await;
     assert_eq!(approve.status, StatusCode::OK, "{:?}", approve.body);

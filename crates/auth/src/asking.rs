@@ -62,10 +62,6 @@ impl<R: RoleRule> Asking<R> {
         }
     }
 
-    pub fn principal(&self) -> &Principal {
-        &self.principal
-    }
-
     pub fn request_id(&self) -> &RequestId {
         &self.request_id
     }

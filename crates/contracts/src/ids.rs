@@ -19,12 +19,6 @@ macro_rules! typed_id {
         #[sqlx(transparent)]
         pub struct $name(pub Uuid);
 
-        impl $name {
-            pub fn as_uuid(self) -> Uuid {
-                self.0
-            }
-        }
-
         impl From<Uuid> for $name {
             fn from(id: Uuid) -> Self {
                 Self(id)

@@ -35,7 +35,7 @@ pub use kafka::{Bus, ConnectionWatch, KafkaSettings, ensure_topics, kafka_readin
 pub use metrics::EventMetrics;
 pub use parked::{DeadLetter, list_dead_letters};
 pub use relay::{Relay, RelayFaults, RelaySettings, readiness_check};
-pub use service::{ServiceRoutes, ServiceState};
+pub use service::ServiceRoutes;
 
 /// The backbone's tables in a service schema; each service carries an identical copy of this
 /// file among its own migrations.

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use polyclinic_auth::Verifier;
 use polyclinic_config::{Config, Service};
 use polyclinic_http::ServiceApp;
@@ -24,13 +25,12 @@ pub struct ServiceRoutes<S> {
     consumers: bool,
 }
 
-/// What a service's state holds that every service's router needs.
-pub trait ServiceState: Clone + Send + Sync + 'static {
-    fn pool(&self) -> &PgPool;
-    fn verifier(&self) -> &Arc<Verifier>;
-}
-
-impl<S: ServiceState> ServiceRoutes<S> {
+impl<S> ServiceRoutes<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PgPool: FromRef<S>,
+    Arc<Verifier>: FromRef<S>,
+{
     /// A service that consumes no events.
     pub const fn new(service: Service, api: fn() -> OpenApiRouter<S>) -> Self {
         Self {
@@ -49,10 +49,6 @@ impl<S: ServiceState> ServiceRoutes<S> {
         }
     }
 
-    pub fn service(&self) -> Service {
-        self.service
-    }
-
     /// The service's OpenAPI document.
     pub fn openapi(&self) -> OpenApi {
         let mut api = (self.api)().split_for_parts().1;
@@ -66,12 +62,13 @@ impl<S: ServiceState> ServiceRoutes<S> {
     /// `state`, the internal routes of `consumers`, the configured limits and the readiness
     /// check of its database.
     pub fn app(&self, config: &Config, state: S, consumers: Vec<Arc<dyn Replay>>) -> ServiceApp {
-        let check = polyclinic_db::readiness_check(state.pool());
+        let pool = PgPool::from_ref(&state);
+        let check = polyclinic_db::readiness_check(&pool);
         let internal = self.consumers.then(|| {
             internal_routes(EventsApi {
                 service: self.service.as_str(),
-                pool: state.pool().clone(),
-                verifier: state.verifier().clone(),
+                pool,
+                verifier: Arc::<Verifier>::from_ref(&state),
                 consumers: Arc::new(consumers),
             })
         });

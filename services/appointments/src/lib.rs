@@ -64,15 +64,6 @@ impl FromRef<AppState> for PgPool {
     }
 }
 
-impl polyclinic_events::ServiceState for AppState {
-    fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-    fn verifier(&self) -> &Arc<Verifier> {
-        &self.verifier
-    }
-}
-
 /// The clinic's booking rules from the configuration.
 pub fn policy(config: &Config) -> Policy {
     let minutes = |value: u32| chrono::Duration::minutes(i64::from(value));

@@ -58,12 +58,9 @@ impl FromRef<AppState> for Arc<Verifier> {
     }
 }
 
-impl polyclinic_events::ServiceState for AppState {
-    fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-    fn verifier(&self) -> &Arc<Verifier> {
-        &self.verifier
+impl FromRef<AppState> for PgPool {
+    fn from_ref(state: &AppState) -> Self {
+        state.pool.clone()
     }
 }
 

@@ -65,15 +65,6 @@ impl FromRef<AppState> for PgPool {
     }
 }
 
-impl polyclinic_events::ServiceState for AppState {
-    fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-    fn verifier(&self) -> &Arc<Verifier> {
-        &self.verifier
-    }
-}
-
 impl AppState {
     /// The state for `config`, with the configured provider.
     pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>) -> anyhow::Result<Self> {

@@ -89,7 +89,8 @@ impl Booking {
 
     /// What an approval of `id` may choose from: the rooms and active nurses of the doctor's
     /// department that no scheduled visit overlapping it holds. A doctor no longer in the
-    /// directory has nothing to offer.
+    /// directory has nothing to offer. The doctor's department is the directory's answer of
+    /// up to 30 seconds ago (the approval itself asks afresh and checks again).
     pub async fn staffing(
         &self,
         caller: Caller<'_>,
@@ -99,7 +100,7 @@ impl Booking {
         let identity = |err| unavailable("the identity service", err);
         let Some(doctor) = self
             .peers
-            .doctor(appointment.doctor_id, caller.call)
+            .doctor_cached(appointment.doctor_id, caller.call)
             .await
             .map_err(identity)?
         else {

@@ -366,24 +366,13 @@ pub async fn assignment_conflict(
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
 ) -> sqlx::Result<Option<Overlap>> {
-    let rows: Vec<(Option<RoomId>, Option<NurseId>)> = sqlx::query_as(
-        "select room_id, nurse_id from appointments
-         where status = 'SCHEDULED' and id <> $1 and (room_id = $2 or nurse_id = $3)
-           and period && tstzrange($4, $5, '[)')",
-    )
-    .bind(except)
-    .bind(room_id)
-    .bind(nurse_id)
-    .bind(starts_at)
-    .bind(ends_at)
-    .fetch_all(pool)
-    .await?;
-    Ok(if rows.iter().any(|(room, _)| *room == Some(room_id)) {
+    let (rooms, nurses) = assigned_during(pool, except, starts_at, ends_at).await?;
+    Ok(if rooms.contains(&room_id) {
         Some(Overlap::Room)
-    } else if rows.is_empty() {
-        None
-    } else {
+    } else if nurses.contains(&nurse_id) {
         Some(Overlap::Nurse)
+    } else {
+        None
     })
 }
 

@@ -117,6 +117,9 @@ fi
 node --version
 (cd services/web/tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
+step "FHIR validators from npm: FHIR.js and HL7's R4 JSON schema"
+(cd crates/fhir/tests/validator && npm ci --no-audit --no-fund --loglevel=error)
+
 step "Tests"
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 

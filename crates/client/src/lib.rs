@@ -4,6 +4,8 @@
 //! only idempotent calls (GET, PUT, DELETE, and a POST that carries an `Idempotency-Key`;
 //! once, on a connection failure or a 502/503/504), and maps failures to [`ClientError`].
 
+pub mod care;
+
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};

@@ -47,6 +47,8 @@ pub struct Config {
     /// Prefix of every Redis key the platform writes, so that several deployments (or
     /// tests) can share one server.
     pub redis_key_prefix: String,
+    /// The clinic's name, as FHIR's Organization (and so other systems) show it.
+    pub clinic_name: String,
     /// The clinic's IANA timezone: schedules are laid out and times shown in it.
     pub timezone: String,
     /// The clinic's ISO 4217 currency: fees are set in it (amounts carry their own currency).
@@ -89,6 +91,7 @@ impl Default for Config {
             locks: LockBackend::Postgres,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "polyclinic:".into(),
+            clinic_name: "Polyclinic".into(),
             timezone: "UTC".into(),
             currency: "EUR".into(),
             cors_origins: Vec::new(),

@@ -509,6 +509,9 @@ impl Config {
                 "partitions and replication factor must be at least 1".into(),
             ));
         }
+        if self.clinic_name.trim().is_empty() {
+            return Err(("clinic_name".into(), "must name the clinic".into()));
+        }
         if self.timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err((
                 "timezone".into(),

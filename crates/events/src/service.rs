@@ -17,12 +17,14 @@ use sqlx::PgPool;
 use crate::Backbone;
 use crate::api::{EventsApi, Replay, internal_routes};
 
-/// A service's documented routes, and whether it serves the internal event routes (its
-/// consumers' outcomes and dead letters).
+/// A service's documented routes, whether it serves the internal event routes (its
+/// consumers' outcomes and dead letters), and its FHIR routes (described by the FHIR
+/// CapabilityStatement rather than the OpenAPI document).
 pub struct ServiceRoutes<S> {
     service: Service,
     api: fn() -> OpenApiRouter<S>,
     consumers: bool,
+    fhir: Option<fn() -> Router<S>>,
 }
 
 impl<S> ServiceRoutes<S>
@@ -37,6 +39,7 @@ where
             service,
             api,
             consumers: false,
+            fhir: None,
         }
     }
 
@@ -46,6 +49,15 @@ where
             service,
             api,
             consumers: true,
+            fhir: None,
+        }
+    }
+
+    /// Also serves `fhir`'s routes under `/fhir` ([`polyclinic_fhir::mount`]).
+    pub const fn with_fhir(self, fhir: fn() -> Router<S>) -> Self {
+        Self {
+            fhir: Some(fhir),
+            ..self
         }
     }
 
@@ -72,9 +84,13 @@ where
                 consumers: Arc::new(consumers),
             })
         });
-        let mut api = (self.api)().with_state(state);
+        let mut api = (self.api)().with_state(state.clone());
         if let Some(internal) = internal {
             api = api.merge(internal);
+        }
+        if let Some(fhir) = self.fhir {
+            let fhir = polyclinic_fhir::mount(fhir(), &config.public_url).with_state(state);
+            api = api.merge(OpenApiRouter::from(fhir));
         }
         ServiceApp::new(self.service, api)
             .configured(config)

@@ -121,7 +121,8 @@ impl AppState {
 }
 
 /// The documented routes, and the internal routes of the payment-events consumer.
-static ROUTES: ServiceRoutes<AppState> = ServiceRoutes::with_consumers(SERVICE, routes::api);
+static ROUTES: ServiceRoutes<AppState> =
+    ServiceRoutes::with_consumers(SERVICE, routes::api).with_fhir(routes::fhir::router);
 
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {

@@ -18,6 +18,8 @@ use uuid::Uuid;
 pub struct Doctor {
     pub id: DoctorId,
     pub department_id: Uuid,
+    #[serde(default)]
+    pub specialization: String,
     pub consultation_fee: Money,
 }
 

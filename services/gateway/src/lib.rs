@@ -4,8 +4,11 @@
 //! owns it after the gateway has verified the bearer token itself and applied the route's
 //! coarse role rule (services still decide ownership), stripped hop-by-hop and spoofable
 //! identity headers, and taken one request from the caller's rate-limit bucket. Upstream
-//! timeouts give 504 and unreachable upstreams 502, both problem+json. It also serves `/docs`
-//! (Swagger UI over every service's OpenAPI) and `/status`.
+//! timeouts give 504 and unreachable upstreams 502, both problem+json. The FHIR routes
+//! (`/fhir/<Type>`) are forwarded by resource type the same way, their errors (the
+//! gateway's own too) rewritten as OperationOutcomes; the gateway answers `/fhir/metadata`
+//! itself from [`polyclinic_fhir::capability`]. It also serves `/docs` (Swagger UI over
+//! every service's OpenAPI) and `/status`.
 
 mod docs;
 mod proxy;
@@ -112,8 +115,48 @@ fn forwarding_routes() -> Router<GatewayState> {
                         },
                     ))
                 });
+            let methods = if path.starts_with("/fhir/") {
+                methods
+                    .layer(axum::middleware::from_fn(polyclinic_fhir::negotiate))
+                    .layer(axum::middleware::map_response(
+                        polyclinic_fhir::outcome::to_operation_outcome,
+                    ))
+            } else {
+                methods
+            };
             router.route(path, methods)
         })
+}
+
+/// What the gateway answers under `/fhir` itself: the CapabilityStatement, and an
+/// OperationOutcome for a path no service serves.
+fn fhir_routes(config: &Config) -> Router {
+    let statement = polyclinic_fhir::Resource::from(
+        polyclinic_fhir::capability::CapabilityStatement::of_server(
+            polyclinic_fhir::Base::of(&config.public_url).as_str(),
+            chrono::Utc::now(),
+        ),
+    );
+    let unknown = || async {
+        polyclinic_http::ApiError::not_found(
+            "fhir_route_not_found",
+            "This FHIR server has no such resource type or interaction.",
+        )
+    };
+    Router::new()
+        .route(
+            "/fhir/metadata",
+            axum::routing::get(move || {
+                let statement = statement.clone();
+                async move { polyclinic_fhir::Fhir(statement) }
+            }),
+        )
+        .route("/fhir", axum::routing::any(unknown))
+        .route("/fhir/{*rest}", axum::routing::any(unknown))
+        .layer(axum::middleware::from_fn(polyclinic_fhir::negotiate))
+        .layer(axum::middleware::map_response(
+            polyclinic_fhir::outcome::to_operation_outcome,
+        ))
 }
 
 fn api() -> OpenApiRouter<GatewayState> {
@@ -169,7 +212,8 @@ pub fn router(config: &Config, state: GatewayState) -> Router {
     let api = api()
         .with_state(state)
         .merge(OpenApiRouter::from(forwarding))
-        .merge(OpenApiRouter::from(docs));
+        .merge(OpenApiRouter::from(docs))
+        .merge(OpenApiRouter::from(fhir_routes(config)));
     let mut router = ServiceApp::new(SERVICE, api)
         .configured(config)
         .into_router();

@@ -135,6 +135,34 @@ pub const TABLE: &[Rule] = rules! {
     POST "/api/refills/{id}/approve" => Prescriptions, DOCTOR;
     POST "/api/refills/{id}/decline" => Prescriptions, DOCTOR;
     GET "/api/audit" => Prescriptions, ADMIN;
+
+    // FHIR R4, by resource type (the gateway itself answers `/fhir/metadata`)
+    GET "/fhir/Patient" => Identity, PERSON;
+    GET "/fhir/Patient/{id}" => Identity, PERSON;
+    GET "/fhir/Practitioner" => Identity, Access::Public;
+    GET "/fhir/Practitioner/{id}" => Identity, Access::Public;
+    GET "/fhir/PractitionerRole" => Identity, Access::Public;
+    GET "/fhir/PractitionerRole/{id}" => Identity, Access::Public;
+    GET "/fhir/Organization" => Identity, Access::Public;
+    GET "/fhir/Organization/{id}" => Identity, Access::Public;
+    GET "/fhir/Location" => Identity, STAFF;
+    GET "/fhir/Location/{id}" => Identity, STAFF;
+    GET "/fhir/Schedule" => Appointments, Access::Public;
+    GET "/fhir/Schedule/{id}" => Appointments, Access::Public;
+    GET "/fhir/Slot" => Appointments, Access::Public;
+    GET "/fhir/Slot/{id}" => Appointments, Access::Public;
+    GET "/fhir/Appointment" => Appointments, PERSON;
+    GET "/fhir/Appointment/{id}" => Appointments, PERSON;
+    GET "/fhir/MedicationRequest" => Prescriptions, PERSON;
+    GET "/fhir/MedicationRequest/{id}" => Prescriptions, PERSON;
+    GET "/fhir/AllergyIntolerance" => Prescriptions, PERSON;
+    GET "/fhir/AllergyIntolerance/{id}" => Prescriptions, PERSON;
+    GET "/fhir/Condition" => Prescriptions, PERSON;
+    GET "/fhir/Condition/{id}" => Prescriptions, PERSON;
+    GET "/fhir/Observation" => Prescriptions, PERSON;
+    GET "/fhir/Observation/{id}" => Prescriptions, PERSON;
+    GET "/fhir/AuditEvent" => Prescriptions, PERSON;
+    GET "/fhir/AuditEvent/{id}" => Prescriptions, PERSON;
 };
 
 #[cfg(test)]
@@ -153,6 +181,38 @@ mod tests {
                 rule.method, rule.path
             );
         }
+    }
+
+    #[test]
+    fn every_fhir_resource_type_is_forwarded_to_its_owner_with_its_audience() {
+        use polyclinic_fhir::capability::{Audience, SUPPORTED};
+        for support in SUPPORTED {
+            let expected = match support.audience {
+                Audience::Public => Access::Public,
+                Audience::People => PERSON,
+                Audience::Staff => STAFF,
+            };
+            for path in [
+                format!("/fhir/{}", support.resource_type),
+                format!("/fhir/{}/{{id}}", support.resource_type),
+            ] {
+                let rule = TABLE
+                    .iter()
+                    .find(|rule| rule.path == path && rule.method == MethodFilter::GET)
+                    .unwrap_or_else(|| panic!("GET {path} is not forwarded"));
+                assert_eq!(rule.service, support.service, "{path}");
+                assert_eq!(rule.access, expected, "{path}");
+            }
+        }
+        let fhir_rows = TABLE
+            .iter()
+            .filter(|rule| rule.path.starts_with("/fhir/"))
+            .count();
+        assert_eq!(
+            fhir_rows,
+            SUPPORTED.len() * 2,
+            "a FHIR row the statement does not list"
+        );
     }
 
     #[test]

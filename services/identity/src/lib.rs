@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::FromRef;
 use polyclinic_auth::{RevocationFeed, Verifier, VerifierSettings};
+use polyclinic_client::care::CareTeam;
 use polyclinic_client::{ServiceClient, ServiceTokens};
 use polyclinic_config::{Config, IdentityProvider, Service};
 use polyclinic_events::{Backbone, ServiceRoutes};
@@ -57,6 +58,10 @@ pub struct AppState {
     /// `client_id` -> each platform service's own client.
     service_clients: Arc<HashMap<String, ServiceCredentials>>,
     provider: IdentityProvider,
+    /// The clinic's name, for FHIR's Organization.
+    clinic_name: Arc<str>,
+    /// Whether a doctor or nurse cares for a patient (FHIR's Patient for the care team).
+    care: Arc<CareTeam>,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -107,6 +112,13 @@ impl AppState {
             credentials: Arc::new(credentials),
             service_clients: Arc::new(service_clients),
             provider: config.identity_provider,
+            clinic_name: config.clinic_name.as_str().into(),
+            care: Arc::new(CareTeam::new(
+                ServiceClient::new(Duration::from_secs(
+                    config.http.upstream_timeout_secs.into(),
+                )),
+                &config.service_url(Service::Appointments),
+            )),
         })
     }
 }
@@ -122,8 +134,9 @@ fn token_settings(config: &Config) -> TokenSettings {
     }
 }
 
-/// The documented routes (identity consumes no events).
-static ROUTES: ServiceRoutes<AppState> = ServiceRoutes::new(SERVICE, routes::api);
+/// The documented routes (identity consumes no events) and the FHIR ones.
+static ROUTES: ServiceRoutes<AppState> =
+    ServiceRoutes::new(SERVICE, routes::api).with_fhir(routes::fhir::router);
 
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {

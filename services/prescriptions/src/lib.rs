@@ -7,7 +7,7 @@
 //!
 //! Access to clinical data is decided here with the caller's token: the patient reads their
 //! own record; a doctor or nurse reads it while they have a scheduled or completed
-//! appointment with the patient ([`care`], asked of the appointments service); admins read no
+//! appointment with the patient (`polyclinic_client::care`, asked of the appointments service); admins read no
 //! clinical content. Every read, write and refused attempt appends a row to the hash-chained
 //! [`audit`] trail.
 //!
@@ -16,7 +16,6 @@
 //! (types and rules, no I/O) and `repo/` (the SQL).
 
 pub mod access;
-pub mod care;
 pub mod charting;
 pub mod domain;
 pub mod jobs;
@@ -42,7 +41,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
-use crate::care::CareTeam;
+use polyclinic_client::care::CareTeam;
 
 /// This service's name in configuration, logs and metrics.
 pub const SERVICE: Service = Service::Prescriptions;
@@ -56,6 +55,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub verifier: Arc<Verifier>,
     care: Arc<CareTeam>,
+    /// The clinic's timezone: a FHIR date (a whole day) is read in it.
+    zone: chrono_tz::Tz,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -82,12 +83,15 @@ impl AppState {
                 client,
                 &config.service_url(Service::Appointments),
             )),
+            // The configuration checked it is an IANA name.
+            zone: config.timezone.parse().unwrap_or(chrono_tz::Tz::UTC),
         }
     }
 }
 
-/// The documented routes (prescriptions consumes no events).
-static ROUTES: ServiceRoutes<AppState> = ServiceRoutes::new(SERVICE, routes::api);
+/// The documented routes (prescriptions consumes no events) and the FHIR ones.
+static ROUTES: ServiceRoutes<AppState> =
+    ServiceRoutes::new(SERVICE, routes::api).with_fhir(routes::fhir::router);
 
 /// This service's OpenAPI document.
 pub fn openapi() -> polyclinic_http::utoipa::openapi::OpenApi {

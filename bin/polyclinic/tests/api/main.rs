@@ -7,6 +7,7 @@ mod attacks;
 mod cli;
 mod deploy;
 mod docs;
+mod fhir;
 mod health;
 mod inventory;
 mod kafka_tls;

@@ -7,6 +7,7 @@
 //! announced, and the payments service voids or refunds its payment as the payment's state
 //! requires. The outbox makes sure that announcement is never lost.
 
+mod availability;
 mod lifecycle;
 mod reserve;
 mod time_off;

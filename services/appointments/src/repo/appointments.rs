@@ -401,11 +401,14 @@ pub async fn assigned_during(
 /// Filters of a list.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    pub status: Option<Status>,
+    /// Any of these; all statuses when empty.
+    pub statuses: Vec<Status>,
     pub patient_id: Option<PatientId>,
     pub doctor_id: Option<DoctorId>,
     pub nurse_id: Option<NurseId>,
     pub room_id: Option<RoomId>,
+    /// The doctor or the nurse (FHIR's `practitioner`).
+    pub staff_id: Option<Uuid>,
     /// Starting at or after.
     pub from: Option<DateTime<Utc>>,
     /// Starting before.
@@ -422,7 +425,7 @@ pub async fn list(
 ) -> anyhow::Result<Vec<AppointmentRow>> {
     Ok(sqlx::query_as(&format!(
         "select {COLUMNS} from appointments
-         where ($1::text is null or status = $1)
+         where (cardinality($1::text[]) = 0 or status = any($1))
            and ($2::uuid is null or patient_id = $2)
            and ($3::uuid is null or doctor_id = $3)
            and ($4::uuid is null or nurse_id = $4)
@@ -430,10 +433,17 @@ pub async fn list(
            and ($6::timestamptz is null or starts_at >= $6)
            and ($7::timestamptz is null or starts_at < $7)
            and ($8::uuid is null or id > $8)
+           and ($10::uuid is null or doctor_id = $10 or nurse_id = $10)
          order by id
          limit $9"
     ))
-    .bind(filter.status.map(Status::as_str))
+    .bind(
+        filter
+            .statuses
+            .iter()
+            .map(|status| status.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(filter.patient_id)
     .bind(filter.doctor_id)
     .bind(filter.nurse_id)
@@ -442,6 +452,7 @@ pub async fn list(
     .bind(filter.to)
     .bind(filter.after)
     .bind(i64::try_from(limit).unwrap_or(100))
+    .bind(filter.staff_id)
     .fetch_all(pool)
     .await?)
 }

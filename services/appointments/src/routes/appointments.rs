@@ -158,11 +158,12 @@ impl AppointmentQuery {
             })?),
         };
         Ok(Filter {
-            status,
+            statuses: status.into_iter().collect(),
             patient_id: self.patient_id.map(Into::into),
             doctor_id: self.doctor_id.map(Into::into),
             nurse_id: self.nurse_id.map(Into::into),
             room_id: self.room_id.map(Into::into),
+            staff_id: None,
             from: self.from,
             to: self.to,
             after: self.cursor.map(Into::into),
@@ -240,7 +241,7 @@ async fn approval_queue(
     Query(query): Query<AppointmentQuery>,
 ) -> Result<Json<Page<Appointment>>, ApiError> {
     let mut filter = query.filter()?;
-    filter.status = Some(Status::Paid);
+    filter.statuses = vec![Status::Paid];
     Ok(Json(page(&state, &filter, query.limit()?).await?))
 }
 

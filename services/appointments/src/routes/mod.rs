@@ -2,6 +2,7 @@
 
 pub mod appointments;
 pub mod body;
+pub mod fhir;
 pub mod schedules;
 
 use polyclinic_auth::{Asking, Role, RoleRule};

@@ -18,8 +18,7 @@ use super::caller;
 use crate::AppState;
 use crate::booking::Caller;
 use crate::domain::appointment::{Actor, Reason, parse_text};
-use crate::domain::schedule::{Calendar, DayHours, SlotState, Unavailability, WeeklyTemplate};
-use crate::repo::appointments as repo;
+use crate::domain::schedule::{DayHours, SlotState, Unavailability, WeeklyTemplate};
 use crate::repo::schedules::{self, TimeOff, iso_weekday};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,7 +34,7 @@ fn doctor_not_found() -> ApiError {
 }
 
 /// Checks that `doctor_id` is an active doctor of the directory.
-async fn known_doctor(
+pub(crate) async fn known_doctor(
     state: &AppState,
     doctor_id: Uuid,
     call: CallContext<'_>,
@@ -432,28 +431,10 @@ async fn availability(
         trace: Default::default(),
     };
     known_doctor(&state, doctor_id, call).await?;
-    let (template, rules) = schedules::calendar_parts(&state.pool, doctor_id).await?;
-    let calendar = Calendar {
-        template: &template,
-        unavailability: &rules,
-        zone,
-    };
-    // Wide enough for every slot of the local dates, whatever the offset.
-    let window_start = from
-        .checked_sub_days(Days::new(1))
-        .and_then(|date| date.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc());
-    let window_end = to
-        .checked_add_days(Days::new(2))
-        .and_then(|date| date.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc());
-    let Some((window_start, window_end)) = window_start.zip(window_end) else {
-        // The very end of the calendar: no slot starts there.
-        return Err(invalid_range());
-    };
-    let busy = repo::busy(&state.pool, doctor_id.into(), window_start, window_end).await?;
-    let slots = calendar
-        .availability(&busy, from, to, now, state.booking.policy().notice)
+    let slots = state
+        .booking
+        .slots(doctor_id.into(), from, to)
+        .await?
         .into_iter()
         .map(|(slot, slot_state)| SlotBody {
             starts_at: slot.starts_at,

@@ -362,6 +362,50 @@ pub async fn list_users(pool: &PgPool, filter: &UserFilter) -> anyhow::Result<Ve
     rows.into_iter().map(User::try_from).collect()
 }
 
+/// Filters of the FHIR practitioner searches: active doctors (and nurses, for the staff),
+/// in id order.
+#[derive(Debug, Default)]
+pub struct PractitionerFilter {
+    pub id: Option<Uuid>,
+    /// Part of the first or last name, case-insensitive.
+    pub name: Option<String>,
+    pub department_id: Option<Uuid>,
+    /// The doctor's specialization, case-insensitive (nurses have none).
+    pub specialization: Option<String>,
+    pub with_nurses: bool,
+    pub after: Option<Uuid>,
+    pub limit: i64,
+}
+
+pub async fn list_practitioners(
+    pool: &PgPool,
+    filter: &PractitionerFilter,
+) -> anyhow::Result<Vec<User>> {
+    let pattern = filter.name.as_deref().map(polyclinic_db::contains_pattern);
+    let rows: Vec<UserRow> = sqlx::query_as(&format!(
+        "select {USER_COLUMNS} {USER_JOINS}
+         where u.status = 'ACTIVE'
+           and (u.role = 'DOCTOR' or ($1 and u.role = 'NURSE'))
+           and ($2::uuid is null or u.id = $2)
+           and ($3::text is null or u.first_name ilike $3 or u.last_name ilike $3)
+           and ($4::uuid is null or d.department_id = $4 or n.department_id = $4)
+           and ($5::text is null or lower(d.specialization) = lower($5))
+           and ($6::uuid is null or u.id > $6)
+         order by u.id
+         limit $7"
+    ))
+    .bind(filter.with_nurses)
+    .bind(filter.id)
+    .bind(pattern)
+    .bind(filter.department_id)
+    .bind(filter.specialization.as_deref())
+    .bind(filter.after)
+    .bind(filter.limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(User::try_from).collect()
+}
+
 /// Whether any active administrator exists.
 pub async fn active_admin_exists(pool: &PgPool) -> anyhow::Result<bool> {
     Ok(sqlx::query_scalar(

@@ -3,6 +3,7 @@
 mod auth;
 mod departments;
 mod doctors;
+pub mod fhir;
 mod users;
 
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;

@@ -288,6 +288,16 @@ pub fn nurse_may_write(kind: Kind) -> bool {
     kind == Kind::Vitals
 }
 
+/// The patient whose record holds entry `id` (any version).
+pub async fn patient_of_entry(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "select r.patient_id from entries e join records r on r.id = e.record_id where e.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
 /// An allergy the patient declared: patient-reported, not yet confirmed by the care team.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct DeclaredAllergy {

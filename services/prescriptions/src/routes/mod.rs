@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod body;
+pub mod fhir;
 pub mod prescriptions;
 pub mod records;
 

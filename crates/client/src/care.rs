@@ -1,12 +1,13 @@
 //! Who cares for a patient, asked of the appointments service with the caller's own token:
 //! a doctor or nurse with a SCHEDULED or COMPLETED appointment with the patient. Answers are
-//! reused for 30 seconds.
+//! reused for 30 seconds. The prescriptions service asks it before any record is read, the
+//! identity service before a patient's profile is shown to a carer.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use polyclinic_client::{CallContext, ClientError, ServiceClient};
+use crate::{CallContext, ClientError, ServiceClient};
 use polyclinic_contracts::appointments::AppointmentStatus;
 use reqwest::StatusCode;
 use serde::Deserialize;

@@ -1,11 +1,12 @@
 //! The route inventory: every route the gateway forwards, from its route table, against the
-//! merged OpenAPI document of every service. No route is forwarded without a documented
+//! merged OpenAPI document of every service (the FHIR routes against the FHIR
+//! CapabilityStatement, which documents them). No route is forwarded without a documented
 //! contract, and no documented `/api` route is unreachable (the services' routes for each
 //! other are under `/internal/`).
 
 use std::collections::BTreeSet;
 
-use polyclinic_gateway::table::TABLE;
+use polyclinic_gateway::table::{Rule, TABLE};
 
 fn documented() -> BTreeSet<String> {
     let document = serde_json::to_value(polyclinic::openapi()).unwrap();
@@ -22,7 +23,19 @@ fn documented() -> BTreeSet<String> {
 
 #[test]
 fn every_forwarded_route_is_documented_and_every_documented_api_route_is_forwarded() {
-    let forwarded: BTreeSet<String> = TABLE
+    let (fhir, api): (Vec<&Rule>, Vec<&Rule>) = TABLE
+        .iter()
+        .partition(|rule| rule.path.starts_with("/fhir/"));
+    for rule in fhir {
+        let resource_type = rule.path["/fhir/".len()..].split('/').next().unwrap();
+        assert!(
+            polyclinic_fhir::capability::support(resource_type).is_some(),
+            "{} {} is forwarded but the CapabilityStatement does not list {resource_type}",
+            rule.verb,
+            rule.path
+        );
+    }
+    let forwarded: BTreeSet<String> = api
         .iter()
         .map(|rule| format!("{} {}", rule.verb, rule.path))
         .collect();

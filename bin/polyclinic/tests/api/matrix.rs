@@ -28,8 +28,9 @@ const CALLERS: [&str; 7] = [
 /// Route -> the status each caller gets, in the order of [`CALLERS`]: anonymous, patient,
 /// other patient, doctor, other doctor, nurse, admin. 401: no token; 403: the role may not;
 /// 404: not there, or not yours (never telling which); 422: allowed, the body is not valid;
-/// 415: the route takes a form. The Stripe webhook is 404 `webhooks_not_configured`: this
-/// platform has no webhook secret (its signature checks are tested in the payments service).
+/// 415: the route takes a form; 400: a FHIR search that must name its patient, schedule or
+/// doctor. The Stripe webhook is 404 `webhooks_not_configured`: this platform has no webhook
+/// secret (its signature checks are tested in the payments service).
 #[rustfmt::skip]
 const EXPECTED: &[(&str, [u16; 7])] = &[
     ("DELETE /api/departments/{id}", [401, 403, 403, 403, 403, 403, 404]),
@@ -108,6 +109,32 @@ const EXPECTED: &[(&str, [u16; 7])] = &[
     ("POST /api/users/staff", [401, 403, 403, 403, 403, 403, 422]),
     ("POST /api/users/{id}/password", [401, 403, 403, 403, 403, 403, 422]),
     ("PUT /api/doctors/{id}/schedule", [401, 403, 403, 404, 404, 403, 422]),
+    ("GET /fhir/AllergyIntolerance", [401, 400, 400, 400, 400, 400, 400]),
+    ("GET /fhir/AllergyIntolerance/{id}", [401, 404, 404, 404, 404, 404, 404]),
+    ("GET /fhir/Appointment", [401, 200, 200, 200, 200, 200, 200]),
+    ("GET /fhir/Appointment/{id}", [401, 200, 404, 200, 404, 404, 200]),
+    ("GET /fhir/AuditEvent", [401, 200, 200, 404, 404, 404, 200]),
+    ("GET /fhir/AuditEvent/{id}", [401, 404, 404, 404, 404, 404, 404]),
+    ("GET /fhir/Condition", [401, 400, 400, 400, 400, 400, 400]),
+    ("GET /fhir/Condition/{id}", [401, 404, 404, 404, 404, 404, 404]),
+    ("GET /fhir/Location", [401, 403, 403, 200, 200, 200, 200]),
+    ("GET /fhir/Location/{id}", [401, 403, 403, 200, 200, 200, 200]),
+    ("GET /fhir/MedicationRequest", [401, 200, 200, 200, 200, 200, 200]),
+    ("GET /fhir/MedicationRequest/{id}", [401, 404, 404, 404, 404, 404, 404]),
+    ("GET /fhir/Observation", [401, 400, 400, 400, 400, 400, 400]),
+    ("GET /fhir/Observation/{id}", [401, 404, 404, 404, 404, 404, 404]),
+    ("GET /fhir/Organization", [200, 200, 200, 200, 200, 200, 200]),
+    ("GET /fhir/Organization/{id}", [200, 200, 200, 200, 200, 200, 200]),
+    ("GET /fhir/Patient", [401, 200, 200, 400, 400, 400, 200]),
+    ("GET /fhir/Patient/{id}", [401, 200, 404, 404, 404, 404, 200]),
+    ("GET /fhir/Practitioner", [200, 200, 200, 200, 200, 200, 200]),
+    ("GET /fhir/Practitioner/{id}", [200, 200, 200, 200, 200, 200, 200]),
+    ("GET /fhir/PractitionerRole", [200, 200, 200, 200, 200, 200, 200]),
+    ("GET /fhir/PractitionerRole/{id}", [200, 200, 200, 200, 200, 200, 200]),
+    ("GET /fhir/Schedule", [400, 400, 400, 400, 400, 400, 400]),
+    ("GET /fhir/Schedule/{id}", [200, 200, 200, 200, 200, 200, 200]),
+    ("GET /fhir/Slot", [400, 400, 400, 400, 400, 400, 400]),
+    ("GET /fhir/Slot/{id}", [404, 404, 404, 404, 404, 404, 404]),
 ];
 
 #[tokio::test]
@@ -163,6 +190,18 @@ async fn every_route_answers_every_kind_of_caller_as_the_matrix_says() {
                 }
                 ("{id}", path) if path.starts_with("/api/rooms/") => Some(&clinic.room_id),
                 ("{patient_id}", _) => Some(&patient_id),
+                ("{id}", path) if path.starts_with("/fhir/Patient/") => Some(&patient_id),
+                ("{id}", path) if path.starts_with("/fhir/Appointment/") => Some(&appointment_id),
+                ("{id}", path)
+                    if path.starts_with("/fhir/Practitioner")
+                        || path.starts_with("/fhir/Schedule/") =>
+                {
+                    Some(&clinic.doctor_id)
+                }
+                ("{id}", path) if path.starts_with("/fhir/Organization/") => {
+                    Some(&clinic.department_id)
+                }
+                ("{id}", path) if path.starts_with("/fhir/Location/") => Some(&clinic.room_id),
                 _ => None,
             };
             owned.cloned().unwrap_or_else(|| missing.clone())

@@ -320,6 +320,12 @@ impl Idempotent {
         json_from_bytes(&self.body)
     }
 
+    /// The body as sent, for a handler that reads it its own way (a FHIR Parameters
+    /// resource).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
     /// The body as `T`, or `T::default()` when it is empty (routes whose body is optional).
     pub fn json_or_default<T: Default + DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.body.iter().all(u8::is_ascii_whitespace) {

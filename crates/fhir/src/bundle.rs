@@ -84,7 +84,16 @@ impl Bundle {
         }
     }
 
-    /// A `collection` of `resources` (what an operation answers).
+    /// The `searchset` an operation answers (`$find`): its matches, without paging links.
+    pub fn results(base: &str, resources: Vec<Resource>) -> Self {
+        Self {
+            kind: "searchset",
+            link: Vec::new(),
+            entry: entries(base, resources, Some("match")),
+        }
+    }
+
+    /// A `collection` of `resources`.
     pub fn collection(base: &str, resources: Vec<Resource>) -> Self {
         Self {
             kind: "collection",

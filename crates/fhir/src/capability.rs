@@ -30,6 +30,40 @@ pub enum Audience {
     People,
     /// Clinic staff.
     Staff,
+    /// Patients and administrators (bookings).
+    PatientsAndAdmins,
+}
+
+/// An operation on a resource type (`POST <Type>/$name`) or on one of its instances
+/// (`POST <Type>/{id}/$name`).
+#[derive(Debug, Clone, Copy)]
+pub struct Operation {
+    pub name: &'static str,
+    pub instance: bool,
+    /// Who may reach it through the gateway.
+    pub audience: Audience,
+    pub documentation: &'static str,
+}
+
+impl Operation {
+    /// Its path under the FHIR base, as the gateway's table writes it.
+    pub fn path(&self, resource_type: &str) -> String {
+        if self.instance {
+            format!("/fhir/{resource_type}/{{id}}/${}", self.name)
+        } else {
+            format!("/fhir/{resource_type}/${}", self.name)
+        }
+    }
+
+    /// Its canonical definition's URL.
+    pub fn definition(&self, resource_type: &str) -> String {
+        format!(
+            "{}/OperationDefinition/{}-{}",
+            crate::systems::DEFINITION_BASE,
+            resource_type,
+            self.name
+        )
+    }
 }
 
 /// One resource type as served.
@@ -41,6 +75,9 @@ pub struct Support {
     /// What the type is, for the CapabilityStatement.
     pub documentation: &'static str,
     pub search: &'static [SearchParam],
+    pub operations: &'static [Operation],
+    /// Whether `PATCH <Type>/{id}` is served (and who may reach it).
+    pub patch: Option<Audience>,
 }
 
 macro_rules! params {
@@ -57,6 +94,8 @@ pub const SUPPORTED: &[Support] = &[
         audience: Audience::People,
         documentation: "A patient's demographics and contacts: the patient themself, their care team and administrators.",
         search: params!["_id": "token" => "The patient's id."],
+        operations: &[],
+        patch: None,
     },
     Support {
         resource_type: "Practitioner",
@@ -67,6 +106,8 @@ pub const SUPPORTED: &[Support] = &[
             "_id": "token" => "The practitioner's id.",
             "name": "string" => "Part of the first or last name, case-insensitive.",
         ],
+        operations: &[],
+        patch: None,
     },
     Support {
         resource_type: "PractitionerRole",
@@ -78,6 +119,8 @@ pub const SUPPORTED: &[Support] = &[
             "specialty": "token" => "The specialty, as its text (case-insensitive).",
             "organization": "reference" => "The department.",
         ],
+        operations: &[],
+        patch: None,
     },
     Support {
         resource_type: "Organization",
@@ -88,6 +131,8 @@ pub const SUPPORTED: &[Support] = &[
             "_id": "token" => "The organization's id.",
             "partof": "reference" => "The organization this one is part of.",
         ],
+        operations: &[],
+        patch: None,
     },
     Support {
         resource_type: "Location",
@@ -95,6 +140,8 @@ pub const SUPPORTED: &[Support] = &[
         audience: Audience::Staff,
         documentation: "The clinic's rooms (staff only).",
         search: params!["organization": "reference" => "The department the room belongs to."],
+        operations: &[],
+        patch: None,
     },
     Support {
         resource_type: "Schedule",
@@ -102,6 +149,8 @@ pub const SUPPORTED: &[Support] = &[
         audience: Audience::Public,
         documentation: "One schedule per doctor: the container of their slots.",
         search: params!["actor": "reference" => "The doctor (Practitioner)."],
+        operations: &[],
+        patch: None,
     },
     Support {
         resource_type: "Slot",
@@ -113,6 +162,8 @@ pub const SUPPORTED: &[Support] = &[
             "start": "date" => "The slot's start; ge and lt bound a period of at most 31 days.",
             "status": "token" => "free or busy.",
         ],
+        operations: &[],
+        patch: None,
     },
     Support {
         resource_type: "Appointment",
@@ -125,6 +176,33 @@ pub const SUPPORTED: &[Support] = &[
             "date": "date" => "The visit's start.",
             "status": "token" => "pending, booked, fulfilled, noshow or cancelled.",
         ],
+        operations: &[
+            Operation {
+                name: "find",
+                instance: false,
+                audience: Audience::Public,
+                documentation: "Free slots as proposed Appointments: `practitioner` (Reference) or `specialty` (text), `start` and `end` (at most 31 days), `_count`.",
+            },
+            Operation {
+                name: "hold",
+                instance: false,
+                audience: Audience::PatientsAndAdmins,
+                documentation: "Holds a `slot` (Reference) for the caller (an admin names the `patient`): the pending Appointment, with when the hold expires (extension hold-expires).",
+            },
+            Operation {
+                name: "book",
+                instance: false,
+                audience: Audience::PatientsAndAdmins,
+                documentation: "Books a free `slot` or the held `appointment` (References): the pending Appointment with its payment and the client secret to authorise it with (extensions payment and payment-client-secret).",
+            },
+            Operation {
+                name: "cancel",
+                instance: true,
+                audience: Audience::PatientsAndAdmins,
+                documentation: "Cancels the appointment, with an optional `reason`; the payment is voided or refunded.",
+            },
+        ],
+        patch: Some(Audience::PatientsAndAdmins),
     },
     Support {
         resource_type: "MedicationRequest",
@@ -135,6 +213,8 @@ pub const SUPPORTED: &[Support] = &[
             "patient": "reference" => "The patient.",
             "status": "token" => "active, completed, cancelled or stopped.",
         ],
+        operations: &[],
+        patch: None,
     },
     Support {
         resource_type: "AllergyIntolerance",
@@ -142,6 +222,8 @@ pub const SUPPORTED: &[Support] = &[
         audience: Audience::People,
         documentation: "Allergies: recorded by a clinician (confirmed) or reported by the patient (unconfirmed).",
         search: params!["patient": "reference" => "The patient (required)."],
+        operations: &[],
+        patch: None,
     },
     Support {
         resource_type: "Condition",
@@ -149,6 +231,8 @@ pub const SUPPORTED: &[Support] = &[
         audience: Audience::People,
         documentation: "Diagnoses, coded in ICD-10.",
         search: params!["patient": "reference" => "The patient (required)."],
+        operations: &[],
+        patch: None,
     },
     Support {
         resource_type: "Observation",
@@ -160,6 +244,8 @@ pub const SUPPORTED: &[Support] = &[
             "category": "token" => "vital-signs.",
             "date": "date" => "When the vitals were taken.",
         ],
+        operations: &[],
+        patch: None,
     },
     Support {
         resource_type: "AuditEvent",
@@ -171,6 +257,8 @@ pub const SUPPORTED: &[Support] = &[
             "agent": "reference" => "Who accessed it (administrators only).",
             "date": "date" => "When.",
         ],
+        operations: &[],
+        patch: None,
     },
 ];
 
@@ -196,6 +284,13 @@ struct SearchParamEntry {
 }
 
 #[derive(Debug, Clone, Serialize)]
+struct OperationEntry {
+    name: &'static str,
+    definition: String,
+    documentation: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct RestResource {
     #[serde(rename = "type")]
@@ -203,6 +298,8 @@ struct RestResource {
     documentation: &'static str,
     interaction: Vec<Interaction>,
     search_param: Vec<SearchParamEntry>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    operation: Vec<OperationEntry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -248,12 +345,24 @@ impl CapabilityStatement {
             .map(|support| RestResource {
                 kind: support.resource_type,
                 documentation: support.documentation,
-                interaction: vec![
-                    Interaction { code: "read" },
-                    Interaction {
-                        code: "search-type",
-                    },
-                ],
+                interaction: [
+                    Some("read"),
+                    Some("search-type"),
+                    support.patch.map(|_| "patch"),
+                ]
+                .into_iter()
+                .flatten()
+                .map(|code| Interaction { code })
+                .collect(),
+                operation: support
+                    .operations
+                    .iter()
+                    .map(|operation| OperationEntry {
+                        name: operation.name,
+                        definition: operation.definition(support.resource_type),
+                        documentation: operation.documentation,
+                    })
+                    .collect(),
                 search_param: support
                     .search
                     .iter()

@@ -55,7 +55,9 @@ pub mod systems {
     /// Appointment's reason for a cancellation.
     pub const CANCELLATION_REASON: &str =
         "http://terminology.hl7.org/CodeSystem/appointment-cancellation-reason";
-    /// Where Polyclinic's own extensions are defined (under the FHIR base URL).
+    /// The canonical base of Polyclinic's own definitions.
+    pub const DEFINITION_BASE: &str = "https://polyclinic.example/fhir";
+    /// Where Polyclinic's own extensions are defined.
     pub const EXTENSION_BASE: &str = "https://polyclinic.example/fhir/StructureDefinition";
 }
 

@@ -134,6 +134,18 @@ impl Peers {
         Ok(doctor)
     }
 
+    /// The directory's doctors whose specialization contains `specialization` (any case).
+    pub async fn doctors_specialized_in(
+        &self,
+        specialization: &str,
+        context: CallContext<'_>,
+    ) -> Result<Vec<Doctor>, ClientError> {
+        let query =
+            serde_urlencoded::to_string([("specialization", specialization)]).unwrap_or_default();
+        let url = format!("{}/api/doctors?{query}", self.identity);
+        self.client.get_json(&url, context).await
+    }
+
     /// Like [`Peers::doctor`], reusing an answer up to 30 seconds old.
     pub async fn doctor_cached(
         &self,
@@ -228,6 +240,17 @@ impl Peers {
             url,
             reason: err.to_string(),
         })
+    }
+
+    /// A payment as its patient (or an admin) reads it, with the client secret the card is
+    /// confirmed with.
+    pub async fn payment(
+        &self,
+        payment_id: PaymentId,
+        context: CallContext<'_>,
+    ) -> Result<Payment, ClientError> {
+        let url = format!("{}/api/payments/{payment_id}", self.payments);
+        self.client.get_json(&url, context).await
     }
 
     /// Captures the whole authorisation of `payment_id` for `appointment_id`'s approval.

@@ -153,6 +153,11 @@ pub const TABLE: &[Rule] = rules! {
     GET "/fhir/Slot/{id}" => Appointments, Access::Public;
     GET "/fhir/Appointment" => Appointments, PERSON;
     GET "/fhir/Appointment/{id}" => Appointments, PERSON;
+    PATCH "/fhir/Appointment/{id}" => Appointments, PATIENT_OR_ADMIN;
+    POST "/fhir/Appointment/$find" => Appointments, Access::Public;
+    POST "/fhir/Appointment/$hold" => Appointments, PATIENT_OR_ADMIN;
+    POST "/fhir/Appointment/$book" => Appointments, PATIENT_OR_ADMIN;
+    POST "/fhir/Appointment/{id}/$cancel" => Appointments, PATIENT_OR_ADMIN;
     GET "/fhir/MedicationRequest" => Prescriptions, PERSON;
     GET "/fhir/MedicationRequest/{id}" => Prescriptions, PERSON;
     GET "/fhir/AllergyIntolerance" => Prescriptions, PERSON;
@@ -186,33 +191,49 @@ mod tests {
     #[test]
     fn every_fhir_resource_type_is_forwarded_to_its_owner_with_its_audience() {
         use polyclinic_fhir::capability::{Audience, SUPPORTED};
+        let access = |audience| match audience {
+            Audience::Public => Access::Public,
+            Audience::People => PERSON,
+            Audience::Staff => STAFF,
+            Audience::PatientsAndAdmins => PATIENT_OR_ADMIN,
+        };
+        let mut listed = 0;
         for support in SUPPORTED {
-            let expected = match support.audience {
-                Audience::Public => Access::Public,
-                Audience::People => PERSON,
-                Audience::Staff => STAFF,
-            };
-            for path in [
-                format!("/fhir/{}", support.resource_type),
-                format!("/fhir/{}/{{id}}", support.resource_type),
-            ] {
+            let resource_type = support.resource_type;
+            let mut interactions = vec![
+                ("GET", format!("/fhir/{resource_type}"), support.audience),
+                (
+                    "GET",
+                    format!("/fhir/{resource_type}/{{id}}"),
+                    support.audience,
+                ),
+            ];
+            interactions.extend(
+                support
+                    .patch
+                    .map(|audience| ("PATCH", format!("/fhir/{resource_type}/{{id}}"), audience)),
+            );
+            interactions.extend(
+                support
+                    .operations
+                    .iter()
+                    .map(|operation| ("POST", operation.path(resource_type), operation.audience)),
+            );
+            for (verb, path, audience) in interactions {
                 let rule = TABLE
                     .iter()
-                    .find(|rule| rule.path == path && rule.method == MethodFilter::GET)
-                    .unwrap_or_else(|| panic!("GET {path} is not forwarded"));
-                assert_eq!(rule.service, support.service, "{path}");
-                assert_eq!(rule.access, expected, "{path}");
+                    .find(|rule| rule.path == path && rule.verb == verb)
+                    .unwrap_or_else(|| panic!("{verb} {path} is not forwarded"));
+                assert_eq!(rule.service, support.service, "{verb} {path}");
+                assert_eq!(rule.access, access(audience), "{verb} {path}");
+                listed += 1;
             }
         }
         let fhir_rows = TABLE
             .iter()
             .filter(|rule| rule.path.starts_with("/fhir/"))
             .count();
-        assert_eq!(
-            fhir_rows,
-            SUPPORTED.len() * 2,
-            "a FHIR row the statement does not list"
-        );
+        assert_eq!(fhir_rows, listed, "a FHIR row the statement does not list");
     }
 
     #[test]

@@ -733,3 +733,314 @@ async fn the_fhir_api_keeps_the_rest_apis_rules_and_its_audit() {
     let reply = fhir(&platform, "metadata?_format=xml", None).await;
     assert_eq!(reply.status, StatusCode::NOT_ACCEPTABLE);
 }
+
+async fn operation(
+    platform: &TestPlatform,
+    path: &str,
+    token: Option<&str>,
+    parameters: Value,
+    key: Option<&str>,
+) -> Reply {
+    let mut request = platform
+        .client()
+        .post(platform.url(Service::Gateway, &format!("/fhir/{path}")))
+        .header("content-type", "application/fhir+json")
+        .body(
+            serde_json::to_vec(&json!({"resourceType": "Parameters", "parameter": parameters}))
+                .unwrap(),
+        );
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        headers["content-type"], "application/fhir+json; charset=utf-8",
+        "{path}: {status} {body:?}"
+    );
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn extension<'a>(resource: &'a Value, name: &str) -> &'a Value {
+    resource["extension"]
+        .as_array()
+        .and_then(|extensions| {
+            extensions.iter().find(|extension| {
+                extension["url"]
+                    .as_str()
+                    .is_some_and(|url| url.ends_with(name))
+            })
+        })
+        .map_or(&Value::Null, |extension| {
+            extension
+                .get("valueString")
+                .or(extension.get("valueDateTime"))
+                .unwrap_or(&Value::Null)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booking_through_find_book_payment_and_approval_reaches_booked_with_rest_and_fhir_agreeing()
+{
+    let platform = TestPlatform::start(&Service::ALL).await;
+    let clinic = platform.clinic().await;
+    let (patient, token) = platform.register_patient("fhir-booker@example.test").await;
+    let patient_id = patient["id"].as_str().unwrap().to_owned();
+    let (_, stranger) = platform.register_patient("fhir-other@example.test").await;
+    let mut kept = Collected::new("fhir-booking");
+    let rest = |id: String| {
+        let token = token.clone();
+        let platform = &platform;
+        async move {
+            platform
+                .call(
+                    Method::GET,
+                    &format!("/api/appointments/{id}"),
+                    Some(&token),
+                    None,
+                )
+                .await
+                .body
+        }
+    };
+
+    // $find: the doctor's free slots over the coming week, as proposed Appointments.
+    let found = operation(&platform, "Appointment/$find", None, json!([
+        {"name": "practitioner", "valueReference": {"reference": format!("Practitioner/{}", clinic.doctor_id)}},
+        {"name": "_count", "valueInteger": 5}
+    ]), None).await;
+    assert_eq!(found.status, StatusCode::OK, "{:?}", found.body);
+    kept.keep("find", &found.body);
+    let proposals = entries(&found.body);
+    assert_eq!(proposals.len(), 5);
+    assert!(
+        proposals
+            .iter()
+            .all(|proposal| proposal["status"] == "proposed")
+    );
+    let free: Vec<String> = platform.free_slots(&clinic.doctor_id, None).await;
+    assert_eq!(
+        proposals[0]["start"]
+            .as_str()
+            .unwrap()
+            .replace('Z', "+00:00"),
+        free[0].replace('Z', "+00:00"),
+        "the first proposal is the first free slot"
+    );
+    let by_specialty = operation(
+        &platform,
+        "Appointment/$find",
+        None,
+        json!([{"name": "specialty", "valueString": "cardio"}]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        by_specialty.status,
+        StatusCode::OK,
+        "{:?}",
+        by_specialty.body
+    );
+
+    // $book a proposal's slot: pending, with its payment and client secret; REST agrees.
+    let slot = proposals[0]["slot"][0]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let booked = operation(&platform, "Appointment/$book", Some(&token), json!([{"name": "slot", "valueReference": {"reference": slot}}, {"name": "reason", "valueString": "check-up"}]), Some("book-1")).await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{:?}", booked.body);
+    kept.keep("book", &booked.body);
+    let id = booked.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(booked.body["status"], "pending");
+    let payment_id = extension(&booked.body, "/payment")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(extension(&booked.body, "/payment-client-secret").is_string());
+    assert_eq!(rest(id.clone()).await["status"], "PENDING");
+    // The same key answers the same booking, not a second one.
+    let again = operation(&platform, "Appointment/$book", Some(&token), json!([{"name": "slot", "valueReference": {"reference": slot}}, {"name": "reason", "valueString": "check-up"}]), Some("book-1")).await;
+    assert_eq!(again.body["id"], booked.body["id"]);
+    // The slot is now busy for everyone else.
+    let taken = operation(
+        &platform,
+        "Appointment/$book",
+        Some(&stranger),
+        json!([{"name": "slot", "valueString": slot}]),
+        None,
+    )
+    .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{:?}", taken.body);
+    assert_eq!(taken.body["resourceType"], "OperationOutcome");
+    kept.keep("book-taken", &taken.body);
+    let slot_now = fhir(&platform, &slot, None).await.body;
+    assert_eq!(slot_now["status"], "busy");
+
+    // Paying makes it paid (still pending in FHIR); approval makes it booked.
+    assert_eq!(
+        platform
+            .pay(&token, &payment_id, "pm_card_visa")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    platform.appointment_becomes(&token, &id, "PAID").await;
+    assert_eq!(
+        fhir(&platform, &format!("Appointment/{id}"), Some(&token))
+            .await
+            .body["status"],
+        "pending"
+    );
+    assert_eq!(platform.approve(&clinic, &id).await.status, StatusCode::OK);
+    platform.appointment_becomes(&token, &id, "SCHEDULED").await;
+    let scheduled = fhir(&platform, &format!("Appointment/{id}"), Some(&token))
+        .await
+        .body;
+    kept.keep("booked", &scheduled);
+    assert_eq!(scheduled["status"], "booked");
+    let actors: Vec<&str> = scheduled["participant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["actor"]["reference"].as_str().unwrap())
+        .collect();
+    assert!(actors.contains(&format!("Patient/{patient_id}").as_str()));
+    assert!(actors.contains(&format!("Practitioner/{}", clinic.nurse_id).as_str()));
+    assert!(actors.contains(&format!("Location/{}", clinic.room_id).as_str()));
+
+    // $hold, then $book the hold: the same appointment, now with its payment.
+    let held = operation(&platform, "Appointment/$hold", Some(&token), json!([{"name": "slot", "valueReference": {"reference": proposals[1]["slot"][0]["reference"]}}]), None).await;
+    assert_eq!(held.status, StatusCode::CREATED, "{:?}", held.body);
+    kept.keep("hold", &held.body);
+    assert_eq!(held.body["status"], "pending");
+    let hold_id = held.body["id"].as_str().unwrap().to_owned();
+    let expires = extension(&held.body, "/hold-expires")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rest_hold = rest(hold_id.clone()).await;
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(&expires)
+            .unwrap()
+            .timestamp(),
+        chrono::DateTime::parse_from_rfc3339(rest_hold["hold_expires_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp()
+    );
+    let stranger_books = operation(&platform, "Appointment/$book", Some(&stranger), json!([{"name": "appointment", "valueReference": {"reference": format!("Appointment/{hold_id}")}}]), None).await;
+    assert_eq!(
+        stranger_books.status,
+        StatusCode::NOT_FOUND,
+        "another patient's hold is not theirs to book"
+    );
+    let booked_hold = operation(&platform, "Appointment/$book", Some(&token), json!([{"name": "appointment", "valueReference": {"reference": format!("Appointment/{hold_id}")}}]), None).await;
+    assert_eq!(booked_hold.status, StatusCode::OK, "{:?}", booked_hold.body);
+    assert_eq!(booked_hold.body["id"], hold_id.as_str());
+    assert_eq!(
+        extension(&booked_hold.body, "/payment"),
+        &rest_hold["payment_id"]
+    );
+    assert!(extension(&booked_hold.body, "/payment-client-secret").is_string());
+
+    // $cancel the hold; PATCH-cancel another; both as REST sees them.
+    let cancelled = operation(
+        &platform,
+        &format!("Appointment/{hold_id}/$cancel"),
+        Some(&token),
+        json!([{"name": "reason", "valueString": "Plans changed"}]),
+        None,
+    )
+    .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
+    kept.keep("cancel", &cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    assert_eq!(rest(hold_id.clone()).await["status"], "CANCELLED");
+    let third = operation(
+        &platform,
+        "Appointment/$hold",
+        Some(&token),
+        json!([{"name": "slot", "valueString": proposals[2]["slot"][0]["reference"]}]),
+        None,
+    )
+    .await;
+    let third_id = third.body["id"].as_str().unwrap().to_owned();
+    let patch = |body: Value, token: String| {
+        let url = platform.url(Service::Gateway, &format!("/fhir/Appointment/{third_id}"));
+        let client = platform.client().clone();
+        async move {
+            let response = client
+                .patch(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json-patch+json")
+                .body(serde_json::to_vec(&body).unwrap())
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, refused) = patch(
+        json!([{"op": "replace", "path": "/start", "value": "2030-01-01T00:00:00Z"}]),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused:?}");
+    assert_eq!(refused["resourceType"], "OperationOutcome");
+    let (status, theirs) = patch(
+        json!([{"op": "replace", "path": "/status", "value": "cancelled"}]),
+        stranger.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{theirs:?}");
+    let (status, patched) = patch(json!([{"op": "replace", "path": "/status", "value": "cancelled"}, {"op": "add", "path": "/cancelationReason", "value": {"text": "Found an earlier slot"}}]), token.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{patched:?}");
+    kept.keep("patch", &patched);
+    assert_eq!(
+        patched["cancelationReason"]["text"],
+        "Found an earlier slot"
+    );
+    assert_eq!(rest(third_id.clone()).await["status"], "CANCELLED");
+
+    // Bad input is a 4xx OperationOutcome, and nothing is booked by it.
+    for (path, parameters) in [
+        ("Appointment/$find", json!([])),
+        (
+            "Appointment/$find",
+            json!([{"name": "colour", "valueString": "red"}]),
+        ),
+        (
+            "Appointment/$book",
+            json!([{"name": "slot", "valueString": "Slot/not-a-slot"}]),
+        ),
+        ("Appointment/$hold", json!([])),
+    ] {
+        let reply = operation(&platform, path, Some(&token), parameters.clone(), None).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{path} {parameters}: {:?}",
+            reply.body
+        );
+        assert_eq!(reply.body["resourceType"], "OperationOutcome");
+    }
+    let mine = platform
+        .call(Method::GET, "/api/appointments/mine", Some(&token), None)
+        .await;
+    assert_eq!(
+        mine.body["items"].as_array().unwrap().len(),
+        3,
+        "the booking, the cancelled hold and the patched one"
+    );
+
+    let report = kept.validate();
+    println!("{report}");
+}

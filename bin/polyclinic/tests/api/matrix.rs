@@ -29,7 +29,8 @@ const CALLERS: [&str; 7] = [
 /// other patient, doctor, other doctor, nurse, admin. 401: no token; 403: the role may not;
 /// 404: not there, or not yours (never telling which); 422: allowed, the body is not valid;
 /// 415: the route takes a form; 400: a FHIR search that must name its patient, schedule or
-/// doctor. The Stripe webhook is 404 `webhooks_not_configured`: this platform has no webhook
+/// doctor, or a FHIR operation's body that is not a Parameters resource (a patch's: not an
+/// array). The Stripe webhook is 404 `webhooks_not_configured`: this platform has no webhook
 /// secret (its signature checks are tested in the payments service).
 #[rustfmt::skip]
 const EXPECTED: &[(&str, [u16; 7])] = &[
@@ -109,6 +110,11 @@ const EXPECTED: &[(&str, [u16; 7])] = &[
     ("POST /api/users/staff", [401, 403, 403, 403, 403, 403, 422]),
     ("POST /api/users/{id}/password", [401, 403, 403, 403, 403, 403, 422]),
     ("PUT /api/doctors/{id}/schedule", [401, 403, 403, 404, 404, 403, 422]),
+    ("PATCH /fhir/Appointment/{id}", [401, 400, 400, 403, 403, 403, 400]),
+    ("POST /fhir/Appointment/$book", [401, 400, 400, 403, 403, 403, 400]),
+    ("POST /fhir/Appointment/$find", [400, 400, 400, 400, 400, 400, 400]),
+    ("POST /fhir/Appointment/$hold", [401, 400, 400, 403, 403, 403, 400]),
+    ("POST /fhir/Appointment/{id}/$cancel", [401, 400, 400, 403, 403, 403, 400]),
     ("GET /fhir/AllergyIntolerance", [401, 400, 400, 400, 400, 400, 400]),
     ("GET /fhir/AllergyIntolerance/{id}", [401, 404, 404, 404, 404, 404, 404]),
     ("GET /fhir/Appointment", [401, 200, 200, 200, 200, 200, 200]),

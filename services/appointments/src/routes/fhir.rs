@@ -57,6 +57,7 @@ const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-Participat
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(super::fhir_booking::router())
         .route("/Schedule", get(search_schedules))
         .route("/Schedule/{id}", get(read_schedule))
         .route("/Slot", get(search_slots))
@@ -86,7 +87,7 @@ pub fn slot_id(doctor_id: Uuid, start: DateTime<Utc>) -> String {
 }
 
 /// The doctor and the start a slot id names.
-fn parse_slot_id(id: &str) -> Option<(Uuid, DateTime<Utc>)> {
+pub(crate) fn parse_slot_id(id: &str) -> Option<(Uuid, DateTime<Utc>)> {
     let (doctor, start) = id.rsplit_once('-')?;
     let doctor = Uuid::parse_str(doctor).ok()?;
     let start = NaiveDateTime::parse_from_str(start, SLOT_START)

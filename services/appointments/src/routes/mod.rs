@@ -3,6 +3,7 @@
 pub mod appointments;
 pub mod body;
 pub mod fhir;
+pub mod fhir_booking;
 pub mod schedules;
 
 use polyclinic_auth::{Asking, Role, RoleRule};

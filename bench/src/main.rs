@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 mod booking;
 mod events;
+mod fhir;
 mod notifications;
 mod web;
 
@@ -94,6 +95,19 @@ enum Suite {
         #[arg(long, env = "POLYCLINIC_ADMIN_PASSWORD")]
         password: String,
         #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// The FHIR API's Slot and Appointment searches beside their REST equivalents
+    Fhir {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        #[arg(long, default_value = "admin@polyclinic.local")]
+        email: String,
+        #[arg(long, env = "POLYCLINIC_ADMIN_PASSWORD")]
+        password: String,
+        #[arg(long, default_value_t = 8)]
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
@@ -304,6 +318,22 @@ async fn main() -> anyhow::Result<()> {
                 gateway,
                 appointments,
                 database,
+                email,
+                password,
+                concurrency,
+                seconds,
+            })
+            .await?;
+        }
+        Suite::Fhir {
+            gateway,
+            email,
+            password,
+            concurrency,
+            seconds,
+        } => {
+            fhir::measure(&fhir::Options {
+                gateway,
                 email,
                 password,
                 concurrency,

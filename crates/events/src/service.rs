@@ -89,7 +89,9 @@ where
             api = api.merge(internal);
         }
         if let Some(fhir) = self.fhir {
-            let fhir = polyclinic_fhir::mount(fhir(), &config.public_url).with_state(state);
+            let verifier = Arc::<Verifier>::from_ref(&state);
+            let fhir =
+                polyclinic_fhir::mount(fhir(), &config.public_url, verifier).with_state(state);
             api = api.merge(OpenApiRouter::from(fhir));
         }
         ServiceApp::new(self.service, api)

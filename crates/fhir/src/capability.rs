@@ -9,7 +9,7 @@ use polyclinic_config::Service;
 use serde::Serialize;
 
 use crate::FHIR_VERSION;
-use crate::types::instant;
+use crate::types::{CodeableConcept, Coding, Extension, instant};
 
 /// A search parameter: its name and FHIR type.
 #[derive(Debug, Clone, Copy)]
@@ -303,10 +303,48 @@ struct RestResource {
 }
 
 #[derive(Debug, Clone, Serialize)]
+struct Security {
+    extension: Vec<Extension>,
+    service: Vec<CodeableConcept>,
+    description: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
 struct Rest {
     mode: &'static str,
     documentation: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security: Option<Security>,
     resource: Vec<RestResource>,
+}
+
+/// Where SMART apps authorize, get and revoke tokens (the built-in provider's endpoints, or
+/// Keycloak's).
+#[derive(Debug, Clone)]
+pub struct SmartEndpoints {
+    pub authorize: String,
+    pub token: String,
+    pub revoke: String,
+}
+
+impl SmartEndpoints {
+    /// The endpoints of the issuer `issuer`: the built-in provider's, or (`keycloak`) a
+    /// Keycloak realm's.
+    pub fn of_issuer(issuer: &str, keycloak: bool) -> Self {
+        if keycloak {
+            Self {
+                authorize: format!("{issuer}/protocol/openid-connect/auth"),
+                token: format!("{issuer}/protocol/openid-connect/token"),
+                revoke: format!("{issuer}/protocol/openid-connect/revoke"),
+            }
+        } else {
+            Self {
+                authorize: format!("{issuer}/authorize"),
+                token: format!("{issuer}/token"),
+                revoke: format!("{issuer}/revoke"),
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -338,8 +376,26 @@ pub struct CapabilityStatement {
 }
 
 impl CapabilityStatement {
-    /// What the server at `base` supports; `date` is when this build's statement was made.
-    pub fn of_server(base: &str, date: DateTime<Utc>) -> Self {
+    /// What the server at `base` supports, its SMART endpoints `smart`; `date` is when this
+    /// statement was made.
+    pub fn of_server(base: &str, smart: &SmartEndpoints, date: DateTime<Utc>) -> Self {
+        let uri = |name: &str, value: &str| Extension::uri(name, value);
+        let security = Security {
+            extension: vec![Extension::complex(
+                "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                vec![
+                    uri("authorize", &smart.authorize),
+                    uri("token", &smart.token),
+                    uri("revoke", &smart.revoke),
+                ],
+            )],
+            service: vec![CodeableConcept::coded(Coding::new(
+                "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "SMART-on-FHIR",
+                Some("SMART-on-FHIR"),
+            ))],
+            description: "SMART App Launch 2.x (standalone launch, authorization code with PKCE S256); see `.well-known/smart-configuration`. A token that carries scopes is held to them.",
+        };
         let resource = SUPPORTED
             .iter()
             .map(|support| RestResource {
@@ -391,6 +447,7 @@ impl CapabilityStatement {
             format: vec!["json"],
             rest: vec![Rest {
                 mode: "server",
+                security: Some(security),
                 documentation: "Every access rule of the REST API holds: a patient sees only their own, the care team theirs, administrators no clinical content; anything else is 404. Searches refuse parameters they do not support (400) and page with `_count` (1 to 100) and the `next` link.",
                 resource,
             }],
@@ -404,7 +461,8 @@ mod tests {
 
     #[test]
     fn the_statement_lists_every_supported_type_with_its_search_parameters() {
-        let statement = CapabilityStatement::of_server("https://c/fhir", Utc::now());
+        let smart = SmartEndpoints::of_issuer("https://c/api/auth", false);
+        let statement = CapabilityStatement::of_server("https://c/fhir", &smart, Utc::now());
         let json = serde_json::to_value(crate::Resource::from(statement)).unwrap();
         assert_eq!(json["resourceType"], "CapabilityStatement");
         assert_eq!(json["fhirVersion"], "4.0.1");
@@ -418,6 +476,12 @@ mod tests {
             .map(|p| p["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["schedule", "start", "status"]);
+        let security = &json["rest"][0]["security"];
+        assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+        assert_eq!(
+            security["extension"][0]["extension"][0],
+            serde_json::json!({ "url": "authorize", "valueUri": "https://c/api/auth/authorize" })
+        );
     }
 
     #[test]

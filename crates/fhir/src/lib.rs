@@ -10,6 +10,7 @@
 //!   problem documents, so handlers return [`ApiError`] as everywhere else);
 //! - [`search`] and [`bundle`]: search parameters and `searchset` Bundles with keyset paging;
 //! - [`capability`]: what is supported, once, for `/fhir/metadata` and the gateway's table;
+//! - [`smart`]: SMART scopes, and the layer that holds a delegated token to them;
 //! - [`mount`]: a service's FHIR router with the layers every one of them needs.
 
 pub mod bundle;
@@ -18,6 +19,7 @@ pub mod outcome;
 pub mod parameters;
 pub mod resources;
 pub mod search;
+pub mod smart;
 pub mod types;
 
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use polyclinic_auth::Verifier;
 use polyclinic_http::ApiError;
 use serde::Serialize;
 
@@ -151,8 +154,9 @@ fn not_acceptable() -> Response {
 }
 
 /// A service's FHIR routes as served: under `/fhir`, errors as OperationOutcomes (an
-/// unknown path under `/fhir` too), format negotiation, and the base URL for links.
-pub fn mount<S>(routes: Router<S>, public_url: &str) -> Router<S>
+/// unknown path under `/fhir` too), format negotiation, SMART scopes enforced (with
+/// `verifier`), and the base URL for links.
+pub fn mount<S>(routes: Router<S>, public_url: &str, verifier: Arc<Verifier>) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -163,6 +167,10 @@ where
                 "This FHIR server has no such resource type or interaction.",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            verifier,
+            smart::enforce,
+        ))
         .layer(axum::middleware::from_fn(negotiate))
         .layer(axum::middleware::map_response(
             outcome::to_operation_outcome,

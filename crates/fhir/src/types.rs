@@ -209,6 +209,9 @@ pub struct Extension {
     pub value_date_time: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_uri: Option<String>,
+    /// A complex extension's parts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extension: Vec<Extension>,
 }
 
 impl Extension {
@@ -219,6 +222,15 @@ impl Extension {
             value_integer: None,
             value_date_time: None,
             value_uri: None,
+            extension: Vec::new(),
+        }
+    }
+
+    /// A complex extension made of `parts`.
+    pub fn complex(url: &str, parts: Vec<Extension>) -> Self {
+        Self {
+            extension: parts,
+            ..Self::empty(url)
         }
     }
 

@@ -83,6 +83,11 @@ impl TestPlatform {
             settings.url = Some(format!("http://{address}"));
             listeners.push((service, listener));
         }
+        // Clients reach the platform at its gateway, when it runs: the issuer, the FHIR
+        // base and every link the platform hands out name it.
+        if let Some(gateway) = config.gateway.url.clone() {
+            config.public_url = gateway;
+        }
         customize(&mut config, &db);
 
         let shutdown = CancellationToken::new();

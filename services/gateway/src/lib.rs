@@ -69,6 +69,9 @@ impl GatewayState {
             verifier,
             http: reqwest::Client::builder()
                 .pool_idle_timeout(Duration::from_secs(60))
+                // A redirect is the client's to follow (the authorization endpoint's 303 to
+                // an app), never the gateway's.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .context("building the upstream client")?,
             upstreams: Arc::new(upstreams),
@@ -115,7 +118,9 @@ fn forwarding_routes() -> Router<GatewayState> {
                         },
                     ))
                 });
-            let methods = if path.starts_with("/fhir/") {
+            // FHIR's resources and operations answer FHIR; its `.well-known` documents are
+            // plain JSON, as SMART specifies.
+            let methods = if path.starts_with("/fhir/") && !path.starts_with("/fhir/.well-known/") {
                 methods
                     .layer(axum::middleware::from_fn(polyclinic_fhir::negotiate))
                     .layer(axum::middleware::map_response(
@@ -134,6 +139,10 @@ fn fhir_routes(config: &Config) -> Router {
     let statement = polyclinic_fhir::Resource::from(
         polyclinic_fhir::capability::CapabilityStatement::of_server(
             polyclinic_fhir::Base::of(&config.public_url).as_str(),
+            &polyclinic_fhir::capability::SmartEndpoints::of_issuer(
+                &config.issuer(),
+                config.identity_provider == polyclinic_config::IdentityProvider::Keycloak,
+            ),
             chrono::Utc::now(),
         ),
     );

@@ -60,6 +60,8 @@ pub struct AppState {
     provider: IdentityProvider,
     /// The clinic's name, for FHIR's Organization.
     clinic_name: Arc<str>,
+    /// The FHIR base URL (`<public_url>/fhir`), for SMART's `fhirUser` and configuration.
+    fhir_base: Arc<str>,
     /// Whether a doctor or nurse cares for a patient (FHIR's Patient for the care team).
     care: Arc<CareTeam>,
 }
@@ -113,6 +115,7 @@ impl AppState {
             service_clients: Arc::new(service_clients),
             provider: config.identity_provider,
             clinic_name: config.clinic_name.as_str().into(),
+            fhir_base: polyclinic_fhir::Base::of(&config.public_url).0,
             care: Arc::new(CareTeam::new(
                 ServiceClient::new(Duration::from_secs(
                     config.http.upstream_timeout_secs.into(),
@@ -120,6 +123,19 @@ impl AppState {
                 &config.service_url(Service::Appointments),
             )),
         })
+    }
+}
+
+impl AppState {
+    /// A person's own FHIR resource, as SMART's `fhirUser` names it: a patient's Patient, a
+    /// doctor's or nurse's Practitioner; an administrator has none.
+    pub fn fhir_user(&self, user: &domain::user::User) -> Option<String> {
+        let resource_type = match user.role {
+            domain::user::UserRole::Patient => "Patient",
+            domain::user::UserRole::Doctor | domain::user::UserRole::Nurse => "Practitioner",
+            domain::user::UserRole::Admin => return None,
+        };
+        Some(format!("{}/{resource_type}/{}", self.fhir_base, user.id))
     }
 }
 
@@ -196,8 +212,8 @@ fn local_revocations(pool: PgPool, config: &Config) -> RevocationFeed {
     }))
 }
 
-/// Forgets finished login-throttle windows every hour (idempotent: any number of
-/// instances may run it).
+/// Forgets finished login-throttle windows and expired authorization codes every hour
+/// (idempotent: any number of instances may run it).
 async fn purge_throttle_hourly(pool: PgPool, shutdown: CancellationToken) {
     loop {
         match login::purge_throttle(&pool).await {
@@ -206,6 +222,9 @@ async fn purge_throttle_hourly(pool: PgPool, shutdown: CancellationToken) {
             Err(err) => {
                 tracing::warn!(error = %format!("{err:#}"), "purging login-throttle windows failed")
             }
+        }
+        if let Err(err) = accounts::smart::purge_codes(&pool).await {
+            tracing::warn!(error = %format!("{err:#}"), "purging authorization codes failed");
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -268,3 +268,23 @@ pub struct Upstream {
     #[serde(default)]
     pub failing: Vec<String>,
 }
+
+/// A SMART app an administrator registered.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SmartApp {
+    pub client_id: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub confidential: bool,
+    pub scopes: Vec<String>,
+    pub status: String,
+}
+
+/// An app a person allowed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppGrant {
+    pub id: String,
+    pub app_name: String,
+    pub scopes: Vec<String>,
+    pub granted_at: DateTime<Utc>,
+}

@@ -62,6 +62,7 @@ impl Layout {
                 ("/admin/users", "Users"),
                 ("/admin/departments", "Departments"),
                 ("/admin/schedules", "Schedules"),
+                ("/admin/apps", "SMART apps"),
                 ("/admin/deliveries", "Deliveries"),
                 ("/admin/status", "Status"),
                 ("/account", "Account"),

@@ -144,17 +144,17 @@ async fn ok(
 
 /// A patient with a scheduled visit, a record (a diagnosis, vitals, an allergy the doctor
 /// recorded and one the patient declared) and a prescription.
-struct Chart {
-    patient_id: String,
-    patient: String,
-    visit_id: String,
-    prescription_id: String,
-    diagnosis_id: String,
-    vitals_id: String,
-    allergy_id: String,
+pub struct Chart {
+    pub patient_id: String,
+    pub patient: String,
+    pub visit_id: String,
+    pub prescription_id: String,
+    pub diagnosis_id: String,
+    pub vitals_id: String,
+    pub allergy_id: String,
 }
 
-async fn chart(platform: &TestPlatform, clinic: &Clinic) -> Chart {
+pub async fn chart(platform: &TestPlatform, clinic: &Clinic) -> Chart {
     let (patient, token) = platform.register_patient("fhir-ada@example.test").await;
     let patient_id = patient["id"].as_str().unwrap().to_owned();
     let slots = platform.free_slots(&clinic.doctor_id, None).await;

@@ -14,4 +14,5 @@ mod kafka_tls;
 mod matrix;
 mod private_postgres;
 mod scenario;
+mod smart;
 mod traces;

@@ -17,9 +17,9 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::accounts::tokens::{self, Subject};
 use crate::accounts::verify_password;
-use crate::domain::user::{User, UserStatus};
+use crate::domain::user::{User, UserRole, UserStatus};
 use crate::repo::sessions::{self, NewRefreshToken};
-use crate::repo::{throttle, users};
+use crate::repo::{smart, throttle, users};
 
 /// Password checks of one account from one client address (IPv6: its /64) per
 /// [`PAIR_WINDOW`]: a guesser gets five tries a quarter of an hour from where they are.
@@ -47,6 +47,36 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_expires_in: Option<i64>,
+    /// What a SMART app was granted (space-separated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// SMART's patient context: the signed-in patient, when `launch/patient` was granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<Uuid>,
+    /// The OpenID Connect ID token, when `openid` was granted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// What a SMART app's login carries beyond a person's own: the grant it holds, the scopes
+/// granted, and the ID token's nonce.
+#[derive(Debug, Clone, Copy)]
+pub struct AppLogin<'a> {
+    pub grant_id: Uuid,
+    pub scopes: &'a [String],
+    pub nonce: Option<&'a str>,
+}
+
+impl AppLogin<'_> {
+    fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|granted| granted == scope)
+    }
+
+    /// Whether the app may keep the login past the access token (SMART's `offline_access`
+    /// and `online_access`).
+    fn keeps_login(&self) -> bool {
+        self.has("offline_access") || self.has("online_access")
+    }
 }
 
 /// Why a grant was refused. Rendered as problem+json that also carries OAuth's `error` and
@@ -92,13 +122,26 @@ fn roles_of(user: &User) -> Vec<&'static str> {
     vec![user.role.as_str()]
 }
 
-/// Starts a login: a new refresh token family and an access token bound to it.
-async fn start_session(
+/// Starts a login: a new refresh token family and an access token bound to it. An app's
+/// login is tied to its grant, so that revoking the grant ends it; the app gets the refresh
+/// token only if it was granted `offline_access` or `online_access`.
+pub async fn start_session(
     state: &AppState,
     user: &User,
     client_id: &str,
+    app: Option<AppLogin<'_>>,
 ) -> Result<TokenResponse, GrantError> {
-    let family_id = Uuid::now_v7();
+    start_session_as(state, user, client_id, app, Uuid::now_v7()).await
+}
+
+/// [`start_session`] with the login's (refresh token family's) id chosen by the caller.
+pub async fn start_session_as(
+    state: &AppState,
+    user: &User,
+    client_id: &str,
+    app: Option<AppLogin<'_>>,
+    family_id: Uuid,
+) -> Result<TokenResponse, GrantError> {
     let (refresh_token, hash) = tokens::new_refresh_token()?;
     let refresh_ttl =
         chrono::Duration::from_std(state.tokens.refresh_ttl).map_err(anyhow::Error::from)?;
@@ -111,10 +154,11 @@ async fn start_session(
             client_id,
             token_hash: &hash,
             expires_at: Utc::now() + refresh_ttl,
+            grant_id: app.map(|app| app.grant_id),
         },
     )
     .await?;
-    access_for(state, user, client_id, family_id, refresh_token).await
+    access_for(state, user, client_id, family_id, refresh_token, app).await
 }
 
 async fn access_for(
@@ -123,6 +167,7 @@ async fn access_for(
     client_id: &str,
     family_id: Uuid,
     refresh_token: String,
+    app: Option<AppLogin<'_>>,
 ) -> Result<TokenResponse, GrantError> {
     let subject = Subject {
         subject: user.id.to_string(),
@@ -131,19 +176,41 @@ async fn access_for(
         session_id: Some(family_id),
         username: Some(user.username.clone()),
         email: Some(user.email.clone()),
-        scopes: &[],
+        scopes: app.map(|app| app.scopes.to_vec()).unwrap_or_default(),
     };
     let (access_token, expires_in) =
         tokens::issue_access_token(&state.pool, &state.tokens, &subject).await?;
-    Ok(TokenResponse {
+    let keeps_login = app.is_none_or(|app| app.keeps_login());
+    let mut response = TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in,
-        refresh_token: Some(refresh_token),
-        refresh_expires_in: Some(
-            i64::try_from(state.tokens.refresh_ttl.as_secs()).unwrap_or(i64::MAX),
-        ),
-    })
+        refresh_token: keeps_login.then_some(refresh_token),
+        refresh_expires_in: keeps_login
+            .then(|| i64::try_from(state.tokens.refresh_ttl.as_secs()).unwrap_or(i64::MAX)),
+        scope: None,
+        patient: None,
+        id_token: None,
+    };
+    if let Some(app) = app {
+        response.scope = Some(app.scopes.join(" "));
+        if app.has("launch/patient") && user.role == UserRole::Patient {
+            response.patient = Some(user.id);
+        }
+        if app.has("openid") {
+            let claims = tokens::IdClaims {
+                sub: user.id.to_string(),
+                aud: client_id,
+                nonce: app.nonce,
+                fhir_user: app.has("fhirUser").then(|| state.fhir_user(user)).flatten(),
+                name: format!("{} {}", user.first_name, user.last_name),
+                preferred_username: &user.username,
+            };
+            response.id_token =
+                Some(tokens::issue_id_token(&state.pool, &state.tokens, &claims).await?);
+        }
+    }
+    Ok(response)
 }
 
 /// The throttle counters of one login attempt: the (account, address) pair's and the
@@ -216,6 +283,18 @@ pub async fn password_grant(
     if !FIRST_PARTY_CLIENTS.contains(&client_id) {
         return Err(GrantError::InvalidClient);
     }
+    let user = check_password(state, login, password, client).await?;
+    start_session(state, &user, client_id, None).await
+}
+
+/// The active person whose login and password these are, checked under the login throttle
+/// (the password grant's, and the sign-in page of the authorization endpoint's).
+pub async fn check_password(
+    state: &AppState,
+    login: &str,
+    password: String,
+    client: IpAddr,
+) -> Result<User, GrantError> {
     let found = users::find_for_login(&state.pool, login).await?;
     let counters = Counters::new(found.as_ref().map(|(user, _)| user), login, client);
     counters.take(&state.pool).await?;
@@ -231,7 +310,7 @@ pub async fn password_grant(
     if user.status != UserStatus::Active {
         return Err(GrantError::InvalidGrant("this account is deactivated"));
     }
-    start_session(state, &user, client_id).await
+    Ok(user)
 }
 
 /// Forgets throttle counters whose window ended a day ago.
@@ -277,6 +356,14 @@ pub async fn refresh_grant(state: &AppState, presented: &str) -> Result<TokenRes
     if user.status != UserStatus::Active {
         return Err(GrantError::InvalidGrant("this account is deactivated"));
     }
+    // An app's login lasts as long as its grant, with the scopes granted now.
+    let grant = match token.grant_id {
+        None => None,
+        Some(grant_id) => match smart::find_grant(&mut tx, grant_id).await? {
+            Some(grant) if grant.revoked_at.is_none() => Some(grant),
+            _ => return Err(GrantError::InvalidGrant("access for this app was revoked")),
+        },
+    };
 
     let (refresh_token, new_hash) = tokens::new_refresh_token()?;
     sessions::mark_used(&mut tx, token.id).await?;
@@ -288,16 +375,23 @@ pub async fn refresh_grant(state: &AppState, presented: &str) -> Result<TokenRes
             client_id: &token.client_id,
             token_hash: &new_hash,
             expires_at: token.expires_at,
+            grant_id: token.grant_id,
         },
     )
     .await?;
     tx.commit().await.map_err(anyhow::Error::from)?;
+    let app = grant.as_ref().map(|grant| AppLogin {
+        grant_id: grant.id,
+        scopes: &grant.scopes,
+        nonce: None,
+    });
     access_for(
         state,
         &user,
         &token.client_id,
         token.family_id,
         refresh_token,
+        app,
     )
     .await
 }
@@ -322,7 +416,10 @@ pub async fn client_credentials_grant(
         session_id: None,
         username: Some(client_id.to_owned()),
         email: None,
-        scopes: polyclinic_auth::scopes::granted_to(client.service),
+        scopes: polyclinic_auth::scopes::granted_to(client.service)
+            .iter()
+            .map(|scope| (*scope).to_owned())
+            .collect(),
     };
     let (access_token, expires_in) =
         tokens::issue_access_token(&state.pool, &state.tokens, &subject).await?;
@@ -332,6 +429,9 @@ pub async fn client_credentials_grant(
         expires_in,
         refresh_token: None,
         refresh_expires_in: None,
+        scope: None,
+        patient: None,
+        id_token: None,
     })
 }
 

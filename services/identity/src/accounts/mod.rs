@@ -7,13 +7,14 @@
 //!
 //! This is the identity service's flow layer (routes -> flows -> domain, repo): accounts
 //! here, and beside them signing in ([`login`]), issuing tokens ([`tokens`]), the first
-//! admin ([`bootstrap`]), the Keycloak adapter ([`keycloak`]) and the web app's sign-in
-//! handoff ([`handoff`]).
+//! admin ([`bootstrap`]), the Keycloak adapter ([`keycloak`]), the web app's sign-in
+//! handoff ([`handoff`]) and SMART on FHIR's apps and authorization ([`smart`]).
 
 pub(crate) mod bootstrap;
 pub(crate) mod handoff;
 pub(crate) mod keycloak;
 pub(crate) mod login;
+pub(crate) mod smart;
 pub(crate) mod tokens;
 
 use chrono::Utc;

@@ -40,8 +40,9 @@ pub struct Subject {
     pub session_id: Option<Uuid>,
     pub username: Option<String>,
     pub email: Option<String>,
-    /// A service client's granted scopes (RFC 9068 `scope`); people have none.
-    pub scopes: &'static [&'static str],
+    /// The token's scopes (RFC 9068 `scope`): a service client's, or what a person granted
+    /// a SMART app. A person's first-party login has none.
+    pub scopes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -163,6 +164,57 @@ pub async fn issue_access_token(
         &EncodingKey::from_ed_der(&key.private_key),
     )?;
     Ok((token, ttl))
+}
+
+/// What an OpenID Connect ID token says of the person an app signed in.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdClaims<'a> {
+    pub sub: String,
+    /// The app's client id.
+    pub aud: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<&'a str>,
+    /// The person's FHIR resource (`<base>/Patient/<id>`), when `fhirUser` was granted.
+    #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none")]
+    pub fhir_user: Option<String>,
+    pub name: String,
+    pub preferred_username: &'a str,
+}
+
+#[derive(Serialize)]
+struct IdToken<'a> {
+    iss: &'a str,
+    exp: i64,
+    iat: i64,
+    auth_time: i64,
+    #[serde(flatten)]
+    claims: &'a IdClaims<'a>,
+}
+
+/// Signs an OpenID Connect ID token (with the access tokens' key and lifetime).
+pub async fn issue_id_token(
+    pool: &PgPool,
+    settings: &TokenSettings,
+    claims: &IdClaims<'_>,
+) -> anyhow::Result<String> {
+    let now = Utc::now();
+    let key = keys::signing_key(pool, now)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no signing key is active"))?;
+    let token = IdToken {
+        iss: &settings.issuer,
+        exp: now.timestamp() + secs(settings.access_ttl),
+        iat: now.timestamp(),
+        auth_time: now.timestamp(),
+        claims,
+    };
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(key.kid);
+    Ok(jsonwebtoken::encode(
+        &header,
+        &token,
+        &EncodingKey::from_ed_der(&key.private_key),
+    )?)
 }
 
 /// A new opaque refresh token and the hash under which it is stored.

@@ -5,5 +5,6 @@ pub mod doctors;
 pub mod handoffs;
 pub mod keys;
 pub mod sessions;
+pub mod smart;
 pub mod throttle;
 pub mod users;

@@ -12,6 +12,8 @@ pub struct RefreshToken {
     pub client_id: String,
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
+    /// The SMART grant the login holds, for an app's login.
+    pub grant_id: Option<Uuid>,
 }
 
 pub struct NewRefreshToken<'a> {
@@ -20,6 +22,7 @@ pub struct NewRefreshToken<'a> {
     pub client_id: &'a str,
     pub token_hash: &'a [u8],
     pub expires_at: DateTime<Utc>,
+    pub grant_id: Option<Uuid>,
 }
 
 pub async fn insert_refresh_token(
@@ -27,8 +30,8 @@ pub async fn insert_refresh_token(
     token: &NewRefreshToken<'_>,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "insert into refresh_tokens (id, family_id, user_id, client_id, token_hash, expires_at)
-         values ($1, $2, $3, $4, $5, $6)",
+        "insert into refresh_tokens (id, family_id, user_id, client_id, token_hash, expires_at, grant_id)
+         values ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(Uuid::now_v7())
     .bind(token.family_id)
@@ -36,6 +39,7 @@ pub async fn insert_refresh_token(
     .bind(token.client_id)
     .bind(token.token_hash)
     .bind(token.expires_at)
+    .bind(token.grant_id)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -48,7 +52,7 @@ pub async fn find_refresh_token_for_update(
     token_hash: &[u8],
 ) -> anyhow::Result<Option<RefreshToken>> {
     Ok(sqlx::query_as(
-        "select id, family_id, user_id, client_id, expires_at, used_at from refresh_tokens
+        "select id, family_id, user_id, client_id, expires_at, used_at, grant_id from refresh_tokens
          where token_hash = $1 for update",
     )
     .bind(token_hash)

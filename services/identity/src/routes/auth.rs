@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::accounts::login::{self, GrantError, TokenResponse};
-use crate::accounts::tokens;
+use crate::accounts::{smart, tokens};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -50,15 +50,20 @@ async fn discovery(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     Ok(Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/jwks"),
+        "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
         "revocation_endpoint": format!("{issuer}/revoke"),
-        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "password", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
         "id_token_signing_alg_values_supported": ["EdDSA"],
-        "response_types_supported": ["token"],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "fhirUser", "launch/patient", "offline_access", "online_access",
+            "patient/*.rs", "user/*.rs"],
         "subject_types_supported": ["public"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "azp", "sid",
-            "realm_access", "preferred_username", "email"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "azp", "sid", "scope",
+            "realm_access", "preferred_username", "email", "name", "fhirUser", "nonce"],
     })))
 }
 
@@ -73,9 +78,10 @@ async fn jwks(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 /// The token endpoint's form (RFC 6749).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
-    /// `password`, `refresh_token` or `client_credentials` (what each needs: RFC 6749; a
-    /// missing one is 400 `invalid_request`).
-    #[schema(pattern = "^(password|refresh_token|client_credentials)$")]
+    /// `authorization_code` (SMART apps, with PKCE), `password`, `refresh_token` or
+    /// `client_credentials` (what each needs: RFC 6749; a missing one is 400
+    /// `invalid_request`).
+    #[schema(pattern = "^(authorization_code|password|refresh_token|client_credentials)$")]
     pub grant_type: String,
     /// Email or username (password grant).
     pub username: Option<String>,
@@ -83,6 +89,12 @@ pub struct TokenRequest {
     pub refresh_token: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// The authorization code (authorization_code grant).
+    pub code: Option<String>,
+    /// The redirect URI the code was issued for (authorization_code grant).
+    pub redirect_uri: Option<String>,
+    /// The PKCE verifier of the code's challenge (authorization_code grant).
+    pub code_verifier: Option<String>,
 }
 
 fn form<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
@@ -124,8 +136,10 @@ fn required(value: Option<String>, name: &str) -> Result<String, GrantError> {
         .ok_or_else(|| GrantError::InvalidRequest(format!("`{name}` is required")))
 }
 
-/// Issue tokens: `grant_type=password` (first-party apps), `refresh_token` (rotates the
-/// refresh token; a reused one revokes the login) or `client_credentials` (services).
+/// Issue tokens: `grant_type=authorization_code` (SMART apps: the code of the
+/// authorization endpoint with its PKCE verifier), `password` (first-party apps),
+/// `refresh_token` (rotates the refresh token; a reused one revokes the login) or
+/// `client_credentials` (services).
 #[utoipa::path(post, path = "/api/auth/token", tag = "auth",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = TokenResponse), (status = 400, body = ProblemDetails),
@@ -146,6 +160,28 @@ async fn token(
                 .client_id
                 .unwrap_or_else(|| login::FIRST_PARTY_CLIENTS[0].to_owned());
             login::password_grant(&state, &username, password, &client_id, client).await?
+        }
+        "authorization_code" => {
+            let (client_id, client_secret) = match basic_credentials(&headers) {
+                Some((id, secret)) => (id, Some(secret)),
+                None => (
+                    required(request.client_id, "client_id")?,
+                    request.client_secret,
+                ),
+            };
+            let code = required(request.code, "code")?;
+            let verifier = required(request.code_verifier, "code_verifier")?;
+            smart::exchange(
+                &state,
+                smart::Client {
+                    client_id: &client_id,
+                    client_secret: client_secret.as_deref(),
+                },
+                &code,
+                request.redirect_uri.as_deref(),
+                &verifier,
+            )
+            .await?
         }
         "refresh_token" => {
             let refresh_token = required(request.refresh_token, "refresh_token")?;

@@ -15,6 +15,7 @@ use super::{FormState, local_path};
 use crate::WebState;
 use crate::api::{ApiFailure, Problem};
 use crate::guard::{NewSession, Signed, Visitor, audience::Everyone};
+use crate::model::AppGrant;
 use crate::page::{Layout, PageResult, WebError, render, render_status, see_other};
 use crate::session::{PendingLogin, Role, Session, Tokens, User};
 
@@ -27,6 +28,7 @@ pub fn router() -> Router<WebState> {
         .route("/register", get(register_page).post(register))
         .route("/account", get(account_page))
         .route("/account/password", post(change_password))
+        .route("/account/apps/{id}/revoke", post(revoke_app))
 }
 
 async fn start(Visitor(session): Visitor) -> Response {
@@ -347,15 +349,27 @@ struct AccountPage {
     role: &'static str,
     /// In Keycloak mode passwords are Keycloak's: its account console, not a form here.
     password_elsewhere: Option<String>,
+    /// The SMART apps the person allowed (Keycloak keeps its own, in its console).
+    apps: Vec<AppGrant>,
 }
 
-fn account(
+async fn account(
     state: &WebState,
     session: &Session,
     user: &User,
     f: FormState,
 ) -> Result<AccountPage, WebError> {
+    let apps = if state.keycloak.is_some() {
+        Vec::new()
+    } else {
+        state
+            .gateway
+            .get(session, "/api/smart/grants/mine")
+            .await
+            .map_err(|failure| WebError::from_api(failure, "/account"))?
+    };
     Ok(AccountPage {
+        apps,
         l: Layout::new(session, "Account", "/account"),
         f,
         name: user.name.clone(),
@@ -372,12 +386,27 @@ async fn account_page(
     State(state): State<WebState>,
     Signed { session, user, .. }: Signed<Everyone>,
 ) -> PageResult {
-    Ok(render(&account(
-        &state,
-        &session,
-        &user,
-        FormState::default(),
-    )?))
+    Ok(render(
+        &account(&state, &session, &user, FormState::default()).await?,
+    ))
+}
+
+/// Withdraws an app's access: its logins end.
+async fn revoke_app(
+    State(state): State<WebState>,
+    Signed { session, .. }: Signed<Everyone>,
+    axum::extract::Path(id): axum::extract::Path<uuid::Uuid>,
+) -> PageResult {
+    match state
+        .gateway
+        .delete(&session, &format!("/api/smart/grants/{id}"))
+        .await
+    {
+        Ok(_) => session.set_flash("ok", "The app's access is withdrawn."),
+        Err(ApiFailure::Rejected(problem)) => session.set_flash("error", &problem.detail),
+        Err(other) => return Err(WebError::from_api(other, "/account")),
+    }
+    Ok(see_other("/account"))
 }
 
 async fn change_password(
@@ -386,7 +415,7 @@ async fn change_password(
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> PageResult {
     let mut f = FormState::new(pairs);
-    account(&state, &session, &user, FormState::default())?;
+    account(&state, &session, &user, FormState::default()).await?;
     f.required("current_password");
     if !f.required("new_password") && f.raw("new_password") != f.raw("confirm_password") {
         f.error("confirm_password", "The two new passwords differ.");
@@ -419,7 +448,7 @@ async fn change_password(
     }
     Ok(render_status(
         StatusCode::UNPROCESSABLE_ENTITY,
-        &account(&state, &session, &user, f)?,
+        &account(&state, &session, &user, f).await?,
     )
     .into_response())
 }

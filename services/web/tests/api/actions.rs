@@ -345,3 +345,123 @@ async fn a_doctor_blocks_a_day_and_unblocks_it() {
             .any(|slot| slot.starts_with(&day))
     );
 }
+
+#[tokio::test]
+async fn an_admin_registers_a_smart_app_and_a_patient_withdraws_its_access_from_their_account() {
+    let platform = TestPlatform::start(&Service::ALL).await;
+    let admin = sign_in(
+        &platform,
+        polyclinic_testing::ADMIN_EMAIL,
+        polyclinic_testing::ADMIN_PASSWORD,
+    )
+    .await;
+    let (status, _, html) = post_form(
+        &platform,
+        &admin,
+        "/admin/apps",
+        "/admin/apps",
+        &[
+            ("client_id", "lab-portal"),
+            ("name", "Lab portal"),
+            ("redirect_uris", "https://lab.example/callback"),
+            ("scopes", "openid launch/patient patient/Observation.rs"),
+            ("confidential", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{html}");
+    assert!(
+        html.contains("Client secret of lab-portal"),
+        "the secret is shown once"
+    );
+    let (_, listed) = page(&platform, &admin, "/admin/apps").await;
+    assert!(
+        listed.contains("Lab portal") && !listed.contains("Client secret of"),
+        "listed, the secret not again"
+    );
+    let (status, _, html) = post_form(
+        &platform,
+        &admin,
+        "/admin/apps",
+        "/admin/apps",
+        &[
+            ("client_id", "bad"),
+            ("name", "Bad"),
+            ("redirect_uris", "http://bad.example/cb"),
+            ("scopes", "openid"),
+            ("confidential", "no"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an unsafe redirect is refused on the page"
+    );
+    assert!(html.contains("redirect_uris"), "{html}");
+
+    // The patient allows the app on the sign-in page (as its browser would), then sees it.
+    platform.register_patient("apps.patient@example.test").await;
+    let verifier = "a".repeat(64);
+    let challenge = {
+        use base64::Engine;
+        let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+    };
+    let decision = client()
+        .post(platform.url(Service::Gateway, "/api/auth/authorize"))
+        .form(&[
+            ("response_type", "code"),
+            ("client_id", "lab-portal"),
+            ("redirect_uri", "https://lab.example/callback"),
+            ("scope", "launch/patient patient/Observation.rs"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("username", "apps.patient@example.test"),
+            ("password", "patient passphrase"),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(decision.status(), StatusCode::SEE_OTHER);
+    let patient = sign_in(&platform, "apps.patient@example.test", "patient passphrase").await;
+    let (_, account) = page(&platform, &patient, "/account").await;
+    assert!(
+        account.contains("Lab portal"),
+        "the connected app is listed"
+    );
+    let tokens = platform
+        .login("apps.patient@example.test", "patient passphrase")
+        .await;
+    let grants = platform
+        .call(
+            Method::GET,
+            "/api/smart/grants/mine",
+            Some(&tokens.access),
+            None,
+        )
+        .await;
+    let id = grants.body[0]["id"].as_str().unwrap().to_owned();
+    let (status, location, _) = post_form(
+        &platform,
+        &patient,
+        "/account",
+        &format!("/account/apps/{id}/revoke"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/account")
+    );
+    let grants = platform
+        .call(
+            Method::GET,
+            "/api/smart/grants/mine",
+            Some(&tokens.access),
+            None,
+        )
+        .await;
+    assert_eq!(grants.body, json!([]));
+}

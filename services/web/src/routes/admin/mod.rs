@@ -1,11 +1,12 @@
 //! The admin's screens: the approval queue (room and nurse pickers list only the free ones),
 //! all appointments and payments with filters, capture and refund, users and staff, departments
-//! and rooms, doctors' weekly schedules, failed emails and dead-lettered events, and the
-//! platform's status.
+//! and rooms, doctors' weekly schedules, failed emails and dead-lettered events, the SMART
+//! apps people may sign in to, and the platform's status.
 //!
 //! One module per resource; every handler takes `Signed<Admins>`.
 
 mod appointments;
+mod apps;
 mod deliveries;
 mod departments;
 mod payments;
@@ -45,6 +46,12 @@ pub fn router() -> Router<WebState> {
         .route("/admin/notifications/{id}/resend", post(deliveries::resend))
         .route("/admin/dead-letters/{id}/replay", post(deliveries::replay))
         .route("/admin/status", get(deliveries::status))
+        .route("/admin/apps", get(apps::apps).post(apps::register))
+        .route(
+            "/admin/apps/{client_id}/revoke-grants",
+            post(apps::revoke_grants),
+        )
+        .route("/admin/apps/{client_id}/disable", post(apps::disable))
 }
 
 /// A choice of a select box.

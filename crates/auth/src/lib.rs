@@ -22,7 +22,10 @@ pub mod scopes;
 mod verifier;
 
 pub use asking::Asking;
-pub use principal::{Principal, Require, RoleRule, Scope, authenticate, insufficient_scope, rules};
+pub use principal::{
+    FIRST_PARTY_CLIENTS, Principal, Require, RoleRule, Scope, app_token_refused, authenticate,
+    insufficient_scope, rules,
+};
 pub use revocation::{RevocationList, Revoked};
 pub use roles::{Role, RoleSet};
 pub use verifier::{AuthError, LocalFeed, RevocationFeed, Verifier, VerifierSettings};

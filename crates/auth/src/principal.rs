@@ -30,7 +30,24 @@ pub struct Principal {
     pub(crate) token: Arc<str>,
 }
 
+/// The platform's own apps for people (the mobile and browser apps, the web app): their
+/// tokens act with the person's whole role. A token issued to any other client (a SMART app,
+/// through the authorization endpoint or Keycloak) is delegated: held to its scopes, and good
+/// on the FHIR API only.
+pub const FIRST_PARTY_CLIENTS: [&str; 2] = ["polyclinic-app", "polyclinic-web"];
+
 impl Principal {
+    /// Whether this is a person's token issued to a third-party app (`azp` not one of the
+    /// [`FIRST_PARTY_CLIENTS`]). Every issuer here names the client; a token that names none
+    /// is a first-party one of an issuer that predates apps.
+    pub fn is_delegated(&self) -> bool {
+        !self.is(Role::Service)
+            && self
+                .client_id
+                .as_deref()
+                .is_some_and(|client| !FIRST_PARTY_CLIENTS.contains(&client))
+    }
+
     /// Whether the caller has `role`.
     pub fn is(&self, role: Role) -> bool {
         self.roles.contains(role)
@@ -118,6 +135,11 @@ where
         let token = bearer_token(parts)?.ok_or(AuthError::Missing)?;
         let verifier = Arc::<Verifier>::from_ref(state);
         let principal = verifier.verify(token).await?;
+        // An app's token is for the FHIR API, whose layer vets it against its scopes and
+        // puts the caller in the request (found above); everywhere else it is refused.
+        if principal.is_delegated() {
+            return Err(app_token_refused());
+        }
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }
@@ -304,10 +326,19 @@ where
     }
 }
 
-/// 403 for a service token without the scope a route needs (RFC 6750 section 3.1).
+/// 403 for an app's (delegated) token on a route that is not the FHIR API's.
+pub fn app_token_refused() -> ApiError {
+    ApiError::forbidden(
+        "app_token_not_accepted",
+        "This token was issued to an app for the FHIR API (`/fhir`); it is not accepted here.",
+    )
+    .with_challenge("Bearer error=\"insufficient_scope\"")
+}
+
+/// 403 for a token without the scope a route needs (RFC 6750 section 3.1).
 pub fn insufficient_scope(scope: &str) -> ApiError {
     ApiError::forbidden(
         "insufficient_scope",
-        format!("This service token lacks the scope `{scope}`."),
+        format!("The token lacks the scope `{scope}`."),
     )
 }

@@ -6,10 +6,11 @@
 //! `*`, permissions SMART v2's `cruds` letters in order (`rs`, `cu`, ...) or v1's `read`,
 //! `write` and `*`. A v2 scope narrowed by a query (`?category=...`) grants nothing here.
 //!
-//! A person's token that carries scopes (every token an app got through the authorization
-//! endpoint, and every token from Keycloak) is held to them on the FHIR routes, on top of
-//! the role rules; a person's first-party token (the web app's, the password grant's)
-//! carries none and is held to the role rules alone. Public resource types (the directory,
+//! A token issued to an app (a person's token whose `azp` is not one of the platform's own
+//! [`polyclinic_auth::FIRST_PARTY_CLIENTS`]; whatever scopes it carries, none included) is
+//! held to its scopes on the FHIR routes, on top of the role rules, and refused everywhere
+//! else; a person's first-party token (the web app's, the password grant's, Keycloak's for
+//! `polyclinic-app`) is held to the role rules alone. Public resource types (the directory,
 //! the calendar) need no scope: a scope unlocks, it does not lock what anyone may read.
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use polyclinic_auth::{Principal, Role, Verifier, authenticate};
+
 use polyclinic_http::ApiError;
 
 use crate::capability::{Audience, support};
@@ -31,6 +33,8 @@ pub enum Permission {
     Update,
     Delete,
     Search,
+    /// A method no scope letter stands for: no scope grants it.
+    Unclassified,
 }
 
 impl Permission {
@@ -41,6 +45,7 @@ impl Permission {
             Permission::Update => 'u',
             Permission::Delete => 'd',
             Permission::Search => 's',
+            Permission::Unclassified => '?',
         }
     }
 }
@@ -125,7 +130,7 @@ pub fn is_known(scope: &str) -> bool {
 /// Whether `principal`'s token lets it do `permission` on `resource_type`. Patient-context
 /// scopes reach a patient's own data only, so they count for a patient's login alone.
 pub fn permits(principal: &Principal, resource_type: &str, permission: Permission) -> bool {
-    if principal.is(Role::Service) || principal.scopes.is_empty() {
+    if !principal.is_delegated() {
         return true;
     }
     let is_patient = principal.is(Role::Patient);
@@ -143,23 +148,25 @@ pub fn needed(method: &Method, path: &str) -> Option<(&'static str, Permission)>
     let support = support(segments.next()?)?;
     let second = segments.next();
     let third = segments.next();
+    // HEAD is answered by the GET handler: it reads as much.
     let permission = match (method.as_str(), second, third) {
-        ("GET", None | Some(""), None) => Permission::Search,
-        ("GET", Some(_), None) => Permission::Read,
+        ("GET" | "HEAD", None | Some(""), None) => Permission::Search,
+        ("GET" | "HEAD", Some(_), None) => Permission::Read,
         ("POST", Some(operation), None) if operation.starts_with('$') => {
-            let operation = support
+            match support
                 .operations
                 .iter()
-                .find(|known| !known.instance && known.name == &operation[1..])?;
-            if operation.audience == Audience::Public {
-                return None;
+                .find(|known| !known.instance && known.name == &operation[1..])
+            {
+                Some(known) if known.audience == Audience::Public => return None,
+                Some(_) => Permission::Create,
+                None => Permission::Unclassified,
             }
-            Permission::Create
         }
         ("POST", Some(_), Some(_)) => Permission::Update,
         ("PATCH" | "PUT", Some(_), None) => Permission::Update,
         ("DELETE", Some(_), None) => Permission::Delete,
-        _ => return None,
+        _ => Permission::Unclassified,
     };
     if support.audience == Audience::Public
         && matches!(permission, Permission::Read | Permission::Search)
@@ -171,8 +178,9 @@ pub fn needed(method: &Method, path: &str) -> Option<(&'static str, Permission)>
 
 /// The layer on a service's FHIR routes: a request with a valid bearer token whose scopes do
 /// not grant what the request does is refused with 403 `insufficient_scope` (RFC 6750); the
-/// verified caller is kept in the request for the handler. A missing or invalid token is
-/// left to the handler, which knows whether the route needs one.
+/// verified caller is kept in the request for the handler (an app's token is accepted by the
+/// handlers only so). A missing or invalid token is left to the handler, which knows whether
+/// the route needs one.
 pub async fn enforce(
     State(verifier): State<Arc<Verifier>>,
     mut request: Request,
@@ -184,19 +192,17 @@ pub async fn enforce(
         .strip_prefix("/fhir")
         .unwrap_or(request.uri().path())
         .to_owned();
-    let Some((resource_type, permission)) = needed(request.method(), &path) else {
-        return next.run(request).await;
-    };
-    let found = authenticate(&verifier, request.headers(), request.uri()).await;
-    if let Ok(Some(principal)) = found {
-        if !permits(&principal, resource_type, permission) {
+    let need = needed(request.method(), &path);
+    if let Ok(Some(principal)) = authenticate(&verifier, request.headers(), request.uri()).await {
+        if let Some((resource_type, permission)) = need
+            && !permits(&principal, resource_type, permission)
+        {
+            let letter = permission.letter();
             return ApiError::new(
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",
                 format!(
-                    "The token's scopes do not allow this: it needs patient/{resource_type}.{} or user/{resource_type}.{}.",
-                    permission.letter(),
-                    permission.letter()
+                    "The token's scopes do not allow this: it needs patient/{resource_type}.{letter} or user/{resource_type}.{letter}."
                 ),
             )
             .with_challenge("Bearer error=\"insufficient_scope\"")
@@ -271,5 +277,20 @@ mod tests {
         assert_eq!(needed(&Method::GET, "/Slot/x"), None);
         assert_eq!(needed(&Method::POST, "/Appointment/$find"), None);
         assert_eq!(needed(&Method::GET, "/metadata"), None);
+        // HEAD reads; a method no letter covers is granted by no scope.
+        assert_eq!(
+            needed(&Method::HEAD, "/Observation"),
+            Some(("Observation", Permission::Search))
+        );
+        assert_eq!(
+            needed(&Method::OPTIONS, "/Observation/x"),
+            Some(("Observation", Permission::Unclassified))
+        );
+        assert!(
+            !ResourceScope::parse("user/*.*")
+                .unwrap()
+                .permissions
+                .contains(Permission::Unclassified.letter())
+        );
     }
 }

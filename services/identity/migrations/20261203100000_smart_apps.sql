@@ -43,6 +43,8 @@ create table authorization_codes (
     grant_id uuid not null constraint authorization_codes_grant_fkey references smart_grants (id),
     redirect_uri text not null,
     code_challenge text not null,
+    -- What this consent granted: a later, wider one does not widen this code.
+    scopes text[] not null,
     nonce text,
     expires_at timestamptz not null,
     used_at timestamptz,
@@ -53,6 +55,8 @@ create table authorization_codes (
 );
 create index authorization_codes_expiry_idx on authorization_codes (expires_at);
 
+-- An app's login keeps the scopes it was granted; a refresh gets those still granted.
 alter table refresh_tokens add column grant_id uuid
-    constraint refresh_tokens_grant_fkey references smart_grants (id);
+    constraint refresh_tokens_grant_fkey references smart_grants (id),
+    add column scopes text[];
 create index refresh_tokens_grant_idx on refresh_tokens (grant_id) where grant_id is not null;

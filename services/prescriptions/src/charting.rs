@@ -4,6 +4,7 @@
 //! transaction of what it reads or writes; a refused attempt is audited on its own and
 //! answers as if the record did not exist.
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -252,6 +253,27 @@ pub async fn access_log(
     viewer: &Viewer<'_>,
     patient_id: Uuid,
 ) -> Result<Vec<AuditRow>, RecordsError> {
+    access_log_page(state, viewer, patient_id, &LogPage::default(), 500).await
+}
+
+/// Which part of an access log: rows at or after `from` and before `to`, before the row
+/// `before` (newest first).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogPage {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub before: Option<i64>,
+}
+
+/// Part of the record's access log, newest first, at most `limit` rows, read as
+/// [`access_log`] reads it (the FHIR AuditEvent search pages through it so).
+pub async fn access_log_page(
+    state: &AppState,
+    viewer: &Viewer<'_>,
+    patient_id: Uuid,
+    page: &LogPage,
+    limit: usize,
+) -> Result<Vec<AuditRow>, RecordsError> {
     if viewer.acting == Acting::Patient && !viewer.is_patient(patient_id) {
         return Err(refuse(state, viewer, "access_log.read", patient_id, None).await?);
     }
@@ -268,7 +290,10 @@ pub async fn access_log(
     }
     let search = Search {
         patient_id: Some(patient_id),
+        from: page.from,
+        to: page.to,
+        before: page.before,
         ..Search::default()
     };
-    Ok(audit::search(&state.pool, &search, 500).await?)
+    Ok(audit::search(&state.pool, &search, limit).await?)
 }

@@ -198,6 +198,47 @@ pub async fn mine(
     Ok(prescriptions::list(&state.pool, patient, doctor, 200).await?)
 }
 
+/// Part of the prescriptions `viewer` may list, in id order from `from` on: `patient`'s
+/// (the patient themself, or their care team; anyone else is refused and audited), or
+/// without a patient the viewer's own (a patient's, or those a doctor wrote). Audited as a
+/// list of the patient's prescriptions.
+pub async fn page(
+    state: &AppState,
+    viewer: &Viewer<'_>,
+    patient: Option<Uuid>,
+    status: Option<Status>,
+    from: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<PrescriptionRow>, PrescribingError> {
+    use crate::access::Acting;
+    let (patient, doctor) = match (patient, viewer.acting) {
+        (Some(patient), _) => {
+            let may =
+                viewer.is_patient(patient) || state.level(viewer, patient).await? != Level::None;
+            if !may {
+                state
+                    .audit(
+                        viewer,
+                        "prescription.list",
+                        Some(patient),
+                        None,
+                        Outcome::Denied,
+                    )
+                    .await?;
+                return Err(PrescribingError::PrescriptionNotFound);
+            }
+            (Some(patient), None)
+        }
+        (None, Acting::Patient) => (Some(viewer.id), None),
+        (None, Acting::Doctor) => (None, Some(viewer.id)),
+        (None, Acting::Nurse | Acting::Admin) => return Ok(Vec::new()),
+    };
+    state
+        .audit(viewer, "prescription.list", patient, None, Outcome::Allowed)
+        .await?;
+    Ok(prescriptions::page(&state.pool, patient, doctor, status, from, limit).await?)
+}
+
 /// Loads a prescription for `viewer`: its patient, its doctor, or the patient's care team
 /// may read it; anyone else is told it does not exist, and a denied row is audited.
 async fn visible(

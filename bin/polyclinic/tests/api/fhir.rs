@@ -645,6 +645,38 @@ async fn the_fhir_api_keeps_the_rest_apis_rules_and_its_audit() {
         assert_eq!(request["dispenseRequest"]["numberOfRepeatsAllowed"], 2);
         assert_eq!(request["intent"], "order");
     }
+    // Items page one by one through the next link, each once.
+    let mut seen = Vec::new();
+    let mut path = format!(
+        "MedicationRequest?patient=Patient/{}&_count=1",
+        chart.patient_id
+    );
+    loop {
+        let page = fhir(&platform, &path, Some(&chart.patient)).await.body;
+        seen.extend(ids(&page));
+        let Some(next) = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|link| link["relation"] == "next")
+        else {
+            break;
+        };
+        path = next["url"]
+            .as_str()
+            .unwrap()
+            .split_once("/fhir/")
+            .unwrap()
+            .1
+            .to_owned();
+    }
+    assert_eq!(
+        seen,
+        [
+            format!("{}-1", chart.prescription_id),
+            format!("{}-2", chart.prescription_id)
+        ]
+    );
     let condition = fhir(
         &platform,
         &format!("Condition/{}", chart.diagnosis_id),

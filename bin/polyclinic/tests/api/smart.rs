@@ -258,7 +258,7 @@ async fn an_app_is_registered_only_with_safe_redirects_known_scopes_and_a_free_c
 #[tokio::test]
 async fn a_confidential_app_exchanges_its_code_only_with_its_secret() {
     use base64::Engine;
-    let platform = TestPlatform::start(&[Service::Identity]).await;
+    let platform = TestPlatform::start(&[Service::Identity, Service::Gateway]).await;
     let admin = platform.admin_token().await;
     platform
         .register_patient("smart-confidential@example.test")
@@ -269,7 +269,7 @@ async fn a_confidential_app_exchanges_its_code_only_with_its_secret() {
             "/api/smart/apps",
             Some(&admin),
             Some(json!({"client_id": "insurer", "name": "Insurer", "redirect_uris": ["https://insurer.example/cb"],
-                "confidential": true, "scopes": ["launch/patient", "patient/Appointment.rs"]})),
+                "confidential": true, "scopes": ["launch/patient", "offline_access", "patient/Appointment.rs"]})),
         )
         .await;
     let secret = created.body["client_secret"].as_str().unwrap().to_owned();
@@ -286,7 +286,11 @@ async fn a_confidential_app_exchanges_its_code_only_with_its_secret() {
             .form(&[
                 ("response_type", "code"),
                 ("client_id", "insurer"),
-                ("scope", "launch/patient patient/Appointment.rs"),
+                (
+                    "scope",
+                    "launch/patient offline_access patient/Appointment.rs",
+                ),
+                ("aud", &platform.url(Service::Gateway, "/fhir")),
                 ("code_challenge", challenge.as_str()),
                 ("code_challenge_method", "S256"),
                 ("username", "smart-confidential@example.test"),
@@ -341,11 +345,31 @@ async fn a_confidential_app_exchanges_its_code_only_with_its_secret() {
     );
     let (status, body) = exchange(code().await, Some("not the secret".into())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    let (status, body) = exchange(code().await, Some(secret)).await;
+    let (status, body) = exchange(code().await, Some(secret.clone())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["scope"], "launch/patient patient/Appointment.rs");
-    assert!(
-        body["patient"].is_string() && body.get("refresh_token").is_none(),
-        "{body}"
+    assert_eq!(
+        body["scope"],
+        "launch/patient offline_access patient/Appointment.rs"
     );
+    assert!(body["patient"].is_string(), "{body}");
+
+    // Its refresh token is the app's alone: without the secret it is refused.
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let refresh_with = |secret: Option<String>| {
+        let mut request = client.post(platform.url(Service::Identity, "/api/auth/token"));
+        if let Some(secret) = secret {
+            request = request.basic_auth("insurer", Some(secret));
+        }
+        let form = [
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", refresh.clone()),
+        ];
+        async move { request.form(&form).send().await.unwrap().status() }
+    };
+    assert_eq!(refresh_with(None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh_with(Some("not the secret".into())).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(refresh_with(Some(secret)).await, StatusCode::OK);
 }

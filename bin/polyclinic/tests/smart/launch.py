@@ -150,6 +150,15 @@ def main():
     expect("insufficient_scope" in refused.headers.get("www-authenticate", ""), "the RFC 6750 challenge", refused.headers)
     write = narrow.post(f"{FHIR}/Appointment/$book", json={"resourceType": "Parameters", "parameter": []}, headers={"content-type": "application/fhir+json"})
     expect(write.status_code == 403, "no .c scope, no booking", write.text)
+    head = narrow.head(f"{FHIR}/MedicationRequest", params={"patient": f"Patient/{narrow_token['patient']}"})
+    expect(head.status_code == 403, "HEAD reads, and is held to the scopes too", head.status_code)
+
+    step("an app's token is for the FHIR API only: the REST API refuses it")
+    api = FHIR[: -len("/fhir")]
+    for path in ["/api/appointments/mine", "/api/smart/grants/mine", "/api/users/me"]:
+        refused = narrow.get(f"{api}{path}")
+        expect(refused.status_code == 403 and refused.json()["code"] == "app_token_not_accepted", f"{path} refuses the app's token", refused.text)
+    expect(narrow.get(config["userinfo_endpoint"]).status_code == 403, "userinfo needs openid")
 
     step("denying sends the app access_denied and grants nothing")
     _, _, denied_state, _, posted = authorize(config, ENV["CLIENT_ID"], scope, decision="deny")
@@ -184,7 +193,6 @@ def main():
 
     step("the patient lists the apps they allowed and revokes the narrow one")
     rest = {"authorization": f"Bearer {ENV['PATIENT_TOKEN']}"}
-    api = FHIR[: -len("/fhir")]
     grants = requests.get(f"{api}/api/smart/grants/mine", headers=rest).json()
     by_app = {grant["client_id"]: grant for grant in grants}
     expect(set(by_app) == {ENV["CLIENT_ID"], ENV["NARROW_CLIENT_ID"]}, "both apps are listed", grants)

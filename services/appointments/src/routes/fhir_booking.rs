@@ -396,14 +396,13 @@ async fn patch_status(
             let unsupported = || {
                 ApiError::unprocessable(
                     "unsupported_patch",
-                    "Only cancelling is patchable: `[{\"op\": \"replace\", \"path\": \"/status\", \"value\": \"cancelled\"}]`, optionally setting `/cancelationReason`.",
+                    "Only cancelling is patchable: `[{\"op\": \"replace\", \"path\": \"/status\", \"value\": \"cancelled\"}]`, optionally setting `/cancelationReason` (no `test` operations: the cancellation itself checks that the appointment can be cancelled).",
                 )
             };
             let mut cancels = false;
             let mut reason = None;
             for operation in &patch {
                 match (operation["op"].as_str(), operation["path"].as_str()) {
-                    (Some("test"), Some(_)) => {}
                     (Some("replace" | "add"), Some("/status")) if operation["value"] == "cancelled" => {
                         cancels = true;
                     }

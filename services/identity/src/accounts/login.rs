@@ -32,8 +32,9 @@ pub const PAIR_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const ACCOUNT_LIMIT: i32 = 20;
 pub const ACCOUNT_WINDOW: Duration = Duration::from_secs(5 * 60);
 
-/// First-party clients that may use the password grant.
-pub const FIRST_PARTY_CLIENTS: [&str; 2] = ["polyclinic-app", "polyclinic-web"];
+/// First-party clients that may use the password grant (their tokens act with the person's
+/// whole role).
+pub use polyclinic_auth::FIRST_PARTY_CLIENTS;
 
 /// An OAuth token response (RFC 6749 section 5.1).
 #[derive(Debug, Serialize, ToSchema)]
@@ -155,6 +156,7 @@ pub async fn start_session_as(
             token_hash: &hash,
             expires_at: Utc::now() + refresh_ttl,
             grant_id: app.map(|app| app.grant_id),
+            scopes: app.map(|app| app.scopes),
         },
     )
     .await?;
@@ -319,8 +321,13 @@ pub async fn purge_throttle(pool: &PgPool) -> anyhow::Result<u64> {
 }
 
 /// `grant_type=refresh_token`: rotates the refresh token. Presenting one that was already
-/// used means it leaked: the whole login is revoked.
-pub async fn refresh_grant(state: &AppState, presented: &str) -> Result<TokenResponse, GrantError> {
+/// used means it leaked: the whole login is revoked. An app's login is refreshed only by
+/// that app (`client`: the client id and secret it presented; a confidential app must).
+pub async fn refresh_grant(
+    state: &AppState,
+    presented: &str,
+    client: Option<(&str, Option<&str>)>,
+) -> Result<TokenResponse, GrantError> {
     let hash = tokens::hash_refresh_token(presented);
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
     let Some(token) = sessions::find_refresh_token_for_update(&mut tx, &hash).await? else {
@@ -356,13 +363,26 @@ pub async fn refresh_grant(state: &AppState, presented: &str) -> Result<TokenRes
     if user.status != UserStatus::Active {
         return Err(GrantError::InvalidGrant("this account is deactivated"));
     }
-    // An app's login lasts as long as its grant, with the scopes granted now.
-    let grant = match token.grant_id {
+    // An app's login lasts as long as its grant, with what it was granted that is granted
+    // still (a later, wider consent does not widen it).
+    let scopes = match token.grant_id {
         None => None,
-        Some(grant_id) => match smart::find_grant(&mut tx, grant_id).await? {
-            Some(grant) if grant.revoked_at.is_none() => Some(grant),
-            _ => return Err(GrantError::InvalidGrant("access for this app was revoked")),
-        },
+        Some(grant_id) => {
+            crate::accounts::smart::authenticate_client(state, &token.client_id, client).await?;
+            match smart::find_grant(&mut tx, grant_id).await? {
+                Some(grant) if grant.revoked_at.is_none() => {
+                    let kept: Vec<String> = token
+                        .scopes
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|scope| grant.scopes.contains(scope))
+                        .collect();
+                    Some((grant_id, kept))
+                }
+                _ => return Err(GrantError::InvalidGrant("access for this app was revoked")),
+            }
+        }
     };
 
     let (refresh_token, new_hash) = tokens::new_refresh_token()?;
@@ -376,13 +396,14 @@ pub async fn refresh_grant(state: &AppState, presented: &str) -> Result<TokenRes
             token_hash: &new_hash,
             expires_at: token.expires_at,
             grant_id: token.grant_id,
+            scopes: scopes.as_ref().map(|(_, scopes)| scopes.as_slice()),
         },
     )
     .await?;
     tx.commit().await.map_err(anyhow::Error::from)?;
-    let app = grant.as_ref().map(|grant| AppLogin {
-        grant_id: grant.id,
-        scopes: &grant.scopes,
+    let app = scopes.as_ref().map(|(grant_id, scopes)| AppLogin {
+        grant_id: *grant_id,
+        scopes,
         nonce: None,
     });
     access_for(

@@ -412,6 +412,7 @@ pub async fn allow(
             grant_id,
             redirect_uri: &checked.redirect_uri,
             code_challenge: &checked.code_challenge,
+            scopes: &scopes,
             nonce: checked.nonce.as_deref(),
             expires_at: Utc::now() + CODE_TTL,
         },
@@ -432,31 +433,54 @@ pub struct Client<'a> {
     pub client_secret: Option<&'a str>,
 }
 
+/// The active app `client_id`, if the client that presented `client` (its id and secret)
+/// is it: a confidential app must present its secret; a public one may name itself.
+pub async fn authenticate_client(
+    state: &AppState,
+    client_id: &str,
+    client: Option<(&str, Option<&str>)>,
+) -> Result<App, GrantError> {
+    if client.is_some_and(|(presented, _)| presented != client_id) {
+        return Err(GrantError::InvalidClient);
+    }
+    let app = repo::find_app(&state.pool, client_id)
+        .await?
+        .filter(|app| app.status == "ACTIVE")
+        .ok_or(GrantError::InvalidClient)?;
+    if let Some(hash) = &app.secret_hash {
+        // Digests compared: how long a comparison of SHA-256 digests takes says nothing of
+        // the secret.
+        let presented = client
+            .and_then(|(_, secret)| secret)
+            .map(tokens::hash_refresh_token);
+        if presented.as_ref() != Some(hash) {
+            return Err(GrantError::InvalidClient);
+        }
+    }
+    Ok(app)
+}
+
 /// `grant_type=authorization_code`: a code, its redirect URI and the PKCE verifier become
 /// the app's tokens.
 pub async fn exchange(
     state: &AppState,
     client: Client<'_>,
     code: &str,
-    redirect_uri: Option<&str>,
+    redirect_uri: &str,
     verifier: &str,
 ) -> Result<TokenResponse, GrantError> {
-    let app = repo::find_app(&state.pool, client.client_id)
-        .await?
-        .filter(|app| app.status == "ACTIVE")
-        .ok_or(GrantError::InvalidClient)?;
-    if let Some(hash) = &app.secret_hash {
-        let presented = client.client_secret.map(tokens::hash_refresh_token);
-        // Digests compared: how long a comparison of SHA-256 digests takes says nothing of
-        // the secret.
-        let matches = presented.is_some_and(|presented| presented == *hash);
-        if !matches {
-            return Err(GrantError::InvalidClient);
-        }
-    }
+    let app = authenticate_client(
+        state,
+        client.client_id,
+        Some((client.client_id, client.client_secret)),
+    )
+    .await?;
     let code_hash = tokens::hash_refresh_token(code);
+    // The login this code starts, named before the code is taken so that a second use
+    // finds it (in the same transaction as the first use's mark).
+    let family_id = Uuid::now_v7();
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-    let stored = repo::take_code(&mut tx, &code_hash).await?;
+    let stored = repo::take_code(&mut tx, &code_hash, family_id).await?;
     let Some(stored) = stored.filter(|stored| stored.client_id == app.client_id) else {
         return Err(GrantError::InvalidGrant("unknown authorization code"));
     };
@@ -476,7 +500,7 @@ pub async fn exchange(
     if stored.expires_at <= Utc::now() || stored.revoked_at.is_some() {
         return Err(GrantError::InvalidGrant("authorization code expired"));
     }
-    if redirect_uri.is_some_and(|uri| uri != stored.redirect_uri) {
+    if redirect_uri != stored.redirect_uri {
         return Err(GrantError::InvalidGrant(
             "redirect_uri differs from the authorization request's",
         ));
@@ -494,8 +518,6 @@ pub async fn exchange(
         .filter(|user| user.status == crate::domain::user::UserStatus::Active)
         .ok_or(GrantError::InvalidGrant("this account is deactivated"))?;
     drop(conn);
-    let family_id = Uuid::now_v7();
-    repo::set_code_family(&state.pool, &code_hash, family_id).await?;
     login::start_session_as(
         state,
         &user,

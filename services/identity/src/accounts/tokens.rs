@@ -186,7 +186,6 @@ struct IdToken<'a> {
     iss: &'a str,
     exp: i64,
     iat: i64,
-    auth_time: i64,
     #[serde(flatten)]
     claims: &'a IdClaims<'a>,
 }
@@ -205,7 +204,6 @@ pub async fn issue_id_token(
         iss: &settings.issuer,
         exp: now.timestamp() + secs(settings.access_ttl),
         iat: now.timestamp(),
-        auth_time: now.timestamp(),
         claims,
     };
     let mut header = Header::new(Algorithm::EdDSA);

@@ -14,6 +14,8 @@ pub struct RefreshToken {
     pub used_at: Option<DateTime<Utc>>,
     /// The SMART grant the login holds, for an app's login.
     pub grant_id: Option<Uuid>,
+    /// What the app was granted when the login began.
+    pub scopes: Option<Vec<String>>,
 }
 
 pub struct NewRefreshToken<'a> {
@@ -23,6 +25,7 @@ pub struct NewRefreshToken<'a> {
     pub token_hash: &'a [u8],
     pub expires_at: DateTime<Utc>,
     pub grant_id: Option<Uuid>,
+    pub scopes: Option<&'a [String]>,
 }
 
 pub async fn insert_refresh_token(
@@ -30,8 +33,8 @@ pub async fn insert_refresh_token(
     token: &NewRefreshToken<'_>,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "insert into refresh_tokens (id, family_id, user_id, client_id, token_hash, expires_at, grant_id)
-         values ($1, $2, $3, $4, $5, $6, $7)",
+        "insert into refresh_tokens (id, family_id, user_id, client_id, token_hash, expires_at, grant_id, scopes)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(Uuid::now_v7())
     .bind(token.family_id)
@@ -40,6 +43,7 @@ pub async fn insert_refresh_token(
     .bind(token.token_hash)
     .bind(token.expires_at)
     .bind(token.grant_id)
+    .bind(token.scopes)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -52,7 +56,7 @@ pub async fn find_refresh_token_for_update(
     token_hash: &[u8],
 ) -> anyhow::Result<Option<RefreshToken>> {
     Ok(sqlx::query_as(
-        "select id, family_id, user_id, client_id, expires_at, used_at, grant_id from refresh_tokens
+        "select id, family_id, user_id, client_id, expires_at, used_at, grant_id, scopes from refresh_tokens
          where token_hash = $1 for update",
     )
     .bind(token_hash)

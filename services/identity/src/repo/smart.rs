@@ -179,19 +179,21 @@ pub struct NewCode<'a> {
     pub grant_id: Uuid,
     pub redirect_uri: &'a str,
     pub code_challenge: &'a str,
+    pub scopes: &'a [String],
     pub nonce: Option<&'a str>,
     pub expires_at: DateTime<Utc>,
 }
 
 pub async fn insert_code(conn: &mut PgConnection, code: &NewCode<'_>) -> anyhow::Result<()> {
     sqlx::query(
-        "insert into authorization_codes (code_hash, grant_id, redirect_uri, code_challenge, nonce, expires_at)
-         values ($1, $2, $3, $4, $5, $6)",
+        "insert into authorization_codes (code_hash, grant_id, redirect_uri, code_challenge, scopes, nonce, expires_at)
+         values ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(code.code_hash)
     .bind(code.grant_id)
     .bind(code.redirect_uri)
     .bind(code.code_challenge)
+    .bind(code.scopes)
     .bind(code.nonce)
     .bind(code.expires_at)
     .execute(&mut *conn)
@@ -215,14 +217,15 @@ pub struct StoredCode {
     pub family_id: Option<Uuid>,
 }
 
-/// The code with this digest, locked, and marked used (whatever follows: a code is tried
-/// once).
+/// The code with this digest, locked, and marked used by the login `family_id` (whatever
+/// follows: a code is tried once; a second try finds the first one's login to end).
 pub async fn take_code(
     conn: &mut PgConnection,
     code_hash: &[u8],
+    family_id: Uuid,
 ) -> anyhow::Result<Option<StoredCode>> {
     let found: Option<StoredCode> = sqlx::query_as(
-        "select c.grant_id, g.client_id, g.user_id, g.scopes, c.redirect_uri, c.code_challenge,
+        "select c.grant_id, g.client_id, g.user_id, c.scopes, c.redirect_uri, c.code_challenge,
                 c.nonce, c.expires_at, c.used_at, g.revoked_at, c.family_id
          from authorization_codes c join smart_grants g on g.id = c.grant_id
          where c.code_hash = $1 for update of c",
@@ -231,28 +234,17 @@ pub async fn take_code(
     .fetch_optional(&mut *conn)
     .await?;
     if found.is_some() {
-        sqlx::query("update authorization_codes set used_at = coalesce(used_at, now()), updated_at = now() where code_hash = $1")
-            .bind(code_hash)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "update authorization_codes set used_at = coalesce(used_at, now()),
+                 family_id = coalesce(family_id, $2), updated_at = now()
+             where code_hash = $1",
+        )
+        .bind(code_hash)
+        .bind(family_id)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(found)
-}
-
-/// Records the login a code's exchange started.
-pub async fn set_code_family(
-    pool: &PgPool,
-    code_hash: &[u8],
-    family_id: Uuid,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "update authorization_codes set family_id = $2, updated_at = now() where code_hash = $1",
-    )
-    .bind(code_hash)
-    .bind(family_id)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 /// Forgets codes that expired a day ago.

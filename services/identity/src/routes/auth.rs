@@ -171,6 +171,7 @@ async fn token(
             };
             let code = required(request.code, "code")?;
             let verifier = required(request.code_verifier, "code_verifier")?;
+            let redirect_uri = required(request.redirect_uri, "redirect_uri")?;
             smart::exchange(
                 &state,
                 smart::Client {
@@ -178,14 +179,20 @@ async fn token(
                     client_secret: client_secret.as_deref(),
                 },
                 &code,
-                request.redirect_uri.as_deref(),
+                &redirect_uri,
                 &verifier,
             )
             .await?
         }
         "refresh_token" => {
             let refresh_token = required(request.refresh_token, "refresh_token")?;
-            login::refresh_grant(&state, &refresh_token).await?
+            let basic = basic_credentials(&headers);
+            let client = match (&basic, request.client_id.as_deref()) {
+                (Some((id, secret)), _) => Some((id.as_str(), Some(secret.as_str()))),
+                (None, Some(id)) => Some((id, request.client_secret.as_deref())),
+                (None, None) => None,
+            };
+            login::refresh_grant(&state, &refresh_token, client).await?
         }
         "client_credentials" => {
             let (client_id, client_secret) = match basic_credentials(&headers) {

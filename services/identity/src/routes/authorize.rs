@@ -6,8 +6,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use polyclinic_auth::Require;
-use polyclinic_auth::rules::Person;
+use polyclinic_auth::{Role, authenticate};
 use polyclinic_config::IdentityProvider;
 use polyclinic_fhir::capability::SmartEndpoints;
 use polyclinic_fhir::smart::{Context, ResourceScope};
@@ -412,13 +411,28 @@ async fn authorize_decision(
     }
 }
 
-/// OpenID Connect's UserInfo: who the token's person is, and their FHIR resource.
+/// OpenID Connect's UserInfo: who the token's person is, and their FHIR resource. The one
+/// route besides the FHIR API that takes an app's token, when it was granted `openid`.
 #[utoipa::path(get, path = "/api/auth/userinfo", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, description = "The person's claims"), (status = 401, body = ProblemDetails)))]
+    responses((status = 200, description = "The person's claims"), (status = 401, body = ProblemDetails),
+        (status = 403, body = ProblemDetails)))]
 async fn userinfo(
     State(state): State<AppState>,
-    caller: Require<Person>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
+    let caller = authenticate(&state.verifier, &headers, &uri)
+        .await?
+        .ok_or(polyclinic_auth::AuthError::Missing)?;
+    if caller.is(Role::Service) {
+        return Err(ApiError::forbidden(
+            "user_token_required",
+            "This route needs a person's token.",
+        ));
+    }
+    if caller.is_delegated() && !caller.has_scope("openid") {
+        return Err(polyclinic_auth::insufficient_scope("openid"));
+    }
     let user = accounts::find_user(&state.pool, caller.user_id()?).await?;
     let mut claims = json!({
         "sub": user.id,

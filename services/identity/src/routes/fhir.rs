@@ -444,12 +444,18 @@ async fn search_organizations(
     found.sort_by_key(|department| department.id);
     all.extend(found.iter().map(department));
     all.retain(|organization| id.is_none_or(|id| organization.id == id));
-    // Keyed by position (the clinic, then the departments by id): departments are few and
-    // kept whole, and the order is the same on every page.
+    // Keyed so that the clinic comes first and the departments follow by id: a page does
+    // not shift when a department is added or removed.
     let keyed: Vec<(String, Organization)> = all
         .into_iter()
-        .enumerate()
-        .map(|(index, organization)| (format!("{index:06}"), organization))
+        .map(|organization| {
+            let key = if organization.id == CLINIC_ID {
+                "0".to_owned()
+            } else {
+                format!("1{}", organization.id)
+            };
+            (key, organization)
+        })
         .collect();
     let (page, next) = page_of(keyed, count, search.cursor(), |(key, _)| key.clone());
     let resources = page

@@ -156,6 +156,32 @@ pub async fn list(
     with_items(pool, found).await
 }
 
+/// A patient's prescriptions, or a doctor's, in id order from `from` on (inclusive), with
+/// one `status` if given: at most `limit` (the FHIR searches page through them so).
+pub async fn page(
+    pool: &PgPool,
+    patient_id: Option<Uuid>,
+    doctor_id: Option<Uuid>,
+    status: Option<Status>,
+    from: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<PrescriptionRow>> {
+    let found: Vec<PrescriptionRow> = sqlx::query_as(&format!(
+        "select {COLUMNS} from prescriptions
+         where ($1::uuid is null or patient_id = $1) and ($2::uuid is null or doctor_id = $2)
+           and ($3::text is null or status = $3) and ($4::uuid is null or id >= $4)
+         order by id limit $5"
+    ))
+    .bind(patient_id)
+    .bind(doctor_id)
+    .bind(status.map(Status::as_str))
+    .bind(from)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    with_items(pool, found).await
+}
+
 /// A prescription that ended by itself.
 #[derive(Debug, Clone, Copy, sqlx::FromRow)]
 pub struct Completed {

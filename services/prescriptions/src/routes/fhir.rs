@@ -33,7 +33,7 @@ use uuid::Uuid;
 use super::Asking;
 use crate::AppState;
 use crate::access::{Acting, Viewer};
-use crate::charting::{self, Chart, RecordsError};
+use crate::charting::{self, Chart, LogPage, RecordsError};
 use crate::domain::entry::{Content, Severity, Vitals};
 use crate::domain::prescription::Status;
 use crate::prescribing::{self, PrescribingError};
@@ -233,8 +233,9 @@ async fn read_medication_request(
         .ok_or_else(|| not_found("MedicationRequest"))
 }
 
-/// With `patient`, that patient's prescriptions (their record's, as the record read decides
-/// and audits); without, the caller's own (a patient's, or those a doctor wrote).
+/// With `patient`, that patient's prescriptions (the patient, their care team); without, the
+/// caller's own (a patient's, or those a doctor wrote). Paged in SQL by prescription id and
+/// item position, so that every item is reached however many there are.
 async fn search_medication_requests(
     State(state): State<AppState>,
     asking: Asking<Person>,
@@ -242,40 +243,75 @@ async fn search_medication_requests(
     uri: Uri,
 ) -> Result<Fhir<Resource>, ApiError> {
     let search = Search::parse(uri.query(), &["patient", "status"])?;
+    let count = search.count(PAGE, MAX_PAGE)?;
     let status = match search.token("status")? {
         None => None,
         Some(text) => Some(
-            ["active", "completed", "cancelled", "stopped"]
-                .into_iter()
-                .find(|known| *known == text)
+            [
+                ("active", Status::Active),
+                ("completed", Status::Completed),
+                ("cancelled", Status::Cancelled),
+                ("stopped", Status::Stopped),
+            ]
+            .into_iter()
+            .find(|(known, _)| *known == text)
+            .map(|(_, status)| status)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_search",
+                    format!("status: one of active, completed, cancelled, stopped (not `{text}`)."),
+                )
+            })?,
+        ),
+    };
+    // The cursor is the last item's sort key: `<prescription>-<position, three digits>`.
+    let cursor = search.cursor();
+    let from = match cursor {
+        None => None,
+        Some(cursor) => Some(
+            cursor
+                .get(..36)
+                .and_then(|id| Uuid::parse_str(id).ok())
                 .ok_or_else(|| {
                     ApiError::bad_request(
                         "invalid_search",
-                        format!(
-                            "status: one of active, completed, cancelled, stopped (not `{text}`)."
-                        ),
+                        "_cursor: not a cursor this server made.",
                     )
                 })?,
         ),
     };
-    let viewer = asking.viewer();
-    let prescriptions = match search.reference("patient", "Patient")? {
-        Some(patient) => {
-            charting::read(&state, &viewer, patient)
-                .await?
-                .prescriptions
-        }
-        None => prescribing::mine(&state, &viewer).await?,
-    };
-    let resources = prescriptions
+    // Every prescription has an item: this many prescriptions hold the page and one more.
+    let fetch = i64::try_from(count).unwrap_or(100) + 2;
+    let prescriptions = prescribing::page(
+        &state,
+        &asking.viewer(),
+        search.reference("patient", "Patient")?,
+        status,
+        from,
+        fetch,
+    )
+    .await
+    .map_err(|err| match err {
+        PrescribingError::PrescriptionNotFound => ApiError::not_found(
+            "record_not_found",
+            "No such record of a patient you care for.",
+        ),
+        other => other.into(),
+    })?;
+    let items: Vec<(String, Resource)> = prescriptions
         .iter()
-        .filter(|prescription| {
-            status.is_none_or(|status| medication_status(prescription.status) == status)
-        })
         .flat_map(medication_requests)
+        .filter(|(key, _)| cursor.is_none_or(|cursor| key.as_str() > cursor))
         .collect();
-    let (page, next) = page_resources(resources, &search)?;
-    Ok(searchset(&base, "MedicationRequest", &search, page, next))
+    let (page, next) = overfetched(items, count, |(key, _)| key.clone());
+    let resources = page.into_iter().map(|(_, resource)| resource).collect();
+    Ok(searchset(
+        &base,
+        "MedicationRequest",
+        &search,
+        resources,
+        next,
+    ))
 }
 
 // ---- AllergyIntolerance ----
@@ -822,13 +858,12 @@ async fn search_audit_events(
         }
         Acting::Patient if agent.is_none() => {
             let own = patient.unwrap_or(viewer.id);
-            charting::access_log(&state, &viewer, own)
-                .await?
-                .into_iter()
-                .filter(|row| range.contains(row.at))
-                .filter(|row| before.is_none_or(|before| row.id < before))
-                .take(count + 1)
-                .collect()
+            let page = LogPage {
+                from: range.from,
+                to: range.to,
+                before,
+            };
+            charting::access_log_page(&state, &viewer, own, &page, count + 1).await?
         }
         _ => return Err(not_found("AuditEvent")),
     };

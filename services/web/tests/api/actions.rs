@@ -415,6 +415,7 @@ async fn an_admin_registers_a_smart_app_and_a_patient_withdraws_its_access_from_
             ("client_id", "lab-portal"),
             ("redirect_uri", "https://lab.example/callback"),
             ("scope", "launch/patient patient/Observation.rs"),
+            ("aud", &platform.url(Service::Gateway, "/fhir")),
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "S256"),
             ("username", "apps.patient@example.test"),

@@ -81,6 +81,27 @@ impl<T: Serialize> IntoResponse for Fhir<T> {
     }
 }
 
+/// The answer to a read of what the caller may not see, or what does not exist: 404, never
+/// telling which (as in the REST API).
+pub fn not_found(resource_type: &str) -> ApiError {
+    ApiError::not_found(
+        "resource_not_found",
+        format!("No {resource_type} with this id is visible to you."),
+    )
+}
+
+/// A search's answer: the `searchset` of `resources` on `base/resource_type`, with `next`
+/// when more follow (see [`Bundle::searchset`]).
+pub fn searchset(
+    base: &Base,
+    resource_type: &str,
+    search: &Search,
+    resources: Vec<Resource>,
+    next: Option<String>,
+) -> Fhir<Resource> {
+    Fhir(Bundle::searchset(base.as_str(), resource_type, search, resources, next).into())
+}
+
 /// The FHIR base URL as clients see it (`<public_url>/fhir`), for links and `fullUrl`s.
 #[derive(Debug, Clone)]
 pub struct Base(pub Arc<str>);

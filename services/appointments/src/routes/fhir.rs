@@ -24,7 +24,7 @@ use polyclinic_fhir::resources::{Appointment, Participant, Schedule, Slot};
 use polyclinic_fhir::search::DateRange;
 use polyclinic_fhir::systems::{CANCELLATION_REASON, EXTENSION_BASE};
 use polyclinic_fhir::types::{CodeableConcept, Coding, Extension, Reference};
-use polyclinic_fhir::{Base, Bundle, Fhir, Resource, Search};
+use polyclinic_fhir::{Base, Fhir, Resource, Search, not_found, searchset};
 use polyclinic_http::extract::Path;
 use polyclinic_http::{ApiError, RequestId};
 use uuid::Uuid;
@@ -64,13 +64,6 @@ pub fn router() -> Router<AppState> {
         .route("/Slot/{id}", get(read_slot))
         .route("/Appointment", get(search_appointments))
         .route("/Appointment/{id}", get(read_appointment))
-}
-
-fn not_found(resource_type: &str) -> ApiError {
-    ApiError::not_found(
-        "resource_not_found",
-        format!("No {resource_type} with this id is visible to you."),
-    )
 }
 
 fn anonymous(request_id: &RequestId) -> CallContext<'_> {
@@ -282,9 +275,7 @@ async fn search_schedules(
         Err(err) if err.status().as_u16() == 404 => Vec::new(),
         Err(err) => return Err(err),
     };
-    Ok(Fhir(
-        Bundle::searchset(base.as_str(), "Schedule", &search, found, None).into(),
-    ))
+    Ok(searchset(&base, "Schedule", &search, found, None))
 }
 
 /// The calendar slots of `doctor_id` starting within `range` (at most 31 days).
@@ -377,9 +368,7 @@ async fn search_slots(
         .collect();
     let (page, next) = overfetched(slots, count, |found| found.id.clone());
     let resources = page.into_iter().map(Resource::from).collect();
-    Ok(Fhir(
-        Bundle::searchset(base.as_str(), "Slot", &search, resources, next).into(),
-    ))
+    Ok(searchset(&base, "Slot", &search, resources, next))
 }
 
 /// A slot by its id: the doctor's slot at that start, free or busy now; 404 when the
@@ -469,10 +458,7 @@ async fn search_appointments(
                 .patient_id
                 .is_some_and(|patient| patient != caller.id)
             {
-                return Ok(Fhir(
-                    Bundle::searchset(base.as_str(), "Appointment", &search, Vec::new(), None)
-                        .into(),
-                ));
+                return Ok(searchset(&base, "Appointment", &search, Vec::new(), None));
             }
             filter.patient_id = Some(caller.id.into());
         }
@@ -486,7 +472,5 @@ async fn search_appointments(
         .iter()
         .map(|row| Resource::from(appointment(row)))
         .collect();
-    Ok(Fhir(
-        Bundle::searchset(base.as_str(), "Appointment", &search, resources, next).into(),
-    ))
+    Ok(searchset(&base, "Appointment", &search, resources, next))
 }

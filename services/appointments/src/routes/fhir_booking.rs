@@ -27,7 +27,7 @@ use polyclinic_fhir::parameters::Input;
 use polyclinic_fhir::resources::{Appointment, Participant};
 use polyclinic_fhir::systems::EXTENSION_BASE;
 use polyclinic_fhir::types::{CodeableConcept, Extension, Reference};
-use polyclinic_fhir::{Base, Bundle, Fhir, Resource};
+use polyclinic_fhir::{Base, Bundle, Fhir, Resource, not_found};
 use polyclinic_http::extract::{JsonBytes, Path};
 use polyclinic_http::{ApiError, RequestId};
 use serde_json::Value;
@@ -349,12 +349,7 @@ async fn cancel_with(
     id: &str,
     reason: Option<String>,
 ) -> Result<(StatusCode, Resource), ApiError> {
-    let id = Uuid::parse_str(id).map_err(|_| {
-        ApiError::not_found(
-            "resource_not_found",
-            "No Appointment with this id is visible to you.",
-        )
-    })?;
+    let id = Uuid::parse_str(id).map_err(|_| not_found("Appointment"))?;
     let reason = parse_text(reason.as_deref(), 500).map_err(|message| {
         ApiError::unprocessable("invalid_parameters", format!("reason: {message}"))
     })?;

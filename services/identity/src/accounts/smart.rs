@@ -271,6 +271,16 @@ pub async fn check(
         .client_id
         .as_deref()
         .ok_or_else(|| AuthorizeError::Page("The request names no app (`client_id`).".into()))?;
+    // No registered client id is longer, or holds anything but these characters.
+    let plausible = client_id.len() <= 64
+        && client_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !plausible {
+        return Err(AuthorizeError::Page(
+            "No app with this client id is registered here.".into(),
+        ));
+    }
     let app = repo::find_app(&state.pool, client_id)
         .await?
         .filter(|app| app.status == "ACTIVE")

@@ -3,7 +3,7 @@
 //! allows or denies it), and OpenID Connect's `userinfo`.
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use polyclinic_auth::{Role, authenticate};
@@ -304,13 +304,23 @@ fn builtin(state: &AppState) -> Option<Response> {
     responses((status = 200, description = "The sign-in and consent page", content_type = "text/html"),
         (status = 303, description = "Back to the app with `error`"),
         (status = 400, description = "A request that cannot be sent back to its app", content_type = "text/html")))]
-async fn authorize_page(
-    State(state): State<AppState>,
-    Query(request): Query<AuthorizeRequest>,
-) -> Response {
+async fn authorize_page(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     if let Some(response) = builtin(&state) {
         return response;
     }
+    // Read here rather than by the query extractor, so that a malformed request gets the
+    // page, as the person's browser shows it, not a JSON problem.
+    let query = query.unwrap_or_default();
+    let request: AuthorizeRequest = match serde_urlencoded::from_str(&query) {
+        Ok(request) if !polyclinic_http::extract::has_encoded_nul(&query) => request,
+        _ => {
+            return problem_page(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "The app's request is not readable.".into(),
+            );
+        }
+    };
     match smart::check(&state, &request).await {
         Ok(checked) => consent(&state, &checked, &request, None, "", StatusCode::OK),
         Err(err) => refused(&state, err),

@@ -14,7 +14,7 @@ use polyclinic_fhir::resources::{Location, Organization, Patient, Practitioner, 
 use polyclinic_fhir::types::{
     Address, CodeableConcept, Coding, ContactPoint, HumanName, Reference,
 };
-use polyclinic_fhir::{Base, Bundle, Fhir, Resource, Search};
+use polyclinic_fhir::{Base, Fhir, Resource, Search, not_found, searchset};
 use polyclinic_http::ApiError;
 use polyclinic_http::extract::Path;
 use uuid::Uuid;
@@ -48,23 +48,6 @@ pub fn router() -> Router<AppState> {
         .route("/Organization/{id}", get(read_organization))
         .route("/Location", get(search_locations))
         .route("/Location/{id}", get(read_location))
-}
-
-fn not_found(resource_type: &str) -> ApiError {
-    ApiError::not_found(
-        "resource_not_found",
-        format!("No {resource_type} with this id is visible to you."),
-    )
-}
-
-fn searchset(
-    base: &Base,
-    resource_type: &str,
-    search: &Search,
-    resources: Vec<Resource>,
-    next: Option<String>,
-) -> Fhir<Resource> {
-    Fhir(Bundle::searchset(base.as_str(), resource_type, search, resources, next).into())
 }
 
 fn name(user: &User) -> Vec<HumanName> {

@@ -25,7 +25,7 @@ use polyclinic_fhir::systems::{EXTENSION_BASE, ICD10, LOINC, PRESCRIPTION};
 use polyclinic_fhir::types::{
     CodeableConcept, Coding, Count, DatePeriod, Extension, Identifier, Meta, Quantity, Reference,
 };
-use polyclinic_fhir::{Base, Bundle, Fhir, Resource, Search};
+use polyclinic_fhir::{Base, Fhir, Resource, Search, not_found, searchset};
 use polyclinic_http::ApiError;
 use polyclinic_http::extract::Path;
 use uuid::Uuid;
@@ -69,29 +69,12 @@ pub fn router() -> Router<AppState> {
         .route("/AuditEvent/{id}", get(read_audit_event))
 }
 
-fn not_found(resource_type: &str) -> ApiError {
-    ApiError::not_found(
-        "resource_not_found",
-        format!("No {resource_type} with this id is visible to you."),
-    )
-}
-
 /// A refusal of the record flows, as a read by id says it: 404 for what is not visible.
 fn read_error(err: RecordsError, resource_type: &str) -> ApiError {
     match err {
         RecordsError::RecordNotFound | RecordsError::EntryNotFound => not_found(resource_type),
         other => other.into(),
     }
-}
-
-fn searchset(
-    base: &Base,
-    resource_type: &str,
-    search: &Search,
-    resources: Vec<Resource>,
-    next: Option<String>,
-) -> Fhir<Resource> {
-    Fhir(Bundle::searchset(base.as_str(), resource_type, search, resources, next).into())
 }
 
 /// The patient a clinical search names; they are required (a record is one patient's).

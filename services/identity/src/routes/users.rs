@@ -249,6 +249,12 @@ impl utoipa::PartialSchema for CreateStaffRequest {
                 "then": {"required": required, "properties": fields}
             })
         };
+        // Staff are administrators, doctors and nurses; patients register themselves.
+        schema["properties"]["role"] = json!({
+            "type": "string",
+            "enum": ["ADMIN", "DOCTOR", "NURSE"],
+            "description": "Patients register themselves at `/api/users/patients`."
+        });
         schema["allOf"] = json!([
             needs(
                 "DOCTOR",

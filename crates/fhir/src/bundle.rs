@@ -35,7 +35,7 @@ pub struct Entry {
     pub search: Option<EntrySearch>,
 }
 
-/// A Bundle (`searchset`, or `collection` for an operation's list).
+/// A `searchset` Bundle.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bundle {
     #[serde(rename = "type")]
@@ -90,15 +90,6 @@ impl Bundle {
             kind: "searchset",
             link: Vec::new(),
             entry: entries(base, resources, Some("match")),
-        }
-    }
-
-    /// A `collection` of `resources`.
-    pub fn collection(base: &str, resources: Vec<Resource>) -> Self {
-        Self {
-            kind: "collection",
-            link: Vec::new(),
-            entry: entries(base, resources, None),
         }
     }
 }

@@ -1,73 +1,12 @@
-//! `Parameters`: what an operation takes ([`Input`]) and answers ([`Parameters`]).
+//! `Parameters`: what an operation takes ([`Input`]).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use polyclinic_http::ApiError;
-use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::Resource;
 use crate::search::reference_id;
-use crate::types::{Reference, optional_instant};
-
-/// One named value (or resource) of a Parameters resource.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Parameter {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value_string: Option<String>,
-    #[serde(
-        serialize_with = "optional_instant",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub value_date_time: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value_reference: Option<Reference>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource: Option<Box<Resource>>,
-}
-
-/// An operation's answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct Parameters {
-    pub parameter: Vec<Parameter>,
-}
-
-impl Parameter {
-    fn named(name: &str) -> Self {
-        Self {
-            name: name.to_owned(),
-            value_string: None,
-            value_date_time: None,
-            value_reference: None,
-            resource: None,
-        }
-    }
-
-    /// A parameter holding a resource.
-    pub fn resource(name: &str, resource: impl Into<Resource>) -> Self {
-        Self {
-            resource: Some(Box::new(resource.into())),
-            ..Self::named(name)
-        }
-    }
-
-    pub fn string(name: &str, value: impl Into<String>) -> Self {
-        Self {
-            value_string: Some(value.into()),
-            ..Self::named(name)
-        }
-    }
-
-    pub fn date_time(name: &str, value: DateTime<Utc>) -> Self {
-        Self {
-            value_date_time: Some(value),
-            ..Self::named(name)
-        }
-    }
-}
 
 fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::bad_request("invalid_parameters", detail.into())

@@ -7,10 +7,9 @@ use serde::Serialize;
 use crate::bundle::Bundle;
 use crate::capability::CapabilityStatement;
 use crate::outcome::OperationOutcome;
-use crate::parameters::Parameters;
 use crate::types::{
     Address, CodeableConcept, Coding, ContactPoint, Count, DatePeriod, Extension, HumanName,
-    Identifier, Meta, Period, Quantity, Reference, instant,
+    Identifier, Meta, Quantity, Reference, instant,
 };
 
 /// Any resource the API answers, tagged with its `resourceType`.
@@ -33,7 +32,6 @@ pub enum Resource {
     Bundle(Bundle),
     CapabilityStatement(CapabilityStatement),
     OperationOutcome(OperationOutcome),
-    Parameters(Parameters),
 }
 
 impl Resource {
@@ -56,8 +54,7 @@ impl Resource {
             Resource::AuditEvent(it) => Some(&it.id),
             Resource::Bundle(_)
             | Resource::CapabilityStatement(_)
-            | Resource::OperationOutcome(_)
-            | Resource::Parameters(_) => None,
+            | Resource::OperationOutcome(_) => None,
         }
     }
 
@@ -80,7 +77,6 @@ impl Resource {
             Resource::Bundle(_) => "Bundle",
             Resource::CapabilityStatement(_) => "CapabilityStatement",
             Resource::OperationOutcome(_) => "OperationOutcome",
-            Resource::Parameters(_) => "Parameters",
         }
     }
 }
@@ -111,8 +107,7 @@ into_resource!(
     AuditEvent,
     Bundle,
     CapabilityStatement,
-    OperationOutcome,
-    Parameters
+    OperationOutcome
 );
 
 /// A patient: who they are and how to reach them. Nothing clinical.
@@ -192,9 +187,6 @@ pub struct Schedule {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub specialty: Vec<CodeableConcept>,
     pub actor: Vec<Reference>,
-    /// How far ahead slots are listed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub planning_horizon: Option<Period>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }

@@ -144,21 +144,6 @@ pub struct Address {
     pub text: String,
 }
 
-/// A `Period`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Period {
-    #[serde(
-        serialize_with = "optional_instant",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub start: Option<DateTime<Utc>>,
-    #[serde(
-        serialize_with = "optional_instant",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub end: Option<DateTime<Utc>>,
-}
-
 /// A `Period` of whole dates.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DatePeriod {

@@ -99,7 +99,6 @@ fn schedule(doctor_id: Uuid, specialization: &str) -> Schedule {
             vec![CodeableConcept::text(specialization)]
         },
         actor: vec![Reference::to("Practitioner", doctor_id)],
-        planning_horizon: None,
         comment: None,
     }
 }
@@ -225,16 +224,7 @@ async fn doctor_specialization(
     doctor_id: Uuid,
     call: CallContext<'_>,
 ) -> Result<String, ApiError> {
-    known_doctor(state, doctor_id, call).await?;
-    Ok(state
-        .booking
-        .peers()
-        .doctor_cached(doctor_id.into(), call)
-        .await
-        .ok()
-        .flatten()
-        .map(|doctor| doctor.specialization)
-        .unwrap_or_default())
+    Ok(known_doctor(state, doctor_id, call).await?.specialization)
 }
 
 async fn read_schedule(

@@ -138,16 +138,7 @@ async fn find(
         input.text("specialty")?,
     ) {
         (Some(doctor_id), specialty) => {
-            known_doctor(&state, doctor_id, call).await?;
-            let specialization = state
-                .booking
-                .peers()
-                .doctor_cached(doctor_id.into(), call)
-                .await
-                .ok()
-                .flatten()
-                .map(|doctor| doctor.specialization)
-                .unwrap_or_default();
+            let specialization = known_doctor(&state, doctor_id, call).await?.specialization;
             let matches = specialty.as_deref().is_none_or(|wanted| {
                 specialization
                     .to_lowercase()

@@ -33,19 +33,19 @@ fn doctor_not_found() -> ApiError {
     ApiError::not_found("doctor_not_found", "No such doctor.")
 }
 
-/// Checks that `doctor_id` is an active doctor of the directory.
+/// The active doctor `doctor_id` of the directory (404 for anyone else).
 pub(crate) async fn known_doctor(
     state: &AppState,
     doctor_id: Uuid,
     call: CallContext<'_>,
-) -> Result<(), ApiError> {
+) -> Result<crate::peers::Doctor, ApiError> {
     match state
         .booking
         .peers()
         .doctor_cached(doctor_id.into(), call)
         .await
     {
-        Ok(Some(_)) => Ok(()),
+        Ok(Some(doctor)) => Ok(doctor),
         Ok(None) => Err(doctor_not_found()),
         Err(err) => {
             tracing::warn!(error = %err, "the identity service could not be asked about a doctor");

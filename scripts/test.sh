@@ -100,12 +100,13 @@ cargo nextest --version
 
 step "Python tools in a virtual environment (never the system Python)"
 # schemathesis for security/fuzz.sh, kubernetes-validate for deploy/check.sh, PyYAML for
-# deploy/render.py (which a test runs), Authlib (with requests) for the SMART launch test.
+# deploy/render.py (which a test runs), Authlib (with requests) for the SMART launch test,
+# icalendar to read the invites and feeds the calendar tests receive.
 VENV="$CACHE/venv"
 [ -x "$VENV/bin/python3" ] || python3 -m venv "$VENV"
 "$VENV/bin/python3" -m pip install --quiet --disable-pip-version-check \
   "schemathesis==4.32.5" "kubernetes-validate==1.37.0" "PyYAML==6.0.3" \
-  "Authlib==1.9.10" "requests==2.34.2"
+  "Authlib==1.9.10" "requests==2.34.2" "icalendar==7.3.2"
 export PATH="$VENV/bin:$PATH"
 python3 -c 'import yaml, sys; print(sys.prefix, "PyYAML", yaml.__version__)'
 

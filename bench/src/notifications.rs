@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use polyclinic_config::Service;
-use polyclinic_contracts::appointments::{AppointmentRef, AppointmentReminderV1};
+use polyclinic_contracts::appointments::{
+    AppointmentRef, AppointmentReminderV1, AppointmentStatus,
+};
 use polyclinic_events::{EventContext, outbox};
 use polyclinic_testing::SmtpSink;
 use serde_json::json;
@@ -111,6 +113,8 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
                     payment_id: None,
                     amount: 6000,
                     currency: "EUR".into(),
+                    status: Some(AppointmentStatus::Scheduled),
+                    revision: 3,
                 },
             };
             outbox::enqueue(

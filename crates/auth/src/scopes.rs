@@ -31,7 +31,7 @@ scopes! {
     RevocationsRead = "revocations:read";
     /// A user's profile by id (to address an email).
     UsersRead = "users:read";
-    /// A room by id (to say where a visit is).
+    /// A room or a department by id (to say where a visit is).
     RoomsRead = "rooms:read";
     /// An appointment by id.
     AppointmentsRead = "appointments:read";

@@ -533,6 +533,38 @@ impl Config {
                 "holds and pending reservations must be allowed (at least 1)".into(),
             ));
         }
+        if self.waitlist.offer_minutes == 0
+            || self.waitlist.max_entries_per_patient == 0
+            || !(1..=366).contains(&self.waitlist.max_range_days)
+        {
+            return Err((
+                "waitlist.offer_minutes".into(),
+                "offers last at least a minute, a patient may join at least one waitlist, and \
+                 an entry covers 1 to 366 days (`waitlist.max_range_days`)"
+                    .into(),
+            ));
+        }
+        // An authorisation lives seven days: it must be taken within them, and early enough
+        // to leave time for a failed one to be mended.
+        if !(1..=6).contains(&self.payments.authorize_ahead_days) {
+            return Err((
+                "payments.authorize_ahead_days".into(),
+                "must be 1 to 6: a card authorisation lapses after seven days".into(),
+            ));
+        }
+        let lead = self.payments.authorize_lead_hours;
+        if !(2..=24 * self.payments.authorize_ahead_days).contains(&lead)
+            || self.payments.card_update_hours == 0
+            || self.payments.card_update_hours >= lead
+        {
+            return Err((
+                "payments.authorize_lead_hours".into(),
+                "must be 2 hours to `payments.authorize_ahead_days` days, and longer than \
+                 `payments.card_update_hours` (at least 1), so a declined card can be replaced \
+                 before the visit"
+                    .into(),
+            ));
+        }
         // Whether the Stripe key and the SMTP URL are set is the payments and notifications
         // services' own business (`check_services`): no other process holds them.
         match (&self.email.transport, &self.email.smtp_url) {

@@ -100,6 +100,9 @@ pub struct RateLimitConfig {
     /// Requests per minute from one client IP to the Stripe webhook (Stripe's own budget,
     /// apart from anonymous visitors').
     pub webhook_per_minute: u32,
+    /// Reads per minute of one calendar feed (its URL), on top of the anonymous budget of
+    /// the address reading it: calendar applications poll every few minutes at most.
+    pub feed_per_minute: u32,
 }
 
 /// How logs are written.
@@ -341,6 +344,93 @@ pub struct AppointmentsConfig {
     pub max_pending_per_patient: u32,
     /// How long ended, expired, rejected and cancelled appointments are kept.
     pub retention_days: u32,
+}
+
+/// Waitlists of the appointments service: patients waiting for a slot to free.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitlistConfig {
+    /// How long a freed slot is held for the first patient in line to claim it.
+    pub offer_minutes: u32,
+    /// Waitlist entries a patient may hold at once.
+    pub max_entries_per_patient: u32,
+    /// The longest date range one entry may cover, in days.
+    pub max_range_days: u32,
+}
+
+/// The payments service: where it listens (as every service) and when cards are charged.
+///
+/// A card authorisation lapses after about seven days, so a visit further ahead than
+/// `authorize_ahead_days` has its card saved at booking and authorised off-session
+/// `authorize_lead_hours` before the visit; a failed authorisation leaves the patient
+/// `card_update_hours` to give another card before the visit is cancelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "PaymentsSection", into = "PaymentsSection")]
+pub struct PaymentsConfig {
+    pub service: ServiceConfig,
+    pub authorize_ahead_days: u32,
+    pub authorize_lead_hours: u32,
+    pub card_update_hours: u32,
+}
+
+/// [`PaymentsConfig`] as written: one table, the service's keys beside the card timing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentsSection {
+    port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    db_max_connections: u32,
+    trusted_proxies: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+    authorize_ahead_days: u32,
+    authorize_lead_hours: u32,
+    card_update_hours: u32,
+}
+
+impl From<PaymentsSection> for PaymentsConfig {
+    fn from(section: PaymentsSection) -> Self {
+        Self {
+            service: ServiceConfig {
+                port: section.port,
+                url: section.url,
+                database_url: section.database_url,
+                db_max_connections: section.db_max_connections,
+                trusted_proxies: section.trusted_proxies,
+                client_secret: section.client_secret,
+            },
+            authorize_ahead_days: section.authorize_ahead_days,
+            authorize_lead_hours: section.authorize_lead_hours,
+            card_update_hours: section.card_update_hours,
+        }
+    }
+}
+
+impl From<PaymentsConfig> for PaymentsSection {
+    fn from(config: PaymentsConfig) -> Self {
+        let ServiceConfig {
+            port,
+            url,
+            database_url,
+            db_max_connections,
+            trusted_proxies,
+            client_secret,
+        } = config.service;
+        Self {
+            port,
+            url,
+            database_url,
+            db_max_connections,
+            trusted_proxies,
+            client_secret,
+            authorize_ahead_days: config.authorize_ahead_days,
+            authorize_lead_hours: config.authorize_lead_hours,
+            card_update_hours: config.card_update_hours,
+        }
+    }
 }
 
 /// Who handles card payments.

@@ -15,6 +15,9 @@ use crate::{Event, Topic};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AppointmentStatus {
+    /// A freed slot held for the first patient on its waitlist until they claim it or the
+    /// offer lapses.
+    Offered,
     /// The slot is held while the card is authorised.
     Pending,
     /// The card is authorised; waiting for an admin's approval.
@@ -30,7 +33,8 @@ pub enum AppointmentStatus {
 }
 
 impl AppointmentStatus {
-    pub const ALL: [AppointmentStatus; 8] = [
+    pub const ALL: [AppointmentStatus; 9] = [
+        AppointmentStatus::Offered,
         AppointmentStatus::Pending,
         AppointmentStatus::Paid,
         AppointmentStatus::Scheduled,
@@ -43,6 +47,7 @@ impl AppointmentStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            AppointmentStatus::Offered => "OFFERED",
             AppointmentStatus::Pending => "PENDING",
             AppointmentStatus::Paid => "PAID",
             AppointmentStatus::Scheduled => "SCHEDULED",
@@ -94,6 +99,13 @@ pub struct AppointmentRef {
     /// The fee, in minor units.
     pub amount: i64,
     pub currency: String,
+    /// Its status after the change (absent from events written before it was carried).
+    #[serde(default)]
+    pub status: Option<AppointmentStatus>,
+    /// Raised by every change of its status or time: a later event about the appointment
+    /// carries a higher revision (calendars read it as the iCalendar `SEQUENCE`).
+    #[serde(default)]
+    pub revision: i32,
 }
 
 macro_rules! appointment_event {
@@ -121,6 +133,32 @@ appointment_event!(
     /// A slot is held for a patient while the card is authorised.
     AppointmentReservedV1, "polyclinic.appointment.reserved.v1" {
         hold_expires_at: DateTime<Utc>,
+    }
+);
+appointment_event!(
+    /// A freed slot is held for the first patient in line on a waitlist, until
+    /// `offer_expires_at`; they claim it to book it.
+    AppointmentOfferedV1, "polyclinic.appointment.offered.v1" {
+        /// The waitlist entry it answers.
+        waitlist_entry_id: Uuid,
+        offer_expires_at: DateTime<Utc>,
+    }
+);
+appointment_event!(
+    /// The patient claimed the offer: the slot is held while the card is authorised, as for
+    /// any reservation.
+    AppointmentClaimedV1, "polyclinic.appointment.claimed.v1" {
+        waitlist_entry_id: Uuid,
+        hold_expires_at: DateTime<Utc>,
+    }
+);
+appointment_event!(
+    /// The offer closed unclaimed: it lapsed, the patient declined it, or the clinic took
+    /// the slot back (the doctor's time off); the slot passes to the next patient in line.
+    AppointmentOfferExpiredV1, "polyclinic.appointment.offer_expired.v1" {
+        waitlist_entry_id: Uuid,
+        /// `EXPIRED`, `DECLINED` or `WITHDRAWN`.
+        outcome: String,
     }
 );
 appointment_event!(

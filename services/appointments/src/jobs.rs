@@ -5,7 +5,9 @@
 //! - every minute: holds that ran out become EXPIRED (the slot is free at once; the payment
 //!   is voided on the event), and reminders go out for visits 24 hours away;
 //! - every night at 03:00 clinic time: visits that ended are COMPLETED, and terminal
-//!   appointments older than the retention period are purged.
+//!   appointments (and waitlist entries) older than the retention period are purged;
+//! - every few seconds ([`spawn_waitlist`]): lapsed waitlist offers pass on, freed slots are
+//!   offered to the first patient in line, and entries whose range is over end.
 //!
 //! Each job takes `now`, so tests move the clock instead of waiting.
 
@@ -87,9 +89,12 @@ impl Jobs {
         }
     }
 
-    /// Deletes terminal appointments unchanged for the retention period. Returns how many.
+    /// Deletes terminal appointments unchanged for the retention period, and waitlist
+    /// entries out of line as long, with their offers. Returns how many appointments.
     pub async fn purge(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
-        Ok(repo::purge_terminal(&self.pool, now - self.retention).await?)
+        let before = now - self.retention;
+        crate::repo::waitlist::purge_ended(&self.pool, before).await?;
+        Ok(repo::purge_terminal(&self.pool, before).await?)
     }
 
     /// Moves every appointment that is `due` at `now` to `to`, announcing each.
@@ -160,6 +165,40 @@ impl Jobs {
             }
         });
     }
+}
+
+/// How often the waitlist's work runs: a freed slot is offered within this long.
+const WAITLIST_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the waitlist's work until `shutdown`: lapsed offers close (their slots pass on),
+/// openings become offers, and entries whose range is over end.
+pub fn spawn_waitlist(
+    booking: std::sync::Arc<crate::booking::Booking>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(WAITLIST_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = Utc::now();
+            report(
+                "waitlist-expire-offers",
+                booking.expire_offers(now).await.map(|n| n as u64),
+            );
+            report(
+                "waitlist-offers",
+                booking.offer_openings(now).await.map(|n| n as u64),
+            );
+            report(
+                "waitlist-end-entries",
+                booking.end_lapsed_entries(now).await,
+            );
+        }
+    });
 }
 
 /// The events the sweeping jobs write.

@@ -35,6 +35,7 @@ use tokio::net::TcpListener;
 
 use crate::booking::Booking;
 use crate::domain::appointment::Policy;
+use crate::domain::waitlist::WaitlistPolicy;
 use crate::jobs::Jobs;
 use crate::peers::Peers;
 
@@ -64,17 +65,23 @@ impl FromRef<AppState> for PgPool {
     }
 }
 
-/// The clinic's booking rules from the configuration.
-pub fn policy(config: &Config) -> Policy {
+/// The clinic's booking and waitlist rules from the configuration.
+pub fn policy(config: &Config) -> (Policy, WaitlistPolicy) {
     let minutes = |value: u32| chrono::Duration::minutes(i64::from(value));
-    Policy {
+    let booking = Policy {
         hold: minutes(config.booking.hold_minutes),
         notice: minutes(config.booking.min_notice_minutes),
         cancellation_cutoff: chrono::Duration::hours(i64::from(
             config.booking.cancellation_cutoff_hours,
         )),
         max_pending: i64::from(config.booking.max_pending_per_patient),
-    }
+    };
+    let waitlist = WaitlistPolicy {
+        offer: minutes(config.waitlist.offer_minutes),
+        max_entries: i64::from(config.waitlist.max_entries_per_patient),
+        max_range_days: config.waitlist.max_range_days,
+    };
+    (booking, waitlist)
 }
 
 /// The clinic's timezone (validated when the configuration was loaded).
@@ -161,6 +168,7 @@ pub async fn run(
     payments.clone().spawn_shared(shutdown.clone());
     let retention = chrono::Duration::days(i64::from(config.booking.retention_days));
     Jobs::new(pool.clone(), zone(&config)?, retention).spawn(shutdown.clone());
+    jobs::spawn_waitlist(state.booking.clone(), shutdown.clone());
 
     let app = router(&config, state, &backbone, vec![payments]);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");

@@ -79,6 +79,7 @@ impl GatewayState {
                 anonymous: Limiter::new(config.rate_limit.anonymous_per_minute),
                 users: Limiter::new(config.rate_limit.user_per_minute),
                 webhooks: Limiter::new(config.rate_limit.webhook_per_minute),
+                feeds: Limiter::new(config.rate_limit.feed_per_minute),
             }),
             docs: Arc::new(DocsCache::default()),
             body_limit: config.http.body_limit_bytes as usize,

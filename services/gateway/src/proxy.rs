@@ -85,7 +85,7 @@ async fn authorize(
         // On a public route the service judges any token; the gateway only uses a valid one
         // to pick the rate-limit bucket.
         (Access::Public, found) => found.ok().flatten(),
-        (Access::Webhook, _) => None,
+        (Access::Webhook | Access::Feed, _) => None,
         (_, Ok(Some(principal))) => Some(principal),
         (_, Ok(None)) => return Err(AuthError::Missing.into()),
         (_, Err(err)) => return Err(err.into()),
@@ -114,6 +114,10 @@ async fn forward_checked(
     let limits = &state.limits;
     let limited = match rule.access {
         Access::Webhook => limits.webhooks.check(&limit_key(client)),
+        Access::Feed => limits
+            .anonymous
+            .check(&limit_key(client))
+            .and_then(|()| limits.feeds.check(&parts.uri.path().into())),
         _ => limits.check(principal.as_ref(), client),
     };
     if let Err(retry_after) = limited {

@@ -1,7 +1,9 @@
 //! Rate limits, per gateway instance, through `governor` (GCRA: one atomic compare-and-swap
 //! per request, keyed buckets in a sharded map): anonymous callers by client address (IPv6
 //! by /64), authenticated ones by subject, and the Stripe webhook by address in a budget of
-//! its own, so that visitors cannot starve Stripe's deliveries nor the other way round.
+//! its own, so that visitors cannot starve Stripe's deliveries nor the other way round. A
+//! calendar feed counts against its reader's address and against a budget of its own, so a
+//! leaked feed URL cannot be read in a tight loop from many addresses either.
 //!
 //! Memory stays bounded: a task forgets every bucket that has refilled (one that would
 //! answer like a fresh one) every [`PRUNE_EVERY`], so the map holds only the callers of
@@ -65,11 +67,13 @@ async fn prune<K: Hash + Eq + Clone + Send + Sync + 'static>(limiter: Weak<Limit
     }
 }
 
-/// The three budgets the gateway keeps.
+/// The budgets the gateway keeps.
 pub struct Limits {
     pub anonymous: Arc<Limiter<IpAddr>>,
     pub users: Arc<Limiter<Arc<str>>>,
     pub webhooks: Arc<Limiter<IpAddr>>,
+    /// Per calendar feed, keyed by its path (whose secret is the feed's credential).
+    pub feeds: Arc<Limiter<Arc<str>>>,
 }
 
 impl Limits {

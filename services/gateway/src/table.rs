@@ -14,6 +14,9 @@ pub enum Access {
     /// A payment provider's signed callback (the service checks the signature): anyone,
     /// counted against the webhook budget rather than the anonymous visitors' one.
     Webhook,
+    /// A calendar feed, whose secret URL is its credential: anyone, counted against the
+    /// anonymous budget of their address and a budget of the feed's own.
+    Feed,
     /// Any valid token.
     Authenticated,
     /// A valid token with one of these roles.
@@ -130,6 +133,12 @@ pub const TABLE: &[Rule] = rules! {
     GET "/api/events" => Notifications, ADMIN;
     GET "/api/events/dead-letters" => Notifications, ADMIN;
     POST "/api/events/dead-letters/{id}/replay" => Notifications, ADMIN;
+
+    // calendar feeds (notifications)
+    GET "/api/calendar/feed" => Notifications, PERSON;
+    POST "/api/calendar/feed" => Notifications, PERSON;
+    DELETE "/api/calendar/feed" => Notifications, PERSON;
+    GET "/calendar/{file}" => Notifications, Access::Feed;
 
     // medical records and prescriptions
     GET "/api/records/{patient_id}" => Prescriptions, PERSON;

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -201,19 +202,17 @@ impl Transport {
                 // One Message-ID per notification, the same on every attempt: a message
                 // that is sent again (a retry after a lost reply, a resend) is recognisably
                 // the same message to the recipient's mail system.
+                let unbuildable = |err: String| SendError {
+                    message: format!("the message could not be built: {err}"),
+                    permanent: true,
+                };
                 let email = Message::builder()
                     .message_id(Some(format!("<{}@{}>", message.id, from.email.domain())))
                     .from(from.clone())
                     .to(to)
                     .subject(message.subject.clone())
-                    .multipart(MultiPart::alternative_plain_html(
-                        message.body_text.clone(),
-                        message.body_html.clone(),
-                    ))
-                    .map_err(|err| SendError {
-                        message: format!("the message could not be built: {err}"),
-                        permanent: true,
-                    })?;
+                    .multipart(body(message).map_err(unbuildable)?)
+                    .map_err(|err| unbuildable(err.to_string()))?;
                 mailer
                     .send(email)
                     .await
@@ -225,6 +224,28 @@ impl Transport {
             }
         }
     }
+}
+
+/// The body of `message`: its text and HTML as alternatives, and, when it is about an
+/// appointment's time, the iCalendar part as a third alternative (`text/calendar` with its
+/// `method`, which is how mail clients offer to add, update or remove the event) and as an
+/// `invite.ics` attachment for those that only look at attachments.
+fn body(message: &Outbound) -> Result<MultiPart, String> {
+    let alternatives = MultiPart::alternative()
+        .singlepart(SinglePart::plain(message.body_text.clone()))
+        .singlepart(SinglePart::html(message.body_html.clone()));
+    let (Some(calendar), Some(method)) = (&message.calendar, &message.calendar_method) else {
+        return Ok(alternatives);
+    };
+    let inline = ContentType::parse(&format!("text/calendar; charset=utf-8; method={method}"))
+        .map_err(|err| err.to_string())?;
+    let attached = ContentType::parse(&format!("application/ics; method={method}"))
+        .map_err(|err| err.to_string())?;
+    Ok(MultiPart::mixed()
+        .multipart(
+            alternatives.singlepart(SinglePart::builder().header(inline).body(calendar.clone())),
+        )
+        .singlepart(Attachment::new("invite.ics".to_owned()).body(calendar.clone(), attached)))
 }
 
 /// Runs `write` until it succeeds, for up to about 20 s while the database is away, then

@@ -6,6 +6,7 @@
 //! schema, starts the consumers (the event log, and [`mail`], which writes the messages an
 //! event calls for) and the [`delivery`] senders, and serves until shutdown.
 
+pub mod calendar;
 pub mod delivery;
 pub mod directory;
 pub mod event_log;
@@ -50,6 +51,10 @@ pub struct AppState {
     /// Every service with a schema, by name, with its base URL: where consumer outcomes and
     /// dead letters are asked for.
     services: Arc<Vec<(String, String)>>,
+    /// Names, places and the clinic's calendar identity, for the calendar feeds.
+    mail: Arc<Mail>,
+    /// The gateway's public base URL, where feeds are read.
+    public_url: String,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -65,7 +70,7 @@ impl FromRef<AppState> for PgPool {
 }
 
 impl AppState {
-    pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>) -> Self {
+    pub fn new(config: &Config, pool: PgPool, verifier: Arc<Verifier>, mail: Arc<Mail>) -> Self {
         let services = Service::ALL
             .into_iter()
             .filter(|service| service.has_events())
@@ -78,6 +83,8 @@ impl AppState {
                 config.http.upstream_timeout_secs.into(),
             )),
             services: Arc::new(services),
+            mail,
+            public_url: config.public_url.trim_end_matches('/').to_owned(),
         }
     }
 }
@@ -128,15 +135,24 @@ pub fn mail(config: &Config) -> anyhow::Result<Mail> {
         ServiceTokens::for_service(config, SERVICE),
         &config.service_url(Service::Identity),
     );
+    let from: lettre::message::Mailbox =
+        config.email.from.parse().map_err(|err| {
+            anyhow::anyhow!("invalid configuration value for `email.from`: {err}")
+        })?;
     Ok(Mail {
         directory,
         templates: Templates::load()?,
         zone: config.timezone.parse().map_err(|_| {
             anyhow::anyhow!("`timezone`: {} is not an IANA timezone", config.timezone)
         })?,
-        clinic: "Polyclinic".to_owned(),
+        clinic: config.clinic_name.clone(),
         // People sign in through the web app; the emails send them there.
         sign_in_url: config.public_web_url.clone(),
+        organizer: calendar::Party {
+            name: from.name.unwrap_or_else(|| config.clinic_name.clone()),
+            email: from.email.to_string(),
+        },
+        uid_domain: calendar::uid_domain(&config.public_url),
     })
 }
 
@@ -153,18 +169,16 @@ pub async fn run(
 
     let event_log = Arc::new(event_log_consumer(&config, &pool, &backbone));
     event_log.clone().spawn_shared(shutdown.clone());
-    let mail = Arc::new(mail::consumer(
-        &config,
-        &pool,
-        &backbone,
-        Arc::new(self::mail(&config)?),
-    ));
+    let writing = Arc::new(self::mail(&config)?);
+    let mail = Arc::new(mail::consumer(&config, &pool, &backbone, writing.clone()));
     mail.clone().spawn_shared(shutdown.clone());
+    let calendar = Arc::new(calendar::visits::consumer(&config, &pool, &backbone));
+    calendar.clone().spawn_shared(shutdown.clone());
     let transport = Transport::from_config(&config.email)?;
     Sender::new(pool.clone(), transport, &config.email).spawn(shutdown.clone());
 
-    let state = AppState::new(&config, pool.clone(), verifier);
-    let app = router(&config, state, &backbone, vec![event_log, mail]);
+    let state = AppState::new(&config, pool.clone(), verifier, writing);
+    let app = router(&config, state, &backbone, vec![event_log, mail, calendar]);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
     polyclinic_http::serve(listener, app, shutdown, grace).await?;

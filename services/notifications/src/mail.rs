@@ -15,8 +15,9 @@ use polyclinic_events::{Backbone, Consumer, ConsumerSettings, Envelope, Handled,
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::calendar::{self, Party, Visit};
 use crate::directory::{Directory, Person};
-use crate::messages::{Context, Outgoing, Templates, plan};
+use crate::messages::{Context, Outgoing, Role, Templates, plan};
 use crate::repo::notifications::{self, NewNotification};
 
 /// The consumer's name in inboxes, positions and dead letters.
@@ -30,6 +31,10 @@ pub struct Mail {
     pub zone: Tz,
     pub clinic: String,
     pub sign_in_url: String,
+    /// Who organises the visits, as calendar parts name it: the clinic and its address.
+    pub organizer: Party,
+    /// The domain calendar events' `UID`s end in.
+    pub uid_domain: String,
 }
 
 /// `6000, "EUR"` as `60.00 EUR`.
@@ -50,6 +55,19 @@ impl Mail {
                 )
             })
             .unwrap_or_default()
+    }
+
+    /// `deadline` in local time: the time alone when it is today, with its date otherwise.
+    fn deadline(&self, deadline: Option<DateTime<Utc>>) -> String {
+        let Some(deadline) = deadline else {
+            return String::new();
+        };
+        let local = deadline.with_timezone(&self.zone);
+        if local.date_naive() == Utc::now().with_timezone(&self.zone).date_naive() {
+            local.format("%H:%M today").to_string()
+        } else {
+            local.format("%H:%M on %A %-d %B").to_string()
+        }
     }
 
     /// Writes the messages `envelope` calls for.
@@ -81,6 +99,17 @@ impl Mail {
             Some(room) => self.directory.room_name(room, request_id).await?,
             None => None,
         };
+        let location = match &outgoing.invitation {
+            Some(_) => {
+                let doctor = outgoing
+                    .doctor_id
+                    .and_then(|id| people.get(&id).cloned().flatten());
+                self.directory
+                    .location(doctor.as_ref(), outgoing.room_id, request_id)
+                    .await?
+            }
+            None => String::new(),
+        };
         let name_of = |id: Option<Uuid>, fallback: &str| {
             id.and_then(|id| people.get(&id).cloned().flatten())
                 .map(|person| person.display_name())
@@ -107,9 +136,61 @@ impl Mail {
                 .map(|(amount, currency)| format_money(*amount, currency))
                 .unwrap_or_default(),
             money: outgoing.money.unwrap_or("none").to_owned(),
+            action_url: outgoing
+                .action_path
+                .as_deref()
+                .map(|path| format!("{}{path}", self.sign_in_url.trim_end_matches('/')))
+                .unwrap_or_else(|| self.sign_in_url.clone()),
+            deadline: self.deadline(outgoing.deadline),
             ..Context::default()
         };
-        self.write(conn, envelope, &outgoing, &people, base).await
+        self.write(conn, envelope, &outgoing, &people, base, &location)
+            .await
+    }
+
+    /// The calendar part of `recipient`'s message about the appointment, if it has one.
+    fn invite(
+        &self,
+        envelope: &Envelope,
+        outgoing: &Outgoing,
+        recipient: (&Person, Role),
+        base: &Context,
+        location: &str,
+    ) -> Option<(calendar::Method, String)> {
+        let invitation = outgoing.invitation.as_ref()?;
+        let starts_at = outgoing.starts_at?;
+        let (person, role) = recipient;
+        let summary = match role {
+            Role::Patient => format!("Appointment with {}", base.doctor_name),
+            _ => format!("Appointment with {}", base.patient_name),
+        };
+        let visit = Visit {
+            appointment_id: invitation.appointment_id,
+            revision: invitation.revision,
+            stamp: envelope.time,
+            starts_at,
+            ends_at: invitation.ends_at,
+            location: location.to_owned(),
+            standing: invitation.standing,
+            summary,
+            url: format!(
+                "{}/appointments/{}",
+                self.sign_in_url.trim_end_matches('/'),
+                invitation.appointment_id
+            ),
+        };
+        let attendee = Party {
+            name: format!("{} {}", person.first_name, person.last_name),
+            email: person.email.clone(),
+        };
+        let text = calendar::invite(
+            &visit,
+            invitation.method,
+            &self.uid_domain,
+            &self.organizer,
+            &attendee,
+        );
+        Some((invitation.method, text))
     }
 
     async fn write(
@@ -119,6 +200,7 @@ impl Mail {
         outgoing: &Outgoing,
         people: &HashMap<Uuid, Option<Person>>,
         base: Context,
+        location: &str,
     ) -> anyhow::Result<Handled> {
         let mut written = 0;
         let mut skipped = Vec::new();
@@ -140,6 +222,13 @@ impl Mail {
                 ..base.clone()
             };
             let rendered = self.templates.render(recipient.template, &context)?;
+            let invite = self.invite(
+                envelope,
+                outgoing,
+                (&person, recipient.role),
+                &base,
+                location,
+            );
             notifications::insert(
                 conn,
                 &NewNotification {
@@ -149,6 +238,9 @@ impl Mail {
                     recipient_email: &person.email,
                     template: recipient.template,
                     rendered: &rendered,
+                    calendar: invite
+                        .as_ref()
+                        .map(|(method, text)| (*method, text.as_str())),
                 },
             )
             .await?;

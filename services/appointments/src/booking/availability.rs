@@ -1,7 +1,7 @@
 //! A doctor's slots over some days: the calendar (weekly template and time off) laid over
 //! the bookings. What the REST availability route and FHIR's `Slot` both answer.
 
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 
 use super::Booking;
 use crate::domain::schedule::{Calendar, Slot, SlotState};
@@ -18,6 +18,17 @@ impl Booking {
         doctor_id: DoctorId,
         from: NaiveDate,
         to: NaiveDate,
+    ) -> anyhow::Result<Vec<(Slot, SlotState)>> {
+        self.slots_at(doctor_id, from, to, Utc::now()).await
+    }
+
+    /// [`Booking::slots`] as of `now`.
+    pub(crate) async fn slots_at(
+        &self,
+        doctor_id: DoctorId,
+        from: NaiveDate,
+        to: NaiveDate,
+        now: DateTime<Utc>,
     ) -> anyhow::Result<Vec<(Slot, SlotState)>> {
         let (template, rules) = schedules::calendar_parts(&self.pool, doctor_id.into()).await?;
         let calendar = Calendar {
@@ -39,6 +50,6 @@ impl Booking {
             return Ok(Vec::new());
         };
         let busy = repo::busy(&self.pool, doctor_id, window_start, window_end).await?;
-        Ok(calendar.availability(&busy, from, to, Utc::now(), self.policy.notice))
+        Ok(calendar.availability(&busy, from, to, now, self.policy.notice))
     }
 }

@@ -11,6 +11,7 @@ use polyclinic_events::{EventContext, Handled};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::waitlist::{Closing, close_offer};
 use super::{Booking, BookingError, Caller, announce, payment_error, release, unavailable};
 use crate::domain::appointment::{Actor, Lifecycle, Status};
 use crate::peers::{Nurse, Room};
@@ -76,7 +77,7 @@ impl Booking {
     }
 
     /// Locks the appointment for a change by `caller`, who must be able to see it.
-    async fn lock_for(
+    pub(super) async fn lock_for(
         conn: &mut PgConnection,
         caller: &Caller<'_>,
         id: AppointmentId,
@@ -268,6 +269,26 @@ impl Booking {
         if !current.status.may_become(Status::Cancelled) {
             return Err(BookingError::WrongState(current.status));
         }
+        // A waitlist's offer is turned down (by its patient) or withdrawn (by the clinic):
+        // the slot passes to the next in line.
+        if current.status == Status::Offered {
+            let how = match caller.actor {
+                Actor::Patient => Closing::Declined,
+                _ => Closing::Withdrawn,
+            };
+            let today = Utc::now().with_timezone(&self.zone).date_naive();
+            let closed = close_offer(
+                &mut tx,
+                &current,
+                how,
+                Some(caller.id),
+                today,
+                &caller.events(),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(closed);
+        }
         // An unpaid hold costs nobody anything; a paid booking keeps to the policy.
         if caller.actor == Actor::Patient
             && current.status != Status::Pending
@@ -331,8 +352,7 @@ impl Booking {
             if !locked.status.may_reschedule() {
                 return Err(BookingError::WrongState(locked.status));
             }
-            let moved =
-                repo::move_to(&mut tx, &locked, slot.starts_at, slot.ends_at, caller.id).await?;
+            let moved = repo::move_to(&mut tx, &locked, &slot, caller.id).await?;
             let event = AppointmentRescheduledV1 {
                 appointment: moved.reference(),
                 previous_starts_at: locked.starts_at,

@@ -11,6 +11,7 @@ mod availability;
 mod lifecycle;
 mod reserve;
 mod time_off;
+mod waitlist;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +28,10 @@ use uuid::Uuid;
 
 pub use self::lifecycle::{Staffing, cancel_lapsed, mark_paid, visible_to};
 pub use self::reserve::{Reservation, ReserveRequest};
+pub use self::waitlist::Standing;
 use crate::domain::appointment::{Actor, Policy, Status};
 use crate::domain::schedule::{Calendar, SlotError};
+use crate::domain::waitlist::WaitlistPolicy;
 use crate::peers::Peers;
 use crate::repo::appointments::{Overlap, WriteError};
 use crate::repo::schedules;
@@ -72,6 +75,18 @@ pub enum BookingError {
     PaymentRefused(String),
     #[error("{0} is unavailable; nothing was changed, please try again")]
     PeerUnavailable(&'static str),
+    #[error("no doctor of the directory has that specialization")]
+    UnknownSpecialization,
+    #[error("you are already in {0} waitlists; leave one first")]
+    WaitlistLimit(i64),
+    #[error("you are already waiting for this doctor at overlapping times")]
+    AlreadyWaiting,
+    #[error("no such waitlist entry")]
+    EntryNotFound,
+    #[error("this waitlist entry is no longer in line")]
+    EntryClosed,
+    #[error("the offer has lapsed; the slot passed to the next patient in line")]
+    OfferLapsed,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -138,16 +153,24 @@ pub struct Booking {
     pub(crate) locks: Locks,
     pub(crate) peers: Arc<Peers>,
     pub(crate) policy: Policy,
+    pub(crate) waitlist: WaitlistPolicy,
     pub(crate) zone: Tz,
 }
 
 impl Booking {
-    pub fn new(pool: PgPool, locks: Locks, peers: Arc<Peers>, policy: Policy, zone: Tz) -> Self {
+    pub fn new(
+        pool: PgPool,
+        locks: Locks,
+        peers: Arc<Peers>,
+        (policy, waitlist): (Policy, WaitlistPolicy),
+        zone: Tz,
+    ) -> Self {
         Self {
             pool,
             locks,
             peers,
             policy,
+            waitlist,
             zone,
         }
     }

@@ -66,9 +66,10 @@ impl Booking {
                 notes: request.notes.clone(),
                 fee: doctor.consultation_fee.clone(),
                 hold_expires_at: now + self.policy.hold,
+                buffers: slot.buffers,
                 created_by: caller.id,
             };
-            let appointment = repo::insert_pending(&mut tx, &new).await?;
+            let appointment = repo::insert(&mut tx, &new, Status::Pending).await?;
             let reserved = AppointmentReservedV1 {
                 appointment: appointment.reference(),
                 hold_expires_at: new.hold_expires_at,
@@ -82,6 +83,17 @@ impl Booking {
         release(guard).await;
         let appointment = written?;
 
+        self.fund(caller, appointment).await
+    }
+
+    /// Sets up the payment of a freshly held `appointment` (a reservation, a claimed offer).
+    /// Without a payment the patient cannot pay: the slot is freed at once rather than left
+    /// to run out, and the event lets the payments service void an intent made after all.
+    pub(super) async fn fund(
+        &self,
+        caller: Caller<'_>,
+        appointment: AppointmentRow,
+    ) -> Result<Reservation, BookingError> {
         match self.peers.create_payment(appointment.id, caller.call).await {
             Ok(payment) => {
                 repo::set_payment(&self.pool, appointment.id, payment.id).await?;
@@ -95,9 +107,6 @@ impl Booking {
                 })
             }
             Err(err) => {
-                // Without a payment the patient cannot pay: free the slot at once rather than
-                // let the hold run out. The event lets the payments service void an intent
-                // that was made after all.
                 let failure = payment_error(err);
                 self.abandon(caller, &appointment).await?;
                 Err(failure)

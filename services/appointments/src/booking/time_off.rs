@@ -5,7 +5,9 @@ use chrono::Utc;
 use polyclinic_contracts::DoctorId;
 
 use super::lifecycle::cancel_locked;
+use super::waitlist::{Closing, close_offer};
 use super::{Booking, BookingError, Caller};
+use crate::domain::appointment::Status;
 use crate::domain::schedule::Unavailability;
 use crate::repo::appointments::{self as repo, AppointmentRow};
 use crate::repo::schedules::{self, TimeOff};
@@ -29,10 +31,24 @@ impl Booking {
             format!("the doctor is not available then: {reason}")
         };
         let mut cancelled = Vec::new();
+        let today = Utc::now().with_timezone(&self.zone).date_naive();
         for appointment in booked
             .iter()
             .filter(|appointment| rule.covers_instant(appointment.starts_at, self.zone))
         {
+            // A waitlist's offer in that time is withdrawn; its patient stays in line.
+            if appointment.status == Status::Offered {
+                close_offer(
+                    &mut tx,
+                    appointment,
+                    Closing::Withdrawn,
+                    Some(caller.id),
+                    today,
+                    &caller.events(),
+                )
+                .await?;
+                continue;
+            }
             cancelled.push(
                 cancel_locked(
                     &mut tx,

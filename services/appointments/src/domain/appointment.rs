@@ -3,6 +3,7 @@
 //!     PENDING -> PAID -> SCHEDULED -> COMPLETED | NO_SHOW
 //!     PENDING -> EXPIRED;  PAID -> REJECTED
 //!     PENDING | PAID | SCHEDULED -> CANCELLED
+//!     OFFERED (a waitlist's offer) -> PENDING (claimed) | EXPIRED | CANCELLED (declined)
 
 use chrono::{DateTime, Duration, Utc};
 use polyclinic_http::text::Rule;
@@ -21,14 +22,18 @@ pub trait Lifecycle: Copy {
 
 impl Lifecycle for Status {
     fn is_active(self) -> bool {
-        matches!(self, Status::Pending | Status::Paid | Status::Scheduled)
+        matches!(
+            self,
+            Status::Offered | Status::Pending | Status::Paid | Status::Scheduled
+        )
     }
 
     fn may_become(self, to: Status) -> bool {
         use Status::*;
         matches!(
             (self, to),
-            (Pending, Paid | Expired | Cancelled)
+            (Offered, Pending | Expired | Cancelled)
+                | (Pending, Paid | Expired | Cancelled)
                 | (Paid, Scheduled | Rejected | Cancelled)
                 | (Scheduled, Completed | NoShow | Cancelled)
         )
@@ -123,6 +128,13 @@ mod tests {
         assert!(Scheduled.may_become(Completed));
         assert!(Scheduled.may_become(Cancelled));
         assert!(!Pending.may_become(Scheduled), "approval needs a payment");
+        assert!(Offered.may_become(Pending), "a claimed offer");
+        assert!(Offered.may_become(Expired));
+        assert!(
+            !Offered.may_become(Paid),
+            "a claim pays like any reservation"
+        );
+        assert!(Offered.is_active(), "an offer holds its slot");
         assert!(!Pending.may_become(Rejected));
         assert!(!Scheduled.may_become(Expired));
         assert!(!Completed.may_become(Cancelled));

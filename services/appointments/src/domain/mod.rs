@@ -2,3 +2,4 @@
 
 pub mod appointment;
 pub mod schedule;
+pub mod waitlist;

@@ -2,7 +2,11 @@
 //! expanded into slots per date.
 //!
 //! Slots are laid out in local time (08:00, 09:00, ...) and stored and compared as UTC
-//! instants. On a daylight-saving change day a local start that does not exist (spring
+//! instants. A template may set buffers: minutes kept free before and after every visit
+//! (to prepare the room, write notes). The day is then cut into steps of buffer before,
+//! visit and buffer after, so that on an unchanged template neighbouring visits never
+//! collide; a visit's buffers still block whatever else overlaps them (a visit booked under
+//! an earlier template, another slot length), which the database enforces too. On a daylight-saving change day a local start that does not exist (spring
 //! forward) offers no slot, and one that exists twice (fall back) is offered once, at its
 //! first occurrence; a slot lasts its length in real time either way.
 
@@ -54,20 +58,65 @@ impl DayHours {
         self.slot_minutes
     }
 
-    /// The local start times of the day's slots.
-    pub fn slot_starts(&self) -> impl Iterator<Item = NaiveTime> + '_ {
+    /// The local start times of the day's visits, each with `buffers` around it inside
+    /// the opening hours.
+    pub fn slot_starts(&self, buffers: Buffers) -> impl Iterator<Item = NaiveTime> + '_ {
         // Counted in minutes from the day's start, so that a slot ending at midnight cannot
         // wrap around to 00:00 and start the day over.
         let open = (self.end - self.start).num_minutes();
-        let length = i64::from(self.slot_minutes);
-        (0..open / length).map(move |n| self.start + Duration::minutes(n * length))
+        let step = i64::from(buffers.step(self.slot_minutes));
+        let before = i64::from(buffers.before);
+        (0..open / step).map(move |n| self.start + Duration::minutes(n * step + before))
+    }
+
+    /// Whether the hours hold at least one visit with its buffers.
+    fn holds_one(&self, buffers: Buffers) -> bool {
+        self.end - self.start >= Duration::minutes(i64::from(buffers.step(self.slot_minutes)))
     }
 }
 
-/// Which weekdays a doctor works and when.
+/// Minutes kept free before and after every visit of a doctor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Buffers {
+    pub before: u32,
+    pub after: u32,
+}
+
+impl Buffers {
+    /// The most a buffer may be.
+    pub const MAX_MINUTES: u32 = 120;
+
+    /// Buffers of `before` and `after` minutes, each 0 to [`Buffers::MAX_MINUTES`].
+    pub fn parse(before: u32, after: u32) -> Result<Self, String> {
+        if before > Self::MAX_MINUTES || after > Self::MAX_MINUTES {
+            return Err(format!("a buffer is 0 to {} minutes", Self::MAX_MINUTES));
+        }
+        Ok(Self { before, after })
+    }
+
+    /// The minutes one visit of `slot_minutes` takes with its buffers.
+    fn step(self, slot_minutes: u32) -> u32 {
+        self.before + slot_minutes + self.after
+    }
+
+    /// The time a visit from `starts_at` to `ends_at` keeps from others.
+    pub fn around(
+        self,
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+    ) -> (DateTime<Utc>, DateTime<Utc>) {
+        (
+            starts_at - Duration::minutes(i64::from(self.before)),
+            ends_at + Duration::minutes(i64::from(self.after)),
+        )
+    }
+}
+
+/// Which weekdays a doctor works and when, and the buffers around each visit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeeklyTemplate {
     days: BTreeMap<u32, DayHours>,
+    buffers: Buffers,
 }
 
 impl WeeklyTemplate {
@@ -91,21 +140,43 @@ impl WeeklyTemplate {
                 .into_iter()
                 .map(|day| (day.num_days_from_monday(), hours))
                 .collect(),
+            buffers: Buffers::default(),
         }
     }
 
-    /// A template from the hours of the days worked.
+    /// A template from the hours of the days worked, without buffers.
     pub fn from_days(days: impl IntoIterator<Item = (Weekday, DayHours)>) -> Self {
         Self {
             days: days
                 .into_iter()
                 .map(|(day, hours)| (day.num_days_from_monday(), hours))
                 .collect(),
+            buffers: Buffers::default(),
         }
+    }
+
+    /// The template with `buffers` around every visit; refused when a day's hours cannot
+    /// hold one visit with them (the weekday is named).
+    pub fn with_buffers(self, buffers: Buffers) -> Result<Self, (Weekday, String)> {
+        for (day, hours) in &self.days {
+            if !hours.holds_one(buffers) {
+                let weekday =
+                    Weekday::try_from(u8::try_from(*day).unwrap_or(0)).unwrap_or(Weekday::Mon);
+                return Err((
+                    weekday,
+                    "the hours must hold at least one slot with its buffers".to_owned(),
+                ));
+            }
+        }
+        Ok(Self { buffers, ..self })
     }
 
     pub fn hours(&self, day: Weekday) -> Option<&DayHours> {
         self.days.get(&day.num_days_from_monday())
+    }
+
+    pub fn buffers(&self) -> Buffers {
+        self.buffers
     }
 }
 
@@ -147,6 +218,15 @@ pub struct Slot {
     pub ends_at: DateTime<Utc>,
     /// The start in the clinic's local time, as patients read it.
     pub local_start: NaiveDateTime,
+    /// The time kept free around the visit, which a booking of it keeps too.
+    pub buffers: Buffers,
+}
+
+impl Slot {
+    /// The time the visit keeps from others: itself and its buffers.
+    pub fn blocked(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        self.buffers.around(self.starts_at, self.ends_at)
+    }
 }
 
 /// The first real instant of a local time: `None` in a spring-forward gap.
@@ -173,8 +253,9 @@ impl Calendar<'_> {
     }
 
     /// The slots from `from` to `to` (inclusive local dates), free or taken by one of
-    /// `busy` (UTC ranges of active appointments). Slots that start before `now + notice`
-    /// are not offered. Free/busy only: nothing says who booked.
+    /// `busy` (the UTC ranges active appointments keep, buffers included): a slot is taken
+    /// when it or its buffers overlap one. Slots that start before `now + notice` are not
+    /// offered. Free/busy only: nothing says who booked.
     pub fn availability(
         &self,
         busy: &[(DateTime<Utc>, DateTime<Utc>)],
@@ -189,9 +270,10 @@ impl Calendar<'_> {
             .flat_map(|date| self.slots_on(date))
             .filter(|slot| slot.starts_at >= earliest)
             .map(|slot| {
+                let (from, until) = slot.blocked();
                 let taken = busy
                     .iter()
-                    .any(|(start, end)| *start < slot.ends_at && slot.starts_at < *end);
+                    .any(|(start, end)| *start < until && from < *end);
                 (
                     slot,
                     if taken {
@@ -235,8 +317,9 @@ fn slots_on(
         return Vec::new();
     };
     let length = Duration::minutes(i64::from(hours.slot_minutes));
+    let buffers = template.buffers;
     hours
-        .slot_starts()
+        .slot_starts(buffers)
         .filter(|start| !unavailability.iter().any(|rule| rule.covers(date, *start)))
         .filter_map(|start| {
             let local_start = date.and_time(start);
@@ -245,6 +328,7 @@ fn slots_on(
                 starts_at,
                 ends_at: starts_at + length,
                 local_start,
+                buffers,
             })
         })
         .collect()
@@ -464,10 +548,13 @@ mod tests {
     #[test]
     fn a_day_from_midnight_to_midnight_has_its_slots_once() {
         let hours = DayHours::parse(time(0, 0), time(23, 0), 60).unwrap();
-        assert_eq!(hours.slot_starts().count(), 23);
+        assert_eq!(hours.slot_starts(Buffers::default()).count(), 23);
         let late =
             DayHours::parse(time(22, 0), NaiveTime::from_hms_opt(23, 59, 0).unwrap(), 60).unwrap();
-        assert_eq!(late.slot_starts().collect::<Vec<_>>(), [time(22, 0)]);
+        assert_eq!(
+            late.slot_starts(Buffers::default()).collect::<Vec<_>>(),
+            [time(22, 0)]
+        );
     }
 
     #[test]
@@ -477,9 +564,71 @@ mod tests {
         assert!(DayHours::parse(time(9, 0), time(12, 0), 0).is_err());
         let odd = DayHours::parse(time(9, 0), time(10, 50), 30).unwrap();
         assert_eq!(
-            odd.slot_starts().count(),
+            odd.slot_starts(Buffers::default()).count(),
             3,
             "a 20-minute remainder is not a slot"
+        );
+    }
+
+    #[test]
+    fn buffers_space_the_visits_of_a_day_and_keep_their_time_from_others() {
+        let hours = DayHours::parse(time(8, 0), time(12, 0), 45).unwrap();
+        let buffers = Buffers::parse(5, 10).unwrap();
+        let template = WeeklyTemplate::from_days([(Weekday::Mon, hours)])
+            .with_buffers(buffers)
+            .unwrap();
+        let doctor = calendar(&template, &[], chrono_tz::UTC);
+        let monday = date(2026, 2, 2);
+        let starts: Vec<NaiveTime> = doctor
+            .slots_on(monday)
+            .iter()
+            .map(|slot| slot.local_start.time())
+            .collect();
+        // Steps of 5 + 45 + 10 minutes from 08:00: four fit before 12:00.
+        assert_eq!(starts, [time(8, 5), time(9, 5), time(10, 5), time(11, 5)]);
+        let first = doctor.slots_on(monday)[0];
+        assert_eq!(
+            first.blocked(),
+            (utc("2026-02-02T08:00:00Z"), utc("2026-02-02T09:00:00Z"))
+        );
+
+        // A visit kept from an earlier template (09:00 to 09:45, no buffers) takes the 09:05
+        // slot; the 08:05 one keeps until 09:00, which only touches it.
+        let busy = [(utc("2026-02-02T09:00:00Z"), utc("2026-02-02T09:45:00Z"))];
+        let now = utc("2026-02-01T00:00:00Z");
+        let states: Vec<SlotState> = doctor
+            .availability(&busy, monday, monday, now, Duration::zero())
+            .into_iter()
+            .map(|(_, state)| state)
+            .collect();
+        assert_eq!(
+            states,
+            [
+                SlotState::Free,
+                SlotState::Taken,
+                SlotState::Free,
+                SlotState::Free
+            ]
+        );
+        let late_busy = [(utc("2026-02-02T08:55:00Z"), utc("2026-02-02T09:00:00Z"))];
+        let states: Vec<SlotState> = doctor
+            .availability(&late_busy, monday, monday, now, Duration::zero())
+            .into_iter()
+            .map(|(_, state)| state)
+            .collect();
+        assert_eq!(
+            states[0],
+            SlotState::Taken,
+            "another visit inside the 08:05 slot's buffer after takes it"
+        );
+
+        assert!(Buffers::parse(121, 0).is_err());
+        let tight = DayHours::parse(time(8, 0), time(9, 0), 60).unwrap();
+        assert!(
+            WeeklyTemplate::from_days([(Weekday::Tue, tight)])
+                .with_buffers(Buffers::parse(0, 5).unwrap())
+                .is_err(),
+            "an hour holds no 60-minute visit with 5 minutes after it"
         );
     }
 }

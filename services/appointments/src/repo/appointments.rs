@@ -14,7 +14,9 @@ use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::appointment::Status;
+use crate::domain::appointment::{Lifecycle, Status};
+use crate::domain::schedule::{Buffers, Slot};
+use crate::repo::waitlist;
 
 /// An appointment as stored (the API's body is `routes::body::Appointment`).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -41,6 +43,11 @@ pub struct AppointmentRow {
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Raised by every change of status or time.
+    pub revision: i32,
+    /// The doctor's buffers when it was booked, in minutes.
+    pub buffer_before_minutes: i32,
+    pub buffer_after_minutes: i32,
 }
 
 impl AppointmentRow {
@@ -62,7 +69,18 @@ impl AppointmentRow {
             payment_id: self.payment_id.map(Uuid::from),
             amount: self.fee_amount,
             currency: self.fee_currency.clone(),
+            status: Some(self.status),
+            revision: self.revision,
         }
+    }
+
+    /// The time it keeps from the doctor's other bookings: the visit and its buffers.
+    pub fn blocked(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        let minutes = |value: i32| chrono::Duration::minutes(i64::from(value));
+        (
+            self.starts_at - minutes(self.buffer_before_minutes),
+            self.ends_at + minutes(self.buffer_after_minutes),
+        )
     }
 
     /// Whether `user` takes part in it as its patient, doctor or nurse.
@@ -75,7 +93,7 @@ impl AppointmentRow {
 
 const COLUMNS: &str = "id, patient_id, doctor_id, room_id, nurse_id, status, starts_at, ends_at,
     reason, notes, fee_amount, fee_currency, hold_expires_at, payment_id, status_reason,
-    created_by, created_at, updated_at";
+    created_by, created_at, updated_at, revision, buffer_before_minutes, buffer_after_minutes";
 
 /// Which exclusion constraint refused a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,23 +132,34 @@ pub struct NewAppointment {
     pub notes: String,
     pub fee: Money,
     pub hold_expires_at: DateTime<Utc>,
+    /// The doctor's buffers when it was booked: the appointment keeps them.
+    pub buffers: Buffers,
     pub created_by: Uuid,
 }
 
-/// Writes a PENDING appointment and its first history row (one round trip).
-pub async fn insert_pending(
+fn minutes(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// Writes a new appointment in `status` (PENDING for a reservation, OFFERED for a
+/// waitlist's offer) and its first history row (one round trip). The created_by of an offer
+/// is nobody's: the platform made it.
+pub async fn insert(
     conn: &mut PgConnection,
     new: &NewAppointment,
+    status: Status,
 ) -> Result<AppointmentRow, WriteError> {
     sqlx::query_as(&format!(
         "with written as (
              insert into appointments (id, patient_id, doctor_id, status, starts_at, ends_at, reason, notes,
-                                       fee_amount, fee_currency, hold_expires_at, created_by)
-             values ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11)
+                                       fee_amount, fee_currency, hold_expires_at, created_by,
+                                       buffer_before_minutes, buffer_after_minutes)
+             values ($1, $2, $3, $14, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              returning {COLUMNS}),
          history as (
              insert into appointment_history (appointment_id, from_status, to_status, actor)
-             select id, null, 'PENDING', created_by from written)
+             select id, null, status, nullif(created_by, '00000000-0000-0000-0000-000000000000')
+             from written)
          select * from written"
     ))
     .bind(Uuid::now_v7())
@@ -144,6 +173,9 @@ pub async fn insert_pending(
     .bind(&new.fee.currency)
     .bind(new.hold_expires_at)
     .bind(new.created_by)
+    .bind(minutes(new.buffers.before))
+    .bind(minutes(new.buffers.after))
+    .bind(status.as_str())
     .fetch_one(&mut *conn)
     .await
     .map_err(write_error)
@@ -159,6 +191,25 @@ pub async fn lock_patient(conn: &mut PgConnection, patient_id: PatientId) -> sql
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Whether the patient has an active appointment (or an offer) overlapping `[from, until)`.
+pub async fn patient_busy(
+    conn: &mut PgConnection,
+    patient_id: PatientId,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "select exists (select 1 from appointments
+                        where patient_id = $1 and status in ('OFFERED', 'PENDING', 'PAID', 'SCHEDULED')
+                          and starts_at < $3 and ends_at > $2)",
+    )
+    .bind(patient_id)
+    .bind(from)
+    .bind(until)
+    .fetch_one(conn)
+    .await
 }
 
 /// How many unpaid reservations the patient holds.
@@ -200,6 +251,9 @@ pub struct Change<'a> {
     pub payment_id: Option<PaymentId>,
     /// A user, or `None` for jobs and events.
     pub actor: Option<Uuid>,
+    /// Until when the slot is held, for a move to OFFERED or PENDING (a claimed offer is held
+    /// anew); other statuses hold nothing.
+    pub hold_until: Option<DateTime<Utc>>,
 }
 
 /// Moves `appointment` to `to`, recording who and why in its history. The caller holds the
@@ -217,7 +271,9 @@ pub async fn change_status(
                 room_id = coalesce($4, room_id),
                 nurse_id = coalesce($5, nurse_id),
                 payment_id = coalesce(payment_id, $6),
-                hold_expires_at = case when $2 = 'PENDING' then hold_expires_at end,
+                hold_expires_at = case when $2 in ('OFFERED', 'PENDING')
+                                       then coalesce($7, hold_expires_at) end,
+                revision = revision + 1,
                 updated_at = now()
          where id = $1
          returning {COLUMNS}"
@@ -228,6 +284,7 @@ pub async fn change_status(
     .bind(room)
     .bind(nurse)
     .bind(change.payment_id)
+    .bind(change.hold_until)
     .fetch_one(&mut *conn)
     .await
     .map_err(write_error)?;
@@ -240,28 +297,39 @@ pub async fn change_status(
         change.reason,
     )
     .await?;
+    // The slot is free again: the waitlist's matcher looks at it.
+    if appointment.status.is_active() && !to.is_active() {
+        let (from, until) = appointment.blocked();
+        waitlist::insert_opening(conn, appointment.doctor_id, from, until).await?;
+    }
     Ok(updated)
 }
 
-/// Moves the appointment to another period, keeping everything else.
+/// Moves the appointment to another slot (and the buffers the doctor keeps around it now),
+/// keeping everything else.
 pub async fn move_to(
     conn: &mut PgConnection,
     appointment: &AppointmentRow,
-    starts_at: DateTime<Utc>,
-    ends_at: DateTime<Utc>,
+    slot: &Slot,
     actor: Uuid,
 ) -> Result<AppointmentRow, WriteError> {
     let updated: AppointmentRow = sqlx::query_as(&format!(
-        "update appointments set starts_at = $2, ends_at = $3, reminder_sent_at = null, updated_at = now()
+        "update appointments set starts_at = $2, ends_at = $3, reminder_sent_at = null,
+                buffer_before_minutes = $4, buffer_after_minutes = $5, revision = revision + 1,
+                updated_at = now()
          where id = $1
          returning {COLUMNS}"
     ))
     .bind(appointment.id)
-    .bind(starts_at)
-    .bind(ends_at)
+    .bind(slot.starts_at)
+    .bind(slot.ends_at)
+    .bind(minutes(slot.buffers.before))
+    .bind(minutes(slot.buffers.after))
     .fetch_one(&mut *conn)
     .await
     .map_err(write_error)?;
+    let (from, until) = appointment.blocked();
+    waitlist::insert_opening(conn, appointment.doctor_id, from, until).await?;
     let note = format!("moved from {}", appointment.starts_at.to_rfc3339());
     history(
         conn,
@@ -337,7 +405,8 @@ pub async fn list_history(pool: &PgPool, id: AppointmentId) -> sqlx::Result<Vec<
     .await
 }
 
-/// The periods a doctor is booked between `from` and `to`.
+/// The time a doctor's active appointments keep (visits and their buffers) between `from`
+/// and `to`.
 pub async fn busy(
     pool: &PgPool,
     doctor_id: DoctorId,
@@ -345,9 +414,9 @@ pub async fn busy(
     to: DateTime<Utc>,
 ) -> anyhow::Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
     Ok(sqlx::query_as(
-        "select starts_at, ends_at from appointments
-         where doctor_id = $1 and status in ('PENDING', 'PAID', 'SCHEDULED')
-           and period && tstzrange($2, $3, '[)')
+        "select lower(blocked), upper(blocked) from appointments
+         where doctor_id = $1 and status in ('OFFERED', 'PENDING', 'PAID', 'SCHEDULED')
+           and blocked && tstzrange($2, $3, '[)')
          order by starts_at",
     )
     .bind(doctor_id)
@@ -465,7 +534,7 @@ pub async fn lock_active_from(
 ) -> sqlx::Result<Vec<AppointmentRow>> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from appointments
-         where doctor_id = $1 and status in ('PENDING', 'PAID', 'SCHEDULED') and starts_at >= $2
+         where doctor_id = $1 and status in ('OFFERED', 'PENDING', 'PAID', 'SCHEDULED') and starts_at >= $2
          order by starts_at
          for update"
     ))
@@ -485,6 +554,7 @@ pub async fn lock_due(
 ) -> sqlx::Result<Vec<AppointmentRow>> {
     let condition = match due {
         Due::HoldExpired => "status = 'PENDING' and hold_expires_at <= $1",
+        Due::OfferExpired => "status = 'OFFERED' and hold_expires_at <= $1",
         Due::Ended => "status = 'SCHEDULED' and ends_at <= $1",
         Due::Reminder => {
             "status = 'SCHEDULED' and reminder_sent_at is null
@@ -507,6 +577,8 @@ pub async fn lock_due(
 pub enum Due {
     /// PENDING reservations whose hold ran out.
     HoldExpired,
+    /// Waitlist offers that ran out unclaimed.
+    OfferExpired,
     /// SCHEDULED appointments that have ended.
     Ended,
     /// SCHEDULED appointments starting within 24 hours, not yet reminded of.

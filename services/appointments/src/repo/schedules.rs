@@ -1,12 +1,13 @@
 //! Doctors' weekly templates and unavailability.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc, Weekday};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::schedule::{DayHours, Unavailability, WeeklyTemplate};
+use crate::domain::schedule::{Buffers, DayHours, Unavailability, WeeklyTemplate};
+use crate::repo::waitlist;
 
 fn weekday(iso: i16) -> Option<Weekday> {
     u8::try_from(iso)
@@ -20,8 +21,11 @@ pub fn iso_weekday(day: Weekday) -> i16 {
     i16::from(u8::try_from(day.number_from_monday()).unwrap_or(1))
 }
 
-/// One day of a stored template; all empty for a template without days.
+/// One day of a stored template with the template's buffers; the day all empty for a
+/// template without days.
 type DayRow = (
+    i32,
+    i32,
     Option<i16>,
     Option<NaiveTime>,
     Option<NaiveTime>,
@@ -34,20 +38,24 @@ pub async fn find_template(
     doctor_id: Uuid,
 ) -> anyhow::Result<Option<WeeklyTemplate>> {
     let rows: Vec<DayRow> = sqlx::query_as(
-        "select d.weekday, d.starts_at, d.ends_at, d.slot_minutes
+        "select t.buffer_before_minutes, t.buffer_after_minutes,
+                d.weekday, d.starts_at, d.ends_at, d.slot_minutes
          from doctor_templates t left join template_days d on d.doctor_id = t.doctor_id
          where t.doctor_id = $1",
     )
     .bind(doctor_id)
     .fetch_all(pool)
     .await?;
-    if rows.is_empty() {
+    let Some(&(before, after, ..)) = rows.first() else {
         return Ok(None);
-    }
+    };
+    let minutes = |value: i32| u32::try_from(value).unwrap_or(0);
+    let buffers = Buffers::parse(minutes(before), minutes(after))
+        .map_err(|err| anyhow::anyhow!("stored buffers of doctor {doctor_id}: {err}"))?;
     let mut days = Vec::with_capacity(rows.len());
     // A template without days (a doctor who works no day) is one row of nulls.
     for row in rows {
-        let (Some(iso), Some(start), Some(end), Some(minutes)) = row else {
+        let (_, _, Some(iso), Some(start), Some(end), Some(minutes)) = row else {
             continue;
         };
         let day = weekday(iso)
@@ -56,27 +64,41 @@ pub async fn find_template(
             .map_err(|err| anyhow::anyhow!("stored hours of doctor {doctor_id}: {err}"))?;
         days.push((day, hours));
     }
-    Ok(Some(WeeklyTemplate::from_days(days)))
+    WeeklyTemplate::from_days(days)
+        .with_buffers(buffers)
+        .map(Some)
+        .map_err(|(day, err)| {
+            anyhow::anyhow!("stored template of doctor {doctor_id}, {day}: {err}")
+        })
 }
 
-/// Replaces the doctor's template with `days` (the days not listed are not worked).
+/// Replaces the doctor's template with `days` (the days not listed are not worked) and
+/// `buffers`.
 pub async fn replace_template(
     pool: &PgPool,
     doctor_id: Uuid,
     days: &[(Weekday, DayHours)],
+    buffers: Buffers,
 ) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "insert into doctor_templates (doctor_id) values ($1)
-         on conflict (doctor_id) do update set updated_at = now()",
+        "insert into doctor_templates (doctor_id, buffer_before_minutes, buffer_after_minutes)
+         values ($1, $2, $3)
+         on conflict (doctor_id) do update
+             set buffer_before_minutes = $2, buffer_after_minutes = $3, updated_at = now()",
     )
     .bind(doctor_id)
+    .bind(i32::try_from(buffers.before).unwrap_or(0))
+    .bind(i32::try_from(buffers.after).unwrap_or(0))
     .execute(&mut *tx)
     .await?;
     sqlx::query("delete from template_days where doctor_id = $1")
         .bind(doctor_id)
         .execute(&mut *tx)
         .await?;
+    // New hours may free time: the waitlist's matcher looks at the coming year.
+    let now = Utc::now();
+    waitlist::insert_opening(&mut tx, doctor_id.into(), now, now + Duration::days(366)).await?;
     for (day, hours) in days {
         sqlx::query(
             "insert into template_days (doctor_id, weekday, starts_at, ends_at, slot_minutes)
@@ -192,15 +214,21 @@ pub async fn insert_time_off(
     .await?)
 }
 
-/// Removes one entry of the doctor's time off; false if there was none.
+/// Removes one entry of the doctor's time off; false if there was none. The time it
+/// covered is free again: the waitlist's matcher looks at the coming year.
 pub async fn delete_time_off(pool: &PgPool, doctor_id: Uuid, id: Uuid) -> anyhow::Result<bool> {
-    Ok(
-        sqlx::query("delete from unavailability where doctor_id = $1 and id = $2")
-            .bind(doctor_id)
-            .bind(id)
-            .execute(pool)
-            .await?
-            .rows_affected()
-            == 1,
-    )
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query("delete from unavailability where doctor_id = $1 and id = $2")
+        .bind(doctor_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        == 1;
+    if deleted {
+        let now = Utc::now();
+        waitlist::insert_opening(&mut tx, doctor_id.into(), now, now + Duration::days(366)).await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
 }

@@ -35,6 +35,8 @@ pub struct Appointment {
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Raised by every change of its status or time (calendars' `SEQUENCE`).
+    pub revision: i32,
 }
 
 impl From<AppointmentRow> for Appointment {
@@ -58,6 +60,7 @@ impl From<AppointmentRow> for Appointment {
             created_by: row.created_by,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            revision: row.revision,
         }
     }
 }

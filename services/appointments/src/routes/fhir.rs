@@ -119,6 +119,7 @@ fn slot(doctor_id: Uuid, slot: &CalendarSlot, state: SlotState) -> Slot {
 /// FHIR's status of a platform status.
 pub fn fhir_status(status: Status) -> &'static str {
     match status {
+        Status::Offered => "proposed",
         Status::Pending | Status::Paid => "pending",
         Status::Scheduled => "booked",
         Status::Completed => "fulfilled",
@@ -130,6 +131,7 @@ pub fn fhir_status(status: Status) -> &'static str {
 /// The platform statuses a FHIR status stands for.
 fn statuses_of(fhir: &str) -> Option<Vec<Status>> {
     Some(match fhir {
+        "proposed" => vec![Status::Offered],
         "pending" => vec![Status::Pending, Status::Paid],
         "booked" => vec![Status::Scheduled],
         "fulfilled" => vec![Status::Completed],
@@ -159,7 +161,7 @@ fn cancelation_reason(row: &AppointmentRow) -> Option<CodeableConcept> {
 
 /// The appointment as FHIR shows it.
 pub fn appointment(row: &AppointmentRow) -> Appointment {
-    let settled = !matches!(row.status, Status::Pending | Status::Paid);
+    let settled = !matches!(row.status, Status::Offered | Status::Pending | Status::Paid);
     let participation = |code: &str, display: &str| {
         vec![CodeableConcept::coded(Coding::new(
             PARTICIPATION,

@@ -5,6 +5,7 @@ pub mod body;
 pub mod fhir;
 pub mod fhir_booking;
 pub mod schedules;
+pub mod waitlist;
 
 use polyclinic_auth::{Asking, Role, RoleRule};
 use polyclinic_http::ApiError;
@@ -21,6 +22,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(appointments::router())
         .merge(schedules::router())
+        .merge(waitlist::router())
 }
 
 impl From<BookingError> for ApiError {
@@ -47,6 +49,14 @@ impl From<BookingError> for ApiError {
             BookingError::Forbidden => ApiError::forbidden("forbidden", detail),
             BookingError::PaymentRefused(_) => ApiError::conflict("payment_refused", detail),
             BookingError::PeerUnavailable(_) => ApiError::dependency_unavailable(detail),
+            BookingError::UnknownSpecialization => {
+                ApiError::not_found("unknown_specialization", detail)
+            }
+            BookingError::WaitlistLimit(_) => ApiError::conflict("waitlist_limit_reached", detail),
+            BookingError::AlreadyWaiting => ApiError::conflict("already_waiting", detail),
+            BookingError::EntryNotFound => ApiError::not_found("waitlist_entry_not_found", detail),
+            BookingError::EntryClosed => ApiError::conflict("waitlist_entry_closed", detail),
+            BookingError::OfferLapsed => ApiError::conflict("offer_expired", detail),
             BookingError::Unexpected(source) => ApiError::internal(source),
         }
     }

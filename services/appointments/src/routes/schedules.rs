@@ -18,7 +18,7 @@ use super::caller;
 use crate::AppState;
 use crate::booking::Caller;
 use crate::domain::appointment::{Actor, Reason, parse_text};
-use crate::domain::schedule::{DayHours, SlotState, Unavailability, WeeklyTemplate};
+use crate::domain::schedule::{Buffers, DayHours, SlotState, Unavailability, WeeklyTemplate};
 use crate::repo::schedules::{self, TimeOff, iso_weekday};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -67,11 +67,11 @@ fn manager<R: RoleRule>(asking: &Asking<R>, doctor_id: Uuid) -> Result<Caller<'_
     }
 }
 
-fn hh_mm(time: NaiveTime) -> String {
+pub(crate) fn hh_mm(time: NaiveTime) -> String {
     time.format("%H:%M").to_string()
 }
 
-fn parse_hh_mm(text: &str) -> Result<NaiveTime, String> {
+pub(crate) fn parse_hh_mm(text: &str) -> Result<NaiveTime, String> {
     let shaped = text.len() == 5 && text.as_bytes()[2] == b':';
     NaiveTime::parse_from_str(text, "%H:%M")
         .ok()
@@ -114,6 +114,11 @@ pub struct ScheduleBody {
     /// False while the clinic's default week applies.
     pub custom: bool,
     pub days: Vec<DayBody>,
+    /// Minutes kept free before every visit (each day is cut into steps of buffer before,
+    /// visit and buffer after).
+    pub buffer_before_minutes: u32,
+    /// Minutes kept free after every visit.
+    pub buffer_after_minutes: u32,
 }
 
 fn schedule_body(
@@ -134,11 +139,14 @@ fn schedule_body(
             })
         })
         .collect();
+    let buffers = template.buffers();
     ScheduleBody {
         doctor_id,
         timezone: state.booking.zone().name().to_owned(),
         custom,
         days,
+        buffer_before_minutes: buffers.before,
+        buffer_after_minutes: buffers.after,
     }
 }
 
@@ -162,11 +170,20 @@ pub struct ScheduleRequest {
     /// The days worked, each weekday at most once; days left out are not worked.
     #[schema(max_items = 7)]
     pub days: Vec<DayBody>,
+    /// Minutes kept free before every visit, 0 (the default) to 120.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 120)]
+    pub buffer_before_minutes: u32,
+    /// Minutes kept free after every visit, 0 (the default) to 120.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 120)]
+    pub buffer_after_minutes: u32,
 }
 
-/// Replaces the doctor's weekly template (admins and the doctor). Booked appointments stay.
-/// Rules the schema cannot state answer 422 `validation_failed`: each day ends after it
-/// starts with room for one slot, and lists its weekday once.
+/// Replaces the doctor's weekly template (admins and the doctor). Booked appointments stay,
+/// and keep the buffers they were booked with. Rules the schema cannot state answer 422
+/// `validation_failed`: each day ends after it starts with room for one slot and its
+/// buffers, and lists its weekday once.
 #[utoipa::path(put, path = "/api/doctors/{id}/schedule", tag = "schedules", request_body = ScheduleRequest,
     security(("bearer" = [])),
     responses((status = 200, body = ScheduleBody), (status = 404, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
@@ -201,14 +218,26 @@ async fn put_schedule(
             }
         }
     }
+    let buffers = violations.check(
+        "buffer_before_minutes",
+        Buffers::parse(request.buffer_before_minutes, request.buffer_after_minutes),
+    );
     violations.finish()?;
+    let template = WeeklyTemplate::from_days(days.iter().copied())
+        .with_buffers(buffers.unwrap_or_default())
+        .map_err(|(day, err)| {
+            let index = request
+                .days
+                .iter()
+                .position(|body| parse_weekday(body.weekday).ok() == Some(day))
+                .unwrap_or(0);
+            let mut violations = Violations::new();
+            violations.add(&format!("days[{index}].hours"), &err);
+            violations.into_error()
+        })?;
     known_doctor(&state, doctor_id, caller.call).await?;
-    schedules::replace_template(&state.pool, doctor_id, &days).await?;
-    Ok(Json(schedule_body(
-        &state,
-        doctor_id,
-        Some(WeeklyTemplate::from_days(days)),
-    )))
+    schedules::replace_template(&state.pool, doctor_id, &days, template.buffers()).await?;
+    Ok(Json(schedule_body(&state, doctor_id, Some(template))))
 }
 
 /// A local slot start, `HH:MM`.

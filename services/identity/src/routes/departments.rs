@@ -74,7 +74,7 @@ async fn list_departments(
     responses((status = 200, body = Department), (status = 404, body = ProblemDetails)))]
 async fn get_department(
     State(state): State<AppState>,
-    _staff: Require<Staff>,
+    _staff: Require<StaffOr<RoomsRead>>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Department>, ApiError> {
     Ok(Json(repo::find_department(&state.pool, id).await?))

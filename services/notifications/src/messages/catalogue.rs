@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use polyclinic_contracts::Event;
 use polyclinic_contracts::appointments::{
-    AppointmentCancelledV1, AppointmentCompletedV1, AppointmentPaidV1, AppointmentRef,
+    AppointmentCancelledV1, AppointmentClaimedV1, AppointmentCompletedV1,
+    AppointmentOfferExpiredV1, AppointmentOfferedV1, AppointmentPaidV1, AppointmentRef,
     AppointmentRejectedV1, AppointmentReminderV1, AppointmentRescheduledV1, AppointmentScheduledV1,
     AppointmentStatus,
 };
@@ -15,6 +16,8 @@ use polyclinic_contracts::prescriptions::{
 };
 use polyclinic_events::Envelope;
 use uuid::Uuid;
+
+use crate::calendar::{Method, Standing};
 
 /// The part a recipient plays in what happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +37,17 @@ pub struct Recipient {
     pub template: &'static str,
 }
 
+/// The calendar part the messages of an event carry: what to ask of the recipients'
+/// calendars about which appointment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invitation {
+    pub appointment_id: Uuid,
+    pub ends_at: DateTime<Utc>,
+    pub revision: i32,
+    pub method: Method,
+    pub standing: Standing,
+}
+
 /// Everything an event says that messages use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outgoing {
@@ -49,6 +63,38 @@ pub struct Outgoing {
     pub amount: Option<(i64, String)>,
     /// `refund`, `void` or `none`.
     pub money: Option<&'static str>,
+    /// Set for the messages about an appointment's time: each carries an iCalendar part.
+    pub invitation: Option<Invitation>,
+    /// The web app's page the message sends the recipient to (a path).
+    pub action_path: Option<String>,
+    /// The time by which to act.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// How an appointment in `status` stands in a calendar: approved visits take place, paid
+/// ones wait for the clinic.
+fn standing(status: Option<AppointmentStatus>) -> Standing {
+    match status {
+        Some(AppointmentStatus::Paid) => Standing::Tentative,
+        Some(
+            AppointmentStatus::Cancelled | AppointmentStatus::Rejected | AppointmentStatus::Expired,
+        ) => Standing::Cancelled,
+        _ => Standing::Confirmed,
+    }
+}
+
+/// The invitation of messages about `appointment`'s time.
+fn invitation(appointment: &AppointmentRef, method: Method) -> Option<Invitation> {
+    Some(Invitation {
+        appointment_id: appointment.appointment_id,
+        ends_at: appointment.ends_at,
+        revision: appointment.revision,
+        method,
+        standing: match method {
+            Method::Cancel => Standing::Cancelled,
+            Method::Request => standing(appointment.status),
+        },
+    })
 }
 
 fn appointment(appointment: &AppointmentRef, recipients: &[(Role, &'static str)]) -> Outgoing {
@@ -130,18 +176,25 @@ pub fn plan(envelope: &Envelope) -> anyhow::Result<Option<Outgoing>> {
         }
         AppointmentScheduledV1::TYPE => {
             let event: AppointmentScheduledV1 = envelope.data_as()?;
-            appointment(
-                &event.appointment,
-                &[
-                    (Patient, "appointment_scheduled_patient"),
-                    (Doctor, "appointment_scheduled_doctor"),
-                    (Nurse, "appointment_scheduled_nurse"),
-                ],
-            )
+            Outgoing {
+                invitation: invitation(&event.appointment, Method::Request),
+                ..appointment(
+                    &event.appointment,
+                    &[
+                        (Patient, "appointment_scheduled_patient"),
+                        (Doctor, "appointment_scheduled_doctor"),
+                        (Nurse, "appointment_scheduled_nurse"),
+                    ],
+                )
+            }
         }
         AppointmentRejectedV1::TYPE => {
             let event: AppointmentRejectedV1 = envelope.data_as()?;
-            appointment(&event.appointment, &[(Patient, "appointment_rejected")])
+            Outgoing {
+                // Only a request moved while it waited had reached a calendar, as tentative.
+                invitation: invitation(&event.appointment, Method::Cancel),
+                ..appointment(&event.appointment, &[(Patient, "appointment_rejected")])
+            }
         }
         AppointmentCancelledV1::TYPE => {
             let event: AppointmentCancelledV1 = envelope.data_as()?;
@@ -151,14 +204,23 @@ pub fn plan(envelope: &Envelope) -> anyhow::Result<Option<Outgoing>> {
                 AppointmentStatus::Paid => "void",
                 _ => "none",
             };
+            // A hold that was never paid reached no calendar: nothing to remove.
+            let announced = matches!(
+                event.previous_status,
+                AppointmentStatus::Paid | AppointmentStatus::Scheduled
+            );
             Outgoing {
                 reason: Some(cancelled_because(&event.cancelled_by).to_owned()),
                 money: Some(money),
+                invitation: announced
+                    .then(|| invitation(&event.appointment, Method::Cancel))
+                    .flatten(),
                 ..appointment(
                     &event.appointment,
                     &[
                         (Patient, "appointment_cancelled_patient"),
                         (Doctor, "appointment_cancelled_doctor"),
+                        (Nurse, "appointment_cancelled_nurse"),
                     ],
                 )
             }
@@ -167,18 +229,54 @@ pub fn plan(envelope: &Envelope) -> anyhow::Result<Option<Outgoing>> {
             let event: AppointmentRescheduledV1 = envelope.data_as()?;
             Outgoing {
                 previous_starts_at: Some(event.previous_starts_at),
+                invitation: invitation(&event.appointment, Method::Request),
                 ..appointment(
                     &event.appointment,
                     &[
                         (Patient, "appointment_rescheduled_patient"),
                         (Doctor, "appointment_rescheduled_doctor"),
+                        (Nurse, "appointment_rescheduled_nurse"),
                     ],
                 )
             }
         }
         AppointmentReminderV1::TYPE => {
             let event: AppointmentReminderV1 = envelope.data_as()?;
-            appointment(&event.appointment, &[(Patient, "appointment_reminder")])
+            Outgoing {
+                invitation: invitation(&event.appointment, Method::Request),
+                ..appointment(&event.appointment, &[(Patient, "appointment_reminder")])
+            }
+        }
+        AppointmentOfferedV1::TYPE => {
+            let event: AppointmentOfferedV1 = envelope.data_as()?;
+            Outgoing {
+                action_path: Some(format!(
+                    "/appointments/{}/claim",
+                    event.appointment.appointment_id
+                )),
+                deadline: Some(event.offer_expires_at),
+                ..appointment(&event.appointment, &[(Patient, "waitlist_offer")])
+            }
+        }
+        AppointmentClaimedV1::TYPE => {
+            let event: AppointmentClaimedV1 = envelope.data_as()?;
+            Outgoing {
+                action_path: Some(format!(
+                    "/appointments/{}/pay",
+                    event.appointment.appointment_id
+                )),
+                deadline: Some(event.hold_expires_at),
+                ..appointment(&event.appointment, &[(Patient, "waitlist_claimed")])
+            }
+        }
+        AppointmentOfferExpiredV1::TYPE => {
+            let event: AppointmentOfferExpiredV1 = envelope.data_as()?;
+            Outgoing {
+                // Whether it lapsed, was declined or withdrawn: a code, not free text.
+                reason: Some(event.outcome.clone()),
+                action_path: Some("/waitlist".to_owned()),
+                ..appointment(&event.appointment, &[(Patient, "waitlist_offer_closed")])
+            }
         }
         AppointmentCompletedV1::TYPE => {
             let event: AppointmentCompletedV1 = envelope.data_as()?;

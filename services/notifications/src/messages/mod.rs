@@ -8,7 +8,7 @@ mod catalogue;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-pub use catalogue::{Outgoing, Recipient, Role, plan};
+pub use catalogue::{Invitation, Outgoing, Recipient, Role, plan};
 
 /// The templates: each name's `.txt` and `.html` file, compiled in, and the list of names,
 /// from one list so that neither can miss one.
@@ -33,10 +33,15 @@ templates!(
     "appointment_rejected",
     "appointment_cancelled_patient",
     "appointment_cancelled_doctor",
+    "appointment_cancelled_nurse",
     "appointment_rescheduled_patient",
     "appointment_rescheduled_doctor",
+    "appointment_rescheduled_nurse",
     "appointment_reminder",
     "appointment_completed",
+    "waitlist_offer",
+    "waitlist_claimed",
+    "waitlist_offer_closed",
     "prescription_issued",
     "prescription_cancelled",
     "refill_requested",
@@ -78,6 +83,10 @@ pub struct Context {
     pub amount: String,
     /// What happened to the money of a cancelled appointment: `refund`, `void` or `none`.
     pub money: String,
+    /// Where the message asks the recipient to go (a page of the web app).
+    pub action_url: String,
+    /// The local time by which to act: `14:35`, or with the date when it is another day.
+    pub deadline: String,
 }
 
 /// The compiled templates.
@@ -175,6 +184,8 @@ mod tests {
             reason: "the doctor is ill".into(),
             amount: "60.00 EUR".into(),
             money: "refund".into(),
+            action_url: "https://clinic.example/appointments/1/claim".into(),
+            deadline: "14:35".into(),
         }
     }
 

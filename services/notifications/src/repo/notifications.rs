@@ -6,6 +6,7 @@ use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::calendar::Method;
 use crate::messages::Rendered;
 
 /// The channel on which the sender is woken when messages are written.
@@ -20,6 +21,8 @@ pub struct NewNotification<'a> {
     pub recipient_email: &'a str,
     pub template: &'a str,
     pub rendered: &'a Rendered,
+    /// The iCalendar part, for messages about an appointment's time.
+    pub calendar: Option<(Method, &'a str)>,
 }
 
 /// Writes a PENDING message unless this event already has it for this recipient; returns
@@ -27,8 +30,8 @@ pub struct NewNotification<'a> {
 pub async fn insert(conn: &mut PgConnection, new: &NewNotification<'_>) -> sqlx::Result<bool> {
     Ok(sqlx::query(
         "insert into notifications (id, event_id, event_type, recipient_id, recipient_email, template,
-                                    subject, body_text, body_html, traceparent)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                    subject, body_text, body_html, traceparent, calendar, calendar_method)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          on conflict on constraint notifications_once_key do nothing",
     )
     .bind(Uuid::now_v7())
@@ -42,6 +45,8 @@ pub async fn insert(conn: &mut PgConnection, new: &NewNotification<'_>) -> sqlx:
     .bind(&new.rendered.html)
     // Sending the message continues the trace of the event that caused it.
     .bind(polyclinic_telemetry::TraceContext::current().and_then(|trace| trace.traceparent))
+    .bind(new.calendar.map(|(_, text)| text))
+    .bind(new.calendar.map(|(method, _)| method.as_str()))
     .execute(conn)
     .await?
     .rows_affected()
@@ -67,6 +72,9 @@ pub struct Outbound {
     pub body_html: String,
     pub attempts: i32,
     pub traceparent: Option<String>,
+    /// The iCalendar part and its method (`REQUEST` or `CANCEL`), if it has one.
+    pub calendar: Option<String>,
+    pub calendar_method: Option<String>,
 }
 
 /// Claims up to `limit` messages due at `now` for one sender: their next attempt is moved
@@ -86,7 +94,8 @@ pub async fn claim_due(
              order by next_attempt_at
              limit $3
              for update skip locked)
-         returning id, recipient_email, subject, body_text, body_html, attempts, traceparent",
+         returning id, recipient_email, subject, body_text, body_html, attempts, traceparent,
+                   calendar, calendar_method",
     )
     .bind(now)
     .bind(now + lease)

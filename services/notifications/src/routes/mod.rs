@@ -1,5 +1,6 @@
 //! The notifications service's HTTP interface.
 
+pub mod calendar;
 pub mod events;
 pub mod notifications;
 
@@ -10,6 +11,7 @@ use crate::AppState;
 /// Every documented route of the service.
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .merge(calendar::router())
         .merge(events::router())
         .merge(notifications::router())
 }

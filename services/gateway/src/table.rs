@@ -113,6 +113,11 @@ pub const TABLE: &[Rule] = rules! {
     POST "/api/appointments/{id}/reschedule" => Appointments, PATIENT_OR_ADMIN;
     POST "/api/appointments/{id}/complete" => Appointments, CARE_OR_ADMIN;
     POST "/api/appointments/{id}/no-show" => Appointments, CARE_OR_ADMIN;
+    POST "/api/appointments/{id}/claim" => Appointments, PATIENT;
+    POST "/api/waitlist" => Appointments, PATIENT;
+    GET "/api/waitlist" => Appointments, ADMIN;
+    GET "/api/waitlist/mine" => Appointments, PATIENT;
+    DELETE "/api/waitlist/{id}" => Appointments, PATIENT_OR_ADMIN;
 
     // payments
     POST "/api/payments" => Payments, PAYERS;

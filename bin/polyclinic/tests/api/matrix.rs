@@ -29,21 +29,26 @@ const CALLERS: [&str; 7] = [
 /// other patient, doctor, other doctor, nurse, admin. 401: no token; 403: the role may not;
 /// 404: not there, or not yours (never telling which); 422: allowed, the body is not valid;
 /// 415: the route takes a form; 400: a FHIR search that must name its patient, schedule or
-/// doctor, or a FHIR operation's body that is not a Parameters resource (a patch's: not an
-/// array). The Stripe webhook is 404 `webhooks_not_configured`: this platform has no webhook
+/// doctor, a FHIR operation's body that is not a Parameters resource (a patch's: not an
+/// array), or a doctor's waitlist asked for without naming the doctor. A calendar feed's
+/// URL with a secret that is none is 404 to everyone; making, reading and ending one's own
+/// feed is open to every person. The Stripe webhook is 404 `webhooks_not_configured`: this platform has no webhook
 /// secret (its signature checks are tested in the payments service).
 #[rustfmt::skip]
 const EXPECTED: &[(&str, [u16; 7])] = &[
+    ("DELETE /api/calendar/feed", [401, 204, 204, 204, 204, 204, 204]),
     ("DELETE /api/departments/{id}", [401, 403, 403, 403, 403, 403, 404]),
     ("DELETE /api/doctors/{id}/unavailability/{uid}", [401, 403, 403, 404, 404, 403, 404]),
     ("DELETE /api/rooms/{id}", [401, 403, 403, 403, 403, 403, 404]),
     ("DELETE /api/users/{id}", [401, 404, 404, 404, 404, 404, 404]),
+    ("DELETE /api/waitlist/{id}", [401, 404, 404, 403, 403, 403, 404]),
     ("GET /api/appointments", [401, 403, 403, 403, 403, 403, 200]),
     ("GET /api/appointments/mine", [401, 200, 200, 200, 200, 200, 200]),
     ("GET /api/appointments/queue", [401, 403, 403, 403, 403, 403, 200]),
     ("GET /api/appointments/{id}", [401, 200, 404, 200, 404, 404, 200]),
     ("GET /api/appointments/{id}/staffing", [401, 403, 403, 403, 403, 403, 200]),
     ("GET /api/audit", [401, 403, 403, 403, 403, 403, 200]),
+    ("GET /api/calendar/feed", [401, 200, 200, 200, 200, 200, 200]),
     ("GET /api/auth/.well-known/openid-configuration", [200, 200, 200, 200, 200, 200, 200]),
     ("GET /api/auth/jwks", [200, 200, 200, 200, 200, 200, 200]),
     ("GET /api/departments", [401, 403, 403, 200, 200, 200, 200]),
@@ -73,18 +78,23 @@ const EXPECTED: &[(&str, [u16; 7])] = &[
     ("GET /api/users", [401, 403, 403, 403, 403, 403, 200]),
     ("GET /api/users/me", [401, 200, 200, 200, 200, 200, 200]),
     ("GET /api/users/{id}", [401, 200, 404, 404, 404, 404, 200]),
+    ("GET /api/waitlist", [401, 403, 403, 403, 403, 403, 400]),
+    ("GET /api/waitlist/mine", [401, 200, 200, 403, 403, 403, 403]),
+    ("GET /calendar/{file}", [404, 404, 404, 404, 404, 404, 404]),
     ("PATCH /api/departments/{id}", [401, 403, 403, 403, 403, 403, 404]),
     ("PATCH /api/rooms/{id}", [401, 403, 403, 403, 403, 403, 404]),
     ("PATCH /api/users/me", [401, 200, 200, 200, 200, 200, 200]),
     ("PATCH /api/users/{id}", [401, 404, 404, 404, 404, 404, 404]),
     ("POST /api/appointments", [401, 422, 422, 403, 403, 403, 422]),
     ("POST /api/appointments/{id}/approve", [401, 403, 403, 403, 403, 403, 422]),
+    ("POST /api/appointments/{id}/claim", [401, 404, 404, 403, 403, 403, 403]),
     ("POST /api/appointments/{id}/cancel", [401, 404, 404, 403, 403, 403, 404]),
     ("POST /api/appointments/{id}/complete", [401, 403, 403, 404, 404, 404, 404]),
     ("POST /api/appointments/{id}/no-show", [401, 403, 403, 404, 404, 404, 404]),
     ("POST /api/appointments/{id}/reject", [401, 403, 403, 403, 403, 403, 422]),
     ("POST /api/appointments/{id}/reschedule", [401, 422, 422, 403, 403, 403, 422]),
     ("POST /api/auth/revoke", [415, 415, 415, 415, 415, 415, 415]),
+    ("POST /api/calendar/feed", [401, 201, 201, 201, 201, 201, 201]),
     ("POST /api/auth/token", [415, 415, 415, 415, 415, 415, 415]),
     ("POST /api/departments", [401, 403, 403, 403, 403, 403, 422]),
     ("POST /api/doctors/{id}/unavailability", [401, 403, 403, 404, 404, 403, 422]),
@@ -109,6 +119,7 @@ const EXPECTED: &[(&str, [u16; 7])] = &[
     ("POST /api/users/patients", [422, 422, 422, 422, 422, 422, 422]),
     ("POST /api/users/staff", [401, 403, 403, 403, 403, 403, 422]),
     ("POST /api/users/{id}/password", [401, 403, 403, 403, 403, 403, 422]),
+    ("POST /api/waitlist", [401, 422, 422, 403, 403, 403, 403]),
     ("PUT /api/doctors/{id}/schedule", [401, 403, 403, 404, 404, 403, 422]),
     ("DELETE /api/smart/grants/{id}", [401, 404, 404, 404, 404, 404, 404]),
     ("GET /api/auth/authorize", [400, 400, 400, 400, 400, 400, 400]),

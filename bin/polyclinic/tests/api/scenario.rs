@@ -269,9 +269,10 @@ async fn a_day_at_the_clinic(kafka: bool, locks: LockBackend) {
 
     // Every email, to the right people, once: 8 welcomes, Ada's approved visit (4), Bob's
     // rejection (2) and his withdrawn request (3), Cy's booking, move, approval and
-    // cancellation (8), the prescription and its refill (3).
+    // cancellation (9, her nurse told of the cancellation too), the prescription and its
+    // refill (3).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while sink.received().len() < 28 && std::time::Instant::now() < deadline {
+    while sink.received().len() < 29 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -288,7 +289,7 @@ async fn a_day_at_the_clinic(kafka: bool, locks: LockBackend) {
             subjects.iter().filter(|s| s.starts_with(starts)).count()
         })
     };
-    assert_eq!(got.values().map(Vec::len).sum::<usize>(), 28, "{got:#?}");
+    assert_eq!(got.values().map(Vec::len).sum::<usize>(), 29, "{got:#?}");
     for to in got.keys() {
         assert_eq!(count(to, "Welcome to Polyclinic"), 1, "{to}");
     }
@@ -313,6 +314,7 @@ async fn a_day_at_the_clinic(kafka: bool, locks: LockBackend) {
         ("dermatologist@day.example", "New appointment:", 1),
         ("dermatologist@day.example", "Cancelled:", 1),
         ("derma-nurse@day.example", "Assigned:", 1),
+        ("derma-nurse@day.example", "Cancelled:", 1),
     ] {
         assert_eq!(count(to, starts), times, "{to}: {starts}: {got:#?}");
     }

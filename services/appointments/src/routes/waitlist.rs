@@ -217,8 +217,8 @@ pub struct LineQuery {
 /// A doctor's waitlist in order (admins): up to 500 entries in line, first first.
 #[utoipa::path(get, path = "/api/waitlist", tag = "waitlist", params(LineQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = Vec<WaitlistEntry>), (status = 404, body = ProblemDetails),
-        (status = 503, body = ProblemDetails)))]
+    responses((status = 200, body = Vec<WaitlistEntry>), (status = 400, body = ProblemDetails),
+        (status = 404, body = ProblemDetails), (status = 503, body = ProblemDetails)))]
 async fn doctors_line(
     State(state): State<AppState>,
     _admin: Asking<Admin>,

@@ -360,9 +360,18 @@ impl Booking {
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
         let current = Self::lock_for(&mut tx, &caller, id).await?;
-        if current.status != Status::Offered {
-            return Err(BookingError::WrongState(current.status));
-        }
+        let offer = line::lock_offer_of(&mut tx, id).await?;
+        let offer = match (current.status, offer) {
+            (Status::Offered, Some(offer)) if offer.status == OfferStatus::Open => offer,
+            // Claimed already (a second click): the reservation stands as it is.
+            (_, Some(offer)) if offer.status == OfferStatus::Claimed => {
+                return Err(BookingError::WrongState(current.status));
+            }
+            // It lapsed, or was declined or withdrawn, before this claim.
+            (_, Some(_)) => return Err(BookingError::OfferLapsed),
+            _ => return Err(BookingError::WrongState(current.status)),
+        };
+        // Past its time, though the expiry job has not closed it yet.
         if current.hold_expires_at.is_none_or(|expires| expires <= now) {
             return Err(BookingError::OfferLapsed);
         }
@@ -383,10 +392,6 @@ impl Booking {
             },
         )
         .await?;
-        let offer = line::lock_offer_of(&mut tx, id)
-            .await?
-            .filter(|offer| offer.status == OfferStatus::Open)
-            .ok_or(BookingError::OfferLapsed)?;
         line::decide_offer(&mut tx, offer.id, OfferStatus::Claimed).await?;
         line::set_entry_status(&mut tx, offer.entry_id, EntryStatus::Booked).await?;
         let event = AppointmentClaimedV1 {

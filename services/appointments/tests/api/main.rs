@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod booking;
+mod buffers;
 mod concurrency;
 mod constraints;
 mod jobs;

@@ -221,23 +221,24 @@ impl Booking {
         caller: Caller<'_>,
         entry_id: Uuid,
     ) -> Result<EntryRow, BookingError> {
-        let now = Utc::now();
-        let mut tx = self.pool.begin().await?;
-        let entry = match line::lock_entry(&mut tx, entry_id).await? {
-            Some(entry)
-                if caller.actor == Actor::Admin
-                    || (caller.actor == Actor::Patient && entry.patient_id == caller.id) =>
-            {
-                entry
-            }
-            _ => return Err(BookingError::EntryNotFound),
+        let mine = |entry: &EntryRow| {
+            caller.actor == Actor::Admin
+                || (caller.actor == Actor::Patient && entry.patient_id == caller.id)
         };
-        if !entry.status.is_active() {
-            return Err(BookingError::EntryClosed);
-        }
-        if entry.status == EntryStatus::Offered {
-            let offers = line::open_offers(&self.pool, &[entry.id]).await?;
-            for offer in offers {
+        // Rows are locked in the order every flow takes them (the offer's appointment, then
+        // the entry), so leaving never deadlocks with a claim or an expiry. An offer made
+        // between the look and the lock is withdrawn on the next round.
+        for _ in 0..3 {
+            let now = Utc::now();
+            let entry = match line::find_entry(&self.pool, entry_id).await? {
+                Some(entry) if mine(&entry) => entry,
+                _ => return Err(BookingError::EntryNotFound),
+            };
+            if !entry.status.is_active() {
+                return Err(BookingError::EntryClosed);
+            }
+            let mut tx = self.pool.begin().await?;
+            for offer in line::open_offers(&self.pool, &[entry.id]).await? {
                 if let Some(offered) = repo::lock(&mut tx, offer.appointment_id).await?
                     && offered.status == Status::Offered
                 {
@@ -252,13 +253,24 @@ impl Booking {
                     .await?;
                 }
             }
+            let Some(locked) = line::lock_entry(&mut tx, entry.id).await? else {
+                return Err(BookingError::EntryNotFound);
+            };
+            match locked.status {
+                EntryStatus::Waiting => {
+                    line::set_entry_status(&mut tx, entry.id, EntryStatus::Left).await?;
+                    tx.commit().await?;
+                    return Ok(EntryRow {
+                        status: EntryStatus::Left,
+                        ..locked
+                    });
+                }
+                // Offered meanwhile: start again, withdrawing that offer too.
+                EntryStatus::Offered => continue,
+                _ => return Err(BookingError::EntryClosed),
+            }
         }
-        line::set_entry_status(&mut tx, entry.id, EntryStatus::Left).await?;
-        tx.commit().await?;
-        Ok(EntryRow {
-            status: EntryStatus::Left,
-            ..entry
-        })
+        Err(BookingError::PeerUnavailable("the waitlist"))
     }
 
     pub fn waitlist_policy(&self) -> &WaitlistPolicy {

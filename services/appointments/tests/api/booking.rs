@@ -30,6 +30,7 @@ pub async fn platform(bus: Bus) -> TestPlatform {
 }
 
 /// Runs a scenario on each bus.
+#[macro_export]
 macro_rules! on_both_buses {
     ($($name:ident),* $(,)?) => {
         mod postgres_bus {

@@ -12,3 +12,4 @@ mod reservations;
 mod roles;
 mod schedules;
 mod staffing;
+mod waitlist;

@@ -162,8 +162,13 @@ appointment_event!(
     }
 );
 appointment_event!(
-    /// The card is authorised: the appointment waits for an admin's approval.
-    AppointmentPaidV1, "polyclinic.appointment.paid.v1" {}
+    /// The card is authorised (or, for a visit booked far ahead, saved): the appointment
+    /// waits for an admin's approval.
+    AppointmentPaidV1, "polyclinic.appointment.paid.v1" {
+        /// When a saved card is to be authorised; absent when it is authorised already.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authorize_at: Option<DateTime<Utc>>,
+    }
 );
 appointment_event!(
     /// Approved: room and nurse assigned, payment captured.

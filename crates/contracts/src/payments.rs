@@ -1,6 +1,7 @@
 //! Events of the payments service, on `polyclinic.payments`, keyed by payment id. Each
 //! names the appointment it pays for, which is what most consumers act on.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -43,6 +44,23 @@ payment_event!(
     PaymentAuthorizedV1, "polyclinic.payment.authorized.v1" {}
 );
 payment_event!(
+    /// The card is saved for a visit booked further ahead than an authorisation lives: the
+    /// appointment is paid for (pending approval), and the card is authorised off-session at
+    /// `authorize_at`.
+    PaymentCardSavedV1, "polyclinic.payment.card_saved.v1" { authorize_at: DateTime<Utc> }
+);
+payment_event!(
+    /// The saved card was refused when it was authorised without the patient (`reason`:
+    /// `card_declined` or `authentication_required`): the patient gives another card by
+    /// `deadline`, or the payment is canceled and the visit with it.
+    PaymentActionRequiredV1, "polyclinic.payment.action_required.v1" {
+        reason: String,
+        deadline: DateTime<Utc>,
+        /// When the visit starts.
+        visit_starts_at: Option<DateTime<Utc>>,
+    }
+);
+payment_event!(
     /// Money was taken: `captured` of the authorised amount.
     PaymentCapturedV1, "polyclinic.payment.captured.v1" { captured: i64 }
 );
@@ -59,6 +77,8 @@ payment_event!(
     PaymentFailedV1, "polyclinic.payment.failed.v1" { reason: String }
 );
 payment_event!(
-    /// The authorisation lapsed (the provider cancels uncaptured payments after 7 days).
+    /// The payment can no longer be taken: the authorisation lapsed (the provider cancels
+    /// uncaptured payments after 7 days), or no card was given by the deadline after a
+    /// refused authorisation.
     PaymentExpiredV1, "polyclinic.payment.expired.v1" {}
 );

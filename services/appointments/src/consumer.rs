@@ -1,13 +1,14 @@
 //! The `appointments-payments` consumer: what the payments service's events mean for
-//! appointments. An authorised card makes a pending appointment PAID; an authorisation that
-//! lapsed before approval cancels it.
+//! appointments. An authorised card (or a card saved for a visit booked far ahead) makes a
+//! pending appointment PAID; a payment that can no longer be taken (a lapsed authorisation,
+//! no other card after a refusal) cancels it.
 
 use std::time::Duration;
 
 use polyclinic_config::Config;
 use polyclinic_contracts::Event;
 use polyclinic_contracts::Topic;
-use polyclinic_contracts::payments::{PaymentAuthorizedV1, PaymentExpiredV1};
+use polyclinic_contracts::payments::{PaymentAuthorizedV1, PaymentCardSavedV1, PaymentExpiredV1};
 use polyclinic_events::{Backbone, Consumer, ConsumerSettings, Envelope, EventContext, Handlers};
 use sqlx::PgPool;
 
@@ -31,13 +32,21 @@ pub fn payment_events(config: &Config, pool: &PgPool, backbone: &Backbone) -> Co
         .on(PaymentAuthorizedV1::TYPE, |conn, envelope, _: &()| {
             Box::pin(async move {
                 let event: PaymentAuthorizedV1 = envelope.data_as()?;
-                mark_paid(
-                    conn,
+                let ids = (
                     event.payment.appointment_id.into(),
                     event.payment.payment_id.into(),
-                    &context(envelope),
-                )
-                .await
+                );
+                mark_paid(conn, ids, None, &context(envelope)).await
+            })
+        })
+        .on(PaymentCardSavedV1::TYPE, |conn, envelope, _: &()| {
+            Box::pin(async move {
+                let event: PaymentCardSavedV1 = envelope.data_as()?;
+                let ids = (
+                    event.payment.appointment_id.into(),
+                    event.payment.payment_id.into(),
+                );
+                mark_paid(conn, ids, Some(event.authorize_at), &context(envelope)).await
             })
         })
         .on(PaymentExpiredV1::TYPE, |conn, envelope, _: &()| {

@@ -1,19 +1,56 @@
 //! Payment operations: each asks the provider, then records the new state, a history row and
 //! the event announcing it in one transaction. The payment's row is locked for the whole
 //! operation, so capture, void and refund of one payment never run at once.
+//!
+//! A visit further ahead than `payments.authorize_ahead_days` is paid in two steps: its card
+//! is saved at booking (a SetupIntent) and authorised off-session
+//! `payments.authorize_lead_hours` before the visit ([`Ledger::authorize_due`]); an approval
+//! before then is recorded and the capture follows the authorisation. An authorisation that
+//! would lapse before its capture is renewed the same way ([`Ledger::renew_lapsing`]). A
+//! refused off-session authorisation asks the patient for another card by a deadline
+//! (`payments.card_update_hours`); past it the payment is canceled and announced as expired,
+//! which cancels the visit ([`Ledger::cancel_unmended`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use polyclinic_contracts::payments::{
-    PaymentAuthorizedV1, PaymentCapturedV1, PaymentExpiredV1, PaymentFailedV1, PaymentRefundedV1,
-    PaymentVoidedV1,
+    PaymentActionRequiredV1, PaymentAuthorizedV1, PaymentCapturedV1, PaymentCardSavedV1,
+    PaymentExpiredV1, PaymentFailedV1, PaymentRefundedV1, PaymentVoidedV1,
 };
 use polyclinic_contracts::{AppointmentId, PatientId, PaymentId};
 use polyclinic_events::{EventContext, outbox};
 use sqlx::{PgConnection, PgPool};
 
 use crate::domain::intent::{PaymentStatus, authorization_lifetime};
-use crate::provider::{Provider, ProviderError, ProviderIntent};
-use crate::repo::payments::{self as repo, HistoryEntry, NewPayment, PaymentRow};
+use crate::provider::{
+    OffSessionError, Provider, ProviderError, ProviderIntent, Refusal, SetupStatus,
+};
+use crate::repo::payments::{self as repo, Due, HistoryEntry, NewPayment, PaymentRow};
+
+/// When cards are charged: how far ahead a visit is authorised at booking (beyond, its card
+/// is saved), how long before such a visit its card is authorised, and how long a patient
+/// has to give another card after a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardTiming {
+    pub ahead: Duration,
+    pub lead: Duration,
+    pub update: Duration,
+}
+
+impl Default for CardTiming {
+    fn default() -> Self {
+        Self {
+            ahead: Duration::days(6),
+            lead: Duration::hours(48),
+            update: Duration::hours(24),
+        }
+    }
+}
+
+/// How long before it lapses an uncaptured authorisation is renewed.
+const RENEWAL_MARGIN: Duration = Duration::days(1);
+
+/// Payments one job round takes.
+const JOB_BATCH: i64 = 50;
 
 /// Why an operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +89,24 @@ impl From<ProviderError> for LedgerError {
 pub struct Ledger {
     pool: PgPool,
     provider: Provider,
+    timing: CardTiming,
+}
+
+/// A payment's PaymentIntent, which every operation but a card's saving needs.
+fn intent_of(payment: &PaymentRow) -> Result<&str, LedgerError> {
+    payment
+        .provider_intent_id
+        .as_deref()
+        .ok_or(LedgerError::WrongState(payment.status))
 }
 
 impl Ledger {
-    pub fn new(pool: PgPool, provider: Provider) -> Self {
-        Self { pool, provider }
+    pub fn new(pool: PgPool, provider: Provider, timing: CardTiming) -> Self {
+        Self {
+            pool,
+            provider,
+            timing,
+        }
     }
 
     fn provider_name(&self) -> &'static str {
@@ -76,14 +126,28 @@ impl Ledger {
         repo::lock(conn, id).await?.ok_or(LedgerError::NotFound)
     }
 
+    /// The patient's customer at the provider, made on first need.
+    async fn customer(&self, patient_id: PatientId) -> Result<String, LedgerError> {
+        let provider = self.provider_name();
+        if let Some(customer) = repo::find_customer(&self.pool, patient_id, provider).await? {
+            return Ok(customer);
+        }
+        let made = self
+            .provider
+            .create_customer(&patient_id.to_string(), &format!("customer-{patient_id}"))
+            .await?;
+        Ok(repo::insert_customer(&self.pool, patient_id, provider, &made).await?)
+    }
+
     /// The payment of an appointment, created at the provider on first request; asking
-    /// again for the same appointment returns the same payment.
+    /// again for the same appointment returns the same payment. A visit starting further
+    /// ahead than an authorisation lives has its card saved now and authorised later.
     pub async fn create(
         &self,
         appointment_id: AppointmentId,
         patient_id: PatientId,
-        amount: i64,
-        currency: &str,
+        (amount, currency): (i64, &str),
+        visit_starts_at: Option<DateTime<Utc>>,
         actor: &str,
     ) -> Result<PaymentRow, LedgerError> {
         if let Some(existing) = repo::find_for_appointment(&self.pool, appointment_id).await? {
@@ -92,16 +156,47 @@ impl Ledger {
         if amount <= 0 {
             return Err(LedgerError::BadAmount { max: i64::MAX });
         }
-        // The provider key is derived from the appointment: a retry never makes two intents.
-        let intent = self
-            .provider
-            .create(
-                amount,
-                currency,
-                &appointment_id.to_string(),
-                &format!("payment-create-{appointment_id}"),
-            )
-            .await?;
+        let customer = self.customer(patient_id).await?;
+        let now = Utc::now();
+        let saved_for = visit_starts_at.filter(|starts| *starts - now > self.timing.ahead);
+        // The provider keys are derived from the appointment: a retry never makes two.
+        let appointment = appointment_id.to_string();
+        let (status, intent, setup, secret) = match saved_for {
+            Some(_) => {
+                let setup = self
+                    .provider
+                    .create_setup(
+                        &customer,
+                        &appointment,
+                        &format!("payment-setup-{appointment_id}"),
+                    )
+                    .await?;
+                (
+                    PaymentStatus::RequiresPaymentMethod,
+                    None,
+                    Some(setup.id),
+                    setup.client_secret,
+                )
+            }
+            None => {
+                let intent = self
+                    .provider
+                    .create(
+                        amount,
+                        currency,
+                        &customer,
+                        &appointment,
+                        &format!("payment-create-{appointment_id}"),
+                    )
+                    .await?;
+                (
+                    PaymentStatus::from(intent.status),
+                    Some(intent.id),
+                    None,
+                    intent.client_secret,
+                )
+            }
+        };
         let mut tx = self.pool.begin().await?;
         let (payment, inserted) = repo::insert(
             &mut tx,
@@ -110,21 +205,26 @@ impl Ledger {
                 patient_id,
                 amount,
                 currency,
-                status: PaymentStatus::from(intent.status),
+                status,
                 provider: self.provider_name(),
-                provider_intent_id: &intent.id,
-                client_secret: intent.client_secret.as_deref(),
+                provider_intent_id: intent.as_deref(),
+                setup_intent_id: setup.as_deref(),
+                client_secret: secret.as_deref(),
+                customer_id: &customer,
+                visit_starts_at,
+                authorize_at: saved_for.map(|starts| starts - self.timing.lead),
             },
         )
         .await?;
         if inserted {
+            let detail = saved_for.map(|_| "the card is saved now and authorised before the visit");
             history(
                 &mut tx,
                 &payment,
                 "created",
                 None,
                 Some(amount),
-                None,
+                detail,
                 actor,
             )
             .await?;
@@ -133,8 +233,10 @@ impl Ledger {
         Ok(payment)
     }
 
-    /// Confirms with a payment method server-side (test mode). A decline is recorded and
-    /// announced; the payment stays open for another card.
+    /// Confirms with a payment method server-side (test mode): saves the card of a visit
+    /// booked far ahead, or authorises it (the first card, or another after a refused
+    /// off-session authorisation; a capture the clinic asked for meanwhile follows). A
+    /// decline is recorded and announced; the payment stays open for another card.
     pub async fn confirm(
         &self,
         id: PaymentId,
@@ -147,17 +249,55 @@ impl Ledger {
         if payment.status != PaymentStatus::RequiresPaymentMethod {
             return Err(LedgerError::WrongState(payment.status));
         }
-        let attempt = repo::count_history(&mut tx, id, &["authorized", "declined"]).await?;
-        let key = format!("payment-confirm-{id}-{attempt}");
-        match self
-            .provider
-            .confirm(&payment.provider_intent_id, payment_method, &key)
-            .await
-        {
-            Ok(intent) => {
-                let updated = self
-                    .apply(&mut tx, &payment, &intent, actor, context)
-                    .await?;
+        let attempt =
+            repo::count_history(&mut tx, id, &["authorized", "declined", "card saved"]).await?;
+        let outcome = match (&payment.provider_intent_id, &payment.setup_intent_id) {
+            (None, Some(setup)) => {
+                let key = format!("payment-setup-confirm-{id}-{attempt}");
+                match self
+                    .provider
+                    .confirm_setup(setup, payment_method, &key)
+                    .await
+                {
+                    Ok(saved) if saved.status == SetupStatus::Saved => {
+                        let method = saved.payment_method.as_deref().unwrap_or(payment_method);
+                        let updated = self
+                            .card_saved(&mut tx, &payment, method, actor, context)
+                            .await?;
+                        Ok(updated)
+                    }
+                    // The bank wants its holder to authenticate, which a server-side
+                    // confirmation cannot do: another card, or the provider's own page.
+                    Ok(_) => Err(ProviderError::Declined(
+                        "the card needs its holder to authenticate".to_owned(),
+                    )),
+                    Err(err) => Err(err),
+                }
+            }
+            (Some(intent), _) => {
+                let key = format!("payment-confirm-{id}-{attempt}");
+                match self.provider.confirm(intent, payment_method, &key).await {
+                    Ok(intent) => {
+                        self.apply(&mut tx, &payment, &intent, actor, context)
+                            .await?;
+                        let updated = repo::record_payment_method(
+                            &mut tx,
+                            id,
+                            intent.payment_method.as_deref(),
+                        )
+                        .await?;
+                        let updated = self
+                            .capture_if_asked(&mut tx, updated, actor, context)
+                            .await?;
+                        Ok(updated)
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+            (None, None) => return Err(LedgerError::WrongState(payment.status)),
+        };
+        match outcome {
+            Ok(updated) => {
                 tx.commit().await?;
                 Ok(updated)
             }
@@ -184,7 +324,56 @@ impl Ledger {
         }
     }
 
-    /// Captures all of the authorisation, or `amount` of it.
+    /// Records a far-ahead visit's card as saved and announces it (the appointment is then
+    /// paid for, pending approval).
+    async fn card_saved(
+        &self,
+        conn: &mut PgConnection,
+        payment: &PaymentRow,
+        payment_method: &str,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<PaymentRow, LedgerError> {
+        let updated = repo::record_card_saved(conn, payment.id, payment_method).await?;
+        history(
+            conn,
+            &updated,
+            "card saved",
+            Some(payment.status),
+            None,
+            None,
+            actor,
+        )
+        .await?;
+        let event = PaymentCardSavedV1 {
+            payment: updated.reference(),
+            authorize_at: updated.authorize_at.unwrap_or_else(Utc::now),
+        };
+        outbox::enqueue(conn, crate::SERVICE, &event, context).await?;
+        Ok(updated)
+    }
+
+    /// Captures a fresh authorisation when the clinic asked for it before the card was
+    /// authorised.
+    async fn capture_if_asked(
+        &self,
+        conn: &mut PgConnection,
+        payment: PaymentRow,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<PaymentRow, LedgerError> {
+        if payment.status != PaymentStatus::RequiresCapture
+            || payment.capture_requested_at.is_none()
+        {
+            return Ok(payment);
+        }
+        self.capture_locked(conn, &payment, None, actor, context)
+            .await
+    }
+
+    /// Captures all of the authorisation, or `amount` of it. A payment whose card is not
+    /// authorised yet (saved for a visit far ahead, or waiting for another card after a
+    /// refusal) records the request, and is captured in full when it is authorised.
     pub async fn capture(
         &self,
         id: PaymentId,
@@ -194,30 +383,80 @@ impl Ledger {
     ) -> Result<PaymentRow, LedgerError> {
         let mut tx = self.pool.begin().await?;
         let payment = Self::lock(&mut tx, id).await?;
-        if payment.status != PaymentStatus::RequiresCapture {
-            return Err(LedgerError::WrongState(payment.status));
+        let awaiting_card = payment.status == PaymentStatus::RequiresPaymentMethod
+            && payment.card_deadline.is_some();
+        let updated = match payment.status {
+            PaymentStatus::RequiresCapture => {
+                self.capture_locked(&mut tx, &payment, amount, actor, context)
+                    .await?
+            }
+            PaymentStatus::CardSaved if amount.is_none_or(|amount| amount == payment.amount) => {
+                self.request_capture(&mut tx, &payment, actor).await?
+            }
+            _ if awaiting_card && amount.is_none_or(|amount| amount == payment.amount) => {
+                self.request_capture(&mut tx, &payment, actor).await?
+            }
+            PaymentStatus::CardSaved => {
+                return Err(LedgerError::BadAmount {
+                    max: payment.amount,
+                });
+            }
+            other => return Err(LedgerError::WrongState(other)),
+        };
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn request_capture(
+        &self,
+        conn: &mut PgConnection,
+        payment: &PaymentRow,
+        actor: &str,
+    ) -> Result<PaymentRow, LedgerError> {
+        let updated = repo::request_capture(conn, payment.id, Utc::now()).await?;
+        if payment.capture_requested_at.is_none() {
+            let detail = "captured once the card is authorised";
+            history(
+                conn,
+                &updated,
+                "capture requested",
+                Some(payment.status),
+                None,
+                Some(detail),
+                actor,
+            )
+            .await?;
         }
+        Ok(updated)
+    }
+
+    /// Captures a locked, authorised payment.
+    async fn capture_locked(
+        &self,
+        conn: &mut PgConnection,
+        payment: &PaymentRow,
+        amount: Option<i64>,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<PaymentRow, LedgerError> {
         if amount.is_some_and(|amount| !(1..=payment.amount).contains(&amount)) {
             return Err(LedgerError::BadAmount {
                 max: payment.amount,
             });
         }
+        let id = payment.id;
         let intent = self
             .provider
             .capture(
-                &payment.provider_intent_id,
+                intent_of(payment)?,
                 amount,
                 &format!("payment-capture-{id}"),
             )
             .await?;
-        let updated = self
-            .apply(&mut tx, &payment, &intent, actor, context)
-            .await?;
-        tx.commit().await?;
-        Ok(updated)
+        self.apply(conn, payment, &intent, actor, context).await
     }
 
-    /// Voids the payment before capture.
+    /// Voids the payment before capture (a card only saved is let go: nothing was held).
     pub async fn void(
         &self,
         id: PaymentId,
@@ -229,13 +468,45 @@ impl Ledger {
         if payment.status.is_final() {
             return Err(LedgerError::WrongState(payment.status));
         }
-        let intent = self
-            .provider
-            .cancel(&payment.provider_intent_id, &format!("payment-cancel-{id}"))
-            .await?;
-        let updated = self
-            .apply(&mut tx, &payment, &intent, actor, context)
-            .await?;
+        let updated = match (&payment.provider_intent_id, &payment.setup_intent_id) {
+            (Some(intent), _) => {
+                let intent = self
+                    .provider
+                    .cancel(intent, &format!("payment-cancel-{id}"))
+                    .await?;
+                self.apply(&mut tx, &payment, &intent, actor, context)
+                    .await?
+            }
+            (None, setup) => {
+                // A setup that saved no card is canceled; a saved card stays with the
+                // customer, unused.
+                if let Some(setup) = setup
+                    && payment.status == PaymentStatus::RequiresPaymentMethod
+                {
+                    self.provider
+                        .cancel_setup(setup, &format!("payment-cancel-setup-{id}"))
+                        .await?;
+                }
+                let updated =
+                    repo::record_status(&mut tx, id, PaymentStatus::Canceled, 0, Utc::now())
+                        .await?;
+                history(
+                    &mut tx,
+                    &updated,
+                    "voided",
+                    Some(payment.status),
+                    None,
+                    None,
+                    actor,
+                )
+                .await?;
+                let event = PaymentVoidedV1 {
+                    payment: updated.reference(),
+                };
+                outbox::enqueue(&mut tx, crate::SERVICE, &event, context).await?;
+                updated
+            }
+        };
         tx.commit().await?;
         Ok(updated)
     }
@@ -262,7 +533,7 @@ impl Ledger {
         let refunded = self
             .provider
             .refund(
-                &payment.provider_intent_id,
+                intent_of(&payment)?,
                 Some(amount),
                 &format!("payment-refund-{id}-{refunds}"),
             )
@@ -354,7 +625,8 @@ impl Ledger {
     }
 
     /// Reads the provider's view and applies it if it is ahead of ours (webhooks and the
-    /// reconciliation job); a late report of an earlier state changes nothing.
+    /// reconciliation job); a late report of an earlier state changes nothing. A card being
+    /// saved is read from its setup.
     pub async fn sync(
         &self,
         id: PaymentId,
@@ -363,12 +635,304 @@ impl Ledger {
     ) -> Result<PaymentRow, LedgerError> {
         let mut tx = self.pool.begin().await?;
         let payment = Self::lock(&mut tx, id).await?;
-        let intent = self.provider.retrieve(&payment.provider_intent_id).await?;
-        let updated = self
-            .apply(&mut tx, &payment, &intent, actor, context)
-            .await?;
+        let updated = match (&payment.provider_intent_id, &payment.setup_intent_id) {
+            (Some(intent), _) => {
+                let intent = self.provider.retrieve(intent).await?;
+                self.apply(&mut tx, &payment, &intent, actor, context)
+                    .await?
+            }
+            (None, Some(setup)) => {
+                let setup = self.provider.retrieve_setup(setup).await?;
+                match (setup.status, setup.payment_method) {
+                    (SetupStatus::Saved, Some(method))
+                        if payment.status == PaymentStatus::RequiresPaymentMethod =>
+                    {
+                        self.card_saved(&mut tx, &payment, &method, actor, context)
+                            .await?
+                    }
+                    _ => payment,
+                }
+            }
+            (None, None) => payment,
+        };
         tx.commit().await?;
         Ok(updated)
+    }
+
+    /// The visit moved: a saved card is authorised its lead time before the new start (at
+    /// once when that has passed); an authorisation is renewed if it would lapse first.
+    pub async fn move_visit(
+        &self,
+        appointment_id: AppointmentId,
+        starts_at: DateTime<Utc>,
+    ) -> Result<Option<PaymentRow>, LedgerError> {
+        Ok(repo::move_visit(
+            &self.pool,
+            appointment_id,
+            starts_at,
+            starts_at - self.timing.lead,
+        )
+        .await?)
+    }
+
+    /// Authorises the saved cards whose time has come (off-session, manual capture), and
+    /// captures those the clinic approved meanwhile. Returns how many were authorised.
+    pub async fn authorize_due(&self, now: DateTime<Utc>) -> Result<usize, LedgerError> {
+        self.each_due(Due::Authorization, now, |ledger, conn, payment| {
+            Box::pin(async move { ledger.authorize_locked(conn, &payment, now, None).await })
+        })
+        .await
+    }
+
+    /// Renews the uncaptured authorisations that would lapse within a day, of visits not yet
+    /// over: the saved card is authorised anew and the old hold released. Returns how many.
+    pub async fn renew_lapsing(&self, now: DateTime<Utc>) -> Result<usize, LedgerError> {
+        let before = now - (authorization_lifetime() - RENEWAL_MARGIN);
+        self.each_due(Due::Renewal { before }, now, |ledger, conn, payment| {
+            Box::pin(async move {
+                let old = payment.provider_intent_id.clone();
+                ledger.authorize_locked(conn, &payment, now, old).await
+            })
+        })
+        .await
+    }
+
+    /// Cancels the payments whose patient gave no other card by the deadline after a
+    /// refused authorisation, announcing them as expired (which cancels the visit and frees
+    /// its slot). Returns how many.
+    pub async fn cancel_unmended(&self, now: DateTime<Utc>) -> Result<usize, LedgerError> {
+        self.each_due(Due::CardDeadline, now, |ledger, conn, payment| {
+            Box::pin(async move {
+                if let Some(intent) = &payment.provider_intent_id {
+                    let key = format!("payment-cancel-unmended-{}", payment.id);
+                    match ledger.provider.cancel(intent, &key).await {
+                        Ok(_) | Err(ProviderError::Refused(_)) => {}
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+                let updated =
+                    repo::record_status(conn, payment.id, PaymentStatus::Canceled, 0, now).await?;
+                let detail = "no other card was given by the deadline";
+                history(
+                    conn,
+                    &updated,
+                    "expired",
+                    Some(payment.status),
+                    None,
+                    Some(detail),
+                    "card-deadline",
+                )
+                .await?;
+                let event = PaymentExpiredV1 {
+                    payment: updated.reference(),
+                };
+                outbox::enqueue(conn, crate::SERVICE, &event, &EventContext::default()).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Runs `work` on each payment `due` at `now`, each in a transaction of its own with its
+    /// row locked (instances share the work); one that fails is logged and tried again on
+    /// the next round. Returns how many `work` counted.
+    async fn each_due<F>(&self, due: Due, now: DateTime<Utc>, work: F) -> Result<usize, LedgerError>
+    where
+        F: for<'a> Fn(
+            &'a Ledger,
+            &'a mut PgConnection,
+            PaymentRow,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<bool, LedgerError>> + Send + 'a>,
+        >,
+    {
+        let mut done = 0;
+        for id in repo::due(&self.pool, due, now, JOB_BATCH).await? {
+            let mut tx = self.pool.begin().await?;
+            let Some(payment) = repo::lock_if_due(&mut tx, id, due, now).await? else {
+                continue;
+            };
+            match work(self, &mut tx, payment).await {
+                Ok(counted) => {
+                    tx.commit().await?;
+                    done += usize::from(counted);
+                }
+                Err(err) => {
+                    tracing::warn!(payment = %id, error = %err, "a payment job failed on this payment; tried again later");
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Authorises a locked payment's saved card off-session. Authorised: the new intent
+    /// stands for the payment (`replacing` one is released) and a requested capture follows.
+    /// Refused: the patient is asked for another card by the deadline. Returns whether it
+    /// was authorised.
+    async fn authorize_locked(
+        &self,
+        conn: &mut PgConnection,
+        payment: &PaymentRow,
+        now: DateTime<Utc>,
+        replacing: Option<String>,
+    ) -> Result<bool, LedgerError> {
+        let id = payment.id;
+        let actor = "card-authorization";
+        let context = EventContext::default();
+        let attempt =
+            repo::count_history(conn, id, &["authorized", "authorization refused"]).await?;
+        let saved = payment
+            .customer_id
+            .as_deref()
+            .zip(payment.payment_method.as_deref());
+        let outcome = match saved {
+            Some(card) => {
+                self.provider
+                    .authorize_off_session(
+                        payment.amount,
+                        &payment.currency,
+                        card,
+                        &payment.appointment_id.to_string(),
+                        &format!("payment-authorize-{id}-{attempt}"),
+                    )
+                    .await
+            }
+            None => Err(OffSessionError::Refused {
+                refusal: Refusal::Declined,
+                message: "no card is saved".to_owned(),
+                intent: None,
+            }),
+        };
+        // Whatever became of the new attempt, an old hold is let go: the new intent (or the
+        // patient's next card) stands for the payment from now on.
+        let release_key = format!("payment-release-{id}-{attempt}");
+        let release = || self.release(replacing.as_deref(), &release_key);
+        match outcome {
+            Ok(intent) if intent.status == crate::provider::ProviderStatus::RequiresCapture => {
+                release().await?;
+                let updated = repo::record_intent(
+                    conn,
+                    id,
+                    &intent.id,
+                    intent.client_secret.as_deref(),
+                    PaymentStatus::RequiresCapture,
+                    Some(now),
+                    None,
+                )
+                .await?;
+                let detail = if replacing.is_some() {
+                    "renewed off-session before the last one lapsed"
+                } else {
+                    "off-session, with the saved card"
+                };
+                history(
+                    conn,
+                    &updated,
+                    "authorized",
+                    Some(payment.status),
+                    Some(updated.amount),
+                    Some(detail),
+                    actor,
+                )
+                .await?;
+                outbox::enqueue(
+                    conn,
+                    crate::SERVICE,
+                    &PaymentAuthorizedV1 {
+                        payment: updated.reference(),
+                    },
+                    &context,
+                )
+                .await?;
+                self.capture_if_asked(conn, updated, actor, &context)
+                    .await?;
+                Ok(true)
+            }
+            Ok(intent) => {
+                release().await?;
+                self.refused(
+                    conn,
+                    payment,
+                    Refusal::AuthenticationRequired,
+                    Some(intent),
+                    now,
+                )
+                .await?;
+                Ok(false)
+            }
+            Err(OffSessionError::Refused {
+                refusal, intent, ..
+            }) => {
+                release().await?;
+                self.refused(conn, payment, refusal, intent, now).await?;
+                Ok(false)
+            }
+            Err(OffSessionError::Provider(err)) => Err(err.into()),
+        }
+    }
+
+    /// Lets an old authorisation go (one that lapsed or was canceled already is let be).
+    async fn release(&self, intent: Option<&str>, key: &str) -> Result<(), LedgerError> {
+        let Some(intent) = intent else {
+            return Ok(());
+        };
+        match self.provider.cancel(intent, key).await {
+            Ok(_) | Err(ProviderError::Refused(_)) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Records a refused off-session authorisation: the payment waits for another card
+    /// (the refused intent is what the patient confirms it with) until the deadline.
+    async fn refused(
+        &self,
+        conn: &mut PgConnection,
+        payment: &PaymentRow,
+        refusal: Refusal,
+        intent: Option<ProviderIntent>,
+        now: DateTime<Utc>,
+    ) -> Result<(), LedgerError> {
+        let deadline = now + self.timing.update;
+        let intent_id = intent
+            .as_ref()
+            .map(|intent| intent.id.clone())
+            .or_else(|| payment.provider_intent_id.clone());
+        let updated = match intent_id {
+            Some(intent_id) => {
+                repo::record_intent(
+                    conn,
+                    payment.id,
+                    &intent_id,
+                    intent
+                        .as_ref()
+                        .and_then(|intent| intent.client_secret.as_deref()),
+                    PaymentStatus::RequiresPaymentMethod,
+                    None,
+                    Some(deadline),
+                )
+                .await?
+            }
+            // Nothing at the provider to confirm: the card is set up again.
+            None => return Err(LedgerError::WrongState(payment.status)),
+        };
+        history(
+            conn,
+            &updated,
+            "authorization refused",
+            Some(payment.status),
+            None,
+            Some(refusal.code()),
+            "card-authorization",
+        )
+        .await?;
+        let event = PaymentActionRequiredV1 {
+            payment: updated.reference(),
+            reason: refusal.code().to_owned(),
+            deadline,
+            visit_starts_at: updated.visit_starts_at,
+        };
+        outbox::enqueue(conn, crate::SERVICE, &event, &EventContext::default()).await?;
+        Ok(())
     }
 
     /// The payment of an appointment, if it has one.
@@ -392,9 +956,9 @@ impl Ledger {
             return Ok(None);
         };
         let settled = match payment.status {
-            PaymentStatus::RequiresPaymentMethod | PaymentStatus::RequiresCapture => {
-                self.void(payment.id, actor, context).await
-            }
+            PaymentStatus::RequiresPaymentMethod
+            | PaymentStatus::CardSaved
+            | PaymentStatus::RequiresCapture => self.void(payment.id, actor, context).await,
             PaymentStatus::Succeeded if payment.amount_captured > payment.amount_refunded => {
                 self.refund(payment.id, None, actor, context).await
             }
@@ -503,6 +1067,7 @@ impl Ledger {
                 }
             }
             PaymentStatus::RequiresPaymentMethod => ("reopened", None),
+            PaymentStatus::CardSaved => ("card saved", None),
         };
         history(conn, &updated, action, Some(before), amount, None, actor).await?;
         Ok(updated)

@@ -26,7 +26,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 
-use crate::ledger::Ledger;
+use crate::ledger::{CardTiming, Ledger};
 use crate::provider::Provider;
 use crate::provider::simulated::Simulated;
 use crate::provider::stripe::StripeClient;
@@ -106,7 +106,13 @@ pub fn ledger(config: &Config, pool: &PgPool) -> anyhow::Result<(Ledger, bool)> 
             )
         }
     };
-    Ok((Ledger::new(pool.clone(), provider), test_mode))
+    let hours = |value: u32| chrono::Duration::hours(i64::from(value));
+    let timing = CardTiming {
+        ahead: chrono::Duration::days(i64::from(config.payments.authorize_ahead_days)),
+        lead: hours(config.payments.authorize_lead_hours),
+        update: hours(config.payments.card_update_hours),
+    };
+    Ok((Ledger::new(pool.clone(), provider, timing), test_mode))
 }
 
 /// The documented routes, and the internal routes of the settlement consumer.
@@ -130,8 +136,10 @@ pub fn router(
 /// How long a payment sits in a non-final state before the provider is asked about it.
 const RECONCILE_AFTER: chrono::Duration = chrono::Duration::minutes(5);
 
-/// Every minute, asks the provider about payments that a lost webhook may have left behind
-/// (and lets authorisations older than 7 days expire).
+/// Every minute: authorises the saved cards whose time has come, renews authorisations that
+/// would lapse before their capture, cancels payments whose patient gave no other card by
+/// the deadline, and asks the provider about payments that a lost webhook may have left
+/// behind (letting authorisations older than 7 days expire).
 fn spawn_reconciliation(ledger: Arc<Ledger>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -141,10 +149,21 @@ fn spawn_reconciliation(ledger: Arc<Ledger>, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            match ledger
-                .reconcile(chrono::Utc::now(), RECONCILE_AFTER, 100)
-                .await
-            {
+            let now = chrono::Utc::now();
+            for (job, outcome) in [
+                ("authorize-saved-cards", ledger.authorize_due(now).await),
+                ("renew-authorizations", ledger.renew_lapsing(now).await),
+                ("cancel-unmended", ledger.cancel_unmended(now).await),
+            ] {
+                match outcome {
+                    Ok(0) => {}
+                    Ok(count) => tracing::info!(%job, count, "job done"),
+                    Err(err) => {
+                        tracing::error!(%job, error = %err, "job failed; it runs again in a minute")
+                    }
+                }
+            }
+            match ledger.reconcile(now, RECONCILE_AFTER, 100).await {
                 Ok(0) => {}
                 Ok(moved) => tracing::info!(moved, "reconciliation moved payments forward"),
                 Err(err) => {

@@ -1,14 +1,15 @@
 //! The `payments-settlement` consumer: an appointment that ended without a visit (expired,
 //! rejected, cancelled) gets its payment voided, or refunded once captured. The
 //! appointments service only announces; this consumer makes sure the money follows, however
-//! late the event arrives and however often it is delivered.
+//! late the event arrives and however often it is delivered. A moved appointment moves when
+//! its saved card is authorised.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use polyclinic_config::Config;
 use polyclinic_contracts::appointments::{
-    AppointmentCancelledV1, AppointmentExpiredV1, AppointmentRejectedV1,
+    AppointmentCancelledV1, AppointmentExpiredV1, AppointmentRejectedV1, AppointmentRescheduledV1,
 };
 use polyclinic_contracts::{Event, Topic};
 use polyclinic_events::{
@@ -78,6 +79,24 @@ pub fn consumer(
         .on(
             AppointmentCancelledV1::TYPE,
             handler(|event: &AppointmentCancelledV1| event.appointment.appointment_id),
+        )
+        .on(
+            AppointmentRescheduledV1::TYPE,
+            |_conn, envelope, ledger: &Arc<Ledger>| {
+                Box::pin(async move {
+                    let event: AppointmentRescheduledV1 = envelope.data_as()?;
+                    let moved = ledger
+                        .move_visit(
+                            event.appointment.appointment_id.into(),
+                            event.appointment.starts_at,
+                        )
+                        .await?;
+                    Ok(match moved {
+                        Some(_) => Handled::Done,
+                        None => Handled::Skipped("the appointment has no payment".to_owned()),
+                    })
+                })
+            },
         );
     Consumer::new(
         backbone.bus(),

@@ -422,13 +422,14 @@ impl Booking {
     }
 }
 
-/// The payments service authorised the card: a PENDING appointment becomes PAID. One that
-/// is no longer pending (its hold ran out, say) stays as it is; the payments service voids
-/// the payment on that appointment's own event.
+/// The payments service authorised the card (or saved it, for a visit booked far ahead, to
+/// authorise it at `authorize_at`): a PENDING appointment becomes PAID. One that is no
+/// longer pending (its hold ran out, say) stays as it is; the payments service voids the
+/// payment on that appointment's own event.
 pub async fn mark_paid(
     conn: &mut PgConnection,
-    appointment_id: AppointmentId,
-    payment_id: PaymentId,
+    (appointment_id, payment_id): (AppointmentId, PaymentId),
+    authorize_at: Option<chrono::DateTime<Utc>>,
     context: &EventContext,
 ) -> anyhow::Result<Handled> {
     let Some(current) = repo::lock(conn, appointment_id).await? else {
@@ -456,6 +457,7 @@ pub async fn mark_paid(
         crate::SERVICE,
         &AppointmentPaidV1 {
             appointment: paid.reference(),
+            authorize_at,
         },
         context,
     )
@@ -463,7 +465,8 @@ pub async fn mark_paid(
     Ok(Handled::Done)
 }
 
-/// The card's authorisation lapsed before approval: the appointment is cancelled.
+/// The payment can no longer be taken (its authorisation lapsed, or the patient gave no
+/// other card after a refusal): the appointment is cancelled and its slot freed.
 pub async fn cancel_lapsed(
     conn: &mut PgConnection,
     appointment_id: AppointmentId,
@@ -481,7 +484,7 @@ pub async fn cancel_lapsed(
     cancel_locked(
         conn,
         &current,
-        "the card authorisation expired before the appointment was approved",
+        "the card could not be charged: its authorisation lapsed, or no card was given after a refusal",
         Actor::System,
         None,
         context,

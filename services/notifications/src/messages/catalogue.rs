@@ -10,6 +10,7 @@ use polyclinic_contracts::appointments::{
     AppointmentStatus,
 };
 use polyclinic_contracts::identity::UserRegisteredV1;
+use polyclinic_contracts::payments::PaymentActionRequiredV1;
 use polyclinic_contracts::prescriptions::{
     PrescriptionCancelledV1, PrescriptionIssuedV1, RefillApprovedV1, RefillDeclinedV1, RefillRef,
     RefillRequestedV1,
@@ -172,7 +173,35 @@ pub fn plan(envelope: &Envelope) -> anyhow::Result<Option<Outgoing>> {
         }
         AppointmentPaidV1::TYPE => {
             let event: AppointmentPaidV1 = envelope.data_as()?;
-            appointment(&event.appointment, &[(Patient, "appointment_paid")])
+            match event.authorize_at {
+                // A visit booked far ahead: the card is saved, authorised later.
+                Some(authorize_at) => Outgoing {
+                    deadline: Some(authorize_at),
+                    ..appointment(&event.appointment, &[(Patient, "appointment_card_saved")])
+                },
+                None => appointment(&event.appointment, &[(Patient, "appointment_paid")]),
+            }
+        }
+        PaymentActionRequiredV1::TYPE => {
+            let event: PaymentActionRequiredV1 = envelope.data_as()?;
+            Outgoing {
+                recipients: vec![Recipient {
+                    user_id: event.payment.patient_id,
+                    role: Patient,
+                    template: "payment_action_required",
+                }],
+                patient_id: Some(event.payment.patient_id),
+                starts_at: event.visit_starts_at,
+                amount: Some((event.payment.amount, event.payment.currency.clone())),
+                // A code (`card_declined`, `authentication_required`), not free text.
+                reason: Some(event.reason.clone()),
+                action_path: Some(format!(
+                    "/appointments/{}/pay",
+                    event.payment.appointment_id
+                )),
+                deadline: Some(event.deadline),
+                ..Outgoing::default()
+            }
         }
         AppointmentScheduledV1::TYPE => {
             let event: AppointmentScheduledV1 = envelope.data_as()?;

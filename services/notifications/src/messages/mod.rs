@@ -27,6 +27,8 @@ macro_rules! templates {
 templates!(
     "welcome",
     "appointment_paid",
+    "appointment_card_saved",
+    "payment_action_required",
     "appointment_scheduled_patient",
     "appointment_scheduled_doctor",
     "appointment_scheduled_nurse",

@@ -6,6 +6,12 @@
 //!          \--cancel--> canceled            requires_capture --cancel / 7 days--> canceled
 //! ```
 //!
+//! A visit booked further ahead than an authorisation lives is paid in two steps: the card
+//! is saved at booking (`card_saved`, a SetupIntent for off-session use) and authorised
+//! off-session shortly before the visit (`requires_capture`, then as above). A refused
+//! off-session authorisation takes the payment back to `requires_payment_method`: the
+//! patient gives another card before a deadline, or the payment is canceled.
+//!
 //! Transitions only move forward: an event that arrives late (a webhook for an earlier state)
 //! cannot move a payment backwards; it is recognised as already applied.
 
@@ -16,6 +22,9 @@ use chrono::{DateTime, Duration, Utc};
 pub enum PaymentStatus {
     /// Created; waiting for the patient's card.
     RequiresPaymentMethod,
+    /// The card is saved for the visit (booked beyond the authorisation's lifetime); it is
+    /// authorised off-session shortly before the visit.
+    CardSaved,
     /// The card is authorised for the amount; nothing is charged yet.
     RequiresCapture,
     /// Captured: the money is taken (perhaps less than authorised).
@@ -29,6 +38,7 @@ impl PaymentStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentStatus::RequiresPaymentMethod => "requires_payment_method",
+            PaymentStatus::CardSaved => "card_saved",
             PaymentStatus::RequiresCapture => "requires_capture",
             PaymentStatus::Succeeded => "succeeded",
             PaymentStatus::Canceled => "canceled",
@@ -38,6 +48,7 @@ impl PaymentStatus {
     pub fn parse(text: &str) -> Option<Self> {
         [
             PaymentStatus::RequiresPaymentMethod,
+            PaymentStatus::CardSaved,
             PaymentStatus::RequiresCapture,
             PaymentStatus::Succeeded,
             PaymentStatus::Canceled,
@@ -49,13 +60,14 @@ impl PaymentStatus {
     fn rank(self) -> u8 {
         match self {
             PaymentStatus::RequiresPaymentMethod => 0,
-            PaymentStatus::RequiresCapture => 1,
-            PaymentStatus::Succeeded | PaymentStatus::Canceled => 2,
+            PaymentStatus::CardSaved => 1,
+            PaymentStatus::RequiresCapture => 2,
+            PaymentStatus::Succeeded | PaymentStatus::Canceled => 3,
         }
     }
 
     pub fn is_final(self) -> bool {
-        self.rank() == 2
+        self.rank() == 3
     }
 }
 
@@ -71,16 +83,34 @@ pub fn authorization_lifetime() -> Duration {
     Duration::days(7)
 }
 
-/// Stripe's test cards that the simulated provider knows.
+/// Stripe's test cards that the simulated provider knows, and what each does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestCard {
+    /// Authorised and saved, on-session and off.
     Succeeds,
+    /// Declined on every attempt, so it cannot be saved either.
     Declined,
+    /// Authorised with the cardholder present (they authenticate), but every off-session
+    /// authorisation asks for authentication again (`authentication_required`).
+    AuthenticationRequired,
+    /// Saved without trouble, declined whenever it is charged (an off-session decline).
+    ChargeCustomerFail,
+}
+
+/// What a test card does in one situation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardOutcome {
+    Approved,
+    Declined,
+    AuthenticationRequired,
 }
 
 impl TestCard {
     /// A test payment method or card number: `pm_card_visa` / `4242 4242 4242 4242`
-    /// succeed, `pm_card_chargeDeclined` / `4000 0000 0000 0002` are declined.
+    /// succeed, `pm_card_chargeDeclined` / `4000 0000 0000 0002` are declined,
+    /// `pm_card_authenticationRequired` / `4000 0027 6000 3184` ask for authentication
+    /// off-session, `pm_card_chargeCustomerFail` / `4000 0000 0000 0341` save but are
+    /// declined when charged.
     pub fn parse(method: &str) -> Option<Self> {
         let compact: String = method
             .chars()
@@ -93,7 +123,36 @@ impl TestCard {
             "pm_card_chargeDeclined" | "pm_card_visa_chargeDeclined" | "4000000000000002" => {
                 Some(TestCard::Declined)
             }
+            "pm_card_authenticationRequired" | "4000002760003184" => {
+                Some(TestCard::AuthenticationRequired)
+            }
+            "pm_card_chargeCustomerFail" | "4000000000000341" => Some(TestCard::ChargeCustomerFail),
             _ => None,
+        }
+    }
+
+    /// Confirming a payment with the cardholder present.
+    pub fn on_session(self) -> CardOutcome {
+        match self {
+            TestCard::Succeeds | TestCard::AuthenticationRequired => CardOutcome::Approved,
+            TestCard::Declined | TestCard::ChargeCustomerFail => CardOutcome::Declined,
+        }
+    }
+
+    /// Saving the card for later (a SetupIntent).
+    pub fn setup(self) -> CardOutcome {
+        match self {
+            TestCard::Declined => CardOutcome::Declined,
+            _ => CardOutcome::Approved,
+        }
+    }
+
+    /// Authorising the saved card without the cardholder.
+    pub fn off_session(self) -> CardOutcome {
+        match self {
+            TestCard::Succeeds => CardOutcome::Approved,
+            TestCard::AuthenticationRequired => CardOutcome::AuthenticationRequired,
+            TestCard::Declined | TestCard::ChargeCustomerFail => CardOutcome::Declined,
         }
     }
 }
@@ -139,13 +198,15 @@ impl Intent {
         if self.status != PaymentStatus::RequiresPaymentMethod {
             return Err(PaymentError::WrongState(self.status.as_str()));
         }
-        match card {
-            TestCard::Succeeds => {
+        match card.on_session() {
+            CardOutcome::Approved => {
                 self.status = PaymentStatus::RequiresCapture;
                 self.authorized_at = Some(now);
                 Ok(())
             }
-            TestCard::Declined => Err(PaymentError::Declined),
+            CardOutcome::Declined | CardOutcome::AuthenticationRequired => {
+                Err(PaymentError::Declined)
+            }
         }
     }
 
@@ -166,7 +227,9 @@ impl Intent {
     /// Voids the payment before capture.
     pub fn cancel(&mut self) -> Result<(), PaymentError> {
         match self.status {
-            PaymentStatus::RequiresPaymentMethod | PaymentStatus::RequiresCapture => {
+            PaymentStatus::RequiresPaymentMethod
+            | PaymentStatus::CardSaved
+            | PaymentStatus::RequiresCapture => {
                 self.status = PaymentStatus::Canceled;
                 Ok(())
             }
@@ -276,6 +339,29 @@ mod tests {
     }
 
     #[test]
+    fn each_test_card_behaves_as_stripes_does_on_session_in_setup_and_off_session() {
+        use CardOutcome::*;
+        let behaviour = |name: &str| {
+            let card = TestCard::parse(name).unwrap();
+            (card.on_session(), card.setup(), card.off_session())
+        };
+        assert_eq!(behaviour("pm_card_visa"), (Approved, Approved, Approved));
+        assert_eq!(
+            behaviour("pm_card_chargeDeclined"),
+            (Declined, Declined, Declined)
+        );
+        assert_eq!(
+            behaviour("pm_card_authenticationRequired"),
+            (Approved, Approved, AuthenticationRequired)
+        );
+        assert_eq!(
+            behaviour("4000 0000 0000 0341"),
+            (Declined, Approved, Declined),
+            "saved, then declined when charged"
+        );
+    }
+
+    #[test]
     fn an_authorisation_lapses_after_seven_days() {
         let mut intent = Intent::new(100);
         intent.confirm(TestCard::Succeeds, now()).unwrap();
@@ -299,6 +385,7 @@ mod tests {
         assert_eq!(intent.status, PaymentStatus::Succeeded);
         for status in [
             "requires_payment_method",
+            "card_saved",
             "requires_capture",
             "succeeded",
             "canceled",

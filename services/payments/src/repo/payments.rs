@@ -28,13 +28,22 @@ pub struct PaymentRow {
     pub status: PaymentStatus,
     /// `simulated` or `stripe`.
     pub provider: String,
-    pub provider_intent_id: String,
+    /// The PaymentIntent; none yet while a far-ahead visit's card is only saved.
+    pub provider_intent_id: Option<String>,
     pub client_secret: Option<String>,
     pub amount_captured: i64,
     pub amount_refunded: i64,
     pub authorized_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub visit_starts_at: Option<DateTime<Utc>>,
+    pub customer_id: Option<String>,
+    /// The SetupIntent that saves the card of a visit booked far ahead.
+    pub setup_intent_id: Option<String>,
+    pub payment_method: Option<String>,
+    pub authorize_at: Option<DateTime<Utc>>,
+    pub capture_requested_at: Option<DateTime<Utc>>,
+    pub card_deadline: Option<DateTime<Utc>>,
 }
 
 impl PaymentRow {
@@ -52,7 +61,9 @@ impl PaymentRow {
 
 const COLUMNS: &str =
     "id, appointment_id, patient_id, amount, currency, status, provider, provider_intent_id,
-    client_secret, amount_captured, amount_refunded, authorized_at, created_at, updated_at";
+    client_secret, amount_captured, amount_refunded, authorized_at, created_at, updated_at,
+    visit_starts_at, customer_id, setup_intent_id, payment_method, authorize_at,
+    capture_requested_at, card_deadline";
 
 pub async fn find(conn: impl PgExecutor<'_>, id: PaymentId) -> sqlx::Result<Option<PaymentRow>> {
     sqlx::query_as(&format!("select {COLUMNS} from payments where id = $1"))
@@ -83,13 +94,16 @@ pub async fn find_for_appointment(
     .await
 }
 
-/// The payment of a provider intent.
+/// The payment of a provider intent (a PaymentIntent or a SetupIntent).
 pub async fn find_by_intent(
     conn: impl PgExecutor<'_>,
     intent_id: &str,
 ) -> sqlx::Result<Option<PaymentRow>> {
     sqlx::query_as(&format!(
-        "select {COLUMNS} from payments where provider_intent_id = $1"
+        "select {COLUMNS} from payments where provider_intent_id = $1
+         union all
+         select {COLUMNS} from payments where setup_intent_id = $1
+         limit 1"
     ))
     .bind(intent_id)
     .fetch_optional(conn)
@@ -105,8 +119,12 @@ pub struct NewPayment<'a> {
     pub currency: &'a str,
     pub status: PaymentStatus,
     pub provider: &'a str,
-    pub provider_intent_id: &'a str,
+    pub provider_intent_id: Option<&'a str>,
+    pub setup_intent_id: Option<&'a str>,
     pub client_secret: Option<&'a str>,
+    pub customer_id: &'a str,
+    pub visit_starts_at: Option<DateTime<Utc>>,
+    pub authorize_at: Option<DateTime<Utc>>,
 }
 
 /// Stores the payment unless its appointment has one already; returns the appointment's
@@ -117,8 +135,9 @@ pub async fn insert(
 ) -> sqlx::Result<(PaymentRow, bool)> {
     let inserted = sqlx::query(
         "insert into payments (id, appointment_id, patient_id, amount, currency, status, provider,
-                               provider_intent_id, client_secret)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                               provider_intent_id, client_secret, setup_intent_id, customer_id,
+                               visit_starts_at, authorize_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          on conflict (appointment_id) do nothing",
     )
     .bind(Uuid::now_v7())
@@ -130,6 +149,10 @@ pub async fn insert(
     .bind(new.provider)
     .bind(new.provider_intent_id)
     .bind(new.client_secret)
+    .bind(new.setup_intent_id)
+    .bind(new.customer_id)
+    .bind(new.visit_starts_at)
+    .bind(new.authorize_at)
     .execute(&mut *conn)
     .await?;
     let payment = sqlx::query_as(&format!(
@@ -160,6 +183,207 @@ pub async fn record_status(
     .bind(status.as_str())
     .bind(amount_received)
     .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+/// The card of a far-ahead visit is saved: it is authorised at `authorize_at`.
+pub async fn record_card_saved(
+    conn: &mut PgConnection,
+    id: PaymentId,
+    payment_method: &str,
+) -> sqlx::Result<PaymentRow> {
+    sqlx::query_as(&format!(
+        "update payments set status = 'card_saved', payment_method = $2, updated_at = now()
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(payment_method)
+    .fetch_one(conn)
+    .await
+}
+
+/// A new PaymentIntent stands for the payment (an off-session authorisation, or a renewed
+/// one), in `status`; a refused one leaves the patient until `card_deadline`.
+pub async fn record_intent(
+    conn: &mut PgConnection,
+    id: PaymentId,
+    intent_id: &str,
+    client_secret: Option<&str>,
+    status: PaymentStatus,
+    authorized_at: Option<DateTime<Utc>>,
+    card_deadline: Option<DateTime<Utc>>,
+) -> sqlx::Result<PaymentRow> {
+    sqlx::query_as(&format!(
+        "update payments set provider_intent_id = $2, client_secret = coalesce($3, client_secret),
+                status = $4, authorized_at = $5, card_deadline = $6, updated_at = now()
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(intent_id)
+    .bind(client_secret)
+    .bind(status.as_str())
+    .bind(authorized_at)
+    .bind(card_deadline)
+    .fetch_one(conn)
+    .await
+}
+
+/// Remembers the card a payment was confirmed with (for its renewal), and that no deadline
+/// runs any more.
+pub async fn record_payment_method(
+    conn: &mut PgConnection,
+    id: PaymentId,
+    payment_method: Option<&str>,
+) -> sqlx::Result<PaymentRow> {
+    sqlx::query_as(&format!(
+        "update payments set payment_method = coalesce($2, payment_method), card_deadline = null,
+                updated_at = now()
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(payment_method)
+    .fetch_one(conn)
+    .await
+}
+
+/// The clinic approved the visit before its card was authorised: capture follows.
+pub async fn request_capture(
+    conn: &mut PgConnection,
+    id: PaymentId,
+    now: DateTime<Utc>,
+) -> sqlx::Result<PaymentRow> {
+    sqlx::query_as(&format!(
+        "update payments set capture_requested_at = coalesce(capture_requested_at, $2), updated_at = now()
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+/// The visit moved: its start, and when a saved card is authorised.
+pub async fn move_visit(
+    conn: impl PgExecutor<'_>,
+    appointment_id: AppointmentId,
+    starts_at: DateTime<Utc>,
+    authorize_at: DateTime<Utc>,
+) -> sqlx::Result<Option<PaymentRow>> {
+    sqlx::query_as(&format!(
+        "update payments set visit_starts_at = $2,
+                authorize_at = case when setup_intent_id is not null then $3 end,
+                updated_at = now()
+         where appointment_id = $1 returning {COLUMNS}"
+    ))
+    .bind(appointment_id)
+    .bind(starts_at)
+    .bind(authorize_at)
+    .fetch_optional(conn)
+    .await
+}
+
+/// What a payment job looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Saved cards whose authorisation time has come.
+    Authorization,
+    /// Authorisations old enough to be renewed before they lapse (`before` is the oldest
+    /// `authorized_at` kept), of visits not yet over.
+    Renewal { before: DateTime<Utc> },
+    /// Refused authorisations whose deadline for another card passed.
+    CardDeadline,
+}
+
+impl Due {
+    /// The condition on a payment row (`$1` is now, `$2` the renewal cutoff).
+    fn condition(self) -> &'static str {
+        match self {
+            Due::Authorization => "status = 'card_saved' and authorize_at <= $1",
+            Due::Renewal { .. } => {
+                "status = 'requires_capture' and authorized_at <= $2
+                 and payment_method is not null and customer_id is not null
+                 and coalesce(visit_starts_at, $1) >= $1 - interval '1 day'"
+            }
+            Due::CardDeadline => "status = 'requires_payment_method' and card_deadline <= $1",
+        }
+    }
+
+    fn cutoff(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Due::Renewal { before } => before,
+            _ => now,
+        }
+    }
+}
+
+/// Up to `limit` payments `due` at `now`, oldest first (not locked: each is taken with
+/// [`lock_if_due`] in a transaction of its own).
+pub async fn due(
+    conn: impl PgExecutor<'_>,
+    due: Due,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<PaymentId>> {
+    sqlx::query_scalar(&format!(
+        "select id from payments where {} order by id limit $3",
+        due.condition()
+    ))
+    .bind(now)
+    .bind(due.cutoff(now))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The payment, locked, if it is still `due` at `now` and no other instance holds it.
+pub async fn lock_if_due(
+    conn: &mut PgConnection,
+    id: PaymentId,
+    due: Due,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<PaymentRow>> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from payments where id = $3 and {} for update skip locked",
+        due.condition()
+    ))
+    .bind(now)
+    .bind(due.cutoff(now))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The patient's customer at `provider`, if they have one.
+pub async fn find_customer(
+    conn: impl PgExecutor<'_>,
+    patient_id: PatientId,
+    provider: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "select customer_id from payment_customers where patient_id = $1 and provider = $2",
+    )
+    .bind(patient_id)
+    .bind(provider)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records the patient's customer; the first one recorded stays (a race makes one).
+pub async fn insert_customer(
+    conn: impl PgExecutor<'_>,
+    patient_id: PatientId,
+    provider: &str,
+    customer_id: &str,
+) -> sqlx::Result<String> {
+    sqlx::query_scalar(
+        "insert into payment_customers (patient_id, provider, customer_id) values ($1, $2, $3)
+         on conflict (patient_id) do update set updated_at = now()
+         returning customer_id",
+    )
+    .bind(patient_id)
+    .bind(provider)
+    .bind(customer_id)
     .fetch_one(conn)
     .await
 }

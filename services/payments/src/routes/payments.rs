@@ -77,7 +77,8 @@ pub struct Payment {
     pub patient_id: Uuid,
     pub amount: i64,
     pub currency: String,
-    /// `requires_payment_method`, `requires_capture`, `succeeded` or `canceled`.
+    /// `requires_payment_method`, `card_saved` (a visit booked far ahead: its card is
+    /// authorised at `authorize_at`), `requires_capture`, `succeeded` or `canceled`.
     pub status: String,
     pub provider: String,
     /// For the patient's client to confirm the payment with the provider.
@@ -85,6 +86,14 @@ pub struct Payment {
     pub amount_captured: i64,
     pub amount_refunded: i64,
     pub authorized_at: Option<DateTime<Utc>>,
+    /// When a saved card is to be authorised (a visit booked far ahead).
+    pub authorize_at: Option<DateTime<Utc>>,
+    /// When the clinic asked for the capture of a card not authorised yet: it follows the
+    /// authorisation.
+    pub capture_requested_at: Option<DateTime<Utc>>,
+    /// After a refused authorisation: by when another card must be given, or the visit is
+    /// cancelled.
+    pub card_deadline: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -103,6 +112,9 @@ impl From<PaymentRow> for Payment {
             amount_captured: row.amount_captured,
             amount_refunded: row.amount_refunded,
             authorized_at: row.authorized_at,
+            authorize_at: row.authorize_at,
+            capture_requested_at: row.capture_requested_at,
+            card_deadline: row.card_deadline,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -163,19 +175,23 @@ struct BookedAppointment {
     patient_id: Uuid,
     status: AppointmentStatus,
     fee: Money,
+    starts_at: DateTime<Utc>,
 }
 
-/// The patient and price of the payment `request` asks for: stated by a trusted caller, or
-/// the appointment's own, which the caller must be able to see.
+/// The patient and price of the payment `request` asks for, and when the visit starts:
+/// stated by a trusted caller (then the card is authorised at once), or the appointment's
+/// own, which the caller must be able to see.
 async fn priced(
     state: &AppState,
     caller: &Asking<Payers>,
     request: CreatePayment,
-) -> Result<(Uuid, Money), ApiError> {
+) -> Result<(Uuid, Money, Option<DateTime<Utc>>), ApiError> {
     let trusted = caller.is(Role::Admin) || caller.is_service_with(PaymentsCreate::NAME);
     let stated = (request.patient_id, request.amount);
     match stated {
-        (Some(patient_id), Some(amount)) if trusted => return Ok((patient_id, amount.into())),
+        (Some(patient_id), Some(amount)) if trusted => {
+            return Ok((patient_id, amount.into(), None));
+        }
         (None, None) => {}
         // A trusted caller states what it overrides; the appointment says the rest.
         _ if trusted => {}
@@ -214,12 +230,18 @@ async fn priced(
             ),
         ));
     }
-    Ok((appointment.patient_id, appointment.fee))
+    Ok((
+        appointment.patient_id,
+        appointment.fee,
+        Some(appointment.starts_at),
+    ))
 }
 
 /// Creates the payment of an appointment (the appointments service does this at booking,
 /// with the booking caller's token; asking again for the same appointment returns the same
-/// payment).
+/// payment). A visit further ahead than `payments.authorize_ahead_days` gets a card setup
+/// (`client_secret` of a SetupIntent): the card is saved now and authorised off-session
+/// `payments.authorize_lead_hours` before the visit.
 #[utoipa::path(post, path = "/api/payments", tag = "payments", request_body = CreatePayment,
     security(("bearer" = [])),
     responses((status = 201, body = Payment), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]
@@ -232,7 +254,7 @@ async fn create_payment(
         .run(&caller.subject, || async {
             let request: CreatePayment = request.json()?;
             let appointment_id = request.appointment_id;
-            let (patient_id, amount) = priced(&state, &caller, request).await?;
+            let (patient_id, amount, starts_at) = priced(&state, &caller, request).await?;
             let currency = amount.currency.as_str();
             if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
                 return Err(ApiError::unprocessable(
@@ -245,8 +267,8 @@ async fn create_payment(
                 .create(
                     appointment_id.into(),
                     patient_id.into(),
-                    amount.amount,
-                    currency,
+                    (amount.amount, currency),
+                    starts_at,
                     &caller.subject,
                 )
                 .await?;
@@ -333,12 +355,15 @@ async fn get_payment(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Confirm {
-    /// A test payment method such as `pm_card_visa` or `pm_card_chargeDeclined`.
+    /// A test payment method: `pm_card_visa`, `pm_card_chargeDeclined`,
+    /// `pm_card_authenticationRequired` (asks for authentication off-session),
+    /// `pm_card_chargeCustomerFail` (saved, then declined when charged).
     pub payment_method: String,
 }
 
 /// Confirms with a test card, server-side (test mode only; in production the patient's
-/// client confirms with the provider using the `client_secret`).
+/// client confirms with the provider using the `client_secret`): saves the card of a visit
+/// booked far ahead, or authorises it (also another card after a refused authorisation).
 #[utoipa::path(post, path = "/api/payments/{id}/confirm", tag = "payments", request_body = Confirm,
     security(("bearer" = [])),
     responses((status = 200, body = Payment), (status = 402, body = ProblemDetails), (status = 404, body = ProblemDetails)))]
@@ -392,7 +417,9 @@ pub struct AmountRequest {
 }
 
 /// Captures the authorisation, all of it or `amount` (admins, and the appointments service
-/// at approval).
+/// at approval). A card not authorised yet (saved for a visit far ahead, or waiting for
+/// another after a refusal) records the request: the whole amount is captured once it is
+/// authorised.
 #[utoipa::path(post, path = "/api/payments/{id}/capture", tag = "payments", request_body = AmountRequest,
     security(("bearer" = [])),
     responses((status = 200, body = Payment), (status = 409, body = ProblemDetails), (status = 422, body = ProblemDetails)))]

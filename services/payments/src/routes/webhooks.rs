@@ -1,4 +1,5 @@
-//! `POST /api/payments/webhooks/stripe`: Stripe tells us what happened to a PaymentIntent.
+//! `POST /api/payments/webhooks/stripe`: Stripe tells us what happened to a PaymentIntent
+//! or a SetupIntent (a card saved for a visit booked far ahead).
 //!
 //! The signature is checked on the raw bytes before anything is parsed; each event id is
 //! handled once; the payment is then brought in line with what the provider reports now
@@ -79,14 +80,16 @@ async fn stripe_webhook(
     let handled = match event_type {
         "payment_intent.amount_capturable_updated"
         | "payment_intent.succeeded"
-        | "payment_intent.canceled" => state
+        | "payment_intent.canceled"
+        | "setup_intent.succeeded" => state
             .ledger
             .sync(payment.id, "stripe-webhook", &context)
             .await
             .map(|_| ()),
-        "payment_intent.payment_failed" => {
+        "payment_intent.payment_failed" | "setup_intent.setup_failed" => {
             let reason = object["last_payment_error"]["message"]
                 .as_str()
+                .or_else(|| object["last_setup_error"]["message"].as_str())
                 .unwrap_or("payment failed");
             state
                 .ledger

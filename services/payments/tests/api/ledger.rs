@@ -3,7 +3,7 @@
 
 use polyclinic_contracts::PaymentId;
 use polyclinic_events::EventContext;
-use polyclinic_payments::ledger::{Ledger, LedgerError};
+use polyclinic_payments::ledger::{CardTiming, Ledger, LedgerError};
 use polyclinic_payments::provider::Provider;
 use polyclinic_payments::provider::simulated::Simulated;
 use polyclinic_testing::{Service, TestPlatform};
@@ -15,6 +15,7 @@ async fn ledger(platform: &TestPlatform) -> (Ledger, sqlx::PgPool) {
         Ledger::new(
             pool.clone(),
             Provider::Simulated(Simulated::new(pool.clone())),
+            CardTiming::default(),
         ),
         pool,
     )
@@ -47,8 +48,8 @@ async fn a_payment_goes_from_declined_to_authorised_captured_and_refunded_with_h
         .create(
             appointment.into(),
             Uuid::now_v7().into(),
-            6000,
-            "EUR",
+            (6000, "EUR"),
+            None,
             "appointments",
         )
         .await
@@ -57,8 +58,8 @@ async fn a_payment_goes_from_declined_to_authorised_captured_and_refunded_with_h
         .create(
             appointment.into(),
             Uuid::now_v7().into(),
-            6000,
-            "EUR",
+            (6000, "EUR"),
+            None,
             "appointments",
         )
         .await
@@ -134,8 +135,8 @@ async fn a_voided_payment_cannot_be_captured_and_a_lapsed_authorisation_is_annou
         .create(
             Uuid::now_v7().into(),
             Uuid::now_v7().into(),
-            3000,
-            "EUR",
+            (3000, "EUR"),
+            None,
             "appointments",
         )
         .await
@@ -165,8 +166,8 @@ async fn a_voided_payment_cannot_be_captured_and_a_lapsed_authorisation_is_annou
         .create(
             Uuid::now_v7().into(),
             Uuid::now_v7().into(),
-            3000,
-            "EUR",
+            (3000, "EUR"),
+            None,
             "appointments",
         )
         .await
@@ -212,8 +213,8 @@ async fn two_captures_of_one_payment_at_once_capture_once() {
         .create(
             Uuid::now_v7().into(),
             Uuid::now_v7().into(),
-            3000,
-            "EUR",
+            (3000, "EUR"),
+            None,
             "appointments",
         )
         .await

@@ -15,7 +15,7 @@ async fn a_payment_is_authorised_captured_in_part_and_refunded_in_two_steps() {
     let platform = TestPlatform::start(&[Service::Payments]).await;
     let (provider, _) = provider(&platform).await;
     let intent = provider
-        .create(6000, "EUR", "appointment-1", "create-1")
+        .create(6000, "EUR", "cus_test", "appointment-1", "create-1")
         .await
         .unwrap();
     assert_eq!(intent.status, ProviderStatus::RequiresPaymentMethod);
@@ -71,16 +71,16 @@ async fn the_same_key_gets_the_same_answer_and_a_reused_key_is_refused() {
     let platform = TestPlatform::start(&[Service::Payments]).await;
     let (provider, _) = provider(&platform).await;
     let first = provider
-        .create(3000, "EUR", "appointment-2", "create-2")
+        .create(3000, "EUR", "cus_test", "appointment-2", "create-2")
         .await
         .unwrap();
     let again = provider
-        .create(3000, "EUR", "appointment-2", "create-2")
+        .create(3000, "EUR", "cus_test", "appointment-2", "create-2")
         .await
         .unwrap();
     assert_eq!(first, again);
     let reused = provider
-        .create(9999, "EUR", "appointment-3", "create-2")
+        .create(9999, "EUR", "cus_test", "appointment-3", "create-2")
         .await;
     assert!(matches!(reused, Err(ProviderError::Refused(_))));
 }
@@ -90,7 +90,7 @@ async fn test_cards_decline_or_succeed_and_unknown_cards_are_refused() {
     let platform = TestPlatform::start(&[Service::Payments]).await;
     let (provider, _) = provider(&platform).await;
     let intent = provider
-        .create(3000, "EUR", "appointment-4", "create-4")
+        .create(3000, "EUR", "cus_test", "appointment-4", "create-4")
         .await
         .unwrap();
     assert!(matches!(
@@ -126,7 +126,7 @@ async fn an_authorisation_older_than_seven_days_is_canceled_and_cannot_be_captur
     let platform = TestPlatform::start(&[Service::Payments]).await;
     let (provider, pool) = provider(&platform).await;
     let intent = provider
-        .create(3000, "EUR", "appointment-5", "create-5")
+        .create(3000, "EUR", "cus_test", "appointment-5", "create-5")
         .await
         .unwrap();
     provider

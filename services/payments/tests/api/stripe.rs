@@ -314,7 +314,13 @@ async fn an_intent_is_authorised_captured_in_part_and_refunded() {
     let (address, _) = fake_stripe().await;
     let stripe = client(address);
     let intent = stripe
-        .create_intent(6000, "EUR", &[("appointment_id", "ap-1")], "create-ap-1")
+        .create_intent(
+            6000,
+            "EUR",
+            None,
+            &[("appointment_id", "ap-1")],
+            "create-ap-1",
+        )
         .await
         .unwrap();
     assert_eq!(intent.status, "requires_payment_method");
@@ -361,11 +367,11 @@ async fn a_retried_or_throttled_create_makes_one_intent() {
     let stripe = client(address);
     fake.throttle.store(1, Ordering::SeqCst);
     let first = stripe
-        .create_intent(6000, "EUR", &[], "create-ap-2")
+        .create_intent(6000, "EUR", None, &[], "create-ap-2")
         .await
         .unwrap();
     let again = stripe
-        .create_intent(6000, "EUR", &[], "create-ap-2")
+        .create_intent(6000, "EUR", None, &[], "create-ap-2")
         .await
         .unwrap();
     assert_eq!(first.id, again.id, "the same key gets the same intent");
@@ -373,7 +379,7 @@ async fn a_retried_or_throttled_create_makes_one_intent() {
 
     fake.throttle.store(10, Ordering::SeqCst);
     let exhausted = stripe
-        .create_intent(6000, "EUR", &[], "create-ap-3")
+        .create_intent(6000, "EUR", None, &[], "create-ap-3")
         .await
         .unwrap_err();
     assert!(
@@ -387,7 +393,7 @@ async fn stripe_refusals_become_our_errors() {
     let (address, _) = fake_stripe().await;
     let stripe = client(address);
     let intent = stripe
-        .create_intent(6000, "EUR", &[], "create-ap-4")
+        .create_intent(6000, "EUR", None, &[], "create-ap-4")
         .await
         .unwrap();
     match stripe
@@ -415,7 +421,7 @@ async fn stripe_refusals_become_our_errors() {
         other => panic!("{other:?}"),
     }
     let reused = stripe
-        .create_intent(7000, "EUR", &[], "create-ap-4")
+        .create_intent(7000, "EUR", None, &[], "create-ap-4")
         .await
         .unwrap_err();
     assert!(
@@ -426,7 +432,7 @@ async fn stripe_refusals_become_our_errors() {
     let wrong_key = StripeClient::new(&format!("http://{address}"), "sk_test_wrong");
     assert!(matches!(
         wrong_key
-            .create_intent(100, "EUR", &[], "k")
+            .create_intent(100, "EUR", None, &[], "k")
             .await
             .unwrap_err(),
         StripeError::Authentication
@@ -438,7 +444,7 @@ async fn capturing_more_than_authorised_and_cancelling_after_capture_are_refused
     let (address, _) = fake_stripe().await;
     let stripe = client(address);
     let intent = stripe
-        .create_intent(3000, "EUR", &[], "create-ap-5")
+        .create_intent(3000, "EUR", None, &[], "create-ap-5")
         .await
         .unwrap();
     stripe

@@ -650,7 +650,7 @@ async fn an_authorisation_that_lapses_before_approval_cancels_the_appointment(bu
         cancelled["status_reason"]
             .as_str()
             .unwrap()
-            .contains("authorisation expired")
+            .contains("authorisation lapsed")
     );
     let lapsed = platform
         .book(

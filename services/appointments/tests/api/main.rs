@@ -7,6 +7,7 @@ mod booking;
 mod buffers;
 mod concurrency;
 mod constraints;
+mod far_ahead;
 mod jobs;
 mod reservations;
 mod roles;

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use polyclinic_payments::provider::stripe::{StripeClient, StripeError};
+use polyclinic_payments::provider::{OffSessionError, Provider, ProviderStatus, Refusal};
 use serde_json::{Value, json};
 
 pub const KEY: &str = "sk_test_polyclinic";
@@ -21,6 +22,8 @@ pub const KEY: &str = "sk_test_polyclinic";
 #[derive(Default)]
 pub struct Stripe {
     intents: Mutex<HashMap<String, Value>>,
+    setups: Mutex<HashMap<String, Value>>,
+    customers: AtomicUsize,
     refunded: Mutex<HashMap<String, i64>>,
     /// Idempotency-Key -> (request, answer status, answer body).
     replies: Mutex<HashMap<String, (String, u16, Value)>>,
@@ -140,21 +143,171 @@ async fn create(
         }
         let number = stripe.created.fetch_add(1, Ordering::SeqCst);
         let id = format!("pi_{number:024}");
-        let metadata: serde_json::Map<String, Value> = form
-            .iter()
-            .filter_map(|(name, value)| {
-                name.strip_prefix("metadata[")
-                    .and_then(|rest| rest.strip_suffix(']'))
-                    .map(|name| (name.to_owned(), json!(value)))
-            })
-            .collect();
-        let intent = json!({
+        let metadata = metadata_of(&form);
+        let mut intent = json!({
             "id": id, "object": "payment_intent", "status": "requires_payment_method",
             "amount": amount, "currency": fields.get("currency"), "amount_capturable": 0, "amount_received": 0,
             "capture_method": "manual", "client_secret": format!("{id}_secret_test"), "metadata": metadata,
+            "customer": fields.get("customer"), "payment_method": null,
+            "setup_future_usage": fields.get("setup_future_usage"),
         });
-        stripe.intents.lock().unwrap().insert(id, intent.clone());
-        (StatusCode::OK, intent)
+        // `confirm=true` with `off_session=true`: the saved card is charged without its
+        // holder, as Stripe's test cards allow.
+        let answer = if fields.get("confirm").map(String::as_str) == Some("true") {
+            let method = fields.get("payment_method").cloned().unwrap_or_default();
+            intent["payment_method"] = json!(method);
+            let off_session = fields.get("off_session").map(String::as_str) == Some("true");
+            match (method.as_str(), off_session) {
+                ("pm_card_visa", _) => {
+                    intent["status"] = json!("requires_capture");
+                    intent["amount_capturable"] = json!(amount);
+                    (StatusCode::OK, intent.clone())
+                }
+                ("pm_card_authenticationRequired", true) => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    json!({"error": {"type": "card_error", "code": "authentication_required",
+                        "decline_code": "authentication_required",
+                        "message": "Your card was declined. This transaction requires authentication.",
+                        "payment_intent": intent.clone()}}),
+                ),
+                _ => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    json!({"error": {"type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
+                        "message": "Your card was declined.", "payment_intent": intent.clone()}}),
+                ),
+            }
+        } else {
+            (StatusCode::OK, intent.clone())
+        };
+        stripe.intents.lock().unwrap().insert(id, intent);
+        answer
+    })
+}
+
+fn metadata_of(form: &[(String, String)]) -> serde_json::Map<String, Value> {
+    form.iter()
+        .filter_map(|(name, value)| {
+            name.strip_prefix("metadata[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .map(|name| (name.to_owned(), json!(value)))
+        })
+        .collect()
+}
+
+async fn create_customer(
+    State(stripe): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let request = format!("customer {form:?}");
+    idempotent(&stripe.clone(), &headers, request, || {
+        let number = stripe.customers.fetch_add(1, Ordering::SeqCst);
+        (
+            StatusCode::OK,
+            json!({"id": format!("cus_{number:014}"), "object": "customer", "metadata": metadata_of(&form)}),
+        )
+    })
+}
+
+async fn create_setup(
+    State(stripe): State<Shared>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let request = format!("setup {form:?}");
+    idempotent(&stripe.clone(), &headers, request, || {
+        let fields = form_map(&form);
+        if fields.get("usage").map(String::as_str) != Some("off_session")
+            || !fields.contains_key("customer")
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "parameter_invalid",
+                "expected an off-session setup for a customer in these tests",
+            );
+        }
+        let mut setups = stripe.setups.lock().unwrap();
+        let id = format!("seti_{:024}", setups.len());
+        let setup = json!({"id": id, "object": "setup_intent", "status": "requires_payment_method",
+            "client_secret": format!("{id}_secret_test"), "customer": fields.get("customer"),
+            "payment_method": null, "usage": "off_session", "metadata": metadata_of(&form)});
+        setups.insert(id, setup.clone());
+        (StatusCode::OK, setup)
+    })
+}
+
+async fn retrieve_setup(State(stripe): State<Shared>, Path(id): Path<String>) -> Response {
+    match stripe.setups.lock().unwrap().get(&id) {
+        Some(setup) => Json(setup.clone()).into_response(),
+        None => {
+            let (status, body) = error(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "resource_missing",
+                "No such setup_intent",
+            );
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
+async fn act_on_setup(
+    State(stripe): State<Shared>,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let request = format!("setup {action} {id} {form:?}");
+    idempotent(&stripe.clone(), &headers, request, || {
+        let fields = form_map(&form);
+        let mut setups = stripe.setups.lock().unwrap();
+        let Some(setup) = setups.get_mut(&id) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "resource_missing",
+                "No such setup_intent",
+            );
+        };
+        let open = setup["status"] == "requires_payment_method";
+        match (action.as_str(), open) {
+            ("confirm", true) => match fields.get("payment_method").map(String::as_str) {
+                Some(
+                    method @ ("pm_card_visa"
+                    | "pm_card_authenticationRequired"
+                    | "pm_card_chargeCustomerFail"),
+                ) => {
+                    setup["status"] = json!("succeeded");
+                    setup["payment_method"] = json!(method);
+                    (StatusCode::OK, setup.clone())
+                }
+                Some("pm_card_chargeDeclined") => (
+                    StatusCode::PAYMENT_REQUIRED,
+                    json!({"error": {"type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
+                        "message": "Your card was declined.", "setup_intent": setup.clone()}}),
+                ),
+                _ => error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "resource_missing",
+                    "No such PaymentMethod",
+                ),
+            },
+            ("cancel", true) => {
+                setup["status"] = json!("canceled");
+                (StatusCode::OK, setup.clone())
+            }
+            _ => error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "setup_intent_unexpected_state",
+                &format!(
+                    "This SetupIntent's status is {}.",
+                    setup["status"].as_str().unwrap_or("")
+                ),
+            ),
+        }
     })
 }
 
@@ -195,9 +348,11 @@ async fn act(
         match (action.as_str(), status.as_str()) {
             ("confirm", "requires_payment_method") => {
                 match fields.get("payment_method").map(String::as_str) {
-                    Some("pm_card_visa") => {
+                    Some(method @ ("pm_card_visa" | "pm_card_authenticationRequired")) => {
+                        // On-session, the cardholder authenticates when asked.
                         intent["status"] = json!("requires_capture");
                         intent["amount_capturable"] = intent["amount"].clone();
+                        intent["payment_method"] = json!(method);
                         (StatusCode::OK, intent.clone())
                     }
                     Some("pm_card_chargeDeclined") => (
@@ -298,6 +453,10 @@ pub async fn fake_stripe() -> (SocketAddr, Shared) {
         .route("/v1/payment_intents/{id}", get(retrieve))
         .route("/v1/payment_intents/{id}/{action}", post(act))
         .route("/v1/refunds", post(refund))
+        .route("/v1/customers", post(create_customer))
+        .route("/v1/setup_intents", post(create_setup))
+        .route("/v1/setup_intents/{id}", get(retrieve_setup))
+        .route("/v1/setup_intents/{id}/{action}", post(act_on_setup))
         .with_state(stripe.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -467,4 +626,147 @@ async fn capturing_more_than_authorised_and_cancelling_after_capture_are_refused
         .await
         .unwrap_err();
     assert!(matches!(late, StripeError::InvalidRequest { .. }));
+}
+
+#[tokio::test]
+async fn a_card_saved_with_a_setup_intent_is_authorised_off_session_or_refused_with_an_intent_to_confirm()
+ {
+    let (address, _) = fake_stripe().await;
+    let stripe = client(address);
+    let customer = stripe
+        .create_customer(&[("patient_id", "p-1")], "customer-p-1")
+        .await
+        .unwrap();
+    assert!(customer.id.starts_with("cus_"));
+    let again = stripe
+        .create_customer(&[("patient_id", "p-1")], "customer-p-1")
+        .await
+        .unwrap();
+    assert_eq!(again.id, customer.id, "one customer per key");
+
+    let setup = stripe
+        .create_setup_intent(&customer.id, &[("appointment_id", "ap-9")], "setup-ap-9")
+        .await
+        .unwrap();
+    assert_eq!(setup.status, "requires_payment_method");
+    assert_eq!(setup.customer.as_deref(), Some(customer.id.as_str()));
+    assert!(
+        setup
+            .client_secret
+            .as_deref()
+            .unwrap()
+            .starts_with(&setup.id)
+    );
+    let declined = stripe
+        .confirm_setup_intent(&setup.id, "pm_card_chargeDeclined", "setup-confirm-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&declined, StripeError::Card { code, .. } if code.as_deref() == Some("card_declined")),
+        "{declined:?}"
+    );
+    let saved = stripe
+        .confirm_setup_intent(&setup.id, "pm_card_visa", "setup-confirm-2")
+        .await
+        .unwrap();
+    assert_eq!(saved.status, "succeeded");
+    assert_eq!(saved.payment_method.as_deref(), Some("pm_card_visa"));
+    assert_eq!(
+        stripe
+            .retrieve_setup_intent(&setup.id)
+            .await
+            .unwrap()
+            .status,
+        "succeeded"
+    );
+
+    // The saved card, charged without its holder: authorised, then captured.
+    let authorised = stripe
+        .authorize_off_session(
+            6000,
+            "EUR",
+            &customer.id,
+            "pm_card_visa",
+            &[("appointment_id", "ap-9")],
+            "auth-ap-9",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (authorised.status.as_str(), authorised.amount_capturable),
+        ("requires_capture", 6000)
+    );
+    assert_eq!(authorised.metadata["appointment_id"], "ap-9");
+    let captured = stripe
+        .capture_intent(&authorised.id, None, "capture-ap-9")
+        .await
+        .unwrap();
+    assert_eq!(captured.amount_received, 6000);
+
+    // Refusals carry the PaymentIntent, which the holder then confirms with them present.
+    let provider = Provider::Stripe(client(address));
+    let refused = provider
+        .authorize_off_session(
+            6000,
+            "EUR",
+            (&customer.id, "pm_card_authenticationRequired"),
+            "ap-10",
+            "auth-ap-10",
+        )
+        .await
+        .unwrap_err();
+    let OffSessionError::Refused {
+        refusal,
+        intent: Some(intent),
+        ..
+    } = refused
+    else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(refusal, Refusal::AuthenticationRequired);
+    assert_eq!(intent.status, ProviderStatus::RequiresPaymentMethod);
+    let recovered = stripe
+        .confirm_intent(&intent.id, "pm_card_visa", "confirm-ap-10")
+        .await
+        .unwrap();
+    assert_eq!(recovered.status, "requires_capture");
+    let declined = provider
+        .authorize_off_session(
+            6000,
+            "EUR",
+            (&customer.id, "pm_card_chargeCustomerFail"),
+            "ap-11",
+            "auth-ap-11",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            declined,
+            OffSessionError::Refused {
+                refusal: Refusal::Declined,
+                intent: Some(_),
+                ..
+            }
+        ),
+        "an off-session decline: {declined:?}"
+    );
+
+    // A setup that saved nothing can be canceled, and then nothing is saved with it.
+    let abandoned = stripe
+        .create_setup_intent(&customer.id, &[], "setup-ap-12")
+        .await
+        .unwrap();
+    let canceled = stripe
+        .cancel_setup_intent(&abandoned.id, "cancel-setup-ap-12")
+        .await
+        .unwrap();
+    assert_eq!(canceled.status, "canceled");
+    assert!(matches!(
+        stripe
+            .confirm_setup_intent(&abandoned.id, "pm_card_visa", "setup-confirm-12")
+            .await
+            .unwrap_err(),
+        StripeError::InvalidRequest { .. }
+    ));
 }

@@ -69,6 +69,12 @@ pub struct Payment {
     pub amount_captured: i64,
     pub amount_refunded: i64,
     pub created_at: DateTime<Utc>,
+    /// A visit booked far ahead: when its saved card is authorised.
+    #[serde(default)]
+    pub authorize_at: Option<DateTime<Utc>>,
+    /// After a refused authorisation: by when another card must be given.
+    #[serde(default)]
+    pub card_deadline: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,6 +218,10 @@ pub struct Room {
 pub struct Schedule {
     pub custom: bool,
     pub days: Vec<ScheduleDay>,
+    #[serde(default)]
+    pub buffer_before_minutes: u32,
+    #[serde(default)]
+    pub buffer_after_minutes: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,4 +297,37 @@ pub struct AppGrant {
     pub app_name: String,
     pub scopes: Vec<String>,
     pub granted_at: DateTime<Utc>,
+}
+
+/// A slot a waitlist holds for its patient.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WaitlistOffer {
+    pub appointment_id: String,
+    pub starts_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A place in a waitlist.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WaitlistEntry {
+    pub id: String,
+    pub patient_id: String,
+    pub doctor_id: Option<String>,
+    pub specialization: Option<String>,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub earliest: String,
+    pub latest: String,
+    pub status: String,
+    pub position: Option<i64>,
+    pub offer: Option<WaitlistOffer>,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// Whether the person has a calendar feed (its URL is shown only when made).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FeedStatus {
+    pub active: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    pub last_read_at: Option<DateTime<Utc>>,
 }

@@ -39,6 +39,7 @@ impl Layout {
             Some(Role::Patient) => &[
                 ("/doctors", "Book"),
                 ("/appointments", "My appointments"),
+                ("/waitlist", "Waitlist"),
                 ("/record", "My record"),
                 ("/notifications", "Notifications"),
                 ("/account", "Account"),
@@ -62,6 +63,7 @@ impl Layout {
                 ("/admin/users", "Users"),
                 ("/admin/departments", "Departments"),
                 ("/admin/schedules", "Schedules"),
+                ("/admin/waitlist", "Waitlists"),
                 ("/admin/apps", "SMART apps"),
                 ("/admin/deliveries", "Deliveries"),
                 ("/admin/status", "Status"),

@@ -15,7 +15,7 @@ use super::{FormState, local_path};
 use crate::WebState;
 use crate::api::{ApiFailure, Problem};
 use crate::guard::{NewSession, Signed, Visitor, audience::Everyone};
-use crate::model::AppGrant;
+use crate::model::{AppGrant, FeedStatus};
 use crate::page::{Layout, PageResult, WebError, render, render_status, see_other};
 use crate::session::{PendingLogin, Role, Session, Tokens, User};
 
@@ -29,6 +29,8 @@ pub fn router() -> Router<WebState> {
         .route("/account", get(account_page))
         .route("/account/password", post(change_password))
         .route("/account/apps/{id}/revoke", post(revoke_app))
+        .route("/account/calendar", post(make_feed))
+        .route("/account/calendar/stop", post(stop_feed))
 }
 
 async fn start(Visitor(session): Visitor) -> Response {
@@ -351,6 +353,10 @@ struct AccountPage {
     password_elsewhere: Option<String>,
     /// The SMART apps the person allowed (Keycloak keeps its own, in its console).
     apps: Vec<AppGrant>,
+    /// Whether the person's calendar feed exists (`None` while it cannot be asked).
+    feed: Option<FeedStatus>,
+    /// A feed's URL just made, shown this once, and the same as a `webcal:` link.
+    new_feed: Option<(String, String)>,
 }
 
 async fn account(
@@ -368,8 +374,12 @@ async fn account(
             .await
             .map_err(|failure| WebError::from_api(failure, "/account"))?
     };
+    // The rest of the page does not depend on the calendar: without it, the section waits.
+    let feed = state.gateway.get(session, "/api/calendar/feed").await.ok();
     Ok(AccountPage {
         apps,
+        feed,
+        new_feed: None,
         l: Layout::new(session, "Account", "/account"),
         f,
         name: user.name.clone(),
@@ -389,6 +399,51 @@ async fn account_page(
     Ok(render(
         &account(&state, &session, &user, FormState::default()).await?,
     ))
+}
+
+/// Makes the person's calendar feed (a new one, whose URL replaces the old), and shows its
+/// URL this once.
+async fn make_feed(
+    State(state): State<WebState>,
+    Signed { session, user, .. }: Signed<Everyone>,
+) -> PageResult {
+    let made = match state
+        .gateway
+        .post(&session, "/api/calendar/feed", &json!({}))
+        .await
+    {
+        Ok(made) => made,
+        Err(ApiFailure::Rejected(problem)) => {
+            session.set_flash("error", &problem.detail);
+            return Ok(see_other("/account"));
+        }
+        Err(other) => return Err(WebError::from_api(other, "/account")),
+    };
+    let mut page = account(&state, &session, &user, FormState::default()).await?;
+    page.new_feed = made["url"].as_str().map(|url| {
+        let webcal = format!(
+            "webcal://{}",
+            url.split_once("://").map_or(url, |(_, rest)| rest)
+        );
+        (url.to_owned(), webcal)
+    });
+    Ok(render(&page))
+}
+
+/// Ends the person's calendar feed: its URL stops working.
+async fn stop_feed(
+    State(state): State<WebState>,
+    Signed { session, .. }: Signed<Everyone>,
+) -> PageResult {
+    match state.gateway.delete(&session, "/api/calendar/feed").await {
+        Ok(_) => session.set_flash(
+            "ok",
+            "Your calendar feed is stopped; its address no longer works.",
+        ),
+        Err(ApiFailure::Rejected(problem)) => session.set_flash("error", &problem.detail),
+        Err(other) => return Err(WebError::from_api(other, "/account")),
+    }
+    Ok(see_other("/account"))
 }
 
 /// Withdraws an app's access: its logins end.

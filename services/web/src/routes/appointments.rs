@@ -19,7 +19,7 @@ use crate::guard::{
     Signed,
     audience::{CareAndAdmins, Everyone, PatientsAndAdmins, PatientsAndCare},
 };
-use crate::model::{Appointment, Doctor};
+use crate::model::{Appointment, Doctor, Payment};
 use crate::page::{Layout, PageResult, WebError, render, see_other};
 use crate::session::{Role, Session};
 use crate::view::money;
@@ -52,6 +52,8 @@ pub struct AppointmentView {
     pub can_cancel: bool,
     pub can_reschedule: bool,
     pub can_close: bool,
+    /// What the patient should know of the payment (a saved card, a refused one).
+    pub payment_note: String,
     /// The idempotency key of this rendering's action forms.
     pub key: String,
 }
@@ -64,11 +66,12 @@ impl AppointmentView {
         role: Role,
     ) -> Self {
         let status = appointment.status.as_str();
-        let active = matches!(status, "PENDING" | "PAID" | "SCHEDULED");
+        let active = matches!(status, "OFFERED" | "PENDING" | "PAID" | "SCHEDULED");
         // The same rule the appointments service applies; it has the last word.
         let before_cutoff =
             appointment.starts_at - Utc::now() > chrono::Duration::hours(state.cutoff_hours);
-        let patient_may = role == Role::Patient && (status == "PENDING" || before_cutoff);
+        let patient_may =
+            role == Role::Patient && (matches!(status, "OFFERED" | "PENDING") || before_cutoff);
         Self {
             id: appointment.id.clone(),
             when: state.clinic.time(&appointment.starts_at),
@@ -84,7 +87,7 @@ impl AppointmentView {
             reason: appointment.reason.clone(),
             fee: money(appointment.fee.amount, &appointment.fee.currency),
             hold_until: match (status, appointment.hold_expires_at) {
-                ("PENDING", Some(at)) => state.clinic.clock(&at),
+                ("PENDING" | "OFFERED", Some(at)) => state.clinic.clock(&at),
                 _ => String::new(),
             },
             room_id: appointment.room_id.clone().unwrap_or_default(),
@@ -95,8 +98,31 @@ impl AppointmentView {
             can_close: status == "SCHEDULED"
                 && appointment.starts_at <= Utc::now()
                 && matches!(role, Role::Doctor | Role::Nurse | Role::Admin),
+            payment_note: String::new(),
             key: uuid::Uuid::new_v4().to_string(),
         }
+    }
+
+    /// Adds what the patient should know of the payment: a card saved for a visit far
+    /// ahead, or a refused authorisation (then the pay button asks for another card).
+    pub fn with_payment(mut self, state: &WebState, payment: &Payment) -> Self {
+        if payment.status == "requires_payment_method"
+            && let Some(deadline) = payment.card_deadline
+        {
+            self.payment_note = format!(
+                "Your card was refused when it was authorised. Please give another card by {}, or the appointment is cancelled.",
+                state.clinic.time(&deadline)
+            );
+            self.can_pay = true;
+        } else if payment.status == "card_saved"
+            && let Some(at) = payment.authorize_at
+        {
+            self.payment_note = format!(
+                "Your card is saved; it is authorised on {}, two days before the visit.",
+                state.clinic.time(&at)
+            );
+        }
+        self
     }
 }
 
@@ -138,7 +164,7 @@ async fn mine(
         appointment.ends_at > now
             && matches!(
                 appointment.status.as_str(),
-                "PENDING" | "PAID" | "SCHEDULED"
+                "OFFERED" | "PENDING" | "PAID" | "SCHEDULED"
             )
     });
     let view = |list: Vec<&Appointment>| {
@@ -174,9 +200,19 @@ async fn detail(
         .await
         .map_err(|failure| WebError::from_api(failure, &here))?;
     let doctors = doctor_names(&state, &session).await;
+    let mut view = AppointmentView::new(&state, &appointment, &doctors, user.role);
+    if user.role == Role::Patient
+        && let Some(payment_id) = &appointment.payment_id
+        && let Ok(payment) = state
+            .gateway
+            .get::<Payment>(&session, &format!("/api/payments/{payment_id}"))
+            .await
+    {
+        view = view.with_payment(&state, &payment);
+    }
     Ok(render(&DetailPage {
         l: Layout::new(&session, "Appointment", ""),
-        a: AppointmentView::new(&state, &appointment, &doctors, user.role),
+        a: view,
         role: user.role.label(),
     }))
 }

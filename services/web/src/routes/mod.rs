@@ -6,6 +6,7 @@ mod admin;
 mod appointments;
 mod care;
 mod patient;
+mod waitlist;
 
 use std::collections::HashMap;
 
@@ -25,6 +26,7 @@ pub fn router() -> Router<WebState> {
         .merge(appointments::router())
         .merge(care::router())
         .merge(admin::router())
+        .merge(waitlist::router())
 }
 
 /// Whether the request came from htmx (it wants a fragment, not a page).

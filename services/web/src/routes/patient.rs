@@ -363,6 +363,10 @@ struct PayPage {
     amount: String,
     hold_until: String,
     test_mode: bool,
+    /// A visit booked far ahead: the card is saved now, and authorised on this day.
+    saving: String,
+    /// After a refused authorisation: by when another card must be given.
+    deadline: String,
 }
 
 async fn pay_form(
@@ -387,13 +391,28 @@ async fn pay_form(
         ),
         None => None,
     };
-    let payable = appointment.status == "PENDING"
-        && payment
-            .as_ref()
-            .is_some_and(|payment| payment.status == "requires_payment_method");
+    // A reservation's first card, or another card after a refused authorisation of a
+    // visit that is paid for or approved already.
+    let payable = matches!(
+        appointment.status.as_str(),
+        "PENDING" | "PAID" | "SCHEDULED"
+    ) && payment
+        .as_ref()
+        .is_some_and(|payment| payment.status == "requires_payment_method");
     if !payable {
         return Ok(Err(see_other(&format!("/appointments/{id}"))));
     }
+    let deadline = payment
+        .as_ref()
+        .and_then(|payment| payment.card_deadline)
+        .map(|at| state.clinic.time(&at))
+        .unwrap_or_default();
+    let saving = payment
+        .as_ref()
+        .filter(|_| deadline.is_empty())
+        .and_then(|payment| payment.authorize_at)
+        .map(|at| state.clinic.time(&at))
+        .unwrap_or_default();
     let doctor: Option<Doctor> = state
         .gateway
         .get_as(session, &format!("/api/doctors/{}", appointment.doctor_id))
@@ -410,6 +429,8 @@ async fn pay_form(
             .map(|at| state.clinic.clock(&at))
             .unwrap_or_default(),
         test_mode: payment.is_some_and(|payment| payment.provider == "simulated"),
+        saving,
+        deadline,
         f,
     }))
 }
@@ -460,11 +481,16 @@ async fn pay(
             )
             .await
         {
-            Ok(_) => {
-                session.set_flash(
-                    "ok",
-                    "Payment authorised. The clinic will confirm your appointment; the card is charged then.",
-                );
+            Ok(paid) => {
+                let message = match paid["status"].as_str() {
+                    Some("card_saved") => format!(
+                        "Card saved. It is authorised on {}, two days before the visit; the clinic confirms your appointment meanwhile.",
+                        page.saving
+                    ),
+                    Some("succeeded") => "Payment taken: your appointment is confirmed.".to_owned(),
+                    _ => "Payment authorised. The clinic will confirm your appointment; the card is charged then.".to_owned(),
+                };
+                session.set_flash("ok", message);
                 return Ok(see_other(&format!("/appointments/{id}")));
             }
             Err(ApiFailure::Rejected(problem)) => match problem.code.as_str() {

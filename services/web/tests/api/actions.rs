@@ -9,7 +9,7 @@ use crate::{client, csrf_of, page, sign_in, web};
 
 /// Posts a form of the page at `from` (with that page's CSRF token); returns the status,
 /// the `Location` and the body.
-async fn post_form(
+pub async fn post_form(
     platform: &TestPlatform,
     cookie: &str,
     from: &str,

@@ -13,6 +13,7 @@ mod browser;
 mod guard;
 mod keycloak;
 mod pages;
+mod scheduling;
 mod sessions;
 
 use polyclinic_testing::{Service, TestPlatform};

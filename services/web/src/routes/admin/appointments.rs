@@ -24,7 +24,8 @@ pub(super) struct AppointmentFilter {
     cursor: Option<uuid::Uuid>,
 }
 
-const STATUSES: [&str; 8] = [
+const STATUSES: [&str; 9] = [
+    "OFFERED",
     "PENDING",
     "PAID",
     "SCHEDULED",

@@ -1,7 +1,7 @@
 //! The admin's screens: the approval queue (room and nurse pickers list only the free ones),
 //! all appointments and payments with filters, capture and refund, users and staff, departments
-//! and rooms, doctors' weekly schedules, failed emails and dead-lettered events, the SMART
-//! apps people may sign in to, and the platform's status.
+//! and rooms, doctors' weekly schedules and waitlists, failed emails and dead-lettered events,
+//! the SMART apps people may sign in to, and the platform's status.
 //!
 //! One module per resource; every handler takes `Signed<Admins>`.
 
@@ -13,6 +13,7 @@ mod payments;
 mod queue;
 mod schedules;
 mod users;
+mod waitlist;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -42,6 +43,8 @@ pub fn router() -> Router<WebState> {
         .route("/admin/rooms", post(departments::create_room))
         .route("/admin/schedules", get(schedules::schedules))
         .route("/admin/schedules/{id}", post(schedules::save_schedule))
+        .route("/admin/waitlist", get(waitlist::waitlist))
+        .route("/admin/waitlist/{id}/remove", post(waitlist::remove))
         .route("/admin/deliveries", get(deliveries::deliveries))
         .route("/admin/notifications/{id}/resend", post(deliveries::resend))
         .route("/admin/dead-letters/{id}/replay", post(deliveries::replay))

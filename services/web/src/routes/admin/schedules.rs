@@ -38,6 +38,8 @@ struct SchedulesPage {
     doctor_id: String,
     custom: bool,
     days: Vec<DayRow>,
+    buffer_before: u32,
+    buffer_after: u32,
 }
 
 const WEEKDAYS: [&str; 7] = [
@@ -68,8 +70,8 @@ async fn schedules_page(
     let doctor_id = doctor_id
         .or_else(|| doctors.first().map(|d| d.id.clone()))
         .unwrap_or_default();
-    let (custom, days) = if doctor_id.is_empty() {
-        (false, Vec::new())
+    let (custom, days, buffers) = if doctor_id.is_empty() {
+        (false, Vec::new(), (0, 0))
     } else {
         let schedule: Schedule = state
             .gateway
@@ -95,7 +97,11 @@ async fn schedules_page(
                 }
             })
             .collect();
-        (schedule.custom, days)
+        let buffers = (
+            schedule.buffer_before_minutes,
+            schedule.buffer_after_minutes,
+        );
+        (schedule.custom, days, buffers)
     };
     Ok(SchedulesPage {
         l: Layout::new(session, "Schedules", here),
@@ -103,6 +109,8 @@ async fn schedules_page(
         doctor_id,
         custom,
         days,
+        buffer_before: buffers.0,
+        buffer_after: buffers.1,
     })
 }
 
@@ -139,6 +147,8 @@ pub(super) async fn save_schedule(
             Err(_) => f.error(&format!("slot_{weekday}"), "Minutes as a whole number."),
         }
     }
+    let minutes = |name: &str| f.v(name).parse::<u32>().unwrap_or(0);
+    let (before, after) = (minutes("buffer_before"), minutes("buffer_after"));
     let back = format!("/admin/schedules?doctor_id={doctor_id}");
     if f.has_errors() {
         session.set_flash("error", "Slot lengths are whole minutes.");
@@ -150,7 +160,7 @@ pub(super) async fn save_schedule(
             &session,
             Method::PUT,
             &format!("/api/doctors/{doctor_id}/schedule"),
-            &json!({ "days": days }),
+            &json!({ "days": days, "buffer_before_minutes": before, "buffer_after_minutes": after }),
         )
         .await;
     outcome(

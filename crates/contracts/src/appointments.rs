@@ -171,8 +171,13 @@ appointment_event!(
     }
 );
 appointment_event!(
-    /// Approved: room and nurse assigned, payment captured.
-    AppointmentScheduledV1, "polyclinic.appointment.scheduled.v1" {}
+    /// Approved: room and nurse assigned, payment captured (or, for a visit booked far
+    /// ahead, captured once the saved card is authorised at `charge_at`).
+    AppointmentScheduledV1, "polyclinic.appointment.scheduled.v1" {
+        /// When the payment is taken, if not at the approval.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        charge_at: Option<DateTime<Utc>>,
+    }
 );
 appointment_event!(
     /// An admin turned the paid request down; the authorisation is voided.

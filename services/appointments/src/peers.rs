@@ -78,6 +78,10 @@ pub struct Payment {
     pub id: PaymentId,
     pub status: String,
     pub client_secret: Option<String>,
+    /// A visit booked far ahead: when its saved card is authorised (and a capture asked for
+    /// before then is taken).
+    #[serde(default)]
+    pub authorize_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// How long the directory's answer about a doctor is reused (availability, and the fee of a

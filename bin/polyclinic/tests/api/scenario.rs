@@ -1,8 +1,12 @@
 //! A day at the clinic, driven over HTTP through the gateway only, as real clients would:
 //! an admin sets the clinic up, patients register and book, cards are authorised, bookings
-//! are approved, rejected, moved and cancelled, the care team records vitals, diagnoses and
-//! prescribes, a refill is asked for and approved. At the end every service's state and every
-//! email is checked. Run on both buses and both lock backends.
+//! are approved, rejected, moved and cancelled, a cancelled slot goes to the first patient
+//! on its waitlist who claims and pays it, visits three weeks ahead have their cards saved
+//! and authorised two days before (one refused, and cancelled when no other card comes), the
+//! care team records vitals, diagnoses and prescribes, a refill is asked for and approved,
+//! and a patient's calendar feed lists her visit. At the end every service's state, every
+//! email and every calendar invite is checked. Run on both buses and both lock backends;
+//! the payments' card jobs run with the clock moved.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -184,6 +188,19 @@ async fn a_day_at_the_clinic(kafka: bool, locks: LockBackend) {
         Some(json!({"room_id": rooms[1], "nurse_id": derma_nurse.id})),
     )
     .await;
+    // Dee waits for the dermatologist at the time Cy now holds.
+    let (_, dee) = platform.register_patient("dee@day.example").await;
+    let held: chrono::DateTime<chrono::Utc> = derma_slots[2].parse().unwrap();
+    let hour = held.format("%H").to_string().parse::<u32>().unwrap();
+    ok(
+        &platform,
+        Method::POST,
+        "/api/waitlist",
+        &dee,
+        Some(json!({"doctor_id": dermatologist.id, "from": held.date_naive(), "to": held.date_naive(),
+                    "earliest": format!("{hour:02}:00"), "latest": format!("{:02}:00", hour + 1)})),
+    )
+    .await;
     ok(
         &platform,
         Method::POST,
@@ -192,6 +209,95 @@ async fn a_day_at_the_clinic(kafka: bool, locks: LockBackend) {
         Some(json!({"reason": "travelling"})),
     )
     .await;
+    // The freed slot is held for Dee, who claims it, pays, and is approved.
+    let offered = polyclinic_testing::eventually("Dee's offer", || async {
+        let mine = platform
+            .call(Method::GET, "/api/waitlist/mine", Some(&dee), None)
+            .await;
+        mine.body[0]["offer"]["appointment_id"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    let claimed = ok(
+        &platform,
+        Method::POST,
+        &format!("/api/appointments/{offered}/claim"),
+        &dee,
+        None,
+    )
+    .await;
+    let paid = platform
+        .pay(
+            &dee,
+            claimed["payment"]["id"].as_str().unwrap(),
+            "pm_card_visa",
+        )
+        .await;
+    assert_eq!(paid.status, StatusCode::OK, "{:?}", paid.body);
+    platform.appointment_becomes(&dee, &offered, "PAID").await;
+    ok(
+        &platform,
+        Method::POST,
+        &format!("/api/appointments/{offered}/approve"),
+        &admin,
+        Some(json!({"room_id": rooms[1], "nurse_id": derma_nurse.id})),
+    )
+    .await;
+
+    // Eve books three weeks ahead: her card is saved, the visit approved, and two days
+    // before it the card is authorised off-session and captured. Fay's card is refused
+    // then, and without another by the deadline her visit is cancelled.
+    let far = (chrono::Utc::now() + chrono::Duration::days(21)).date_naive();
+    let payments_pool = polyclinic_db::pool(&platform.config, Service::Payments).unwrap();
+    let (ledger, _) = polyclinic_payments::ledger(&platform.config, &payments_pool).unwrap();
+    let mut far_visits = Vec::new();
+    for (name, hour, card) in [
+        ("eve", 9, "pm_card_visa"),
+        ("fay", 10, "pm_card_chargeCustomerFail"),
+    ] {
+        let (_, token) = platform
+            .register_patient(&format!("{name}@day.example"))
+            .await;
+        let starts = far.and_hms_opt(hour, 0, 0).unwrap().and_utc();
+        let reserved = platform
+            .reserve(&token, &cardiologist.id, &starts.to_rfc3339())
+            .await;
+        let saved = platform
+            .pay(&token, reserved["payment"]["id"].as_str().unwrap(), card)
+            .await;
+        assert_eq!(saved.body["status"], "card_saved", "{:?}", saved.body);
+        let id = reserved["id"].as_str().unwrap().to_owned();
+        platform.appointment_becomes(&token, &id, "PAID").await;
+        far_visits.push((token, id, starts));
+    }
+    ok(
+        &platform,
+        Method::POST,
+        &format!("/api/appointments/{}/approve", far_visits[0].1),
+        &admin,
+        Some(json!({"room_id": rooms[0], "nurse_id": cardio_nurse.id})),
+    )
+    .await;
+    let two_days_before = far_visits[0].2 - chrono::Duration::hours(47);
+    assert_eq!(
+        ledger
+            .authorize_due(two_days_before + chrono::Duration::hours(2))
+            .await
+            .unwrap(),
+        1,
+        "Eve's card; Fay's is refused"
+    );
+    assert_eq!(
+        ledger
+            .cancel_unmended(two_days_before + chrono::Duration::hours(30))
+            .await
+            .unwrap(),
+        1
+    );
+    platform
+        .appointment_becomes(&far_visits[1].0, &far_visits[1].1, "CANCELLED")
+        .await;
     // A room of another department and a busy nurse are refused.
     let wrong = platform
         .paid_appointment(&bob.1, &cardiologist.id, &cardio_slots[3])
@@ -267,42 +373,56 @@ async fn a_day_at_the_clinic(kafka: bool, locks: LockBackend) {
     )
     .await;
 
-    // Every email, to the right people, once: 8 welcomes, Ada's approved visit (4), Bob's
+    // Every email, to the right people, once: 11 welcomes, Ada's approved visit (4), Bob's
     // rejection (2) and his withdrawn request (3), Cy's booking, move, approval and
-    // cancellation (9, her nurse told of the cancellation too), the prescription and its
-    // refill (3).
+    // cancellation (9, her nurse told of the cancellation too), Dee's offer, claim, payment
+    // and approval (6), Eve's saved card and approval (4), Fay's saved card, the request for
+    // another card and the cancellation (4), the prescription and its refill (3).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while sink.received().len() < 29 && std::time::Instant::now() < deadline {
+    while sink.received().len() < 46 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut invites: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for received in sink.received() {
         let message = MessageParser::default().parse(&received.data).unwrap();
         assert!(message.body_text(0).is_some() && message.body_html(0).is_some());
-        got.entry(received.to[0].clone())
-            .or_default()
-            .push(message.subject().unwrap_or("").to_owned());
+        let subject = message.subject().unwrap_or("").to_owned();
+        // The calendar part of emails about an appointment's time.
+        let method = message.parts.iter().find_map(|part| {
+            use mail_parser::MimeHeaders;
+            let kind = part.content_type()?;
+            (kind.ctype() == "text" && kind.subtype() == Some("calendar"))
+                .then(|| kind.attribute("method").unwrap_or("").to_owned())
+        });
+        if let Some(method) = method {
+            invites
+                .entry(received.to[0].clone())
+                .or_default()
+                .push(format!("{method} {subject}"));
+        }
+        got.entry(received.to[0].clone()).or_default().push(subject);
     }
     let count = |to: &str, starts: &str| {
         got.get(to).map_or(0, |subjects| {
             subjects.iter().filter(|s| s.starts_with(starts)).count()
         })
     };
-    assert_eq!(got.values().map(Vec::len).sum::<usize>(), 29, "{got:#?}");
+    assert_eq!(got.values().map(Vec::len).sum::<usize>(), 46, "{got:#?}");
     for to in got.keys() {
         assert_eq!(count(to, "Welcome to Polyclinic"), 1, "{to}");
     }
-    assert_eq!(got.len(), 8, "nobody else got email");
+    assert_eq!(got.len(), 11, "nobody else got email");
     for (to, starts, times) in [
         ("ada@day.example", "Payment authorised", 1),
         ("ada@day.example", "Confirmed:", 1),
         ("ada@day.example", "A new prescription", 1),
         ("ada@day.example", "Your refill was approved", 1),
-        ("cardiologist@day.example", "New appointment:", 1),
+        ("cardiologist@day.example", "New appointment:", 2),
         ("cardiologist@day.example", "Refill request", 1),
-        ("cardiologist@day.example", "Cancelled:", 1),
-        ("cardio-nurse@day.example", "Assigned:", 1),
+        ("cardiologist@day.example", "Cancelled:", 2),
+        ("cardio-nurse@day.example", "Assigned:", 2),
         ("bob@day.example", "Payment authorised", 2),
         ("bob@day.example", "Your appointment request", 1),
         ("bob@day.example", "Cancelled:", 1),
@@ -311,13 +431,49 @@ async fn a_day_at_the_clinic(kafka: bool, locks: LockBackend) {
         ("cy@day.example", "Confirmed:", 1),
         ("cy@day.example", "Cancelled:", 1),
         ("dermatologist@day.example", "Moved:", 1),
-        ("dermatologist@day.example", "New appointment:", 1),
+        ("dermatologist@day.example", "New appointment:", 2),
         ("dermatologist@day.example", "Cancelled:", 1),
-        ("derma-nurse@day.example", "Assigned:", 1),
+        ("derma-nurse@day.example", "Assigned:", 2),
         ("derma-nurse@day.example", "Cancelled:", 1),
+        ("dee@day.example", "A slot is free for you", 1),
+        ("dee@day.example", "Claimed:", 1),
+        ("dee@day.example", "Payment authorised", 1),
+        ("dee@day.example", "Confirmed:", 1),
+        ("eve@day.example", "Card saved", 1),
+        ("eve@day.example", "Confirmed:", 1),
+        ("fay@day.example", "Card saved", 1),
+        ("fay@day.example", "Action needed", 1),
+        ("fay@day.example", "Cancelled:", 1),
     ] {
         assert_eq!(count(to, starts), times, "{to}: {starts}: {got:#?}");
     }
+    // Calendar invites rode with the emails about times: approvals and moves ask calendars
+    // to add or update, cancellations of what calendars knew to remove.
+    let invited = |to: &str| invites.get(to).cloned().unwrap_or_default();
+    assert_eq!(invited("ada@day.example").len(), 1, "{invites:#?}");
+    assert!(invited("ada@day.example")[0].starts_with("REQUEST Confirmed:"));
+    let mut cy_invites = invited("cy@day.example");
+    cy_invites.sort();
+    assert_eq!(cy_invites.len(), 3, "{cy_invites:?}");
+    assert!(
+        cy_invites[0].starts_with("CANCEL Cancelled:"),
+        "{cy_invites:?}"
+    );
+    assert!(
+        invited("derma-nurse@day.example")
+            .iter()
+            .any(|invite| invite.starts_with("CANCEL"))
+    );
+    assert!(
+        invited("fay@day.example")
+            .iter()
+            .any(|invite| invite.starts_with("CANCEL"))
+    );
+    assert!(
+        invited("dee@day.example")
+            .iter()
+            .any(|invite| invite.starts_with("REQUEST Confirmed:"))
+    );
 
     // Every service's final state.
     let status_of = |id: String| {
@@ -339,6 +495,9 @@ async fn a_day_at_the_clinic(kafka: bool, locks: LockBackend) {
     assert_eq!(status_of(visit_id.clone()).await, "SCHEDULED");
     assert_eq!(status_of(rejected_id).await, "REJECTED");
     assert_eq!(status_of(moved_id).await, "CANCELLED");
+    assert_eq!(status_of(offered.clone()).await, "SCHEDULED");
+    assert_eq!(status_of(far_visits[0].1.clone()).await, "SCHEDULED");
+    assert_eq!(status_of(far_visits[1].1.clone()).await, "CANCELLED");
     let payments = ok(
         &platform,
         Method::GET,
@@ -365,11 +524,33 @@ async fn a_day_at_the_clinic(kafka: bool, locks: LockBackend) {
         [
             ("canceled".to_owned(), 0, 0),
             ("canceled".to_owned(), 0, 0),
+            ("canceled".to_owned(), 0, 0),
+            ("succeeded".to_owned(), 6000, 0),
+            ("succeeded".to_owned(), 6000, 0),
             ("succeeded".to_owned(), 6000, 0),
             ("succeeded".to_owned(), 6000, 6000)
         ],
-        "captured for the visit, voided for the rejection and the withdrawal, refunded for the cancellation"
+        "captured for Ada's, Dee's and Eve's visits, voided for the rejection, the withdrawal and \
+         Fay's refused card, refunded for the cancellation"
     );
+    // Ada's calendar feed lists her visit, and nothing clinical.
+    let feed = ok(&platform, Method::POST, "/api/calendar/feed", &ada.1, None).await;
+    let calendar = platform
+        .client()
+        .get(feed["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        calendar.contains(&format!("UID:appointment-{visit_id}@")),
+        "{calendar}"
+    );
+    for clinical in ["Ramipril", "hypertension", "I10"] {
+        assert!(!calendar.contains(clinical), "{clinical} in the feed");
+    }
     let record = ok(
         &platform,
         Method::GET,

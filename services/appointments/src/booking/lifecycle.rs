@@ -210,12 +210,18 @@ impl Booking {
             },
         )
         .await?;
-        self.peers
+        let captured = self
+            .peers
             .capture_payment(id, payment_id, caller.call)
             .await
             .map_err(payment_error)?;
+        // A card saved for a visit far ahead is charged once it is authorised.
+        let charge_at = (captured.status != "succeeded")
+            .then_some(captured.authorize_at)
+            .flatten();
         let event = AppointmentScheduledV1 {
             appointment: scheduled.reference(),
+            charge_at,
         };
         announce(&mut tx, &event, &caller.events()).await?;
         tx.commit().await?;

@@ -207,6 +207,8 @@ pub fn plan(envelope: &Envelope) -> anyhow::Result<Option<Outgoing>> {
             let event: AppointmentScheduledV1 = envelope.data_as()?;
             Outgoing {
                 invitation: invitation(&event.appointment, Method::Request),
+                // Taken later, for a visit booked far ahead.
+                deadline: event.charge_at,
                 ..appointment(
                     &event.appointment,
                     &[

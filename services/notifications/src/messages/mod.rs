@@ -268,6 +268,28 @@ mod tests {
     }
 
     #[test]
+    fn an_approval_says_whether_the_card_was_charged_or_will_be() {
+        let templates = Templates::load().unwrap();
+        let mut context = full_context();
+        context.deadline = String::new();
+        let now = templates
+            .render("appointment_scheduled_patient", &context)
+            .unwrap();
+        assert!(now.text.contains("60.00 EUR has been charged to your card"));
+        context.deadline = "09:00 on Monday 4 January".into();
+        let later = templates
+            .render("appointment_scheduled_patient", &context)
+            .unwrap();
+        assert!(
+            later
+                .text
+                .contains("will be charged to your saved card on 09:00 on Monday 4 January"),
+            "{}",
+            later.text
+        );
+    }
+
+    #[test]
     fn a_cancellation_says_what_happens_to_the_money() {
         let templates = Templates::load().unwrap();
         let mut context = full_context();

@@ -5,8 +5,10 @@ injected one after the other, then the invariants checked.
 Faults: every service killed with SIGKILL and restarted, in turn; the appointments service
 paused (SIGSTOP) past the slot lock's TTL; Redis stopped and started; the Kafka-protocol
 broker paused; PostgreSQL stopped and started. Invariants afterwards: no two active
-appointments overlap for a doctor, room or nurse; every SCHEDULED appointment has a captured
-payment and every captured payment a SCHEDULED or COMPLETED appointment or a refund; every
+appointments overlap for a doctor (visits and their buffers; waitlist offers included), room
+or nurse; every SCHEDULED appointment has a captured payment (or, booked far ahead, a saved
+card whose capture follows its authorisation) and every captured payment a SCHEDULED or
+COMPLETED appointment or a refund; every
 outbox row was published and handled by every consumer group that reads its topic; no email
 was sent twice. Prints what was injected and what was checked; exits 1 if an invariant fails.
 
@@ -342,20 +344,25 @@ def check():
             say(f"check ok: {name}")
 
     for column, name in [("doctor_id", "doctor"), ("room_id", "room"), ("nurse_id", "nurse")]:
-        statuses = "('PENDING', 'PAID', 'SCHEDULED')" if name == "doctor" else "('SCHEDULED')"
+        # A doctor's appointments keep their buffers too; rooms and nurses their visits.
+        statuses = "('OFFERED', 'PENDING', 'PAID', 'SCHEDULED')" if name == "doctor" else "('SCHEDULED')"
+        kept = "blocked" if name == "doctor" else "period"
         expect(f"no two active appointments overlap for a {name}", psql(
             f"select a.id, b.id from appointments.appointments a join appointments.appointments b "
-            f"on a.{column} = b.{column} and a.id < b.id and a.period && b.period "
+            f"on a.{column} = b.{column} and a.id < b.id and a.{kept} && b.{kept} "
             f"where a.status in {statuses} and b.status in {statuses}"))
-    expect("every SCHEDULED appointment has a captured payment", psql(
+    expect("every SCHEDULED appointment has a captured payment, or a saved card to capture", psql(
         "select a.id from appointments.appointments a left join payments.payments p on p.appointment_id = a.id "
-        "where a.status = 'SCHEDULED' and (p.id is null or p.status <> 'succeeded' or p.amount_captured = 0)"))
+        "where a.status = 'SCHEDULED' and (p.id is null or not ("
+        "(p.status = 'succeeded' and p.amount_captured > 0) "
+        "or (p.status in ('card_saved', 'requires_payment_method') and p.capture_requested_at is not null)))"))
     expect("every captured payment has a SCHEDULED or COMPLETED appointment, or was refunded", psql(
         "select p.id, a.status from payments.payments p join appointments.appointments a on a.id = p.appointment_id "
         "where p.amount_captured > 0 and a.status not in ('SCHEDULED', 'COMPLETED') and p.amount_refunded < p.amount_captured"))
     expect("no appointment that ended without a visit keeps an open or authorised payment", psql(
         "select p.id, a.status, p.status from payments.payments p join appointments.appointments a on a.id = p.appointment_id "
-        "where a.status in ('EXPIRED', 'REJECTED', 'CANCELLED') and p.status in ('requires_payment_method', 'requires_capture')"))
+        "where a.status in ('EXPIRED', 'REJECTED', 'CANCELLED') "
+        "and p.status in ('requires_payment_method', 'card_saved', 'requires_capture')"))
     for schema in ["identity", "appointments", "payments", "prescriptions", "notifications"]:
         expect(f"every {schema} outbox row was published", psql(
             f"select event_id from {schema}.outbox where published_at is null"))
@@ -381,7 +388,8 @@ def check():
 
 CONSUMERS = [("appointments", "appointments-payments", "polyclinic.payments"),
              ("payments", "payments-settlement", "polyclinic.appointments"),
-             ("notifications", "notifications-mail", None), ("notifications", "event-log", None)]
+             ("notifications", "notifications-mail", None), ("notifications", "event-log", None),
+             ("notifications", "notifications-calendar", "polyclinic.appointments")]
 
 
 def unconsumed(schema, consumer, topic):

@@ -3,8 +3,6 @@
 //! pending appointment PAID; a payment that can no longer be taken (a lapsed authorisation,
 //! no other card after a refusal) cancels it.
 
-use std::time::Duration;
-
 use polyclinic_config::Config;
 use polyclinic_contracts::Event;
 use polyclinic_contracts::Topic;
@@ -25,9 +23,7 @@ fn context(envelope: &Envelope) -> EventContext {
 }
 
 pub fn payment_events(config: &Config, pool: &PgPool, backbone: &Backbone) -> Consumer<()> {
-    let mut settings = ConsumerSettings::new(CONSUMER, &[Topic::Payments.as_str()]);
-    settings.max_attempts = i32::try_from(config.events.max_attempts).unwrap_or(5);
-    settings.retry_base = Duration::from_millis(config.events.retry_base_ms.into());
+    let settings = ConsumerSettings::from_config(config, CONSUMER, &[Topic::Payments.as_str()]);
     let handlers = Handlers::new()
         .on(PaymentAuthorizedV1::TYPE, |conn, envelope, _: &()| {
             Box::pin(async move {

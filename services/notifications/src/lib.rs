@@ -109,10 +109,8 @@ pub fn router(
 
 fn event_log_consumer(config: &Config, pool: &PgPool, backbone: &Backbone) -> Consumer<()> {
     let topics: Vec<&str> = Topic::ALL.iter().map(|topic| topic.as_str()).collect();
-    let mut settings = ConsumerSettings::new(event_log::CONSUMER, &topics);
+    let mut settings = ConsumerSettings::from_config(config, event_log::CONSUMER, &topics);
     settings.service = "notifications".to_owned();
-    settings.max_attempts = i32::try_from(config.events.max_attempts).unwrap_or(5);
-    settings.retry_base = Duration::from_millis(config.events.retry_base_ms.into());
     let handlers = Handlers::new()
         .otherwise(|conn, envelope, _: &()| Box::pin(event_log::record(conn, envelope)));
     Consumer::new(

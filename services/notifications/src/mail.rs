@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -264,9 +263,7 @@ pub fn consumer(
     mail: Arc<Mail>,
 ) -> Consumer<Arc<Mail>> {
     let topics: Vec<&str> = Topic::ALL.iter().map(|topic| topic.as_str()).collect();
-    let mut settings = ConsumerSettings::new(CONSUMER, &topics);
-    settings.max_attempts = i32::try_from(config.events.max_attempts).unwrap_or(5);
-    settings.retry_base = Duration::from_millis(config.events.retry_base_ms.into());
+    let settings = ConsumerSettings::from_config(config, CONSUMER, &topics);
     let handlers = Handlers::new()
         .otherwise(|conn, envelope, mail: &Arc<Mail>| Box::pin(mail.handle(conn, envelope)));
     Consumer::new(

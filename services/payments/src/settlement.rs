@@ -5,7 +5,6 @@
 //! its saved card is authorised.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use polyclinic_config::Config;
 use polyclinic_contracts::appointments::{
@@ -64,9 +63,7 @@ pub fn consumer(
     backbone: &Backbone,
     ledger: Arc<Ledger>,
 ) -> Consumer<Arc<Ledger>> {
-    let mut settings = ConsumerSettings::new(CONSUMER, &[Topic::Appointments.as_str()]);
-    settings.max_attempts = i32::try_from(config.events.max_attempts).unwrap_or(5);
-    settings.retry_base = Duration::from_millis(config.events.retry_base_ms.into());
+    let settings = ConsumerSettings::from_config(config, CONSUMER, &[Topic::Appointments.as_str()]);
     let handlers = Handlers::new()
         .on(
             AppointmentExpiredV1::TYPE,

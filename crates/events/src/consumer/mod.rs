@@ -124,6 +124,16 @@ impl ConsumerSettings {
         }
     }
 
+    /// [`ConsumerSettings::new`] with the retries `events.max_attempts` and
+    /// `events.retry_base_ms` of `config` set.
+    pub fn from_config(config: &polyclinic_config::Config, name: &str, topics: &[&str]) -> Self {
+        Self {
+            max_attempts: i32::try_from(config.events.max_attempts).unwrap_or(5),
+            retry_base: Duration::from_millis(config.events.retry_base_ms.into()),
+            ..Self::new(name, topics)
+        }
+    }
+
     pub(crate) fn backoff(&self, attempts: i32) -> Duration {
         let exponent = u32::try_from(attempts.max(1) - 1).unwrap_or(0).min(16);
         (self.retry_base * 2u32.pow(exponent)).min(Duration::from_secs(60))

@@ -2,8 +2,6 @@
 //! ids, times, status and revision in `calendar_visits`, which the feeds read. Nothing here
 //! asks another service, so the view keeps up even while the identity service is away.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use polyclinic_config::Config;
 use polyclinic_contracts::Topic;
@@ -134,9 +132,7 @@ pub async fn of_person(
 }
 
 pub fn consumer(config: &Config, pool: &PgPool, backbone: &Backbone) -> Consumer<()> {
-    let mut settings = ConsumerSettings::new(CONSUMER, &[Topic::Appointments.as_str()]);
-    settings.max_attempts = i32::try_from(config.events.max_attempts).unwrap_or(5);
-    settings.retry_base = Duration::from_millis(config.events.retry_base_ms.into());
+    let settings = ConsumerSettings::from_config(config, CONSUMER, &[Topic::Appointments.as_str()]);
     let handlers =
         Handlers::new().otherwise(|conn, envelope, _: &()| Box::pin(record(conn, envelope)));
     Consumer::new(

@@ -153,12 +153,7 @@ impl StripeClient {
         metadata: &[(&str, &str)],
         idempotency_key: &str,
     ) -> Result<PaymentIntent, StripeError> {
-        let mut form = vec![
-            ("amount".to_owned(), amount.to_string()),
-            ("currency".to_owned(), currency.to_lowercase()),
-            ("capture_method".to_owned(), "manual".to_owned()),
-            ("payment_method_types[]".to_owned(), "card".to_owned()),
-        ];
+        let mut form = manual_capture(amount, currency);
         if let Some(customer) = customer {
             form.push(("customer".to_owned(), customer.to_owned()));
             form.push(("setup_future_usage".to_owned(), "off_session".to_owned()));
@@ -255,16 +250,13 @@ impl StripeClient {
         metadata: &[(&str, &str)],
         idempotency_key: &str,
     ) -> Result<PaymentIntent, StripeError> {
-        let mut form = vec![
-            ("amount".to_owned(), amount.to_string()),
-            ("currency".to_owned(), currency.to_lowercase()),
-            ("capture_method".to_owned(), "manual".to_owned()),
-            ("payment_method_types[]".to_owned(), "card".to_owned()),
+        let mut form = manual_capture(amount, currency);
+        form.extend([
             ("customer".to_owned(), customer.to_owned()),
             ("payment_method".to_owned(), payment_method.to_owned()),
             ("off_session".to_owned(), "true".to_owned()),
             ("confirm".to_owned(), "true".to_owned()),
-        ];
+        ]);
         form.extend(metadata_fields(metadata));
         self.call(
             Method::POST,
@@ -392,6 +384,16 @@ impl StripeClient {
             tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
         }
     }
+}
+
+/// The fields of a card PaymentIntent that only authorises `amount`.
+fn manual_capture(amount: i64, currency: &str) -> Vec<(String, String)> {
+    vec![
+        ("amount".to_owned(), amount.to_string()),
+        ("currency".to_owned(), currency.to_lowercase()),
+        ("capture_method".to_owned(), "manual".to_owned()),
+        ("payment_method_types[]".to_owned(), "card".to_owned()),
+    ]
 }
 
 /// `metadata[<name>]` form fields.

@@ -174,7 +174,7 @@ pub const SUPPORTED: &[Support] = &[
             "patient": "reference" => "The patient.",
             "practitioner": "reference" => "The doctor or the nurse.",
             "date": "date" => "The visit's start.",
-            "status": "token" => "pending, booked, fulfilled, noshow or cancelled.",
+            "status": "token" => "proposed (a waitlist's offer), pending, booked, fulfilled, noshow or cancelled.",
         ],
         operations: &[
             Operation {

@@ -242,10 +242,15 @@ impl Booking {
                 if let Some(offered) = repo::lock(&mut tx, offer.appointment_id).await?
                     && offered.status == Status::Offered
                 {
+                    // Leaving one's own line turns its offer down.
+                    let how = match caller.actor {
+                        Actor::Patient => Closing::Declined,
+                        _ => Closing::Withdrawn,
+                    };
                     close_offer(
                         &mut tx,
                         &offered,
-                        Closing::Withdrawn,
+                        how,
                         Some(caller.id),
                         self.today(now),
                         &caller.events(),

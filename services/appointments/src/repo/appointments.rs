@@ -297,8 +297,9 @@ pub async fn change_status(
         change.reason,
     )
     .await?;
-    // The slot is free again: the waitlist's matcher looks at it.
-    if appointment.status.is_active() && !to.is_active() {
+    // The slot is free again: the waitlist's matcher looks at it (a visit that has begun
+    // frees nothing anyone could still book).
+    if appointment.status.is_active() && !to.is_active() && appointment.starts_at > Utc::now() {
         let (from, until) = appointment.blocked();
         waitlist::insert_opening(conn, appointment.doctor_id, from, until).await?;
     }

@@ -128,7 +128,8 @@ async fn reserve(
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AppointmentQuery {
-    /// `PENDING`, `PAID`, `SCHEDULED`, `COMPLETED`, `NO_SHOW`, `EXPIRED`, `REJECTED` or `CANCELLED`.
+    /// `OFFERED` (a waitlist's offer), `PENDING`, `PAID`, `SCHEDULED`, `COMPLETED`, `NO_SHOW`,
+    /// `EXPIRED`, `REJECTED` or `CANCELLED`.
     #[param(value_type = Option<Status>)]
     pub status: Option<String>,
     pub patient_id: Option<Uuid>,

@@ -4,7 +4,8 @@
 //! back) and `Appointment` (with the REST API's visibility: a patient's own, a doctor's or
 //! nurse's visits, all for administrators; anything else is 404).
 //!
-//! Status mapping: PENDING and PAID are `pending`, SCHEDULED `booked`, COMPLETED
+//! Status mapping: a waitlist's OFFERED slot is `proposed`, PENDING and PAID are `pending`,
+//! SCHEDULED `booked`, COMPLETED
 //! `fulfilled`, NO_SHOW `noshow`, and CANCELLED, EXPIRED and REJECTED `cancelled` with a
 //! `cancelationReason`. The platform's own status is kept in an extension, so nothing is
 //! lost in the mapping. Reasons and notes stay out: the visit's clinical content is the
@@ -428,7 +429,7 @@ async fn search_appointments(
             ApiError::bad_request(
                 "invalid_search",
                 format!(
-                    "status: one of pending, booked, fulfilled, noshow, cancelled (not `{status}`)."
+                    "status: one of proposed, pending, booked, fulfilled, noshow, cancelled (not `{status}`)."
                 ),
             )
         })?,

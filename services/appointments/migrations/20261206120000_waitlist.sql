@@ -63,15 +63,18 @@ create unique index waitlist_offers_one_open_idx on waitlist_offers (entry_id) w
 -- A slot once offered to an entry is not offered to it again.
 create index waitlist_offers_slot_idx on waitlist_offers (entry_id, doctor_id, starts_at);
 
--- Times that may have freed for a doctor: written in the transaction that frees them (a
--- cancellation, an expired hold or offer, a rejection, a move, time off lifted, new hours,
--- a patient joining), worked through by the matcher, one instance at a time.
+-- Times that may have freed for a doctor (or for every doctor of a specialization): written
+-- in the transaction that frees them (a cancellation, an expired hold or offer, a rejection,
+-- a move, time off lifted, new hours, a patient joining or back in line after an offer),
+-- worked through by the matcher, one instance at a time.
 create table waitlist_openings (
     id bigint generated always as identity primary key,
-    doctor_id uuid not null,
+    doctor_id uuid,
+    specialization text,
     starts_from timestamptz not null,
     starts_until timestamptz not null,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
+    constraint waitlist_openings_target_check check ((doctor_id is null) <> (specialization is null)),
     constraint waitlist_openings_period_check check (starts_until > starts_from)
 );

@@ -156,7 +156,7 @@ async fn forward_checked(
         .timeout(state.upstream_timeout)
         .send()
         .await
-        .map_err(|err| upstream_error(rule, &err, state.upstream_timeout))?;
+        .map_err(|err| upstream_error(rule, err, state.upstream_timeout))?;
 
     let status = upstream.status();
     let listed = connection_listed(upstream.headers());
@@ -179,8 +179,11 @@ fn forwarded_for(client: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&client.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-fn upstream_error(rule: Rule, err: &reqwest::Error, timeout: Duration) -> ApiError {
+/// The answer to a request the upstream did not answer. The logged error leaves out the URL:
+/// a path may hold a credential (a calendar feed's secret).
+fn upstream_error(rule: Rule, err: reqwest::Error, timeout: Duration) -> ApiError {
     let service = rule.service;
+    let err = err.without_url();
     if err.is_timeout() {
         tracing::warn!(%service, error = %err, "upstream timed out");
         ApiError::new(

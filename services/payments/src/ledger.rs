@@ -278,16 +278,11 @@ impl Ledger {
                 let key = format!("payment-confirm-{id}-{attempt}");
                 match self.provider.confirm(intent, payment_method, &key).await {
                     Ok(intent) => {
-                        self.apply(&mut tx, &payment, &intent, actor, context)
-                            .await?;
-                        let updated = repo::record_payment_method(
-                            &mut tx,
-                            id,
-                            intent.payment_method.as_deref(),
-                        )
-                        .await?;
                         let updated = self
-                            .capture_if_asked(&mut tx, updated, actor, context)
+                            .apply(&mut tx, &payment, &intent, actor, context)
+                            .await?;
+                        let updated = self
+                            .authorized(&mut tx, updated, &intent, actor, context)
                             .await?;
                         Ok(updated)
                     }
@@ -351,6 +346,25 @@ impl Ledger {
         };
         outbox::enqueue(conn, crate::SERVICE, &event, context).await?;
         Ok(updated)
+    }
+
+    /// What follows an authorisation however it was learnt of (confirmed here, a webhook,
+    /// reconciliation): the card it was given with is kept for a renewal, no deadline runs
+    /// any more, and a capture the clinic asked for meanwhile is taken.
+    async fn authorized(
+        &self,
+        conn: &mut PgConnection,
+        payment: PaymentRow,
+        intent: &ProviderIntent,
+        actor: &str,
+        context: &EventContext,
+    ) -> Result<PaymentRow, LedgerError> {
+        if payment.status != PaymentStatus::RequiresCapture {
+            return Ok(payment);
+        }
+        let updated =
+            repo::record_payment_method(conn, payment.id, intent.payment_method.as_deref()).await?;
+        self.capture_if_asked(conn, updated, actor, context).await
     }
 
     /// Captures a fresh authorisation when the clinic asked for it before the card was
@@ -445,12 +459,15 @@ impl Ledger {
             });
         }
         let id = payment.id;
+        // A payment may have had several intents (a renewal, another card): the key names
+        // this one, so a retry replays this capture and nothing else.
+        let intent_id = intent_of(payment)?;
         let intent = self
             .provider
             .capture(
-                intent_of(payment)?,
+                intent_id,
                 amount,
-                &format!("payment-capture-{id}"),
+                &format!("payment-capture-{id}-{intent_id}"),
             )
             .await?;
         self.apply(conn, payment, &intent, actor, context).await
@@ -472,7 +489,7 @@ impl Ledger {
             (Some(intent), _) => {
                 let intent = self
                     .provider
-                    .cancel(intent, &format!("payment-cancel-{id}"))
+                    .cancel(intent, &format!("payment-cancel-{id}-{intent}"))
                     .await?;
                 self.apply(&mut tx, &payment, &intent, actor, context)
                     .await?
@@ -483,9 +500,16 @@ impl Ledger {
                 if let Some(setup) = setup
                     && payment.status == PaymentStatus::RequiresPaymentMethod
                 {
-                    self.provider
+                    // One the patient completed a moment ago cannot be canceled: its card
+                    // stays with the customer, unused, as the payment ends here all the same.
+                    match self
+                        .provider
                         .cancel_setup(setup, &format!("payment-cancel-setup-{id}"))
-                        .await?;
+                        .await
+                    {
+                        Ok(_) | Err(ProviderError::Refused(_)) => {}
+                        Err(err) => return Err(err.into()),
+                    }
                 }
                 let updated =
                     repo::record_status(&mut tx, id, PaymentStatus::Canceled, 0, Utc::now())
@@ -638,7 +662,10 @@ impl Ledger {
         let updated = match (&payment.provider_intent_id, &payment.setup_intent_id) {
             (Some(intent), _) => {
                 let intent = self.provider.retrieve(intent).await?;
-                self.apply(&mut tx, &payment, &intent, actor, context)
+                let updated = self
+                    .apply(&mut tx, &payment, &intent, actor, context)
+                    .await?;
+                self.authorized(&mut tx, updated, &intent, actor, context)
                     .await?
             }
             (None, Some(setup)) => {
@@ -679,7 +706,17 @@ impl Ledger {
     /// captures those the clinic approved meanwhile. Returns how many were authorised.
     pub async fn authorize_due(&self, now: DateTime<Utc>) -> Result<usize, LedgerError> {
         self.each_due(Due::Authorization, now, |ledger, conn, payment| {
-            Box::pin(async move { ledger.authorize_locked(conn, &payment, now, None).await })
+            Box::pin(async move {
+                if payment.status == PaymentStatus::RequiresCapture {
+                    // Authorised in an earlier round whose capture failed: taken now.
+                    let context = EventContext::default();
+                    ledger
+                        .capture_if_asked(conn, payment, "card-authorization", &context)
+                        .await?;
+                    return Ok(false);
+                }
+                ledger.authorize_locked(conn, &payment, now, None).await
+            })
         })
         .await
     }
@@ -805,8 +842,16 @@ impl Ledger {
         };
         // Whatever became of the new attempt, an old hold is let go: the new intent (or the
         // patient's next card) stands for the payment from now on.
+        // Once the provider answered, what follows (letting the old hold go, a capture) must
+        // not undo the record of the new intent: their failures are logged, the hold lapses
+        // on its own, and the capture is taken on the next round.
         let release_key = format!("payment-release-{id}-{attempt}");
-        let release = || self.release(replacing.as_deref(), &release_key);
+        let release = || async {
+            if let Err(err) = self.release(replacing.as_deref(), &release_key).await {
+                tracing::warn!(payment = %id, error = %err, "releasing an old authorisation failed; it lapses on its own");
+            }
+            Ok::<(), LedgerError>(())
+        };
         match outcome {
             Ok(intent) if intent.status == crate::provider::ProviderStatus::RequiresCapture => {
                 release().await?;
@@ -844,8 +889,19 @@ impl Ledger {
                     &context,
                 )
                 .await?;
-                self.capture_if_asked(conn, updated, actor, &context)
-                    .await?;
+                // In a savepoint, so a failed capture leaves the authorisation recorded.
+                let payment_id = updated.id;
+                let mut attempt = sqlx::Connection::begin(&mut *conn).await?;
+                match self
+                    .capture_if_asked(&mut attempt, updated, actor, &context)
+                    .await
+                {
+                    Ok(_) => attempt.commit().await?,
+                    Err(err) => {
+                        attempt.rollback().await?;
+                        tracing::warn!(payment = %payment_id, error = %err, "capturing a fresh authorisation failed; tried again on the next round");
+                    }
+                }
                 Ok(true)
             }
             Ok(intent) => {
@@ -865,6 +921,14 @@ impl Ledger {
             }) => {
                 release().await?;
                 self.refused(conn, payment, refusal, intent, now).await?;
+                Ok(false)
+            }
+            // The provider refused the request itself (the saved card is gone, detached):
+            // the patient is asked for another, as for a declined card.
+            Err(OffSessionError::Provider(ProviderError::Refused(_))) => {
+                release().await?;
+                self.refused(conn, payment, Refusal::Declined, None, now)
+                    .await?;
                 Ok(false)
             }
             Err(OffSessionError::Provider(err)) => Err(err.into()),
@@ -912,8 +976,34 @@ impl Ledger {
                 )
                 .await?
             }
-            // Nothing at the provider to confirm: the card is set up again.
-            None => return Err(LedgerError::WrongState(payment.status)),
+            // Nothing at the provider for the patient to confirm: a PaymentIntent is made for
+            // them to pay with another card.
+            None => {
+                let customer = match &payment.customer_id {
+                    Some(customer) => customer.clone(),
+                    None => self.customer(payment.patient_id).await?,
+                };
+                let made = self
+                    .provider
+                    .create(
+                        payment.amount,
+                        &payment.currency,
+                        &customer,
+                        &payment.appointment_id.to_string(),
+                        &format!("payment-recover-{}-{}", payment.id, now.timestamp()),
+                    )
+                    .await?;
+                repo::record_intent(
+                    conn,
+                    payment.id,
+                    &made.id,
+                    made.client_secret.as_deref(),
+                    PaymentStatus::RequiresPaymentMethod,
+                    None,
+                    Some(deadline),
+                )
+                .await?
+            }
         };
         history(
             conn,

@@ -1,5 +1,6 @@
 //! The `payments-settlement` consumer: an appointment that ended without a visit (expired,
-//! rejected, cancelled) gets its payment voided, or refunded once captured. The
+//! rejected, cancelled, an offer that closed) gets its payment voided, or refunded once
+//! captured. The
 //! appointments service only announces; this consumer makes sure the money follows, however
 //! late the event arrives and however often it is delivered. A moved appointment moves when
 //! its saved card is authorised.
@@ -8,7 +9,8 @@ use std::sync::Arc;
 
 use polyclinic_config::Config;
 use polyclinic_contracts::appointments::{
-    AppointmentCancelledV1, AppointmentExpiredV1, AppointmentRejectedV1, AppointmentRescheduledV1,
+    AppointmentCancelledV1, AppointmentExpiredV1, AppointmentOfferExpiredV1, AppointmentRejectedV1,
+    AppointmentRescheduledV1,
 };
 use polyclinic_contracts::{Event, Topic};
 use polyclinic_events::{
@@ -76,6 +78,12 @@ pub fn consumer(
         .on(
             AppointmentCancelledV1::TYPE,
             handler(|event: &AppointmentCancelledV1| event.appointment.appointment_id),
+        )
+        // A claim makes its payment before it commits: an offer that closed meanwhile leaves
+        // one to void.
+        .on(
+            AppointmentOfferExpiredV1::TYPE,
+            handler(|event: &AppointmentOfferExpiredV1| event.appointment.appointment_id),
         )
         .on(
             AppointmentRescheduledV1::TYPE,

@@ -282,13 +282,12 @@ impl Booking {
                 Actor::Patient => Closing::Declined,
                 _ => Closing::Withdrawn,
             };
-            let today = Utc::now().with_timezone(&self.zone).date_naive();
             let closed = close_offer(
                 &mut tx,
                 &current,
                 how,
                 Some(caller.id),
-                today,
+                (self.zone, Utc::now()),
                 &caller.events(),
             )
             .await?;

@@ -86,10 +86,10 @@ impl Booking {
         self.fund(caller, appointment).await
     }
 
-    /// Sets up the payment of a freshly held `appointment` (a reservation, a claimed offer).
-    /// Without a payment the patient cannot pay: the slot is freed at once rather than left
-    /// to run out, and the event lets the payments service void an intent made after all.
-    pub(super) async fn fund(
+    /// Sets up the payment of a freshly held reservation. Without a payment the patient
+    /// cannot pay: the slot is freed at once rather than left to run out, and the event lets
+    /// the payments service void an intent made after all.
+    async fn fund(
         &self,
         caller: Caller<'_>,
         appointment: AppointmentRow,

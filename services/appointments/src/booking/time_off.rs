@@ -31,7 +31,6 @@ impl Booking {
             format!("the doctor is not available then: {reason}")
         };
         let mut cancelled = Vec::new();
-        let today = Utc::now().with_timezone(&self.zone).date_naive();
         for appointment in booked
             .iter()
             .filter(|appointment| rule.covers_instant(appointment.starts_at, self.zone))
@@ -43,7 +42,7 @@ impl Booking {
                     appointment,
                     Closing::Withdrawn,
                     Some(caller.id),
-                    today,
+                    (self.zone, Utc::now()),
                     &caller.events(),
                 )
                 .await?;

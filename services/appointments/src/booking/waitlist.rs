@@ -21,7 +21,7 @@ use polyclinic_events::EventContext;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Booking, BookingError, Caller, Reservation, announce, unavailable};
+use super::{Booking, BookingError, Caller, Reservation, announce, payment_error, unavailable};
 use crate::domain::appointment::{Actor, Status};
 use crate::domain::schedule::SlotState;
 use crate::domain::waitlist::{EntryStatus, OfferStatus, Target, WaitlistPolicy, Window};
@@ -71,14 +71,15 @@ fn start_of(zone: Tz, date: NaiveDate) -> DateTime<Utc> {
 
 /// Closes the open offer that `appointment` (OFFERED, locked) stands for: the slot is freed
 /// (an opening for the next in line), the offer and its entry record how it ended, and the
-/// event tells the patient. `today` decides whether the entry is back in line or its range
-/// is over.
+/// event tells the patient. At `now` in `zone`, an entry whose range is not over is back in
+/// line, and its whole window is looked at again: slots that freed while it held the offer
+/// passed it by.
 pub(crate) async fn close_offer(
     conn: &mut PgConnection,
     appointment: &AppointmentRow,
     how: Closing,
     actor: Option<Uuid>,
-    today: NaiveDate,
+    (zone, now): (Tz, DateTime<Utc>),
     context: &EventContext,
 ) -> Result<AppointmentRow, BookingError> {
     let (to, reason, offer_status) = match how {
@@ -116,12 +117,14 @@ pub(crate) async fn close_offer(
         if let Some(entry) = line::lock_entry(conn, offer.entry_id).await?
             && entry.status == EntryStatus::Offered
         {
-            let next = if entry.window().is_over(today) {
-                EntryStatus::Ended
+            let window = entry.window();
+            if window.is_over(now.with_timezone(&zone).date_naive()) {
+                line::set_entry_status(conn, entry.id, EntryStatus::Ended).await?;
             } else {
-                EntryStatus::Waiting
-            };
-            line::set_entry_status(conn, entry.id, next).await?;
+                line::set_entry_status(conn, entry.id, EntryStatus::Waiting).await?;
+                let (from, until) = window_instants(zone, &window);
+                line::insert_opening_for(conn, &entry.target(), from.max(now), until).await?;
+            }
         }
     }
     let event = AppointmentOfferExpiredV1 {
@@ -131,6 +134,15 @@ pub(crate) async fn close_offer(
     };
     announce(conn, &event, context).await?;
     Ok(closed)
+}
+
+/// The instants a window's dates span, in `zone`.
+fn window_instants(zone: Tz, window: &Window) -> (DateTime<Utc>, DateTime<Utc>) {
+    let after = window
+        .to()
+        .checked_add_days(Days::new(1))
+        .unwrap_or(window.to());
+    (start_of(zone, window.from()), start_of(zone, after))
 }
 
 impl Booking {
@@ -199,14 +211,7 @@ impl Booking {
         }
         let entry = line::insert_entry(&mut tx, patient_id, &target, &window).await?;
         // A slot already free in the window is offered at once.
-        let from = start_of(self.zone, window.from());
-        let until = start_of(
-            self.zone,
-            window
-                .to()
-                .checked_add_days(Days::new(1))
-                .unwrap_or(window.to()),
-        );
+        let (from, until) = window_instants(self.zone, &window);
         for doctor in doctors {
             line::insert_opening(&mut tx, doctor, from, until).await?;
         }
@@ -252,7 +257,7 @@ impl Booking {
                         &offered,
                         how,
                         Some(caller.id),
-                        self.today(now),
+                        (self.zone, now),
                         &caller.events(),
                     )
                     .await?;
@@ -287,7 +292,19 @@ impl Booking {
         if !entry.status.is_active() {
             return Ok(None);
         }
-        Ok(Some(line::ahead_of(&self.pool, entry).await? + 1))
+        // A doctor's line is served together with their specialization's.
+        let specialization = match entry.doctor_id {
+            Some(doctor) => self
+                .directory_doctor(doctor)
+                .await
+                .ok()
+                .flatten()
+                .map(|doctor| doctor.specialization),
+            None => None,
+        };
+        Ok(Some(
+            line::ahead_of(&self.pool, entry, specialization.as_deref()).await? + 1,
+        ))
     }
 
     /// The patient's entries, newest first, each with its place in line and open offer.
@@ -366,6 +383,10 @@ impl Booking {
 
     /// The patient claims the slot offered to them: it becomes their reservation (held for
     /// the usual time while they pay), with its payment. Too late once the offer lapsed.
+    ///
+    /// The payment is made first, while the offer still holds the slot: a payments service
+    /// that cannot be reached leaves the offer as it was, to be claimed again. A payment made
+    /// for an offer that then lapses is voided when the offer's end is announced.
     pub async fn claim(
         &self,
         caller: Caller<'_>,
@@ -374,24 +395,28 @@ impl Booking {
         if caller.actor != Actor::Patient {
             return Err(BookingError::Forbidden);
         }
+        // What the claim may do, looked at before anything is asked of the payments service.
+        let seen = self.find(caller, id).await?;
+        let offer = line::find_offer_of(&self.pool, id).await?;
+        Self::claimable(&seen, offer.as_ref(), Utc::now())?;
+        let pending = {
+            let mut conn = self.pool.acquire().await?;
+            repo::pending_count(&mut conn, seen.patient_id).await?
+        };
+        if pending >= self.policy.max_pending {
+            return Err(BookingError::PendingLimit(pending));
+        }
+        let payment = self
+            .peers
+            .create_payment(id, caller.call)
+            .await
+            .map_err(payment_error)?;
+
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
         let current = Self::lock_for(&mut tx, &caller, id).await?;
         let offer = line::lock_offer_of(&mut tx, id).await?;
-        let offer = match (current.status, offer) {
-            (Status::Offered, Some(offer)) if offer.status == OfferStatus::Open => offer,
-            // Claimed already (a second click): the reservation stands as it is.
-            (_, Some(offer)) if offer.status == OfferStatus::Claimed => {
-                return Err(BookingError::WrongState(current.status));
-            }
-            // It lapsed, or was declined or withdrawn, before this claim.
-            (_, Some(_)) => return Err(BookingError::OfferLapsed),
-            _ => return Err(BookingError::WrongState(current.status)),
-        };
-        // Past its time, though the expiry job has not closed it yet.
-        if current.hold_expires_at.is_none_or(|expires| expires <= now) {
-            return Err(BookingError::OfferLapsed);
-        }
+        let offer = Self::claimable(&current, offer.as_ref(), now)?.clone();
         repo::lock_patient(&mut tx, current.patient_id).await?;
         let pending = repo::pending_count(&mut tx, current.patient_id).await?;
         if pending >= self.policy.max_pending {
@@ -405,6 +430,7 @@ impl Booking {
             Change {
                 actor: Some(caller.id),
                 hold_until: Some(hold_until),
+                payment_id: Some(payment.id),
                 ..Change::default()
             },
         )
@@ -418,7 +444,36 @@ impl Booking {
         };
         announce(&mut tx, &event, &caller.events()).await?;
         tx.commit().await?;
-        self.fund(caller, claimed).await
+        Ok(Reservation {
+            appointment: claimed,
+            payment,
+        })
+    }
+
+    /// The open offer `appointment` stands for, if it can be claimed at `now`.
+    fn claimable<'o>(
+        appointment: &AppointmentRow,
+        offer: Option<&'o OfferRow>,
+        now: DateTime<Utc>,
+    ) -> Result<&'o OfferRow, BookingError> {
+        let offer = match (appointment.status, offer) {
+            (Status::Offered, Some(offer)) if offer.status == OfferStatus::Open => offer,
+            // Claimed already (a second click): the reservation stands as it is.
+            (_, Some(offer)) if offer.status == OfferStatus::Claimed => {
+                return Err(BookingError::WrongState(appointment.status));
+            }
+            // It lapsed, or was declined or withdrawn, before this claim.
+            (_, Some(_)) => return Err(BookingError::OfferLapsed),
+            _ => return Err(BookingError::WrongState(appointment.status)),
+        };
+        // Past its time, though the expiry job has not closed it yet.
+        if appointment
+            .hold_expires_at
+            .is_none_or(|expires| expires <= now)
+        {
+            return Err(BookingError::OfferLapsed);
+        }
+        Ok(offer)
     }
 
     /// Works through the openings: each free slot in them goes, as an offer, to the first
@@ -434,14 +489,61 @@ impl Booking {
                 tx.commit().await?;
                 return Ok(offered);
             }
+            let mut failed = 0;
             for opening in &openings {
-                offered += self
-                    .offer_opening(&mut tx, opening, now)
-                    .await
-                    .map_err(|err| anyhow::anyhow!("offering {opening:?}: {err}"))?;
+                // Each opening in a savepoint: one that fails (its doctor's calendar cannot be
+                // read, the directory is away) is put back for a later round, and the others
+                // keep their offers.
+                let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
+                match self.offer_target(&mut attempt, opening, now).await {
+                    Ok(count) => {
+                        attempt.commit().await?;
+                        offered += count;
+                    }
+                    Err(err) => {
+                        attempt.rollback().await?;
+                        tracing::warn!(opening = ?opening, error = %err, "an opening could not be offered; it is tried again later");
+                        line::return_opening(&mut tx, opening).await?;
+                        failed += 1;
+                    }
+                }
             }
             tx.commit().await?;
+            // A short batch was the last; one that failed whole waits for the next round.
+            if openings.len() < OPENINGS as usize || failed == openings.len() {
+                return Ok(offered);
+            }
         }
+    }
+
+    /// Offers an opening of one doctor, or of every doctor of a specialization.
+    async fn offer_target(
+        &self,
+        conn: &mut PgConnection,
+        opening: &Opening,
+        now: DateTime<Utc>,
+    ) -> Result<usize, BookingError> {
+        if opening.doctor_id.is_some() {
+            return self.offer_opening(conn, opening, now).await;
+        }
+        let Some(name) = &opening.specialization else {
+            return Ok(0);
+        };
+        let doctors = self
+            .peers
+            .doctors_specialized_in(name, CallContext::default())
+            .await
+            .map_err(|err| unavailable("the identity service", err))?;
+        let mut offered = 0;
+        for doctor in doctors
+            .iter()
+            .filter(|doctor| doctor.specialization.trim().to_lowercase() == *name)
+        {
+            offered += self
+                .offer_opening(conn, &opening.of_doctor(doctor.id), now)
+                .await?;
+        }
+        Ok(offered)
     }
 
     async fn offer_opening(
@@ -450,21 +552,19 @@ impl Booking {
         opening: &Opening,
         now: DateTime<Utc>,
     ) -> Result<usize, BookingError> {
-        let Some(doctor) = self.directory_doctor(opening.doctor_id).await? else {
+        let Some(doctor_id) = opening.doctor_id else {
+            return Ok(0);
+        };
+        let Some(doctor) = self.directory_doctor(doctor_id).await? else {
             // Not (or no longer) a doctor of the directory: nothing to offer.
             return Ok(0);
         };
-        let mut entries: Vec<EntryRow> = line::in_line_for(
-            tx,
-            opening.doctor_id,
-            Some(&doctor.specialization),
-            None,
-            LINE,
-        )
-        .await?
-        .into_iter()
-        .filter(|entry| entry.status == EntryStatus::Waiting)
-        .collect();
+        let mut entries: Vec<EntryRow> =
+            line::in_line_for(tx, doctor_id, Some(&doctor.specialization), None, LINE)
+                .await?
+                .into_iter()
+                .filter(|entry| entry.status == EntryStatus::Waiting)
+                .collect();
         let today = self.today(now);
         let first = entries.iter().map(|entry| entry.from_date).min();
         let last = entries.iter().map(|entry| entry.to_date).max();
@@ -479,7 +579,7 @@ impl Booking {
         if from > to {
             return Ok(0);
         }
-        let slots = self.slots_at(opening.doctor_id, from, to, now).await?;
+        let slots = self.slots_at(doctor_id, from, to, now).await?;
         let mut offered = 0;
         for (slot, state) in slots {
             let (blocked_from, blocked_until) = slot.blocked();
@@ -497,8 +597,7 @@ impl Booking {
             if fitting.is_empty() {
                 continue;
             }
-            let before =
-                line::offered_before(tx, &fitting, opening.doctor_id, slot.starts_at).await?;
+            let before = line::offered_before(tx, &fitting, doctor_id, slot.starts_at).await?;
             for entry_id in fitting.iter().filter(|id| !before.contains(id)) {
                 let Some(entry) = entries.iter().find(|entry| entry.id == *entry_id).cloned()
                 else {
@@ -509,7 +608,7 @@ impl Booking {
                 }
                 let new = NewAppointment {
                     patient_id: entry.patient_id,
-                    doctor_id: opening.doctor_id,
+                    doctor_id,
                     starts_at: slot.starts_at,
                     ends_at: slot.ends_at,
                     reason: String::new(),
@@ -521,6 +620,14 @@ impl Booking {
                 };
                 // A savepoint: a refused insert leaves the matcher's transaction usable.
                 let mut attempt = sqlx::Connection::begin(&mut *tx).await?;
+                // The entry may have left the line (or ended) since it was read.
+                let still_waiting = line::lock_entry(&mut attempt, entry.id)
+                    .await?
+                    .is_some_and(|locked| locked.status == EntryStatus::Waiting);
+                if !still_waiting {
+                    entries.retain(|waiting| waiting.id != entry.id);
+                    continue;
+                }
                 let appointment = match repo::insert(&mut attempt, &new, Status::Offered).await {
                     Ok(appointment) => appointment,
                     // Taken meanwhile (a reservation won the race): on to the next slot.
@@ -531,7 +638,7 @@ impl Booking {
                     &mut attempt,
                     entry.id,
                     appointment.id,
-                    opening.doctor_id,
+                    doctor_id,
                     slot.starts_at,
                     new.hold_expires_at,
                 )
@@ -565,7 +672,7 @@ impl Booking {
                     appointment,
                     Closing::Expired,
                     None,
-                    self.today(now),
+                    (self.zone, now),
                     &EventContext::default(),
                 )
                 .await

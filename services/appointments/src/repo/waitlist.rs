@@ -209,8 +209,17 @@ pub async fn in_line(
     .await
 }
 
-/// How many entries for the same doctor or specialization are ahead of `entry` in line.
-pub async fn ahead_of(pool: &PgPool, entry: &EntryRow) -> sqlx::Result<i64> {
+/// How many entries in line are served before `entry`: for a doctor's entry, the earlier
+/// ones for that doctor and for `specialization` (the doctor's, which the matcher serves in
+/// the same order); for a specialization's entry, the earlier ones for it.
+pub async fn ahead_of(
+    pool: &PgPool,
+    entry: &EntryRow,
+    specialization: Option<&str>,
+) -> sqlx::Result<i64> {
+    let specialization = specialization
+        .map(|name| name.trim().to_lowercase())
+        .or_else(|| entry.specialization.clone());
     sqlx::query_scalar(
         "select count(*) from waitlist_entries
          where status in ('WAITING', 'OFFERED') and id < $1
@@ -218,7 +227,7 @@ pub async fn ahead_of(pool: &PgPool, entry: &EntryRow) -> sqlx::Result<i64> {
     )
     .bind(entry.id)
     .bind(entry.doctor_id)
-    .bind(entry.specialization.as_deref())
+    .bind(specialization)
     .fetch_one(pool)
     .await
 }
@@ -273,6 +282,19 @@ pub async fn insert_offer(
     .bind(starts_at)
     .bind(expires_at)
     .fetch_one(conn)
+    .await
+}
+
+/// The offer of an appointment.
+pub async fn find_offer_of(
+    pool: &PgPool,
+    appointment_id: AppointmentId,
+) -> sqlx::Result<Option<OfferRow>> {
+    sqlx::query_as(&format!(
+        "select {OFFER} from waitlist_offers where appointment_id = $1"
+    ))
+    .bind(appointment_id)
+    .fetch_optional(pool)
     .await
 }
 
@@ -341,13 +363,30 @@ pub async fn insert_opening(
     from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> sqlx::Result<()> {
+    insert_opening_for(conn, &Target::Doctor(doctor_id), from, until).await
+}
+
+/// Notes that `target` (a doctor, or every doctor of a specialization) may have free time
+/// starting in `[from, until)`.
+pub async fn insert_opening_for(
+    conn: &mut PgConnection,
+    target: &Target,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> sqlx::Result<()> {
     if until <= from {
         return Ok(());
     }
+    let (doctor_id, specialization) = match target {
+        Target::Doctor(doctor) => (Some(*doctor), None),
+        Target::Specialization(name) => (None, Some(name.as_str())),
+    };
     sqlx::query(
-        "insert into waitlist_openings (doctor_id, starts_from, starts_until) values ($1, $2, $3)",
+        "insert into waitlist_openings (doctor_id, specialization, starts_from, starts_until)
+         values ($1, $2, $3, $4)",
     )
     .bind(doctor_id)
+    .bind(specialization)
     .bind(from)
     .bind(until)
     .execute(conn)
@@ -355,28 +394,51 @@ pub async fn insert_opening(
     Ok(())
 }
 
-/// One doctor's openings, merged: the earliest start and the latest end.
+/// One doctor's (or specialization's) openings, merged: the earliest start and the latest.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Opening {
-    pub doctor_id: DoctorId,
+    pub doctor_id: Option<DoctorId>,
+    pub specialization: Option<String>,
     pub starts_from: DateTime<Utc>,
     pub starts_until: DateTime<Utc>,
 }
 
-/// Takes up to `limit` openings (the caller holds the matcher's lock), merged per doctor;
-/// they are gone when the transaction commits.
+impl Opening {
+    /// The same time, for one doctor.
+    pub fn of_doctor(&self, doctor_id: DoctorId) -> Opening {
+        Opening {
+            doctor_id: Some(doctor_id),
+            specialization: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// Takes up to `limit` openings (the caller holds the matcher's lock), merged per doctor or
+/// specialization; they are gone when the transaction commits.
 pub async fn take_openings(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Opening>> {
     sqlx::query_as(
         "with taken as (
              delete from waitlist_openings
              where id in (select id from waitlist_openings order by id limit $1)
-             returning doctor_id, starts_from, starts_until)
-         select doctor_id, min(starts_from) as starts_from, max(starts_until) as starts_until
-         from taken group by doctor_id order by doctor_id",
+             returning doctor_id, specialization, starts_from, starts_until)
+         select doctor_id, specialization, min(starts_from) as starts_from,
+                max(starts_until) as starts_until
+         from taken group by doctor_id, specialization order by doctor_id, specialization",
     )
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// Puts an opening back, to be worked through again later.
+pub async fn return_opening(conn: &mut PgConnection, opening: &Opening) -> sqlx::Result<()> {
+    let target = match (&opening.doctor_id, &opening.specialization) {
+        (Some(doctor), _) => Target::Doctor(*doctor),
+        (None, Some(name)) => Target::Specialization(name.clone()),
+        (None, None) => return Ok(()),
+    };
+    insert_opening_for(conn, &target, opening.starts_from, opening.starts_until).await
 }
 
 /// Deletes entries out of line since before `before`, with their offers.

@@ -366,3 +366,93 @@ crate::on_both_buses!(
     without_another_card_by_the_deadline_the_visit_is_cancelled_and_offered_to_the_waitlist,
     an_authorisation_that_would_lapse_before_approval_is_renewed_with_the_saved_card,
 );
+
+#[tokio::test]
+async fn a_card_confirmed_with_the_provider_after_a_refusal_is_captured_when_the_payment_is_read_back()
+ {
+    // What Stripe.js and a webhook (or the reconciliation) do in production: the patient
+    // confirms the refused intent with the provider, and the ledger learns of it by reading it.
+    let platform = platform(Bus::Postgres).await;
+    let clinic = platform.clinic().await;
+    let ledger = ledger(&platform);
+    let (_, gil) = platform.register_patient("far-gil@clinic.example").await;
+    let (reserved, payment_id, starts) = saved_three_weeks_ahead(
+        &platform,
+        &clinic,
+        &gil,
+        14,
+        "pm_card_authenticationRequired",
+    )
+    .await;
+    assert_eq!(
+        platform.approve(&clinic, id(&reserved)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        ledger
+            .authorize_due(starts - Duration::hours(47))
+            .await
+            .unwrap(),
+        0
+    );
+    let pool = polyclinic_db::pool(&platform.config, Service::Payments).unwrap();
+    let intent: String =
+        sqlx::query_scalar("select provider_intent_id from payments where id = $1::uuid")
+            .bind(&payment_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let provider = polyclinic_payments::provider::Provider::Simulated(
+        polyclinic_payments::provider::simulated::Simulated::new(pool.clone()),
+    );
+    provider
+        .confirm(&intent, "pm_card_visa", "browser-confirm")
+        .await
+        .unwrap();
+    ledger
+        .sync(
+            payment_id.parse::<uuid::Uuid>().unwrap().into(),
+            "reconciliation",
+            &polyclinic_events::EventContext::default(),
+        )
+        .await
+        .unwrap();
+    let paid = payment(&platform, &gil, &payment_id).await;
+    assert_eq!(
+        paid["status"], "succeeded",
+        "the approval's capture followed"
+    );
+    assert!(paid["card_deadline"].is_null());
+}
+
+#[tokio::test]
+async fn a_saved_card_the_provider_no_longer_knows_asks_the_patient_for_another() {
+    let platform = platform(Bus::Postgres).await;
+    let clinic = platform.clinic().await;
+    let ledger = ledger(&platform);
+    let (_, hal) = platform.register_patient("far-hal@clinic.example").await;
+    let (_, payment_id, starts) =
+        saved_three_weeks_ahead(&platform, &clinic, &hal, 15, "pm_card_visa").await;
+    // The card was detached at the provider meanwhile.
+    let pool = polyclinic_db::pool(&platform.config, Service::Payments).unwrap();
+    sqlx::query("update payments set payment_method = 'pm_detached' where id = $1::uuid")
+        .bind(&payment_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let when = starts - Duration::hours(47);
+    assert_eq!(ledger.authorize_due(when).await.unwrap(), 0);
+    let asked = payment(&platform, &hal, &payment_id).await;
+    assert_eq!(asked["status"], "requires_payment_method");
+    assert_eq!(at(&asked, "card_deadline"), when + Duration::hours(24));
+    assert!(
+        asked["client_secret"].as_str().unwrap().starts_with("pi_"),
+        "an intent to pay with another card: {asked}"
+    );
+    assert_eq!(
+        payment_events(&platform, &payment_id).await,
+        ["card_saved", "action_required"]
+    );
+    let paid = platform.pay(&hal, &payment_id, "pm_card_visa").await;
+    assert_eq!(paid.body["status"], "requires_capture", "{:?}", paid.body);
+}

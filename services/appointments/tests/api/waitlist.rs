@@ -622,3 +622,61 @@ async fn racing_frees_claims_and_expiries_on_two_instances_give_each_slot_to_one
     }
     assert_eq!(offers.len(), 3 + expired, "{offers:?}");
 }
+
+#[tokio::test]
+async fn a_slot_that_freed_while_the_patient_held_another_offer_is_offered_once_they_are_back_in_line()
+ {
+    let platform = platform(Bus::Postgres).await;
+    let clinic = platform.clinic().await;
+    let booking = instance(&platform).await;
+    let (first_holder, first) = booked(&platform, &clinic, "twice-holder-1", 6, 9).await;
+    let (second_holder, second) = booked(&platform, &clinic, "twice-holder-2", 6, 10).await;
+    let (date, _) = slot_at(6, 9);
+    let (_, ada) = platform.register_patient("twice@waitlist.example").await;
+    assert_eq!(
+        join(&platform, &ada, &clinic.doctor_id, date, (9, 11))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let cancel = |token: String, visit: Value| {
+        let platform = &platform;
+        async move {
+            let reply = platform
+                .book(
+                    Method::POST,
+                    &format!("/api/appointments/{}/cancel", id(&visit)),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK);
+        }
+    };
+    cancel(first_holder, first).await;
+    let nine = offer_of(&platform, &booking, &ada).await;
+    // The ten o'clock slot frees while Ada holds the nine o'clock one: nobody else waits.
+    cancel(second_holder, second).await;
+    booking.offer_openings(Utc::now()).await.unwrap();
+    // She turns nine o'clock down: back in line, she is offered ten o'clock.
+    let declined = platform
+        .book(
+            Method::POST,
+            &format!("/api/appointments/{nine}/cancel"),
+            Some(&ada),
+            None,
+        )
+        .await;
+    assert_eq!(declined.status, StatusCode::OK);
+    let ten = offer_of(&platform, &booking, &ada).await;
+    assert_ne!(ten, nine);
+    let offer = platform.appointment_becomes(&ada, &ten, "OFFERED").await;
+    assert_eq!(
+        offer["starts_at"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
+        slot_at(6, 10).1.parse::<DateTime<Utc>>().unwrap()
+    );
+}

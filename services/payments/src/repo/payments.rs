@@ -286,7 +286,8 @@ pub async fn move_visit(
 /// What a payment job looks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {
-    /// Saved cards whose authorisation time has come.
+    /// Saved cards whose authorisation time has come (and captures asked for before an
+    /// authorisation that could not be taken with it).
     Authorization,
     /// Authorisations old enough to be renewed before they lapse (`before` is the oldest
     /// `authorized_at` kept), of visits not yet over.
@@ -299,13 +300,27 @@ impl Due {
     /// The condition on a payment row (`$1` is now, `$2` the renewal cutoff).
     fn condition(self) -> &'static str {
         match self {
-            Due::Authorization => "status = 'card_saved' and authorize_at <= $1",
+            // A capture asked for before an authorisation whose own round could not take it
+            // is taken with the next round.
+            Due::Authorization => {
+                "(status = 'card_saved' and authorize_at <= $1)
+                 or (status = 'requires_capture' and capture_requested_at is not null)"
+            }
             Due::Renewal { .. } => {
                 "status = 'requires_capture' and authorized_at <= $2
                  and payment_method is not null and customer_id is not null
                  and coalesce(visit_starts_at, $1) >= $1 - interval '1 day'"
             }
             Due::CardDeadline => "status = 'requires_payment_method' and card_deadline <= $1",
+        }
+    }
+
+    /// The soonest due first.
+    fn order(self) -> &'static str {
+        match self {
+            Due::Authorization => "authorize_at nulls first, id",
+            Due::Renewal { .. } => "authorized_at, id",
+            Due::CardDeadline => "card_deadline, id",
         }
     }
 
@@ -326,8 +341,9 @@ pub async fn due(
     limit: i64,
 ) -> sqlx::Result<Vec<PaymentId>> {
     sqlx::query_scalar(&format!(
-        "select id from payments where {} order by id limit $3",
-        due.condition()
+        "select id from payments where {} order by {} limit $3",
+        due.condition(),
+        due.order()
     ))
     .bind(now)
     .bind(due.cutoff(now))

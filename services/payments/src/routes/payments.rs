@@ -221,11 +221,15 @@ async fn priced(
             ));
         }
     };
-    if appointment.status != AppointmentStatus::Pending {
+    // A reservation, or a waitlist's offer being claimed (its payment is made first).
+    if !matches!(
+        appointment.status,
+        AppointmentStatus::Pending | AppointmentStatus::Offered
+    ) {
         return Err(ApiError::conflict(
             "appointment_state",
             format!(
-                "the appointment is {}; only a pending one is paid for",
+                "the appointment is {}; only a pending one (or an offer being claimed) is paid for",
                 appointment.status
             ),
         ));

@@ -222,15 +222,26 @@ async fn a_refused_authorisation_asks_for_another_card_which_then_pays(bus: Bus)
 async fn without_another_card_by_the_deadline_the_visit_is_cancelled_and_offered_to_the_waitlist(
     bus: Bus,
 ) {
+    // The off-session decline: the card saves, then is declined when charged.
+    cancelled_past_the_deadline(bus, "pm_card_chargeCustomerFail").await;
+}
+
+async fn a_card_whose_bank_asks_for_authentication_and_gets_none_cancels_the_visit_too(bus: Bus) {
+    cancelled_past_the_deadline(bus, "pm_card_authenticationRequired").await;
+}
+
+/// Saves `card` for a visit three weeks ahead with someone on its waitlist; the card is
+/// refused at T-48 h, no other comes, and past the deadline the visit is cancelled and the
+/// slot offered to the one waiting.
+async fn cancelled_past_the_deadline(bus: Bus, card: &str) {
     let platform = platform(bus).await;
     let clinic = platform.clinic().await;
     let ledger = ledger(&platform);
     let booking = instance(&platform).await;
     let (_, cy) = platform.register_patient("far-cy@clinic.example").await;
     let (_, dan) = platform.register_patient("far-dan@clinic.example").await;
-    // The off-session decline: the card saves, then is declined when charged.
     let (reserved, payment_id, starts) =
-        saved_three_weeks_ahead(&platform, &clinic, &cy, 12, "pm_card_chargeCustomerFail").await;
+        saved_three_weeks_ahead(&platform, &clinic, &cy, 12, card).await;
     let joined = platform
         .book(
             Method::POST,
@@ -360,8 +371,105 @@ async fn an_authorisation_that_would_lapse_before_approval_is_renewed_with_the_s
     );
 }
 
+async fn a_card_authorised_two_days_before_is_captured_when_the_visit_is_approved(bus: Bus) {
+    let platform = platform(bus).await;
+    let clinic = platform.clinic().await;
+    let ledger = ledger(&platform);
+    let (_, ivy) = platform.register_patient("far-ivy@clinic.example").await;
+    let (reserved, payment_id, starts) =
+        saved_three_weeks_ahead(&platform, &clinic, &ivy, 13, "pm_card_visa").await;
+    assert_eq!(
+        ledger
+            .authorize_due(starts - Duration::hours(47))
+            .await
+            .unwrap(),
+        1
+    );
+    let authorised = payment(&platform, &ivy, &payment_id).await;
+    assert_eq!(
+        authorised["status"], "requires_capture",
+        "nothing taken before approval"
+    );
+    let approved = platform.approve(&clinic, id(&reserved)).await;
+    assert_eq!(approved.status, StatusCode::OK, "{:?}", approved.body);
+    let captured = payment(&platform, &ivy, &payment_id).await;
+    assert_eq!(
+        (
+            captured["status"].clone(),
+            captured["amount_captured"].clone()
+        ),
+        (json!("succeeded"), json!(6000))
+    );
+    assert_eq!(
+        payment_events(&platform, &payment_id).await,
+        ["card_saved", "authorized", "captured"]
+    );
+}
+
+async fn a_renewal_refused_and_not_mended_cancels_the_visit(bus: Bus) {
+    let platform = platform(bus).await;
+    let clinic = platform.clinic().await;
+    let ledger = ledger(&platform);
+    let (_, jo) = platform.register_patient("far-jo@clinic.example").await;
+    let earliest = Utc::now() + Duration::days(5) + Duration::hours(16);
+    let latest = Utc::now() + Duration::days(5) + Duration::hours(23);
+    let starts = platform
+        .free_slots(&clinic.doctor_id, Some(&earliest.date_naive().to_string()))
+        .await
+        .into_iter()
+        .map(|slot| slot.parse::<DateTime<Utc>>().unwrap())
+        .find(|slot| (earliest..=latest).contains(slot))
+        .expect("a free slot");
+    // Authorised with Jo present; renewed without her, her bank asks for authentication.
+    let reserved = platform
+        .reserve(&jo, &clinic.doctor_id, &starts.to_rfc3339())
+        .await;
+    let payment_id = reserved["payment"]["id"].as_str().unwrap().to_owned();
+    let paid = platform
+        .pay(&jo, &payment_id, "pm_card_authenticationRequired")
+        .await;
+    assert_eq!(paid.body["status"], "requires_capture", "{:?}", paid.body);
+    platform
+        .appointment_becomes(&jo, id(&reserved), "PAID")
+        .await;
+    let later = at(&paid.body, "authorized_at") + Duration::days(6) + Duration::minutes(1);
+    assert_eq!(ledger.renew_lapsing(later).await.unwrap(), 0, "refused");
+    let asked = payment(&platform, &jo, &payment_id).await;
+    assert_eq!(asked["status"], "requires_payment_method");
+    assert_eq!(
+        ledger
+            .cancel_unmended(later + Duration::hours(25))
+            .await
+            .unwrap(),
+        1
+    );
+    platform
+        .appointment_becomes(&jo, id(&reserved), "CANCELLED")
+        .await;
+    assert_eq!(
+        payment_events(&platform, &payment_id).await,
+        ["authorized", "action_required", "expired"]
+    );
+    let pool = polyclinic_db::pool(&platform.config, Service::Payments).unwrap();
+    let intents: Vec<String> = sqlx::query_scalar(
+        "select status from simulated_intents where metadata->>'appointment_id' = $1 order by created_at",
+    )
+    .bind(id(&reserved))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        intents,
+        ["canceled", "canceled"],
+        "no hold is left on the card"
+    );
+}
+
 crate::on_both_buses!(
     a_visit_three_weeks_ahead_is_saved_authorised_two_days_before_and_captured_after_approval,
+    a_card_authorised_two_days_before_is_captured_when_the_visit_is_approved,
+    a_card_whose_bank_asks_for_authentication_and_gets_none_cancels_the_visit_too,
+    a_renewal_refused_and_not_mended_cancels_the_visit,
     a_refused_authorisation_asks_for_another_card_which_then_pays,
     without_another_card_by_the_deadline_the_visit_is_cancelled_and_offered_to_the_waitlist,
     an_authorisation_that_would_lapse_before_approval_is_renewed_with_the_saved_card,

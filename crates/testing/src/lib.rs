@@ -26,6 +26,7 @@ mod db;
 mod platform;
 mod proxy;
 mod redis_prefix;
+pub mod scale;
 mod smtp;
 
 pub use api::{Reply, Tokens};

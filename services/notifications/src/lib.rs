@@ -12,7 +12,7 @@ pub mod directory;
 pub mod event_log;
 pub mod mail;
 pub mod messages;
-mod repo;
+pub mod repo;
 mod routes;
 
 use std::sync::Arc;

@@ -13,6 +13,7 @@ mod inventory;
 mod kafka_tls;
 mod matrix;
 mod private_postgres;
+mod query_plans;
 mod scenario;
 mod smart;
 mod traces;

@@ -9,8 +9,9 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use polyclinic_contracts::appointments::AppointmentRef;
 use polyclinic_contracts::{AppointmentId, DoctorId, Money, NurseId, PatientId, PaymentId, RoomId};
+use polyclinic_db::and_equal;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -406,6 +407,13 @@ pub async fn list_history(pool: &PgPool, id: AppointmentId) -> sqlx::Result<Vec<
     .await
 }
 
+/// The statement of [`busy`] (`$1` the doctor, `$2` and `$3` the window): a search of the
+/// doctor's exclusion constraint's index, which holds their active appointments only.
+pub const BUSY: &str = "select lower(blocked), upper(blocked) from appointments
+     where doctor_id = $1 and status in ('OFFERED', 'PENDING', 'PAID', 'SCHEDULED')
+       and blocked && tstzrange($2, $3, '[)')
+     order by starts_at";
+
 /// The time a doctor's active appointments keep (visits and their buffers) between `from`
 /// and `to`.
 pub async fn busy(
@@ -414,17 +422,12 @@ pub async fn busy(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> anyhow::Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
-    Ok(sqlx::query_as(
-        "select lower(blocked), upper(blocked) from appointments
-         where doctor_id = $1 and status in ('OFFERED', 'PENDING', 'PAID', 'SCHEDULED')
-           and blocked && tstzrange($2, $3, '[)')
-         order by starts_at",
-    )
-    .bind(doctor_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_as(BUSY)
+        .bind(doctor_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// Whether a room or nurse is in a SCHEDULED appointment overlapping the period.
@@ -487,44 +490,78 @@ pub struct Filter {
     pub after: Option<AppointmentId>,
 }
 
-/// Appointments matching `filter`, in booking order, at most `limit`.
+/// Appointments matching `filter`, at most `limit`: in booking order, or, narrowed to a
+/// time window (`from` or `to`), in the order they start.
 pub async fn list(
     pool: &PgPool,
     filter: &Filter,
     limit: usize,
 ) -> anyhow::Result<Vec<AppointmentRow>> {
-    Ok(sqlx::query_as(&format!(
-        "select {COLUMNS} from appointments
-         where (cardinality($1::text[]) = 0 or status = any($1))
-           and ($2::uuid is null or patient_id = $2)
-           and ($3::uuid is null or doctor_id = $3)
-           and ($4::uuid is null or nurse_id = $4)
-           and ($5::uuid is null or room_id = $5)
-           and ($6::timestamptz is null or starts_at >= $6)
-           and ($7::timestamptz is null or starts_at < $7)
-           and ($8::uuid is null or id > $8)
-           and ($10::uuid is null or doctor_id = $10 or nurse_id = $10)
-         order by id
-         limit $9"
-    ))
-    .bind(
-        filter
+    Ok(list_query(filter, limit)
+        .build_query_as()
+        .fetch_all(pool)
+        .await?)
+}
+
+/// The statement [`list`] runs, with only the filters given written into it
+/// ([`and_equal`]). Each shape of list has an index that yields its rows in its order: `(patient_id, id)`, `(doctor_id, id)`,
+/// `(nurse_id, id)`, `(status, id)` and the primary key for booking order, the `starts_at`
+/// indexes for a window.
+pub fn list_query(filter: &Filter, limit: usize) -> QueryBuilder<'_, Postgres> {
+    let mut query = QueryBuilder::new(format!("select {COLUMNS} from appointments where true"));
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<&str> = filter
             .statuses
             .iter()
             .map(|status| status.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(filter.patient_id)
-    .bind(filter.doctor_id)
-    .bind(filter.nurse_id)
-    .bind(filter.room_id)
-    .bind(filter.from)
-    .bind(filter.to)
-    .bind(filter.after)
-    .bind(i64::try_from(limit).unwrap_or(100))
-    .bind(filter.staff_id)
-    .fetch_all(pool)
-    .await?)
+            .collect();
+        if let [status] = statuses[..] {
+            query.push(" and status = ").push_bind(status);
+        } else {
+            query
+                .push(" and status = any(")
+                .push_bind(statuses)
+                .push(")");
+        }
+    }
+    and_equal(&mut query, "patient_id", filter.patient_id);
+    and_equal(&mut query, "doctor_id", filter.doctor_id);
+    and_equal(&mut query, "nurse_id", filter.nurse_id);
+    and_equal(&mut query, "room_id", filter.room_id);
+    if let Some(staff) = filter.staff_id {
+        query
+            .push(" and (doctor_id = ")
+            .push_bind(staff)
+            .push(" or nurse_id = ")
+            .push_bind(staff)
+            .push(")");
+    }
+    if let Some(from) = filter.from {
+        query.push(" and starts_at >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to {
+        query.push(" and starts_at < ").push_bind(to);
+    }
+    let windowed = filter.from.is_some() || filter.to.is_some();
+    match (filter.after, windowed) {
+        (Some(after), false) => {
+            query.push(" and id > ").push_bind(Uuid::from(after));
+        }
+        (Some(after), true) => {
+            query
+                .push(" and (starts_at, id) > (select starts_at, id from appointments where id = ")
+                .push_bind(Uuid::from(after))
+                .push(")");
+        }
+        (None, _) => {}
+    }
+    query.push(if windowed {
+        " order by starts_at, id limit "
+    } else {
+        " order by id limit "
+    });
+    query.push_bind(i64::try_from(limit).unwrap_or(100));
+    query
 }
 
 /// The doctor's active appointments starting at or after `from`, locked.
@@ -553,24 +590,31 @@ pub async fn lock_due(
     now: DateTime<Utc>,
     limit: i64,
 ) -> sqlx::Result<Vec<AppointmentRow>> {
+    sqlx::query_as(&due_sql(due))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+/// The statement of [`lock_due`] (`$1` now, `$2` the limit). Each condition is bounded on
+/// an index (a visit that ended started before now), so a night's sweep reads the rows due
+/// and not the years of history behind them.
+pub fn due_sql(due: Due) -> String {
     let condition = match due {
         Due::HoldExpired => "status = 'PENDING' and hold_expires_at <= $1",
         Due::OfferExpired => "status = 'OFFERED' and hold_expires_at <= $1",
-        Due::Ended => "status = 'SCHEDULED' and ends_at <= $1",
+        Due::Ended => "status = 'SCHEDULED' and starts_at < $1 and ends_at <= $1",
         Due::Reminder => {
             "status = 'SCHEDULED' and reminder_sent_at is null
              and starts_at > $1 and starts_at <= $1 + interval '24 hours'"
         }
     };
-    sqlx::query_as(&format!(
+    format!(
         "select {COLUMNS} from appointments where {condition}
          order by starts_at limit $2
          for update skip locked"
-    ))
-    .bind(now)
-    .bind(limit)
-    .fetch_all(conn)
-    .await
+    )
 }
 
 /// What a job looks for.
@@ -594,14 +638,16 @@ pub async fn mark_reminded(conn: &mut PgConnection, id: AppointmentId) -> sqlx::
     Ok(())
 }
 
+/// The statement of [`purge_terminal`] (`$1` the cut-off), read off the partial index of
+/// terminal appointments by their last change.
+pub const PURGE: &str = "delete from appointments
+     where status in ('COMPLETED', 'NO_SHOW', 'EXPIRED', 'REJECTED', 'CANCELLED') and updated_at < $1";
+
 /// Deletes terminal appointments last changed before `before`, with their history.
 pub async fn purge_terminal(pool: &PgPool, before: DateTime<Utc>) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
-        "delete from appointments
-         where status in ('COMPLETED', 'NO_SHOW', 'EXPIRED', 'REJECTED', 'CANCELLED') and updated_at < $1",
-    )
-    .bind(before)
-    .execute(pool)
-    .await?
-    .rows_affected())
+    Ok(sqlx::query(PURGE)
+        .bind(before)
+        .execute(pool)
+        .await?
+        .rows_affected())
 }

@@ -1,7 +1,8 @@
 //! The admins' event log: every event of every topic, as the `event-log` consumer wrote it.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use polyclinic_db::and_equal;
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 /// An event of the log, as stored.
@@ -34,24 +35,34 @@ pub async fn list_events(
     filter: Filter<'_>,
     limit: usize,
 ) -> anyhow::Result<Vec<EventRow>> {
-    Ok(sqlx::query_as(
-        "select event_id, topic, event_type, subject, source, correlation_id, occurred_at from event_log
-         where ($1::text is null or event_type = $1)
-           and ($2::text is null or subject = $2)
-           and ($3::text is null or correlation_id = $3)
-           and ($4::timestamptz is null or occurred_at >= $4)
-           and ($5::timestamptz is null or occurred_at < $5)
-           and ($6::uuid is null or event_id < $6)
-         order by event_id desc
-         limit $7",
-    )
-    .bind(filter.event_type)
-    .bind(filter.subject)
-    .bind(filter.correlation_id)
-    .bind(filter.from)
-    .bind(filter.to)
-    .bind(filter.before)
-    .bind(i64::try_from(limit).unwrap_or(200))
-    .fetch_all(pool)
-    .await?)
+    Ok(list_query(filter, limit)
+        .build_query_as()
+        .fetch_all(pool)
+        .await?)
+}
+
+/// The statement [`list_events`] runs, with only the filters given written into it
+/// ([`and_equal`]): a page
+/// of the log is a walk down its primary key (UUIDv7, so newest first) from the cursor.
+pub fn list_query(filter: Filter<'_>, limit: usize) -> QueryBuilder<'_, Postgres> {
+    let mut query = QueryBuilder::new(
+        "select event_id, topic, event_type, subject, source, correlation_id, occurred_at
+         from event_log where true",
+    );
+    and_equal(&mut query, "event_type", filter.event_type);
+    and_equal(&mut query, "subject", filter.subject);
+    and_equal(&mut query, "correlation_id", filter.correlation_id);
+    if let Some(from) = filter.from {
+        query.push(" and occurred_at >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to {
+        query.push(" and occurred_at < ").push_bind(to);
+    }
+    if let Some(before) = filter.before {
+        query.push(" and event_id < ").push_bind(before);
+    }
+    query
+        .push(" order by event_id desc limit ")
+        .push_bind(i64::try_from(limit).unwrap_or(200));
+    query
 }

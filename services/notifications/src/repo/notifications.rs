@@ -1,8 +1,9 @@
 //! Notifications: written by the mail consumer, claimed by the sender, read in the inbox.
 
 use chrono::{DateTime, Utc};
+use polyclinic_db::and_equal;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -161,17 +162,34 @@ pub async fn inbox(
     before: Option<Uuid>,
     limit: usize,
 ) -> anyhow::Result<Vec<InboxItem>> {
-    Ok(sqlx::query_as(&format!(
-        "select {INBOX} from notifications
-         where recipient_id = $1 and (not $2 or read_at is null) and ($3::uuid is null or id < $3)
-         order by id desc limit $4"
-    ))
-    .bind(recipient_id)
-    .bind(unread_only)
-    .bind(before)
-    .bind(i64::try_from(limit).unwrap_or(100))
-    .fetch_all(pool)
-    .await?)
+    Ok(inbox_query(recipient_id, unread_only, before, limit)
+        .build_query_as()
+        .fetch_all(pool)
+        .await?)
+}
+
+/// The statement [`inbox`] runs: a page of `(recipient_id, id)`, with only the conditions
+/// asked for written into it (so the cursor bounds the index scan instead of filtering it).
+pub fn inbox_query(
+    recipient_id: Uuid,
+    unread_only: bool,
+    before: Option<Uuid>,
+    limit: usize,
+) -> QueryBuilder<'static, Postgres> {
+    let mut query = QueryBuilder::new(format!(
+        "select {INBOX} from notifications where recipient_id = "
+    ));
+    query.push_bind(recipient_id);
+    if unread_only {
+        query.push(" and read_at is null");
+    }
+    if let Some(before) = before {
+        query.push(" and id < ").push_bind(before);
+    }
+    query
+        .push(" order by id desc limit ")
+        .push_bind(i64::try_from(limit).unwrap_or(100));
+    query
 }
 
 pub async fn unread_count(pool: &PgPool, recipient_id: Uuid) -> anyhow::Result<i64> {
@@ -235,28 +253,24 @@ pub struct Filter<'a> {
     pub before: Option<Uuid>,
 }
 
+/// The messages matching `filter`, newest first, at most `limit`.
 pub async fn list(
     pool: &PgPool,
     filter: &Filter<'_>,
     limit: usize,
 ) -> anyhow::Result<Vec<Delivery>> {
-    Ok(sqlx::query_as(&format!(
-        "select {DELIVERY} from notifications
-         where ($1::text is null or status = $1)
-           and ($2::uuid is null or recipient_id = $2)
-           and ($3::text is null or template = $3)
-           and ($4::uuid is null or event_id = $4)
-           and ($5::uuid is null or id < $5)
-         order by id desc limit $6"
-    ))
-    .bind(filter.status)
-    .bind(filter.recipient_id)
-    .bind(filter.template)
-    .bind(filter.event_id)
-    .bind(filter.before)
-    .bind(i64::try_from(limit).unwrap_or(100))
-    .fetch_all(pool)
-    .await?)
+    let mut query = QueryBuilder::new(format!("select {DELIVERY} from notifications where true"));
+    and_equal(&mut query, "status", filter.status);
+    and_equal(&mut query, "recipient_id", filter.recipient_id);
+    and_equal(&mut query, "template", filter.template);
+    and_equal(&mut query, "event_id", filter.event_id);
+    if let Some(before) = filter.before {
+        query.push(" and id < ").push_bind(before);
+    }
+    query
+        .push(" order by id desc limit ")
+        .push_bind(i64::try_from(limit).unwrap_or(100));
+    Ok(query.build_query_as().fetch_all(pool).await?)
 }
 
 /// Puts a FAILED message back in the queue, its attempts counted afresh. `Err` with the

@@ -7,8 +7,9 @@
 //! a checkpointed row that is gone is found too.
 
 use chrono::{DateTime, Utc};
+use polyclinic_db::and_equal;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -144,33 +145,43 @@ pub struct Search<'a> {
     pub before: Option<i64>,
 }
 
+/// The trail's rows matching `search`, newest first, at most `limit`.
 pub async fn search(
     pool: &PgPool,
     search: &Search<'_>,
     limit: usize,
 ) -> anyhow::Result<Vec<AuditRow>> {
-    Ok(sqlx::query_as(
+    Ok(search_query(search, limit)
+        .build_query_as()
+        .fetch_all(pool)
+        .await?)
+}
+
+/// The statement [`search`] runs, with only the filters given written into it
+/// ([`and_equal`]): a search by patient reads `(patient_id, id)` and one by actor
+/// `(actor_id, id)`, whatever the trail's size.
+pub fn search_query<'a>(search: &'a Search<'_>, limit: usize) -> QueryBuilder<'a, Postgres> {
+    let mut query = QueryBuilder::new(
         "select id, at, actor_id, actor_role, action, patient_id, record_id, entry_id, request_id, outcome
-         from audit_log
-         where ($1::uuid is null or patient_id = $1)
-           and ($2::text is null or actor_id = $2)
-           and ($3::text is null or action = $3)
-           and ($4::text is null or outcome = $4)
-           and ($5::timestamptz is null or at >= $5)
-           and ($6::timestamptz is null or at < $6)
-           and ($7::bigint is null or id < $7)
-         order by id desc limit $8",
-    )
-    .bind(search.patient_id)
-    .bind(search.actor_id)
-    .bind(search.action)
-    .bind(search.outcome)
-    .bind(search.from)
-    .bind(search.to)
-    .bind(search.before)
-    .bind(i64::try_from(limit).unwrap_or(100))
-    .fetch_all(pool)
-    .await?)
+         from audit_log where true",
+    );
+    and_equal(&mut query, "patient_id", search.patient_id);
+    and_equal(&mut query, "actor_id", search.actor_id);
+    and_equal(&mut query, "action", search.action);
+    and_equal(&mut query, "outcome", search.outcome);
+    if let Some(from) = search.from {
+        query.push(" and at >= ").push_bind(from);
+    }
+    if let Some(to) = search.to {
+        query.push(" and at < ").push_bind(to);
+    }
+    if let Some(before) = search.before {
+        query.push(" and id < ").push_bind(before);
+    }
+    query
+        .push(" order by id desc limit ")
+        .push_bind(i64::try_from(limit).unwrap_or(100));
+    query
 }
 
 /// How often the trail's head is checkpointed.

@@ -129,14 +129,18 @@ left join visit_notes n on n.entry_id = e.id
 left join vitals v on v.entry_id = e.id
 left join allergies a on a.entry_id = e.id";
 
+/// The statement of [`current_entries`] (`$1` the record): the record's entries off
+/// `(record_id, created_at)`, each kind's row and a correction by primary key.
+pub fn current_entries_sql() -> String {
+    format!("{SELECT} where e.record_id = $1 and c.id is null order by e.created_at, e.id")
+}
+
 /// The record's current entries (each one's latest version), oldest first.
 pub async fn current_entries(pool: &PgPool, record_id: Uuid) -> anyhow::Result<Vec<Entry>> {
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "{SELECT} where e.record_id = $1 and c.id is null order by e.created_at, e.id"
-    ))
-    .bind(record_id)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<Row> = sqlx::query_as(&current_entries_sql())
+        .bind(record_id)
+        .fetch_all(pool)
+        .await?;
     rows.into_iter().map(Row::into_entry).collect()
 }
 

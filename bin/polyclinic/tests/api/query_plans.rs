@@ -31,7 +31,16 @@ async fn one(conn: &mut PgConnection, sql: &str) -> Uuid {
 
 /// Asserts that `plan` reads `index` and scans no table whole.
 fn reads(what: &str, plan: &Plan, index: &str) {
-    assert!(plan.uses(index), "{what} should read {index}:\n{plan}");
+    reads_one_of(what, plan, &[index]);
+}
+
+/// Asserts that `plan` reads one of `indexes` (each serves the query; which is cheaper
+/// depends on the sample's statistics) and scans no table whole.
+fn reads_one_of(what: &str, plan: &Plan, indexes: &[&str]) {
+    assert!(
+        indexes.iter().any(|index| plan.uses(index)),
+        "{what} should read one of {indexes:?}:\n{plan}"
+    );
     let whole: Vec<_> = plan
         .scans()
         .into_iter()
@@ -168,16 +177,20 @@ async fn every_hot_query_reads_its_index_on_a_clinic_with_statistics() {
         "appointment_no_overlap",
     );
 
-    for (due, index) in [
-        (Due::HoldExpired, "appointments_hold_idx"),
-        (Due::OfferExpired, "appointments_hold_idx"),
-        (Due::Ended, "appointments_status_idx"),
-        (Due::Reminder, "appointments_reminder_idx"),
+    // Offers are rare and short-lived: their status's index serves as well as the holds'.
+    for (due, indexes) in [
+        (Due::HoldExpired, &["appointments_hold_idx"][..]),
+        (
+            Due::OfferExpired,
+            &["appointments_hold_idx", "appointments_status_idx"],
+        ),
+        (Due::Ended, &["appointments_status_idx"]),
+        (Due::Reminder, &["appointments_reminder_idx"]),
     ] {
         let sql = booking::due_sql(due);
         let sweep = sqlx::query(&sql).bind(now).bind(100_i64);
         let plan = Plan(explain(&mut conn, sweep).await.unwrap());
-        reads(&format!("the {due:?} sweep"), &plan, index);
+        reads_one_of(&format!("the {due:?} sweep"), &plan, indexes);
     }
     let purge = sqlx::query(booking::PURGE).bind(now - Duration::days(730));
     let plan = Plan(explain(&mut conn, purge).await.unwrap());
@@ -185,7 +198,7 @@ async fn every_hot_query_reads_its_index_on_a_clinic_with_statistics() {
 
     let mut conn = connect(&db, "prescriptions").await;
     let (actor, patient): (String, Uuid) =
-        sqlx::query_as("select actor_id, patient_id from audit_log order by id limit 1")
+        sqlx::query_as("select actor_id, patient_id from audit_log where actor_role = 'DOCTOR' order by id limit 1")
             .fetch_one(&mut conn)
             .await
             .unwrap();

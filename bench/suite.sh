@@ -23,7 +23,7 @@ PY
 }
 
 # BENCHES="memory web" runs (and rewrites) only those.
-for bench in ${BENCHES:-startup memory gateway booking events notifications web fhir}; do
+for bench in ${BENCHES:-startup memory gateway booking events notifications web fhir scale}; do
   echo "==> bench/$bench.sh" >&2
   output=$(bash "bench/$bench.sh")
   echo "$output"

@@ -11,6 +11,7 @@ mod booking;
 mod events;
 mod fhir;
 mod notifications;
+mod scale;
 mod web;
 
 use anyhow::{Context, bail};
@@ -111,6 +112,45 @@ enum Suite {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// Seeds the reference clinic `factor` times over into a migrated platform database,
+    /// then runs the appointments service's minutely and nightly jobs on it, timed
+    ScalePrepare {
+        #[arg(long, env = "DATABASE_URL")]
+        database: String,
+        #[arg(long)]
+        factor: u32,
+        /// Where the figures go (JSON)
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// The routes a clinic reads all day, on a seeded database, through the gateway
+    ScaleMeasure {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        #[arg(long, env = "DATABASE_URL")]
+        database: String,
+        #[arg(long, default_value = "admin@polyclinic.local")]
+        email: String,
+        /// The administrator's password, which every seeded person shares
+        #[arg(long, env = "POLYCLINIC_ADMIN_PASSWORD")]
+        password: String,
+        #[arg(long)]
+        factor: u32,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// The sizes side by side as markdown, from the files scale-prepare and scale-measure wrote
+    ScaleReport {
+        /// The directory holding `prepared-<factor>.json` and `measured-<factor>.json`
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+        factors: Vec<u32>,
     },
     /// The web app's pages beside the API call they make, signed in through the form
     Web {
@@ -424,6 +464,34 @@ async fn main() -> anyhow::Result<()> {
                 ratio * 100.0
             );
         }
+        Suite::ScalePrepare {
+            database,
+            factor,
+            out,
+        } => scale::prepare(&database, factor, &out).await?,
+        Suite::ScaleMeasure {
+            gateway,
+            database,
+            email,
+            password,
+            factor,
+            concurrency,
+            seconds,
+            out,
+        } => {
+            scale::measure(&scale::Options {
+                gateway,
+                database,
+                password,
+                email,
+                factor,
+                concurrency,
+                seconds,
+                out,
+            })
+            .await?;
+        }
+        Suite::ScaleReport { dir, factors } => println!("{}", scale::report(&dir, &factors)?),
         Suite::Web {
             gateway,
             web,

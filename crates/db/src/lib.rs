@@ -282,22 +282,6 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::quote_ident;
-
-    #[test]
-    fn like_patterns_take_wildcards_literally() {
-        assert_eq!(super::contains_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
-    }
-
-    #[test]
-    fn identifiers_are_quoted_and_embedded_quotes_doubled() {
-        assert_eq!(quote_ident("identity"), "\"identity\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-    }
-}
-
 /// PostgreSQL's plan for `query` with its arguments bound, as `EXPLAIN (FORMAT JSON)` gives
 /// it: the query-plan tests read it to check that a hot query keeps its index.
 pub async fn explain<'q>(
@@ -330,5 +314,21 @@ pub fn and_equal<'a, T>(
         query
             .push(format_args!(" and {column} = "))
             .push_bind(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_ident;
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(super::contains_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
+    }
+
+    #[test]
+    fn identifiers_are_quoted_and_embedded_quotes_doubled() {
+        assert_eq!(quote_ident("identity"), "\"identity\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
     }
 }

@@ -78,7 +78,7 @@ with slots as (
     from seed_doctors d
     cross join generate_series(0, 249) k
     cross join lateral (
-        select ((current_date - 731 + ((k * 761 + d.n * 97 % 250) / 250)) + time '08:00'
+        select ((current_date - 731 + ((k * 761 + d.n * 97 % 761) / 250)) + time '08:00'
                    + make_interval(mins => 30 * ((k * 7 + d.n) % 16)))::timestamptz as starts_at,
                random() as r,
                1 + floor(random() * 2000 * (select factor from seed_scale))::int as patient_n

@@ -191,7 +191,8 @@ async fn page(
     }))
 }
 
-/// All appointments with filters, in booking order (admin).
+/// All appointments with filters, in booking order; narrowed to dates (`from`, `to`), in
+/// the order they start (admin).
 #[utoipa::path(get, path = "/api/appointments", tag = "appointments", params(AppointmentQuery),
     security(("bearer" = [])), responses((status = 200, body = Page<Appointment>)))]
 async fn list_appointments(
@@ -203,7 +204,8 @@ async fn list_appointments(
 }
 
 /// The caller's appointments: a patient's bookings, a doctor's or a nurse's visits (which
-/// `patient_id` narrows to one patient).
+/// `patient_id` narrows to one patient), in booking order; narrowed to dates, in the order
+/// they start.
 #[utoipa::path(get, path = "/api/appointments/mine", tag = "appointments", params(AppointmentQuery),
     security(("bearer" = [])), responses((status = 200, body = Page<Appointment>)))]
 async fn my_appointments(

@@ -413,7 +413,8 @@ async fn read_appointment(
 }
 
 /// The caller's appointments as REST's `mine` lists them (administrators: all), narrowed by
-/// `patient`, `practitioner`, `date` and `status`; in booking order.
+/// `patient`, `practitioner`, `date` and `status`; in booking order, or with `date` in the
+/// order they start.
 async fn search_appointments(
     State(state): State<AppState>,
     asking: Asking<Person>,

@@ -34,5 +34,5 @@ for port in 18080 18081 18083 18084 18085; do
   done
 done
 
-"$BIN/polyclinic-bench" notifications --gateway http://127.0.0.1:18080 --database "$DATABASE_URL" \
+${PERF:-} "$BIN/polyclinic-bench" notifications --gateway http://127.0.0.1:18080 --database "$DATABASE_URL" \
   --smtp-port 18025 --events "$EVENTS"

@@ -2,7 +2,9 @@
 //! reserving a slot of its own, through the gateway and straight at the appointments
 //! service; availability reads the same two ways; and `pgbench` running the reservation's
 //! own transaction (the appointment, its history row, its outbox row) on the same database
-//! in the same run, as the ceiling a reservation is measured against.
+//! in the same run, as the ceiling a reservation is measured against. Then the same two
+//! requests through the gateway in an open loop, at 25%, 50% and 75% of the saturation
+//! throughput this run measured: the latency a clinic's steady stream of patients sees.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use anyhow::{Context, bail};
 use chrono::{Duration as Span, Utc};
 use serde_json::{Value, json};
 
-use crate::{Outcome, RequestFn, login, run_requests};
+use crate::{Outcome, RequestFn, login, run_open_loop, run_requests};
 
 pub struct Options {
     pub gateway: String,
@@ -252,6 +254,54 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
         options.seconds,
         100.0 * through / tps,
         rows[2].percentile_ms(0.99)
+    );
+
+    // A steady load: arrivals at a fixed rate, a share of the saturation measured above.
+    let mut steady = Vec::new();
+    for (what, saturation, requests) in [
+        (
+            "reservations",
+            through,
+            reservations(&client, &options.gateway, &doctor_id, &patients, &next_slot),
+        ),
+        (
+            "availability",
+            rows[0].per_second(),
+            availability(&client, &options.gateway, &doctor_id),
+        ),
+    ] {
+        for share in [0.25, 0.50, 0.75] {
+            let rate = saturation * share;
+            let label = format!("{what}, through the gateway");
+            let outcome =
+                run_open_loop(&label, rate, patients.len(), window, requests.clone()).await;
+            steady.push((share, rate, outcome));
+        }
+    }
+    println!(
+        "\n| steady load | share of saturation | offered (req/s) | answered (req/s) | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (share, rate, outcome) in &steady {
+        println!(
+            "| {} | {:.0}% | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            outcome.label,
+            share * 100.0,
+            rate,
+            outcome.per_second(),
+            outcome.percentile_ms(0.50),
+            outcome.percentile_ms(0.99),
+            outcome.percentile_ms(0.999),
+            outcome.percentile_ms(1.0),
+            outcome.errors
+        );
+    }
+    let half = &steady[1].2;
+    println!(
+        "\nOpen loop: requests sent on schedule at the rate shown ({} s each after a warm-up), \
+         latency from each one's intended send time. Reservations at 50% of saturation: p99 {:.1} ms.",
+        options.seconds,
+        half.percentile_ms(0.99)
     );
     Ok(())
 }

@@ -15,6 +15,7 @@ use polyclinic_events::{
     Relay, RelaySettings, ensure_topics, log, outbox,
 };
 use polyclinic_http::CancellationToken;
+use rdkafka::mocking::MockCluster;
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -42,8 +43,9 @@ pub struct Options {
 }
 
 pub struct Row {
-    pub bus: &'static str,
+    pub bus: String,
     pub burst_per_second: f64,
+    pub backlog_per_second: f64,
     pub paced_rate: u32,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -129,26 +131,47 @@ async fn produce_one(pool: &PgPool, key: String, phase: &str) -> anyhow::Result<
 }
 
 /// Measures one bus.
-pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Row> {
-    let url = fresh_database(&options.server, &format!("polyclinic_bench_events_{name}")).await?;
+pub async fn measure(name: &str, options: &Options) -> anyhow::Result<Row> {
+    let database = format!("polyclinic_bench_events_{}", name.replace('-', "_"));
+    let url = fresh_database(&options.server, &database).await?;
+    let kafka = |brokers: String, properties: Vec<(String, String)>, create_topics| KafkaSettings {
+        brokers,
+        properties,
+        partitions: 6,
+        replication_factor: 1,
+        create_topics,
+        topic_prefix: format!("bench-{}-", uuid::Uuid::new_v4().simple()),
+        group_instance_id: None,
+        watch: Default::default(),
+    };
+    // The mock cluster lives as long as this measurement; its topic is made through its
+    // own API, as it has no CreateTopics request.
+    let mut _mock = None;
     let bus = match name {
         "kafka" => {
-            let settings = KafkaSettings {
-                brokers: options.kafka_brokers.clone(),
-                properties: options.kafka_properties.clone(),
-                partitions: 6,
-                replication_factor: 1,
-                topic_prefix: format!("bench-{}-", uuid::Uuid::new_v4().simple()),
-                group_instance_id: None,
-                watch: Default::default(),
-            };
+            let settings = kafka(
+                options.kafka_brokers.clone(),
+                options.kafka_properties.clone(),
+                true,
+            );
             ensure_topics(&settings, &[Topic::Appointments.as_str()]).await?;
             Bus::Kafka(settings)
         }
-        _ => {
+        "kafka-mock" => {
+            let mock = MockCluster::new(1)?;
+            // The mock answers a fetch that finds nothing only after `fetch.wait.max.ms`,
+            // however soon a record arrives (Apache Kafka answers as soon as one does).
+            let properties = vec![("fetch.wait.max.ms".to_owned(), "5".to_owned())];
+            let settings = kafka(mock.bootstrap_servers(), properties, false);
+            mock.create_topic(&settings.topic(Topic::Appointments.as_str()), 6, 1)?;
+            _mock = Some(mock);
+            Bus::Kafka(settings)
+        }
+        "postgres" => {
             log::ensure(&url).await?;
             Bus::Postgres
         }
+        other => anyhow::bail!("no bus `{other}` (postgres, kafka-mock, kafka)"),
     };
     let producer = schema(&url, "producer").await?;
     let consumer_pool = schema(&url, "consumer").await?;
@@ -178,6 +201,12 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
     )
     .spawn(shutdown.clone());
 
+    // Ready: one event through, so that the relay leads and a Kafka consumer has joined its
+    // group (a new group waits out the broker's initial rebalance delay, 3 s by default)
+    // before anything is timed.
+    produce_one(&producer, "aggregate-0".to_owned(), "ready").await?;
+    wait_for(&consumer_pool, "ready", 1).await?;
+
     // Burst.
     let started = Instant::now();
     let producers = 8;
@@ -201,6 +230,7 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
         task.await??;
     }
     let burst_total = (options.burst / producers) * producers;
+
     let finished = wait_for(&consumer_pool, "burst", burst_total).await?;
     let burst_per_second = burst_total as f64 / (finished - started).as_secs_f64();
 
@@ -225,6 +255,56 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
         done??;
     }
     wait_for(&consumer_pool, "paced", total).await?;
+    // Backlog: the same number of events already written (held back from the relay until
+    // all are committed), then released at once: what the relay, the bus and the consumer
+    // move when the producers are not what limits them.
+    let mut tasks = Vec::new();
+    for worker in 0..producers {
+        let pool = producer.clone();
+        let share = options.burst / producers;
+        tasks.push(tokio::spawn(async move {
+            for chunk in (0..share).collect::<Vec<_>>().chunks(100) {
+                let mut tx = pool.begin().await?;
+                let mut written = Vec::with_capacity(chunk.len());
+                for n in chunk {
+                    let id = outbox::enqueue(
+                        &mut tx,
+                        Service::Appointments,
+                        &Tick {
+                            key: format!("aggregate-{}", (worker * share + n) % 500),
+                            phase: "backlog".to_owned(),
+                        },
+                        &EventContext::default(),
+                    )
+                    .await?;
+                    written.push(id);
+                }
+                sqlx::query(
+                    "update outbox set next_attempt_at = 'infinity' where event_id = any($1)",
+                )
+                .bind(&written)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let released = Instant::now();
+    sqlx::query(
+        "with released as (
+             update outbox set next_attempt_at = now() where next_attempt_at = 'infinity'
+             returning 1)
+         select pg_notify('polyclinic_outbox_producer', '') from released limit 1",
+    )
+    .execute(&producer)
+    .await?;
+    let drained = wait_for(&consumer_pool, "backlog", burst_total).await?;
+    let backlog_per_second = burst_total as f64 / (drained - released).as_secs_f64();
+
     let mut latencies: Vec<i64> =
         sqlx::query_scalar("select latency_us from effects where phase = 'paced' order by 1")
             .fetch_all(&consumer_pool)
@@ -233,8 +313,9 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
     let percentile =
         |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
     let row = Row {
-        bus: name,
+        bus: name.to_owned(),
         burst_per_second,
+        backlog_per_second,
         paced_rate: options.rate,
         p50_ms: percentile(0.50),
         p99_ms: percentile(0.99),
@@ -244,23 +325,36 @@ pub async fn measure(name: &'static str, options: &Options) -> anyhow::Result<Ro
     producer.close().await;
     consumer_pool.close().await;
     let mut admin = PgConnection::connect(&format!("{}/postgres", options.server)).await?;
-    sqlx::query(&format!(
-        "drop database if exists polyclinic_bench_events_{name} with (force)"
-    ))
-    .execute(&mut admin)
-    .await?;
+    sqlx::query(&format!("drop database if exists {database} with (force)"))
+        .execute(&mut admin)
+        .await?;
     Ok(row)
+}
+
+/// What each row measures.
+fn label(bus: &str) -> &str {
+    match bus {
+        "kafka-mock" => "kafka, librdkafka's mock cluster (librdkafka's batching)",
+        "kafka" => "kafka, tansu (the test broker: one record per batch)",
+        other => other,
+    }
 }
 
 pub fn table(rows: &[Row]) -> String {
     let mut lines = vec![
-        "| bus | burst throughput (events/s) | paced rate (events/s) | p50 commit to handler (ms) | p99 (ms) | max (ms) |".to_owned(),
-        "|---|---:|---:|---:|---:|---:|".to_owned(),
+        "| bus | burst throughput (events/s) | backlog drained (events/s) | paced rate (events/s) | p50 commit to handler (ms) | p99 (ms) | max (ms) |".to_owned(),
+        "|---|---:|---:|---:|---:|---:|---:|".to_owned(),
     ];
     for row in rows {
         lines.push(format!(
-            "| {} | {:.0} | {} | {:.1} | {:.1} | {:.1} |",
-            row.bus, row.burst_per_second, row.paced_rate, row.p50_ms, row.p99_ms, row.max_ms
+            "| {} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {:.1} |",
+            label(&row.bus),
+            row.burst_per_second,
+            row.backlog_per_second,
+            row.paced_rate,
+            row.p50_ms,
+            row.p99_ms,
+            row.max_ms
         ));
     }
     lines.join("\n")

@@ -44,9 +44,14 @@ enum Suite {
         rate: u32,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
-        /// Skip the kafka bus (no broker at hand)
-        #[arg(long)]
-        postgres_only: bool,
+        /// The buses measured, in order: `postgres`, `kafka-mock` (librdkafka's mock
+        /// cluster, in this process), `kafka` (the broker at `--kafka`)
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "postgres,kafka-mock,kafka"
+        )]
+        buses: Vec<String>,
     },
     /// Reservations and availability reads through the gateway and direct, next to pgbench
     /// running the reservation's transaction
@@ -84,21 +89,9 @@ enum Suite {
         smtp_port: u16,
         #[arg(long, default_value_t = 5000)]
         events: usize,
-    },
-    /// Authenticated `GET /api/users/me` directly at identity and through the gateway
-    Gateway {
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        gateway: String,
-        #[arg(long, default_value = "http://127.0.0.1:8081")]
-        identity: String,
-        #[arg(long, default_value = "admin@polyclinic.local")]
-        email: String,
-        #[arg(long, env = "POLYCLINIC_ADMIN_PASSWORD")]
-        password: String,
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
+        /// Sends in flight, as the platform's `email.concurrency` (for the server-alone row)
+        #[arg(long, env = "POLYCLINIC_EMAIL_CONCURRENCY", default_value_t = 32)]
+        concurrency: u32,
     },
     /// The FHIR API's Slot and Appointment searches beside their REST equivalents
     Fhir {
@@ -270,6 +263,64 @@ async fn run_requests(
     }
 }
 
+/// Runs an open loop: requests sent at `rate` per second on a fixed schedule, whatever the
+/// answers are doing, for `window` after a warm-up of a quarter of it at the same rate. Each
+/// latency runs from the request's intended send time, so a stall (of the server, or of this
+/// generator falling behind) counts against every request scheduled behind it rather than
+/// thinning the load, as a closed loop would. `request(n % clients, n)` builds the `n`th.
+async fn run_open_loop(
+    label: &str,
+    rate: f64,
+    clients: usize,
+    window: Duration,
+    request: RequestFn,
+) -> Outcome {
+    let warmup = window / 4;
+    let started = tokio::time::Instant::now();
+    let measure_from = started + warmup;
+    let stop_at = measure_from + window;
+    let mut sending = Vec::new();
+    for n in 0usize.. {
+        let intended = started + Duration::from_secs_f64(n as f64 / rate);
+        if intended >= stop_at {
+            break;
+        }
+        tokio::time::sleep_until(intended).await;
+        let request = request(n % clients.max(1), n);
+        sending.push(tokio::spawn(async move {
+            let ok = match request.send().await {
+                Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            (intended, ok, intended.elapsed())
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for sent in sending {
+        let Ok((intended, ok, latency)) = sent.await else {
+            errors += 1;
+            continue;
+        };
+        if intended < measure_from {
+            continue;
+        }
+        if ok {
+            latencies_us.push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        } else {
+            errors += 1;
+        }
+    }
+    latencies_us.sort_unstable();
+    Outcome {
+        label: label.to_owned(),
+        answers: latencies_us.len(),
+        errors,
+        elapsed: window,
+        latencies_us,
+    }
+}
+
 async fn login(
     client: &reqwest::Client,
     gateway: &str,
@@ -322,7 +373,7 @@ async fn main() -> anyhow::Result<()> {
             burst,
             rate,
             seconds,
-            postgres_only,
+            buses,
         } => {
             let options = events::Options {
                 server: postgres.trim_end_matches('/').to_owned(),
@@ -336,13 +387,21 @@ async fn main() -> anyhow::Result<()> {
                 rate,
                 seconds,
             };
-            let mut rows = vec![events::measure("postgres", &options).await?];
-            if !postgres_only {
-                rows.push(events::measure("kafka", &options).await?);
+            let mut rows = Vec::new();
+            for bus in &buses {
+                rows.push(events::measure(bus, &options).await?);
             }
             println!("{}", events::table(&rows));
+            let row = |bus: &str| rows.iter().find(|row| row.bus == bus);
+            if let (Some(postgres), Some(mock)) = (row("postgres"), row("kafka-mock")) {
+                println!(
+                    "\nkafka bus on the mock cluster against the postgres bus: {:.2}x the burst throughput, {:.2}x the backlog drained",
+                    mock.burst_per_second / postgres.burst_per_second,
+                    mock.backlog_per_second / postgres.backlog_per_second
+                );
+            }
             println!(
-                "\nburst: {burst} events from 8 producers, one transaction each; paced: {rate} events/s for {seconds} s"
+                "\nburst: {burst} events from 8 producers, one transaction each, timed from the first commit to the last event handled; backlog: as many written in transactions of 100 while held back from the relay, then released at once, timed from the release; paced: {rate} events/s for {seconds} s"
             );
         }
         Suite::Booking {
@@ -388,6 +447,7 @@ async fn main() -> anyhow::Result<()> {
             password,
             smtp_port,
             events,
+            concurrency,
         } => {
             notifications::measure(&notifications::Options {
                 gateway,
@@ -396,73 +456,9 @@ async fn main() -> anyhow::Result<()> {
                 password,
                 smtp_port,
                 events,
+                concurrency,
             })
             .await?;
-        }
-        Suite::Gateway {
-            gateway,
-            identity,
-            email,
-            password,
-            concurrency,
-            seconds,
-        } => {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(concurrency)
-                .build()?;
-            let token = login(&client, &gateway, &email, &password).await?;
-            let window = Duration::from_secs(seconds);
-            let direct = run(
-                "identity, direct",
-                &client,
-                &format!("{identity}/api/users/me"),
-                &token,
-                concurrency,
-                window,
-            )
-            .await;
-            let through = run(
-                "through the gateway",
-                &client,
-                &format!("{gateway}/api/users/me"),
-                &token,
-                concurrency,
-                window,
-            )
-            .await;
-            println!("{}", table(&[direct, through]).trim_end());
-            let ratio = {
-                let rows = [
-                    run(
-                        "identity, direct (again)",
-                        &client,
-                        &format!("{identity}/api/users/me"),
-                        &token,
-                        concurrency,
-                        window / 2,
-                    )
-                    .await,
-                    run(
-                        "through the gateway (again)",
-                        &client,
-                        &format!("{gateway}/api/users/me"),
-                        &token,
-                        concurrency,
-                        window / 2,
-                    )
-                    .await,
-                ];
-                println!(
-                    "{}",
-                    table(&rows).lines().skip(2).collect::<Vec<_>>().join("\n")
-                );
-                rows[1].per_second() / rows[0].per_second()
-            };
-            println!(
-                "\nconcurrency {concurrency}, {seconds} s per target (then {} s each again); gateway/direct throughput of the second pair: {:.0}%",
-                seconds / 2,
-                ratio * 100.0
-            );
         }
         Suite::ScalePrepare {
             database,

@@ -3,7 +3,12 @@
 //! notifications service and sent over SMTP to a loopback server this benchmark runs.
 //! Throughput is emails delivered per second from the first event's commit to the last
 //! delivery; latency is each email's, from its event's commit to the SMTP server's answer.
+//!
+//! Beside it, the limit: the same SMTP client (the notifications service's transport, with
+//! the same number of sends in flight) sending the same emails straight to the same server,
+//! as fast as the server takes them.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -13,8 +18,12 @@ use polyclinic_contracts::appointments::{
     AppointmentRef, AppointmentReminderV1, AppointmentStatus,
 };
 use polyclinic_events::{EventContext, outbox};
+use polyclinic_notifications::delivery::Transport;
+use polyclinic_notifications::repo::notifications::Outbound;
 use polyclinic_testing::SmtpSink;
 use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::login;
@@ -26,6 +35,7 @@ pub struct Options {
     pub password: String,
     pub smtp_port: u16,
     pub events: usize,
+    pub concurrency: u32,
 }
 
 async fn post(
@@ -85,17 +95,19 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
     let (doctor_id, patient_id) = (id(&doctor)?, id(&patient)?);
     // The welcome emails of the set-up arrive first.
     let before = Instant::now();
-    while sink.received().len() < 3 && before.elapsed() < Duration::from_secs(60) {
+    while sink.count() < 3 && before.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let baseline = sink.received().len();
+    let baseline = sink.count();
 
     let config = polyclinic_config::Config {
         database_url: options.database.clone(),
         ..polyclinic_config::Config::default()
     };
     let appointments = polyclinic_db::pool(&config, Service::Appointments)?;
-    let notifications = polyclinic_db::pool(&config, Service::Notifications)?;
+    // The latency joins two services' schemas: read as the database's owner, not as either
+    // service's role.
+    let notifications = sqlx::PgPool::connect(&options.database).await?;
     let started = Instant::now();
     let starts_at = Utc::now() + chrono::Duration::hours(23);
     for chunk in (0..options.events).collect::<Vec<_>>().chunks(100) {
@@ -129,11 +141,11 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
     }
     let written = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(600);
-    while sink.received().len() < baseline + options.events {
+    while sink.count() < baseline + options.events {
         if Instant::now() > deadline {
             bail!(
                 "only {} of {} emails arrived",
-                sink.received().len() - baseline,
+                sink.count() - baseline,
                 options.events
             );
         }
@@ -157,24 +169,90 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
             .copied()
             .unwrap_or(f64::NAN)
     };
+    let limit = server_alone(&notifications, &sink, options).await?;
+    let rate = options.events as f64 / delivered.as_secs_f64();
     println!(
-        "| events | written in (s) | all delivered in (s) | emails/s | p50 commit to delivered (ms) | p99 (ms) | max (ms) |"
+        "| path | emails | written in (s) | all delivered in (s) | emails/s | share of the limit | p50 commit to delivered (ms) | p99 (ms) | max (ms) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} |",
+        "| the platform: outbox, relay, consumer, sender | {} | {:.2} | {:.2} | {:.0} | {:.0}% | {:.0} | {:.0} | {:.0} |",
         options.events,
         written.as_secs_f64(),
         delivered.as_secs_f64(),
-        options.events as f64 / delivered.as_secs_f64(),
+        rate,
+        100.0 * rate / limit.rate,
         at(0.5),
         at(0.99),
         at(1.0)
     );
     println!(
-        "\n{} reminder events written in transactions of 100; {} emails received by the loopback SMTP server, each parsed from its SMTP session",
+        "| the SMTP server alone: the same client, {} sends in flight | {} | | {:.2} | {:.0} | 100% | | | |",
+        options.concurrency,
+        limit.emails,
+        limit.took.as_secs_f64(),
+        limit.rate,
+    );
+    println!(
+        "\n{} reminder events written in transactions of 100; {} emails received by the loopback SMTP server, each parsed from its SMTP session; `email.concurrency` {}",
         options.events,
-        sink.received().len() - baseline
+        sink.count() - baseline - limit.emails,
+        options.concurrency
     );
     Ok(())
+}
+
+struct Limit {
+    emails: usize,
+    took: Duration,
+    rate: f64,
+}
+
+/// The limit: one of the delivered reminders sent `options.events` times straight to the
+/// loopback server by the service's own transport, with `options.concurrency` in flight.
+async fn server_alone(
+    notifications: &sqlx::PgPool,
+    sink: &SmtpSink,
+    options: &Options,
+) -> anyhow::Result<Limit> {
+    let sample: Outbound = sqlx::query_as(
+        "select id, recipient_email, subject, body_text, body_html, attempts, traceparent,
+                calendar, calendar_method
+         from notifications.notifications where template = 'appointment_reminder' limit 1",
+    )
+    .fetch_one(notifications)
+    .await?;
+    let config = polyclinic_config::EmailConfig {
+        transport: polyclinic_config::EmailTransport::Smtp,
+        smtp_url: Some(format!("smtp://127.0.0.1:{}?tls=none", options.smtp_port)),
+        concurrency: options.concurrency,
+        ..polyclinic_config::Config::default().email
+    };
+    let transport = Arc::new(Transport::from_config(&config)?);
+    let before = sink.count();
+    let in_flight = Arc::new(Semaphore::new(options.concurrency as usize));
+    let mut sending = JoinSet::new();
+    let started = Instant::now();
+    for _ in 0..options.events {
+        let permit = in_flight.clone().acquire_owned().await?;
+        let (transport, message) = (transport.clone(), sample.clone());
+        sending.spawn(async move {
+            let sent = transport.send(&message).await;
+            drop(permit);
+            sent
+        });
+    }
+    while let Some(sent) = sending.join_next().await {
+        sent?.map_err(|err| anyhow::anyhow!("sending straight to the server: {}", err.message))?;
+    }
+    let took = started.elapsed();
+    let emails = sink.count() - before;
+    if emails != options.events {
+        bail!("the server alone received {emails} of {}", options.events);
+    }
+    Ok(Limit {
+        emails,
+        took,
+        rate: emails as f64 / took.as_secs_f64(),
+    })
 }

@@ -123,6 +123,7 @@ impl Default for Config {
                 properties: Vec::new(),
                 partitions: 6,
                 replication_factor: 1,
+                create_topics: true,
                 topic_prefix: String::new(),
                 group_instance_id: String::new(),
                 security_protocol: "plaintext".into(),
@@ -171,6 +172,7 @@ impl Default for Config {
                 from: "Polyclinic <noreply@polyclinic.local>".into(),
                 max_attempts: 6,
                 retry_base_ms: 2_000,
+                concurrency: 32,
             },
             rate_limit: RateLimitConfig {
                 anonymous_per_minute: 300,

@@ -503,6 +503,12 @@ impl Config {
                 "must be between 1 and 86400 (a day)".into(),
             ));
         }
+        if !(1..=256).contains(&self.email.concurrency) {
+            return Err((
+                "email.concurrency".into(),
+                "must be between 1 and 256 (SMTP connections a sender keeps open)".into(),
+            ));
+        }
         if self.kafka.partitions == 0 || self.kafka.replication_factor == 0 {
             return Err((
                 "kafka.partitions".into(),

@@ -214,6 +214,10 @@ pub struct KafkaConfig {
     pub partitions: u32,
     /// Replication factor of topics created at start-up.
     pub replication_factor: u32,
+    /// Whether the services create their topics when missing (off where the cluster's
+    /// operators make them, or the brokers cannot: librdkafka's mock cluster has no
+    /// CreateTopics request).
+    pub create_topics: bool,
     /// Prefix of topic and consumer group names (empty in production; tests isolate
     /// themselves with it).
     pub topic_prefix: String,
@@ -480,6 +484,8 @@ pub struct EmailConfig {
     pub max_attempts: u32,
     /// The first retry's delay in milliseconds; each further one doubles, up to an hour.
     pub retry_base_ms: u32,
+    /// Emails a sender has in flight at once, over as many pooled SMTP connections.
+    pub concurrency: u32,
 }
 
 /// The 32 bytes of a `sessions.keys` entry (standard or URL-safe base64, padded or not).

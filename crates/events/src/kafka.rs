@@ -1,7 +1,7 @@
 //! The `kafka` bus: one topic per producing service, keyed by aggregate id; an idempotent
-//! producer with `acks=all`; consumer groups that commit offsets only after the handler's
-//! transaction has committed. Uses librdkafka (through `rdkafka`), the client Kafka users
-//! trust. Every librdkafka property can be set with `kafka.properties`; TLS (with a CA of
+//! producer with `acks=all`; consumer groups that handle what each poll brings in one
+//! transaction (a full batch: one per partition, side by side) and commit the offsets only
+//! after it has committed. Uses librdkafka (through `rdkafka`), the client Kafka users trust. Every librdkafka property can be set with `kafka.properties`; TLS (with a CA of
 //! the cluster's own and client certificates) and SASL (PLAIN, SCRAM-SHA-256/512,
 //! OAUTHBEARER through an OpenID Connect token endpoint) come from `kafka.security_protocol`,
 //! `kafka.ssl_*` and `kafka.sasl_*`.
@@ -10,6 +10,7 @@
 //! librdkafka reports (which do not heal by waiting, unlike a broker that is away) fail the
 //! service's readiness with the broker's own words, while the outbox keeps the events.
 
+use std::future::Future as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, config::FromClientConfigAndContext};
 
@@ -37,6 +38,8 @@ pub struct KafkaSettings {
     pub properties: Vec<(String, String)>,
     pub partitions: i32,
     pub replication_factor: i32,
+    /// Whether [`ensure_topics`] creates missing topics (`kafka.create_topics`).
+    pub create_topics: bool,
     pub topic_prefix: String,
     /// `group.instance.id` of every group this process joins; `None`: dynamic membership.
     pub group_instance_id: Option<String>,
@@ -78,6 +81,7 @@ impl KafkaSettings {
             properties,
             partitions: i32::try_from(config.partitions).unwrap_or(1),
             replication_factor: i32::try_from(config.replication_factor).unwrap_or(1),
+            create_topics: config.create_topics,
             topic_prefix: config.topic_prefix.clone(),
             group_instance_id: Some(config.group_instance_id.trim().to_owned())
                 .filter(|id| !id.is_empty()),
@@ -243,8 +247,12 @@ pub fn kafka_readiness_check(settings: &KafkaSettings) -> anyhow::Result<Check> 
     }))
 }
 
-/// Creates the topics that do not exist yet (brokers that auto-create are not relied on).
+/// Creates the topics that do not exist yet (brokers that auto-create are not relied on),
+/// unless the settings leave that to the cluster's operators.
 pub async fn ensure_topics(settings: &KafkaSettings, topics: &[&str]) -> anyhow::Result<()> {
+    if !settings.create_topics {
+        return Ok(());
+    }
     let admin: AdminClient<BusContext> = settings
         .create(&settings.client_config())
         .context("creating the Kafka admin client")?;
@@ -314,6 +322,9 @@ impl Publisher {
     }
 
     /// Publishes `events` in order; returns how many of them, from the first, were acknowledged.
+    /// Every record is handed to the producer before any acknowledgement is awaited, so a
+    /// batch leaves in as few requests as librdkafka's batching makes (`send` would enqueue
+    /// each record only when awaited: one linger and one round trip per event).
     pub(crate) async fn publish(&self, events: &[LoggedEvent]) -> (usize, Option<anyhow::Error>) {
         let prepared: Vec<(String, String)> = events
             .iter()
@@ -325,6 +336,7 @@ impl Publisher {
             })
             .collect();
         let mut deliveries = Vec::with_capacity(events.len());
+        let mut refused = None;
         for (event, (topic, payload)) in events.iter().zip(&prepared) {
             let headers = OwnedHeaders::new().insert(Header {
                 key: "content-type",
@@ -334,22 +346,62 @@ impl Publisher {
                 .key(&event.key)
                 .payload(payload)
                 .headers(headers);
-            deliveries.push(self.producer.send(record, Duration::from_secs(30)));
+            match self.enqueue(record).await {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(err) => {
+                    // The rest waits for the next round, behind this one.
+                    refused = Some(err);
+                    break;
+                }
+            }
         }
         let mut acknowledged = 0;
         for delivery in deliveries {
             match delivery.await {
-                Ok(_) => acknowledged += 1,
-                Err((err, _)) => {
+                Ok(Ok(_)) => acknowledged += 1,
+                Ok(Err((err, _))) => {
                     return (
                         acknowledged,
                         Some(anyhow::Error::new(err).context("publishing to Kafka")),
                     );
                 }
+                Err(_) => {
+                    return (
+                        acknowledged,
+                        Some(anyhow::anyhow!(
+                            "publishing to Kafka: the producer dropped a delivery"
+                        )),
+                    );
+                }
             }
         }
-        self.settings.watch.reached();
-        (acknowledged, None)
+        if refused.is_none() {
+            self.settings.watch.reached();
+        }
+        (acknowledged, refused)
+    }
+
+    /// Hands `record` to the producer's queue, waiting (up to the 30 s a send may take)
+    /// while the queue is full.
+    async fn enqueue(
+        &self,
+        mut record: FutureRecord<'_, String, String>,
+    ) -> anyhow::Result<DeliveryFuture> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((err, _)) => {
+                    return Err(anyhow::Error::new(err).context("publishing to Kafka"));
+                }
+            }
+        }
     }
 
     /// Creates the bus's topics unless this publisher already has (see [`ensure_topics`]).
@@ -417,46 +469,72 @@ impl GroupMember {
             .await
             .context("reading from Kafka")?
             .detach();
-        let topic = message
-            .topic()
-            .strip_prefix(&settings.topic_prefix)
-            .unwrap_or(message.topic())
-            .to_owned();
-        let envelope: serde_json::Value =
-            serde_json::from_slice(message.payload().unwrap_or_default())
-                .unwrap_or_else(|err| serde_json::json!({ "malformed": err.to_string() }));
-        let event = LoggedEvent {
-            position: message.offset(),
-            event_id: envelope["id"]
-                .as_str()
-                .and_then(|id| uuid::Uuid::parse_str(id).ok())
-                .unwrap_or_default(),
-            topic,
-            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
-            event_type: envelope["type"].as_str().unwrap_or_default().to_owned(),
-            envelope,
-        };
-        Ok((event, message))
+        Ok(received(settings, message))
     }
 
-    /// Commits the offset after `message`, once its effects are committed. The commit
-    /// waits for the broker's answer on a blocking thread, never on the runtime's (a broker
-    /// slow to answer would stall every task of the thread).
-    pub(crate) async fn commit(
+    /// The next message if librdkafka has fetched one already, without waiting for one.
+    pub(crate) fn next_ready(
         &self,
-        message: &rdkafka::message::OwnedMessage,
-    ) -> anyhow::Result<()> {
+        settings: &KafkaSettings,
+    ) -> anyhow::Result<Option<(LoggedEvent, rdkafka::message::OwnedMessage)>> {
+        // Polled once: a message in the local queue comes back at once, otherwise nothing
+        // (the waker is never woken; the next receive registers its own).
+        let mut receive = std::pin::pin!(self.consumer.recv());
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match receive.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(message) => Ok(Some(received(
+                settings,
+                message.context("reading from Kafka")?.detach(),
+            ))),
+            std::task::Poll::Pending => Ok(None),
+        }
+    }
+
+    /// Commits the offsets after `messages` (the furthest of each partition), once their
+    /// effects are committed. The commit is sent without waiting for the broker's answer:
+    /// one that is lost (a crash, a rebalance) only has the messages delivered again, and
+    /// the inbox knows them.
+    pub(crate) fn commit(&self, messages: &[rdkafka::message::OwnedMessage]) -> anyhow::Result<()> {
+        let mut furthest: std::collections::BTreeMap<(&str, i32), i64> = Default::default();
+        for message in messages {
+            let offset = furthest
+                .entry((message.topic(), message.partition()))
+                .or_insert(message.offset());
+            *offset = (*offset).max(message.offset());
+        }
         let mut offsets = rdkafka::TopicPartitionList::new();
-        offsets.add_partition_offset(
-            message.topic(),
-            message.partition(),
-            rdkafka::Offset::Offset(message.offset() + 1),
-        )?;
-        let consumer = Arc::clone(&self.consumer);
-        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
-            .await
-            .context("committing a Kafka offset")?
-            .context("committing a Kafka offset")?;
+        for ((topic, partition), offset) in furthest {
+            offsets.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset + 1))?;
+        }
+        self.consumer
+            .commit(&offsets, CommitMode::Async)
+            .context("committing Kafka offsets")?;
         Ok(())
     }
+}
+
+/// A message as a log event (its topic without the bus's prefix).
+fn received(
+    settings: &KafkaSettings,
+    message: rdkafka::message::OwnedMessage,
+) -> (LoggedEvent, rdkafka::message::OwnedMessage) {
+    let topic = message
+        .topic()
+        .strip_prefix(&settings.topic_prefix)
+        .unwrap_or(message.topic())
+        .to_owned();
+    let envelope: serde_json::Value = serde_json::from_slice(message.payload().unwrap_or_default())
+        .unwrap_or_else(|err| serde_json::json!({ "malformed": err.to_string() }));
+    let event = LoggedEvent {
+        position: message.offset(),
+        event_id: envelope["id"]
+            .as_str()
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .unwrap_or_default(),
+        topic,
+        key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+        event_type: envelope["type"].as_str().unwrap_or_default().to_owned(),
+        envelope,
+    };
+    (event, message)
 }

@@ -1,5 +1,7 @@
-//! The backbone on the `postgres` bus against real PostgreSQL: a producer schema with an
-//! outbox, a consumer schema with inbox and effects, the shared log between them.
+//! The backbone against real PostgreSQL: a producer schema with an outbox, a consumer schema
+//! with inbox and effects, and between them the `postgres` bus's shared log or the `kafka`
+//! bus, on two Kafka-protocol peers: the test broker (tansu, which takes one record per
+//! batch) and librdkafka's own mock cluster, in process, which batches as Apache Kafka does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -15,6 +17,8 @@ use polyclinic_events::{
 };
 use polyclinic_http::CancellationToken;
 use polyclinic_testing::TestDb;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
@@ -52,6 +56,8 @@ struct State {
 }
 
 struct Bench {
+    /// The mock cluster the bus is on, kept alive as long as the bench.
+    _mock: Option<MockCluster<'static, DefaultProducerContext>>,
     db: TestDb,
     bus: Bus,
     producer: PgPool,
@@ -61,30 +67,54 @@ struct Bench {
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Postgres,
+    /// The test broker.
     Kafka,
+    /// librdkafka's mock cluster.
+    KafkaMock,
 }
 
 /// The test broker (`.ci/run` starts one on loopback) with topics and groups of this test's
 /// own, so tests share it without seeing each other.
 async fn kafka_bus() -> Bus {
-    let settings = KafkaSettings {
-        brokers: std::env::var("POLYCLINIC_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into()),
-        properties: std::env::var("POLYCLINIC_TEST_KAFKA_PROPERTIES")
-            .unwrap_or_else(|_| "batch.num.messages=1".into())
-            .split(',')
-            .filter_map(|property| property.split_once('='))
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect(),
-        partitions: 3,
-        replication_factor: 1,
-        topic_prefix: format!("test-{}-", uuid::Uuid::new_v4().simple()),
-        group_instance_id: None,
-        watch: Default::default(),
-    };
+    let brokers =
+        std::env::var("POLYCLINIC_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let properties = std::env::var("POLYCLINIC_TEST_KAFKA_PROPERTIES")
+        .unwrap_or_else(|_| "batch.num.messages=1".into())
+        .split(',')
+        .filter_map(|property| property.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    let settings = kafka_settings(brokers, properties);
     polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()])
         .await
         .unwrap();
     Bus::Kafka(settings)
+}
+
+/// A mock cluster of three brokers of this test's own, with librdkafka's default batching;
+/// its topic is made through the mock's own API, as it has no CreateTopics request.
+fn mock_bus() -> (Bus, MockCluster<'static, DefaultProducerContext>) {
+    let mock = MockCluster::new(3).unwrap();
+    let settings = KafkaSettings {
+        create_topics: false,
+        ..kafka_settings(mock.bootstrap_servers(), Vec::new())
+    };
+    mock.create_topic(&settings.topic(Topic::Appointments.as_str()), 3, 1)
+        .unwrap();
+    (Bus::Kafka(settings), mock)
+}
+
+fn kafka_settings(brokers: String, properties: Vec<(String, String)>) -> KafkaSettings {
+    KafkaSettings {
+        brokers,
+        properties,
+        partitions: 3,
+        replication_factor: 1,
+        create_topics: true,
+        topic_prefix: format!("test-{}-", uuid::Uuid::new_v4().simple()),
+        group_instance_id: None,
+        watch: Default::default(),
+    }
 }
 
 async fn schema(db: &TestDb, name: &str) -> PgPool {
@@ -105,9 +135,13 @@ async fn bench() -> Bench {
 }
 
 async fn bench_on(kind: Kind) -> Bench {
-    let bus = match kind {
-        Kind::Postgres => Bus::Postgres,
-        Kind::Kafka => kafka_bus().await,
+    let (bus, mock) = match kind {
+        Kind::Postgres => (Bus::Postgres, None),
+        Kind::Kafka => (kafka_bus().await, None),
+        Kind::KafkaMock => {
+            let (bus, mock) = mock_bus();
+            (bus, Some(mock))
+        }
     };
     let db = TestDb::create().await;
     log::ensure(&db.url()).await.unwrap();
@@ -123,6 +157,7 @@ async fn bench_on(kind: Kind) -> Bench {
     .await
     .unwrap();
     Bench {
+        _mock: mock,
         db,
         bus,
         producer,
@@ -549,6 +584,12 @@ async fn kafka_bus_delivers_committed_events_once_per_group_and_rolled_back_ones
     committed_once_per_group(Kind::Kafka).await;
 }
 
+#[tokio::test]
+async fn kafka_bus_on_the_mock_cluster_delivers_committed_events_once_per_group_and_rolled_back_ones_never()
+ {
+    committed_once_per_group(Kind::KafkaMock).await;
+}
+
 async fn many_in_order(kind: Kind, per_aggregate: i32) {
     let bench = bench_on(kind).await;
     let shutdown = CancellationToken::new();
@@ -586,6 +627,12 @@ async fn kafka_bus_keeps_ten_thousand_events_over_a_hundred_aggregates_in_order_
     many_in_order(Kind::Kafka, 100).await;
 }
 
+#[tokio::test]
+async fn kafka_bus_on_the_mock_cluster_keeps_ten_thousand_events_over_a_hundred_aggregates_in_order_once()
+ {
+    many_in_order(Kind::KafkaMock, 100).await;
+}
+
 async fn crash_safe(kind: Kind) {
     let bench = bench_on(kind).await;
     let shutdown = CancellationToken::new();
@@ -594,7 +641,7 @@ async fn crash_safe(kind: Kind) {
         .crash_after_publish
         .store(true, Ordering::SeqCst);
     let consumer_faults = ConsumerFaults::default();
-    if matches!(kind, Kind::Kafka) {
+    if matches!(kind, Kind::Kafka | Kind::KafkaMock) {
         consumer_faults
             .crash_before_offset_commit
             .store(true, Ordering::SeqCst);
@@ -613,7 +660,7 @@ async fn crash_safe(kind: Kind) {
     crashing.spawn(shutdown.clone());
     match kind {
         // Kafka sees the batch while the relay keeps dying; the consumer applies it.
-        Kind::Kafka => wait_for(&bench.consumer, "group", 1).await,
+        Kind::Kafka | Kind::KafkaMock => wait_for(&bench.consumer, "group", 1).await,
         // On the postgres bus appending and marking are one transaction: a relay that dies
         // in between has published nothing.
         Kind::Postgres => {
@@ -651,6 +698,12 @@ async fn postgres_bus_effects_stay_exactly_once_when_relay_and_consumer_die_mid_
 #[tokio::test]
 async fn kafka_bus_effects_stay_exactly_once_when_relay_and_consumer_die_mid_way() {
     crash_safe(Kind::Kafka).await;
+}
+
+#[tokio::test]
+async fn kafka_bus_on_the_mock_cluster_effects_stay_exactly_once_when_relay_and_consumer_die_mid_way()
+ {
+    crash_safe(Kind::KafkaMock).await;
 }
 
 async fn poison_on(kind: Kind) {
@@ -747,6 +800,12 @@ async fn kafka_bus_dead_letters_a_poison_event_without_holding_up_others_and_rep
 }
 
 #[tokio::test]
+async fn kafka_bus_on_the_mock_cluster_dead_letters_a_poison_event_without_holding_up_others_and_replays_it()
+ {
+    poison_on(Kind::KafkaMock).await;
+}
+
+#[tokio::test]
 async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrives_after() {
     let broker = polyclinic_testing::TestBroker::start().await;
     let settings = KafkaSettings {
@@ -754,6 +813,7 @@ async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrive
         properties: vec![("batch.num.messages".into(), "1".into())],
         partitions: 3,
         replication_factor: 1,
+        create_topics: true,
         topic_prefix: String::new(),
         group_instance_id: None,
         watch: Default::default(),
@@ -802,5 +862,43 @@ async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrive
         (0..=20).collect::<Vec<_>>(),
         "everything arrived, once, in order"
     );
+    shutdown.cancel();
+}
+
+/// With a linger of two seconds, a relay that enqueued one record only after the previous
+/// one was acknowledged would take two seconds per event; enqueuing the whole batch before
+/// waiting for the acknowledgements sends it in one linger.
+#[tokio::test]
+async fn the_relay_hands_the_producer_a_whole_batch_before_waiting_for_acknowledgements() {
+    let (bus, _mock) = mock_bus();
+    let Bus::Kafka(mut settings) = bus else {
+        unreachable!("the mock is a kafka bus")
+    };
+    settings.properties = vec![("linger.ms".into(), "2000".into())];
+    let bench = Bench {
+        bus: Bus::Kafka(settings),
+        ..bench_on(Kind::Postgres).await
+    };
+    let shutdown = CancellationToken::new();
+    let batch: Vec<Counted> = (0..20).map(|n| counted(&format!("agg-{n}"), 0)).collect();
+    produce(&bench.producer, &batch).await;
+    let started = Instant::now();
+    relay_on(&bench.bus, &bench.producer, RelayFaults::default()).spawn(shutdown.clone());
+    loop {
+        let pending: i64 =
+            sqlx::query_scalar("select count(*) from outbox where published_at is null")
+                .fetch_one(&bench.producer)
+                .await
+                .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{pending} of 20 events still unpublished after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     shutdown.cancel();
 }

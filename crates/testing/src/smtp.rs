@@ -6,6 +6,7 @@
 //! [`crate::TcpProxy`] in front of it to take it away for a while.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -25,7 +26,34 @@ pub struct Received {
 pub struct SmtpSink {
     address: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    sessions: Arc<Sessions>,
     accepting: JoinHandle<()>,
+}
+
+/// Connections the sink accepted, and how many were open at once at most.
+#[derive(Debug, Default)]
+struct Sessions {
+    accepted: AtomicUsize,
+    open: AtomicUsize,
+    most_open: AtomicUsize,
+}
+
+/// Counts one open session for as long as it lives.
+struct Open(Arc<Sessions>);
+
+impl Open {
+    fn new(sessions: Arc<Sessions>) -> Self {
+        sessions.accepted.fetch_add(1, Ordering::SeqCst);
+        let open = sessions.open.fetch_add(1, Ordering::SeqCst) + 1;
+        sessions.most_open.fetch_max(open, Ordering::SeqCst);
+        Self(sessions)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl SmtpSink {
@@ -38,21 +66,43 @@ impl SmtpSink {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let address = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
-        let store = received.clone();
+        let sessions = Arc::new(Sessions::default());
+        let (store, counted) = (received.clone(), sessions.clone());
         let accepting = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, store.clone()));
+                let open = Open::new(counted.clone());
+                let store = store.clone();
+                tokio::spawn(async move {
+                    session(stream, store).await;
+                    drop(open);
+                });
             }
         });
         Ok(Self {
             address,
             received,
+            sessions,
             accepting,
         })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.sessions.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The most connections that were open at once.
+    pub fn most_open_at_once(&self) -> usize {
+        self.sessions.most_open.load(Ordering::SeqCst)
+    }
+
+    /// How many messages have been received so far.
+    pub fn count(&self) -> usize {
+        self.received.lock().expect("sink lock").len()
     }
 
     /// Every message received so far.

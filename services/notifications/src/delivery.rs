@@ -1,24 +1,32 @@
 //! Sending: transports (`smtp` with `lettre`, or `log`), and the sender that works through
-//! PENDING messages. A sender claims a batch with `for update skip locked` and leases it (its
-//! next attempt moved two minutes ahead), so two instances never send the same message and
-//! one that died mid-send is taken over; the sends then run side by side without holding a
-//! database connection. A failure is retried with exponential backoff until
+//! PENDING messages. A sender claims due messages with `for update skip locked` and leases
+//! them (their next attempt moved two minutes ahead), so two instances never send the same
+//! message and one that died mid-send is taken over. It keeps `email.concurrency` sends in
+//! flight over as many pooled SMTP connections, without holding a database connection, and
+//! records the sent ones together. A failure is retried with exponential backoff until
 //! `email.max_attempts`, then the message is FAILED for an admin to resend. A permanent SMTP
 //! refusal (a 5xx answer) fails at once.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use polyclinic_config::{EmailConfig, EmailTransport};
 use polyclinic_http::CancellationToken;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::repo::notifications::{self, CHANNEL, Outbound};
 
@@ -127,15 +135,129 @@ pub struct SendError {
     pub permanent: bool,
 }
 
+impl From<lettre::transport::smtp::Error> for SendError {
+    fn from(err: lettre::transport::smtp::Error) -> Self {
+        SendError {
+            permanent: err.is_permanent(),
+            message: err.to_string(),
+        }
+    }
+}
+
 /// Where messages go.
 #[derive(Clone)]
 pub enum Transport {
     /// Recorded and listed, not sent; the log shows the subject and recipient only.
     Log,
     Smtp {
-        mailer: AsyncSmtpTransport<Tokio1Executor>,
+        mailer: Mailer,
         from: Mailbox,
     },
+}
+
+/// The SMTP client: connections of our own for plain and STARTTLS servers, lettre's pooled
+/// transport for SMTPS.
+#[derive(Clone)]
+pub enum Mailer {
+    Direct(Arc<Connections>),
+    Pooled(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+/// SMTP connections kept open between messages, each with `TCP_NODELAY`.
+///
+/// Why not lettre's own pool for these: lettre 0.11 leaves Nagle's algorithm on and writes a
+/// message's body and its closing `.` in two writes, so every message waits for the server's
+/// delayed acknowledgement (40 ms on Linux): 25 messages a second per connection at most
+/// (fixed upstream in lettre/lettre#1159, not released as of 0.11.23). The protocol is still
+/// lettre's (`AsyncSmtpConnection`: EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA); only the socket
+/// is made here. SMTPS (TLS from the first byte) keeps lettre's transport, as lettre takes a
+/// ready socket only before any TLS.
+pub struct Connections {
+    host: String,
+    port: u16,
+    starttls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    timeout: Duration,
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    keep: usize,
+}
+
+impl Connections {
+    /// A connection from the idle ones (checked with `NOOP`, as lettre's pool does), or a new
+    /// one.
+    async fn take(&self) -> Result<AsyncSmtpConnection, SendError> {
+        loop {
+            let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            match idle {
+                Some(mut connection) => {
+                    if connection.test_connected().await {
+                        return Ok(connection);
+                    }
+                    connection.abort().await;
+                }
+                None => return self.connect().await,
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let unreachable = |err: std::io::Error| SendError {
+            message: format!("the SMTP server cannot be reached: {err}"),
+            permanent: false,
+        };
+        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(unreachable)?;
+        stream.set_nodelay(true).map_err(unreachable)?;
+        let mut connection =
+            AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                .await
+                .map_err(SendError::from)?;
+        if let Some(tls) = &self.starttls {
+            connection
+                .starttls(tls.clone(), &self.hello)
+                .await
+                .map_err(SendError::from)?;
+        }
+        if let Some(credentials) = &self.credentials {
+            connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(SendError::from)?;
+        }
+        Ok(connection)
+    }
+
+    /// Sends `email` on a kept connection, which is kept again unless it broke.
+    async fn send(&self, email: &Message) -> Result<(), SendError> {
+        let sending = async {
+            let mut connection = self.take().await?;
+            let sent = connection
+                .send(email.envelope(), &email.formatted())
+                .await
+                .map_err(SendError::from);
+            // Kept for the next message unless it broke (or enough are kept already);
+            // otherwise dropped, which closes its socket.
+            if !connection.has_broken()
+                && let Ok(mut idle) = self.idle.lock()
+                && idle.len() < self.keep
+            {
+                idle.push(connection);
+            }
+            sent.map(|_| ())
+        };
+        match tokio::time::timeout(self.timeout, sending).await {
+            Ok(sent) => sent,
+            Err(_) => Err(SendError {
+                message: format!(
+                    "the SMTP server did not answer within {} s",
+                    self.timeout.as_secs()
+                ),
+                permanent: false,
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for Transport {
@@ -159,23 +281,39 @@ impl Transport {
                 let from: Mailbox = config.from.parse().map_err(|err| {
                     anyhow::anyhow!("invalid configuration value for `email.from`: {err}")
                 })?;
-                let tls = match settings.tls {
-                    TlsMode::None => Tls::None,
-                    TlsMode::StartTls => Tls::Required(TlsParameters::new(settings.host.clone())?),
-                    TlsMode::Implicit => Tls::Wrapper(TlsParameters::new(settings.host.clone())?),
+                let timeout = Duration::from_secs(15);
+                let credentials = settings
+                    .credentials
+                    .map(|(user, password)| Credentials::new(user, password));
+                let mailer = match settings.tls {
+                    TlsMode::Implicit => {
+                        let mut builder =
+                            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+                                .port(settings.port)
+                                .tls(Tls::Wrapper(TlsParameters::new(settings.host.clone())?))
+                                .timeout(Some(timeout))
+                                // One connection per send in flight, kept open between messages.
+                                .pool_config(PoolConfig::new().max_size(config.concurrency.max(1)));
+                        if let Some(credentials) = credentials {
+                            builder = builder.credentials(credentials);
+                        }
+                        Mailer::Pooled(builder.build())
+                    }
+                    mode => Mailer::Direct(Arc::new(Connections {
+                        starttls: match mode {
+                            TlsMode::StartTls => Some(TlsParameters::new(settings.host.clone())?),
+                            _ => None,
+                        },
+                        host: settings.host,
+                        port: settings.port,
+                        credentials,
+                        hello: ClientId::default(),
+                        timeout,
+                        idle: Mutex::new(Vec::new()),
+                        keep: usize::try_from(config.concurrency.max(1)).unwrap_or(1),
+                    })),
                 };
-                let mut builder =
-                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
-                        .port(settings.port)
-                        .tls(tls)
-                        .timeout(Some(Duration::from_secs(15)));
-                if let Some((user, password)) = settings.credentials {
-                    builder = builder.credentials(Credentials::new(user, password));
-                }
-                Ok(Transport::Smtp {
-                    mailer: builder.build(),
-                    from,
-                })
+                Ok(Transport::Smtp { mailer, from })
             }
         }
     }
@@ -213,14 +351,14 @@ impl Transport {
                     .subject(message.subject.clone())
                     .multipart(body(message).map_err(unbuildable)?)
                     .map_err(|err| unbuildable(err.to_string()))?;
-                mailer
-                    .send(email)
-                    .await
-                    .map(|_| ())
-                    .map_err(|err| SendError {
-                        permanent: err.is_permanent(),
-                        message: err.to_string(),
-                    })
+                match mailer {
+                    Mailer::Direct(connections) => connections.send(&email).await,
+                    Mailer::Pooled(transport) => transport
+                        .send(email)
+                        .await
+                        .map(|_| ())
+                        .map_err(SendError::from),
+                }
             }
         }
     }
@@ -275,25 +413,32 @@ where
 #[derive(Debug, Clone)]
 pub struct Sender {
     pool: PgPool,
-    transport: std::sync::Arc<Transport>,
+    transport: Arc<Transport>,
     max_attempts: i32,
     retry_base: Duration,
+    concurrency: usize,
 }
-
-/// Messages claimed and sent side by side at once.
-const BATCH: i64 = 32;
 
 /// How long a claimed message is left to its sender before another may take it over (a
 /// sender that died mid-send).
 const LEASE: chrono::Duration = chrono::Duration::minutes(2);
 
+/// Sent messages are recorded together: when this many are waiting, or this long after the
+/// first of them was sent.
+const RECORD_BATCH: usize = 64;
+const RECORD_WITHIN: Duration = Duration::from_millis(50);
+
+/// How often an idle sender looks for retries that came due.
+const IDLE_LOOK: Duration = Duration::from_secs(1);
+
 impl Sender {
     pub fn new(pool: PgPool, transport: Transport, config: &EmailConfig) -> Self {
         Self {
             pool,
-            transport: std::sync::Arc::new(transport),
+            transport: Arc::new(transport),
             max_attempts: i32::try_from(config.max_attempts).unwrap_or(6),
             retry_base: Duration::from_millis(config.retry_base_ms.into()),
+            concurrency: usize::try_from(config.concurrency.max(1)).unwrap_or(1),
         }
     }
 
@@ -303,115 +448,186 @@ impl Sender {
         (self.retry_base * 2u32.pow(exponent)).min(Duration::from_secs(3600))
     }
 
-    /// Claims a batch of due messages (leased, so no other sender takes them), sends them
-    /// side by side without holding a database connection, and records each outcome.
-    /// Returns how many were tried.
-    pub async fn send_due(&self) -> anyhow::Result<usize> {
-        let due = notifications::claim_due(&self.pool, Utc::now(), LEASE, BATCH).await?;
-        let mut sending = tokio::task::JoinSet::new();
-        for message in due.iter().cloned() {
-            let transport = self.transport.clone();
-            let span = tracing::info_span!(
-                "send email",
-                otel.name = %format!("send email ({})", transport.name()),
-                otel.kind = "client",
-                notification = %message.id,
-                transport = transport.name(),
-                error = tracing::field::Empty,
-            );
-            polyclinic_telemetry::continue_trace(
-                &span,
-                "notifications",
-                polyclinic_telemetry::TraceHeaders {
-                    traceparent: message.traceparent.as_deref(),
-                    ..Default::default()
-                },
-            );
-            sending.spawn(
-                async move {
-                    let outcome = transport.send(&message).await;
-                    if let Err(err) = &outcome {
-                        tracing::Span::current().record("error", err.message.as_str());
-                    }
-                    (message, outcome)
+    /// Starts sending `message` on its own task, in its trace.
+    fn start(&self, sending: &mut JoinSet<(Outbound, Result<(), SendError>)>, message: Outbound) {
+        let transport = self.transport.clone();
+        let span = tracing::info_span!(
+            "send email",
+            otel.name = %format!("send email ({})", transport.name()),
+            otel.kind = "client",
+            notification = %message.id,
+            transport = transport.name(),
+            error = tracing::field::Empty,
+        );
+        polyclinic_telemetry::continue_trace(
+            &span,
+            "notifications",
+            polyclinic_telemetry::TraceHeaders {
+                traceparent: message.traceparent.as_deref(),
+                ..Default::default()
+            },
+        );
+        sending.spawn(
+            async move {
+                let outcome = transport.send(&message).await;
+                if let Err(err) = &outcome {
+                    tracing::Span::current().record("error", err.message.as_str());
                 }
-                .instrument(span),
-            );
+                (message, outcome)
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Records a failed attempt: a later retry, or FAILED.
+    async fn record_failure(&self, message: &Outbound, err: &SendError) {
+        let attempts = message.attempts + 1;
+        let retry_at = (!err.permanent && attempts < self.max_attempts).then(|| {
+            Utc::now() + chrono::Duration::from_std(self.backoff(attempts)).unwrap_or_default()
+        });
+        tracing::warn!(notification = %message.id, attempts, permanent = err.permanent, error = %err.message, "sending an email failed");
+        let recorded = persistently("recording a failed email", || {
+            notifications::mark_failed_attempt(&self.pool, message.id, &err.message, retry_at)
+        })
+        .await;
+        if let Err(err) = recorded {
+            // Its lease ends and it is tried again: the attempt goes uncounted, nothing else.
+            tracing::warn!(notification = %message.id, error = %err, "a failed email could not be recorded");
+        }
+    }
+
+    /// Records the messages in `sent` as SENT in one statement; kept for the next try when
+    /// the database is away (a message sent and not recorded would go again when its lease
+    /// ends).
+    async fn record_sent(&self, sent: &mut Vec<Uuid>) {
+        if sent.is_empty() {
+            return;
+        }
+        let ids: &[Uuid] = sent;
+        let recorded = persistently("recording sent emails", || {
+            notifications::mark_sent_all(&self.pool, ids, self.transport.name())
+        })
+        .await;
+        match recorded {
+            Ok(()) => sent.clear(),
+            Err(err) => {
+                tracing::warn!(error = %err, waiting = sent.len(), "sent emails could not be recorded yet")
+            }
+        }
+    }
+
+    /// Sends until `shutdown`, keeping `email.concurrency` messages in flight while any are
+    /// due: each finished send makes room for the next at once, rather than a batch waiting
+    /// for its slowest message. Due messages are claimed a little ahead (leased, so no other
+    /// sender takes them); sent ones are recorded together. Woken when messages are written
+    /// (one `LISTEN` connection), and looking every second anyway for retries that came due.
+    pub fn spawn(self, shutdown: CancellationToken) {
+        let written = Arc::new(Notify::new());
+        tokio::spawn(listen(self.pool.clone(), written.clone(), shutdown.clone()));
+        tokio::spawn(async move { self.run(written, shutdown).await });
+    }
+
+    async fn run(self, written: Arc<Notify>, shutdown: CancellationToken) {
+        let mut sending = JoinSet::new();
+        let mut claimed: VecDeque<Outbound> = VecDeque::new();
+        let mut sent: Vec<Uuid> = Vec::new();
+        let mut first_unrecorded: Option<tokio::time::Instant> = None;
+        // Whether the last claim found fewer messages than it asked for: then the sender
+        // waits to be woken before it asks again.
+        let mut drained = false;
+        while !shutdown.is_cancelled() {
+            let ahead = 2 * self.concurrency;
+            if !drained && claimed.len() < self.concurrency {
+                let want = ahead.saturating_sub(claimed.len() + sending.len());
+                if want > 0 {
+                    match notifications::claim_due(&self.pool, Utc::now(), LEASE, want as i64).await
+                    {
+                        Ok(due) => {
+                            drained = due.len() < want;
+                            claimed.extend(due);
+                        }
+                        Err(err) => {
+                            drained = true;
+                            tracing::warn!(error = %err, "claiming due emails failed; retrying");
+                        }
+                    }
+                }
+            }
+            while sending.len() < self.concurrency
+                && let Some(message) = claimed.pop_front()
+            {
+                self.start(&mut sending, message);
+            }
+            let record_by = first_unrecorded
+                .map_or(tokio::time::Instant::now() + IDLE_LOOK, |first| {
+                    first + RECORD_WITHIN
+                });
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(joined) = sending.join_next(), if !sending.is_empty() => {
+                    let Ok((message, outcome)) = joined else {
+                        tracing::warn!("a send task ended without an outcome");
+                        continue;
+                    };
+                    match outcome {
+                        Ok(()) => {
+                            sent.push(message.id);
+                            first_unrecorded.get_or_insert_with(tokio::time::Instant::now);
+                            if sent.len() >= RECORD_BATCH || sending.is_empty() {
+                                self.record_sent(&mut sent).await;
+                                first_unrecorded = None;
+                            }
+                        }
+                        Err(err) => self.record_failure(&message, &err).await,
+                    }
+                }
+                _ = written.notified() => drained = false,
+                _ = tokio::time::sleep_until(record_by) => {
+                    self.record_sent(&mut sent).await;
+                    first_unrecorded = None;
+                    drained = false;
+                }
+            }
+        }
+        // Shutting down: messages claimed but not started are handed back at once (rather
+        // than when their lease ends), and the sends under way finish and are recorded.
+        let unstarted: Vec<Uuid> = claimed.iter().map(|message| message.id).collect();
+        if let Err(err) = notifications::release(&self.pool, &unstarted).await {
+            tracing::warn!(error = %err, "claimed emails could not be handed back; they go when their lease ends");
         }
         while let Some(joined) = sending.join_next().await {
-            let (message, outcome) = joined?;
-            match outcome {
-                Ok(()) => {
-                    // A message sent and not recorded would go again when its lease ends.
-                    persistently("recording a sent email", || {
-                        notifications::mark_sent(&self.pool, message.id, self.transport.name())
-                    })
-                    .await?
-                }
-                Err(err) => {
-                    let attempts = message.attempts + 1;
-                    let retry_at = (!err.permanent && attempts < self.max_attempts).then(|| {
-                        Utc::now()
-                            + chrono::Duration::from_std(self.backoff(attempts)).unwrap_or_default()
-                    });
-                    tracing::warn!(notification = %message.id, attempts, permanent = err.permanent, error = %err.message, "sending an email failed");
-                    notifications::mark_failed_attempt(
-                        &self.pool,
-                        message.id,
-                        &err.message,
-                        retry_at,
-                    )
-                    .await?;
-                }
+            match joined {
+                Ok((message, Ok(()))) => sent.push(message.id),
+                Ok((message, Err(err))) => self.record_failure(&message, &err).await,
+                Err(_) => {}
             }
         }
-        Ok(due.len())
+        self.record_sent(&mut sent).await;
     }
+}
 
-    /// Sends until `shutdown`: woken when messages are written (one `LISTEN` connection),
-    /// and looking every second anyway for retries that came due.
-    pub fn spawn(self, shutdown: CancellationToken) {
-        tokio::spawn(async move { self.run(shutdown).await });
-    }
-
-    async fn run(self, shutdown: CancellationToken) {
-        let mut listener: Option<PgListener> = None;
-        loop {
-            if shutdown.is_cancelled() {
-                return;
+/// Wakes the sender whenever messages are written (`NOTIFY` on [`CHANNEL`]), until
+/// `shutdown`; reconnects after a lost connection, while the sender looks every second.
+async fn listen(pool: PgPool, written: Arc<Notify>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            loop {
+                listener.recv().await?;
+                written.notify_one();
             }
-            match self.send_due().await {
-                Ok(n) if n as i64 == BATCH => continue,
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::warn!(error = %format!("{err:#}"), "the sender failed; retrying")
-                }
-            }
-            if listener.is_none() {
-                listener = async {
-                    let mut listening = PgListener::connect_with(&self.pool).await.ok()?;
-                    listening.listen(CHANNEL).await.ok()?;
-                    Some(listening)
-                }
-                .await;
-            }
-            let wait = async {
-                match listener.as_mut() {
-                    Some(listening) => listening.recv().await.map(|_| ()).map_err(|_| ()),
-                    None => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        Ok(())
-                    }
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                woken = tokio::time::timeout(Duration::from_secs(1), wait) => {
-                    if matches!(woken, Ok(Err(()))) {
-                        listener = None;
-                    }
-                }
-            }
+        };
+        let ended: sqlx::Result<()> = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ended = listening => ended,
+        };
+        if let Err(err) = ended {
+            tracing::debug!(error = %err, "listening for written emails stopped; listening again");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(IDLE_LOOK) => {}
         }
     }
 }

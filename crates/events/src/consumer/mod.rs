@@ -101,7 +101,8 @@ pub struct ConsumerSettings {
     pub service: String,
     /// The topics it reads.
     pub topics: Vec<String>,
-    /// Events read per transaction.
+    /// Events handled per transaction, at most: a batch of the log on the `postgres` bus,
+    /// what one poll brought on the `kafka` bus.
     pub batch_size: i64,
     /// How often to look even without a notification.
     pub poll_interval: Duration,
@@ -271,10 +272,15 @@ impl<S: Send + Sync + 'static> Consumer<S> {
                     next = member.next(kafka) => next,
                 };
                 let handled = async {
-                    let (event, message) = next?;
-                    let mut tx = self.pool.begin().await?;
-                    self.handle(&mut tx, &event).await?;
-                    tx.commit().await?;
+                    // What has arrived with the first message is handled with it.
+                    let mut received = vec![next?];
+                    while received.len() < self.batch_size() {
+                        match member.next_ready(kafka)? {
+                            Some(message) => received.push(message),
+                            None => break,
+                        }
+                    }
+                    let (handled, failure) = self.clone().handle_received(received).await;
                     if self
                         .faults
                         .crash_before_offset_commit
@@ -284,7 +290,12 @@ impl<S: Send + Sync + 'static> Consumer<S> {
                             "fault injected: the consumer died before committing its offset"
                         );
                     }
-                    member.commit(&message).await
+                    // What was handled is committed; a partition that failed is read again
+                    // from its last committed offset after rejoining.
+                    if !handled.is_empty() {
+                        member.commit(&handled)?;
+                    }
+                    failure.map_or(Ok(()), Err)
                 }
                 .await;
                 if let Err(err) = handled {
@@ -377,11 +388,7 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         let Some(last) = events.last().map(|event| event.position) else {
             return Ok(0);
         };
-        let mut batch = Batch::load(&mut tx, &self.settings.name, &events).await?;
-        for event in &events {
-            self.handle_in(&mut tx, event, &mut batch, isolation)
-                .await?;
-        }
+        self.handle_all(&mut tx, &events, isolation).await?;
         sqlx::query(
             "update consumer_positions set position = $3, updated_at = now() where consumer = $1 and topic = $2",
         )
@@ -394,16 +401,89 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         Ok(events.len())
     }
 
-    /// Handles one event in `conn`'s transaction: once per (consumer, event), behind any
-    /// parked event of the same aggregate.
-    pub(crate) async fn handle(
+    /// Events handled per transaction.
+    fn batch_size(&self) -> usize {
+        usize::try_from(self.settings.batch_size)
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// Handles what one poll of the `kafka` bus brought: in one transaction, as the
+    /// postgres bus handles a batch; or, when the poll filled a whole batch (the consumer is
+    /// behind), one transaction per partition, side by side. An aggregate's events share a
+    /// partition, so each aggregate's stay in order, as they do across the instances of a
+    /// scaled-out service. Returns the messages whose effects are committed, and a failure.
+    async fn handle_received(
+        self: Arc<Self>,
+        received: Vec<(LoggedEvent, rdkafka::message::OwnedMessage)>,
+    ) -> (Vec<rdkafka::message::OwnedMessage>, Option<anyhow::Error>) {
+        let mut groups = if received.len() >= self.batch_size() {
+            by_partition(received)
+        } else {
+            vec![received.into_iter().unzip()]
+        };
+        if groups.len() == 1
+            && let Some((events, messages)) = groups.pop()
+        {
+            return match self.handle_batch(&events).await {
+                Ok(()) => (messages, None),
+                Err(err) => (Vec::new(), Some(err)),
+            };
+        }
+        let mut handling = tokio::task::JoinSet::new();
+        for (events, messages) in groups {
+            let this = self.clone();
+            handling.spawn(async move {
+                let outcome = this.handle_batch(&events).await;
+                (messages, outcome)
+            });
+        }
+        let (mut handled, mut failure) = (Vec::new(), None);
+        while let Some(joined) = handling.join_next().await {
+            match joined {
+                Ok((messages, Ok(()))) => handled.extend(messages),
+                Ok((_, Err(err))) => failure = Some(err),
+                Err(err) => failure = Some(err.into()),
+            }
+        }
+        (handled, failure)
+    }
+
+    /// Handles `events` in one transaction, as [`Consumer::poll_topic`] does: without
+    /// savepoints, then, if a handler fails, again with each event isolated so that only the
+    /// failing one is parked.
+    async fn handle_batch(&self, events: &[LoggedEvent]) -> anyhow::Result<()> {
+        match self.handle_batch_in(events, Isolation::None).await {
+            Err(err) if err.is::<HandlerFailed>() => {
+                self.handle_batch_in(events, Isolation::PerEvent).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn handle_batch_in(
+        &self,
+        events: &[LoggedEvent],
+        isolation: Isolation,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        self.handle_all(&mut tx, events, isolation).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Handles `events` in `conn`'s transaction, each once per consumer.
+    async fn handle_all(
         &self,
         conn: &mut PgConnection,
-        event: &LoggedEvent,
+        events: &[LoggedEvent],
+        isolation: Isolation,
     ) -> anyhow::Result<()> {
-        let mut batch = Batch::load(conn, &self.settings.name, std::slice::from_ref(event)).await?;
-        self.handle_in(conn, event, &mut batch, Isolation::PerEvent)
-            .await
+        let mut batch = Batch::load(conn, &self.settings.name, events).await?;
+        for event in events {
+            self.handle_in(conn, event, &mut batch, isolation).await?;
+        }
+        Ok(())
     }
 
     /// Handles `event` knowing which events of its batch were seen and which aggregates
@@ -611,3 +691,28 @@ enum Isolation {
 #[derive(Debug, thiserror::Error)]
 #[error("a handler failed; the batch is handled again with each event isolated")]
 struct HandlerFailed;
+
+/// Splits what one poll brought by partition, each partition's messages in their order.
+fn by_partition(
+    received: Vec<(LoggedEvent, rdkafka::message::OwnedMessage)>,
+) -> Vec<(Vec<LoggedEvent>, Vec<rdkafka::message::OwnedMessage>)> {
+    use rdkafka::Message as _;
+    let mut partitions: Vec<((String, i32), Vec<LoggedEvent>, Vec<_>)> = Vec::new();
+    for (event, message) in received {
+        let at = (message.topic().to_owned(), message.partition());
+        match partitions
+            .iter_mut()
+            .find(|(partition, _, _)| *partition == at)
+        {
+            Some((_, events, messages)) => {
+                events.push(event);
+                messages.push(message);
+            }
+            None => partitions.push((at, vec![event], vec![message])),
+        }
+    }
+    partitions
+        .into_iter()
+        .map(|(_, events, messages)| (events, messages))
+        .collect()
+}

@@ -105,14 +105,30 @@ pub async fn claim_due(
     .await
 }
 
-pub async fn mark_sent(pool: &PgPool, id: Uuid, transport: &str) -> sqlx::Result<()> {
+/// Records the messages `ids` as sent through `transport`.
+pub async fn mark_sent_all(pool: &PgPool, ids: &[Uuid], transport: &str) -> sqlx::Result<()> {
     sqlx::query(
         "update notifications set status = 'SENT', transport = $2, attempts = attempts + 1,
                 sent_at = now(), last_error = null, updated_at = now()
-         where id = $1",
+         where id = any($1)",
     )
-    .bind(id)
+    .bind(ids)
     .bind(transport)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Hands claimed messages back before their lease ends (a sender shutting down).
+pub async fn release(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "update notifications set next_attempt_at = now(), updated_at = now()
+         where id = any($1) and status = 'PENDING'",
+    )
+    .bind(ids)
     .execute(pool)
     .await?;
     Ok(())

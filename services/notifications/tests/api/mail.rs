@@ -426,6 +426,65 @@ async fn a_redelivered_event_and_a_second_instance_send_nothing_twice() {
 }
 
 #[tokio::test]
+async fn a_burst_goes_out_over_no_more_connections_than_the_concurrency_each_kept_open() {
+    let sink = SmtpSink::start().await;
+    let platform = TestPlatform::start_with(
+        &[Service::Identity, Service::Notifications, Service::Gateway],
+        |config, _| {
+            send_to(config, sink.address());
+            config.email.concurrency = 4;
+        },
+    )
+    .await;
+    // The first admin's welcome goes out first, on a connection the pool keeps.
+    exactly(&sink, 1).await;
+    let pool = sqlx::PgPool::connect(&platform.db().url()).await.unwrap();
+    sqlx::query(
+        "insert into notifications.notifications
+             (id, event_id, event_type, recipient_id, recipient_email, template, subject,
+              body_text, body_html)
+         select gen_random_uuid(), gen_random_uuid(), 'polyclinic.bench.burst.v1',
+                gen_random_uuid(), 'person' || n || '@clinic.example', 'welcome',
+                'Message ' || n, 'Text ' || n, '<p>HTML ' || n || '</p>'
+         from generate_series(1, 200) n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("select pg_notify('polyclinic_notifications', '')")
+        .execute(&pool)
+        .await
+        .ok();
+
+    let emails = exactly(&sink, 201).await;
+    let distinct: std::collections::BTreeSet<&str> = emails.iter().map(|e| e.to.as_str()).collect();
+    assert_eq!(distinct.len(), 201, "each message once");
+    assert!(
+        sink.most_open_at_once() <= 4,
+        "{} connections open at once with email.concurrency 4",
+        sink.most_open_at_once()
+    );
+    assert!(
+        sink.connections() <= 4,
+        "{} connections made for 201 messages: the pool keeps four",
+        sink.connections()
+    );
+    let (sent, attempts): (i64, i64) = sqlx::query_as(
+        "select count(*) filter (where status = 'SENT' and sent_at is not null and transport = 'smtp'),
+                sum(attempts)
+         from notifications.notifications",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (sent, attempts),
+        (201, 201),
+        "every message recorded as sent once"
+    );
+}
+
+#[tokio::test]
 async fn an_event_about_an_unknown_user_is_skipped_not_retried() {
     let sink = SmtpSink::start().await;
     let platform = TestPlatform::start_with(

@@ -151,8 +151,8 @@ for line in open(rows_path):
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
-    p50 = ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = ms(re.search(r"99%\s+(\S+)", out).group(1))
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     cpu_us = int(ticks) * 1e6 / hz / requests if int(processes) else None
     rows.append((label, rate, p50, p99, cpu_us, int(errors.group(1)) if errors else 0, socket_errors))
 

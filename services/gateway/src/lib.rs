@@ -45,7 +45,9 @@ pub const SERVICE: Service = Service::Gateway;
 pub struct GatewayState {
     verifier: Arc<Verifier>,
     http: reqwest::Client,
-    upstreams: Arc<HashMap<Service, String>>,
+    /// Each service's base URL, parsed once (a request's URL is this with its path and query
+    /// set, not a string parsed again).
+    upstreams: Arc<HashMap<Service, reqwest::Url>>,
     limits: Arc<Limits>,
     docs: Arc<DocsCache>,
     body_limit: usize,
@@ -63,8 +65,13 @@ impl GatewayState {
     pub fn new(config: &Config, verifier: Arc<Verifier>) -> anyhow::Result<Self> {
         let upstreams = Service::ALL
             .into_iter()
-            .map(|service| (service, config.service_url(service)))
-            .collect();
+            .map(|service| {
+                let url = config.service_url(service);
+                reqwest::Url::parse(&url)
+                    .map(|parsed| (service, parsed))
+                    .with_context(|| format!("the {service} service's URL `{url}` is not a URL"))
+            })
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             verifier,
             http: reqwest::Client::builder()
@@ -93,7 +100,30 @@ impl GatewayState {
     }
 
     fn upstream(&self, service: Service) -> String {
-        self.upstreams.get(&service).cloned().unwrap_or_default()
+        self.upstreams
+            .get(&service)
+            .map(|url| url.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Where a request for `path_and_query` goes at `service`: its base URL (and any path it
+    /// has) followed by the request's path and query.
+    fn upstream_url(
+        &self,
+        service: Service,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<reqwest::Url> {
+        let mut url = self.upstreams.get(&service)?.clone();
+        let base = url.path().trim_end_matches('/');
+        if base.is_empty() {
+            url.set_path(path);
+        } else {
+            let joined = format!("{base}{path}");
+            url.set_path(&joined);
+        }
+        url.set_query(query);
+        Some(url)
     }
 }
 

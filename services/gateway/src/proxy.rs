@@ -127,8 +127,15 @@ async fn forward_checked(
     let body = axum::body::to_bytes(body, state.body_limit)
         .await
         .map_err(|_| polyclinic_http::extract::payload_too_large())?;
-    let path_and_query = parts.uri.path_and_query().map_or("/", |path| path.as_str());
-    let url = format!("{}{path_and_query}", state.upstream(rule.service));
+    let url = state
+        .upstream_url(rule.service, parts.uri.path(), parts.uri.query())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                format!("The {} service cannot be reached.", rule.service),
+            )
+        })?;
 
     let listed = connection_listed(&parts.headers);
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + 3);
@@ -150,7 +157,7 @@ async fn forward_checked(
 
     let upstream = state
         .http
-        .request(parts.method, &url)
+        .request(parts.method, url)
         .headers(headers)
         .body(body)
         .timeout(state.upstream_timeout)

@@ -48,7 +48,7 @@ declare -A idle
 for service in "${order[@]}"; do idle[$service]=$(kib "${pids[$service]}" VmRSS); done
 
 "$BIN/polyclinic-bench" booking --gateway http://127.0.0.1:18080 --appointments http://127.0.0.1:18083 \
-  --database "$DATABASE_URL" --concurrency 64 --seconds 5 >/dev/null
+  --database "$DATABASE_URL" --concurrency 64 --seconds 5 --no-steady >/dev/null
 "$BIN/polyclinic-bench" web --gateway http://127.0.0.1:18080 --web http://127.0.0.1:18090 \
   --concurrency 16 --seconds 4 >/dev/null
 

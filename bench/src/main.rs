@@ -71,6 +71,9 @@ enum Suite {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Only the saturation runs, not the steady load after them
+        #[arg(long)]
+        no_steady: bool,
     },
     /// Emails per second to a loopback SMTP server from a burst of events, and each email's
     /// commit-to-delivered latency
@@ -263,6 +266,34 @@ async fn run_requests(
     }
 }
 
+/// Sends one request of an open loop; whether it succeeded, and its latency from `intended`.
+async fn send_scheduled(
+    intended: tokio::time::Instant,
+    request: reqwest::RequestBuilder,
+) -> (tokio::time::Instant, bool, Duration) {
+    let ok = match request.send().await {
+        Ok(response) => {
+            let status = response.status();
+            let ok = status.is_success() && response.bytes().await.is_ok();
+            if !ok {
+                tell_once(&format!("an answer was {status}"));
+            }
+            ok
+        }
+        Err(err) => {
+            tell_once(&err.to_string());
+            false
+        }
+    };
+    (intended, ok, intended.elapsed())
+}
+
+/// Tells on stderr what the first unsuccessful request of the run was.
+fn tell_once(what: &str) {
+    static TOLD: std::sync::Once = std::sync::Once::new();
+    TOLD.call_once(|| eprintln!("open loop: {what}"));
+}
+
 /// Runs an open loop: requests sent at `rate` per second on a fixed schedule, whatever the
 /// answers are doing, for `window` after a warm-up of a quarter of it at the same rate. Each
 /// latency runs from the request's intended send time, so a stall (of the server, or of this
@@ -280,20 +311,20 @@ async fn run_open_loop(
     let measure_from = started + warmup;
     let stop_at = measure_from + window;
     let mut sending = Vec::new();
-    for n in 0usize.. {
-        let intended = started + Duration::from_secs_f64(n as f64 / rate);
-        if intended >= stop_at {
+    let intended = |n: usize| started + Duration::from_secs_f64(n as f64 / rate);
+    let mut n = 0usize;
+    loop {
+        // Every request whose time has come goes now: a timer wakes this loop a millisecond
+        // at a time at best, which would hold back a faster rate if it slept per request.
+        while intended(n) <= tokio::time::Instant::now() && intended(n) < stop_at {
+            let (scheduled, built) = (intended(n), request(n % clients.max(1), n));
+            sending.push(tokio::spawn(send_scheduled(scheduled, built)));
+            n += 1;
+        }
+        if intended(n) >= stop_at {
             break;
         }
-        tokio::time::sleep_until(intended).await;
-        let request = request(n % clients.max(1), n);
-        sending.push(tokio::spawn(async move {
-            let ok = match request.send().await {
-                Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
-                Err(_) => false,
-            };
-            (intended, ok, intended.elapsed())
-        }));
+        tokio::time::sleep_until(intended(n)).await;
     }
     let mut latencies_us = Vec::new();
     let mut errors = 0;
@@ -412,6 +443,7 @@ async fn main() -> anyhow::Result<()> {
             password,
             concurrency,
             seconds,
+            no_steady,
         } => {
             booking::measure(&booking::Options {
                 gateway,
@@ -421,6 +453,7 @@ async fn main() -> anyhow::Result<()> {
                 password,
                 concurrency,
                 seconds,
+                steady: !no_steady,
             })
             .await?;
         }

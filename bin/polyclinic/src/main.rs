@@ -7,12 +7,6 @@ use clap::{Parser, Subcommand};
 use polyclinic_config::{Config, Service};
 use polyclinic_http::CancellationToken;
 
-/// mimalloc rather than glibc's allocator: a request allocates many small, short-lived
-/// buffers across threads, where glibc's arenas spend their time consolidating and
-/// unlinking chunks (the gateway's profile under load showed a tenth of its samples there).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Polyclinic: a clinic management platform.
 ///
 /// Configuration comes from compiled defaults, then a TOML file, then environment

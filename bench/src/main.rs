@@ -175,6 +175,18 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// What a run over `window` saw: the latencies of its answers (in any order), and errors.
+    fn new(label: &str, window: Duration, mut latencies_us: Vec<u64>, errors: usize) -> Self {
+        latencies_us.sort_unstable();
+        Self {
+            label: label.to_owned(),
+            answers: latencies_us.len(),
+            errors,
+            elapsed: window,
+            latencies_us,
+        }
+    }
+
     fn per_second(&self) -> f64 {
         self.answers as f64 / self.elapsed.as_secs_f64()
     }
@@ -256,14 +268,7 @@ async fn run_requests(
             errors += failed;
         }
     }
-    latencies_us.sort_unstable();
-    Outcome {
-        label: label.to_owned(),
-        answers: latencies_us.len(),
-        errors,
-        elapsed: window,
-        latencies_us,
-    }
+    Outcome::new(label, window, latencies_us, errors)
 }
 
 /// Sends one request of an open loop; whether it succeeded, and its latency from `intended`.
@@ -342,14 +347,7 @@ async fn run_open_loop(
             errors += 1;
         }
     }
-    latencies_us.sort_unstable();
-    Outcome {
-        label: label.to_owned(),
-        answers: latencies_us.len(),
-        errors,
-        elapsed: window,
-        latencies_us,
-    }
+    Outcome::new(label, window, latencies_us, errors)
 }
 
 async fn login(

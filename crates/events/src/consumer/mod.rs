@@ -417,19 +417,11 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         self: Arc<Self>,
         received: Vec<(LoggedEvent, rdkafka::message::OwnedMessage)>,
     ) -> (Vec<rdkafka::message::OwnedMessage>, Option<anyhow::Error>) {
-        let mut groups = if received.len() >= self.batch_size() {
+        let groups = if received.len() >= self.batch_size() {
             by_partition(received)
         } else {
             vec![received.into_iter().unzip()]
         };
-        if groups.len() == 1
-            && let Some((events, messages)) = groups.pop()
-        {
-            return match self.handle_batch(&events).await {
-                Ok(()) => (messages, None),
-                Err(err) => (Vec::new(), Some(err)),
-            };
-        }
         let mut handling = tokio::task::JoinSet::new();
         for (events, messages) in groups {
             let this = self.clone();

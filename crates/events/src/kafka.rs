@@ -1,8 +1,9 @@
 //! The `kafka` bus: one topic per producing service, keyed by aggregate id; an idempotent
 //! producer with `acks=all`; consumer groups that handle what each poll brings in one
 //! transaction (a full batch: one per partition, side by side) and commit the offsets only
-//! after it has committed. Uses librdkafka (through `rdkafka`), the client Kafka users trust. Every librdkafka property can be set with `kafka.properties`; TLS (with a CA of
-//! the cluster's own and client certificates) and SASL (PLAIN, SCRAM-SHA-256/512,
+//! after it has committed. Uses librdkafka (through `rdkafka`), the client Kafka users trust.
+//! Every librdkafka property can be set with `kafka.properties`; TLS (with a CA of the
+//! cluster's own and client certificates) and SASL (PLAIN, SCRAM-SHA-256/512,
 //! OAUTHBEARER through an OpenID Connect token endpoint) come from `kafka.security_protocol`,
 //! `kafka.ssl_*` and `kafka.sasl_*`.
 //!

@@ -311,6 +311,7 @@ async fn run_open_loop(
     window: Duration,
     request: RequestFn,
 ) -> Outcome {
+    eprintln!("open loop: {label} at {rate:.0} requests/s");
     let warmup = window / 4;
     let started = tokio::time::Instant::now();
     let measure_from = started + warmup;

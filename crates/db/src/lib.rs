@@ -299,6 +299,45 @@ pub async fn explain<'q>(
         .with_context(|| format!("explaining {sql}"))
 }
 
+/// PostgreSQL's generic plan for `sql`, planned without its parameters' values, as
+/// `EXPLAIN (FORMAT JSON)` gives it. A prepared statement (every query sqlx sends) is
+/// planned for each execution's values only until PostgreSQL finds a generic plan no
+/// dearer; from then on a pooled connection runs that one plan whatever the values, so a
+/// hot query must be served by its index in that plan too.
+pub async fn explain_generic(
+    conn: &mut PgConnection,
+    sql: &str,
+) -> anyhow::Result<serde_json::Value> {
+    const NAME: &str = "polyclinic_explained";
+    sqlx::raw_sql("set plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::raw_sql(&format!("prepare {NAME} as {sql}"))
+        .execute(&mut *conn)
+        .await
+        .with_context(|| format!("preparing {sql}"))?;
+    let parameters: i32 = sqlx::query_scalar(
+        "select coalesce(array_length(parameter_types, 1), 0) from pg_prepared_statements where name = $1",
+    )
+    .bind(NAME)
+    .fetch_one(&mut *conn)
+    .await?;
+    // The values make no difference to a generic plan.
+    let values = if parameters == 0 {
+        String::new()
+    } else {
+        format!("({})", vec!["null"; parameters as usize].join(", "))
+    };
+    let plan = sqlx::query_scalar(&format!("explain (format json) execute {NAME}{values}"))
+        .fetch_one(&mut *conn)
+        .await
+        .with_context(|| format!("explaining the generic plan of {sql}"));
+    sqlx::raw_sql(&format!("deallocate {NAME}; reset plan_cache_mode"))
+        .execute(&mut *conn)
+        .await?;
+    plan
+}
+
 /// Appends ` and {column} = <value>` to `query` when `value` is given. Lists write only the
 /// filters a request gives into their statement, so each shape of list is a statement of
 /// its own that PostgreSQL plans for its index; a catch-all `$1 is null or column = $1`

@@ -75,6 +75,12 @@ pub(crate) async fn append(conn: &mut PgConnection, events: &[LoggedEvent]) -> a
     Ok(())
 }
 
+/// Reads up to `$3` events of topic `$1` after position `$2`, in order: off the log's key
+/// (topic, position), whatever plan PostgreSQL caches for it.
+pub const READ_AFTER: &str =
+    "select position, event_id, topic, key, event_type, envelope from eventbus.events
+     where topic = $1 and position > $2 order by position limit $3";
+
 /// Up to `limit` events of `topic` after `position`, in order.
 pub(crate) async fn read_after(
     conn: &mut PgConnection,
@@ -82,15 +88,12 @@ pub(crate) async fn read_after(
     position: i64,
     limit: i64,
 ) -> anyhow::Result<Vec<LoggedEvent>> {
-    Ok(sqlx::query_as(
-        "select position, event_id, topic, key, event_type, envelope from eventbus.events
-         where topic = $1 and position > $2 order by position limit $3",
-    )
-    .bind(topic)
-    .bind(position)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?)
+    Ok(sqlx::query_as(READ_AFTER)
+        .bind(topic)
+        .bind(position)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?)
 }
 
 /// Deletes log entries older than `retention`; consumers further behind than that lose

@@ -71,6 +71,30 @@ impl Plan {
         scans
     }
 
+    /// Every node's filter: the conditions checked on rows after they were read.
+    pub fn filters(&self) -> Vec<String> {
+        fn walk(node: &Value, filters: &mut Vec<String>) {
+            if let Some(filter) = node.get("Filter").and_then(Value::as_str) {
+                filters.push(filter.to_owned());
+            }
+            for child in node
+                .get("Plans")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                walk(child, filters);
+            }
+        }
+        let mut filters = Vec::new();
+        for root in self.0.as_array().into_iter().flatten() {
+            if let Some(plan) = root.get("Plan") {
+                walk(plan, &mut filters);
+            }
+        }
+        filters
+    }
+
     /// Whether some node reads `index`.
     pub fn uses(&self, index: &str) -> bool {
         self.scans()

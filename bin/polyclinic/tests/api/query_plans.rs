@@ -8,8 +8,8 @@
 use chrono::{Duration, Utc};
 use polyclinic_appointments::domain::appointment::Status;
 use polyclinic_appointments::repo::appointments::{self as booking, Due, Filter};
-use polyclinic_db::explain;
 use polyclinic_db::sqlx::{self, Connection, PgConnection};
+use polyclinic_db::{explain, explain_generic};
 use polyclinic_notifications::repo::{events, notifications};
 use polyclinic_prescriptions::repo::{audit, records};
 use polyclinic_testing::TestDb;
@@ -266,4 +266,38 @@ async fn every_hot_query_reads_its_index_on_a_clinic_with_statistics() {
             .unwrap(),
     );
     reads_in_order("the event log's next page", &plan, "event_log_pkey");
+}
+
+#[tokio::test]
+async fn a_consumer_reads_its_topic_off_the_log_key_even_in_a_generic_plan() {
+    let db = TestDb::create().await;
+    let config = polyclinic_config::Config {
+        database_url: db.url(),
+        ..polyclinic_config::Config::default()
+    };
+    polyclinic::migrate(&config).await.unwrap();
+    let mut conn = connect(&db, "eventbus").await;
+    // A busy topic and a quiet one, as a clinic's appointments and identity events are.
+    sqlx::raw_sql(
+        "insert into events (topic, key, event_id, event_type, envelope)
+         select case when n % 400 = 0 then 'polyclinic.identity' else 'polyclinic.appointments' end,
+                n::text, gen_random_uuid(), 'polyclinic.test.v1', '{}'::jsonb
+         from generate_series(1, 20000) as n;
+         analyze events",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let plan = Plan(
+        explain_generic(&mut conn, polyclinic_events::log::READ_AFTER)
+            .await
+            .unwrap(),
+    );
+    reads_in_order("a consumer's read of its topic", &plan, "events_pkey");
+    let filters = plan.filters();
+    assert!(
+        filters.iter().all(|filter| !filter.contains("topic")),
+        "the read should find its topic in the index, not drop other topics' events one by one: {filters:?}\n{plan}"
+    );
 }

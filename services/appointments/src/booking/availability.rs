@@ -1,10 +1,10 @@
 //! A doctor's slots over some days: the calendar (weekly template and time off) laid over
 //! the bookings. What the REST availability route and FHIR's `Slot` both answer.
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::Booking;
-use crate::domain::schedule::{Calendar, Slot, SlotState};
+use crate::domain::schedule::{Calendar, Slot, SlotState, mark_taken, span};
 use crate::repo::appointments as repo;
 use crate::repo::schedules;
 use polyclinic_contracts::DoctorId;
@@ -36,20 +36,13 @@ impl Booking {
             unavailability: &rules,
             zone: self.zone,
         };
-        // Wide enough for every slot of the local dates, whatever the offset.
-        let window_start = from
-            .checked_sub_days(Days::new(1))
-            .and_then(|date| date.and_hms_opt(0, 0, 0))
-            .map(|t| t.and_utc());
-        let window_end = to
-            .checked_add_days(Days::new(2))
-            .and_then(|date| date.and_hms_opt(0, 0, 0))
-            .map(|t| t.and_utc());
-        let Some((window_start, window_end)) = window_start.zip(window_end) else {
-            // The very end of the calendar: no slot starts there.
+        let slots = calendar.offered(from, to, now, self.policy.notice);
+        // Only the bookings over the time these slots keep: one day's read stays one day's
+        // work however full the doctor's calendar is around it.
+        let Some((window_start, window_end)) = span(&slots) else {
             return Ok(Vec::new());
         };
         let busy = repo::busy(&self.pool, doctor_id, window_start, window_end).await?;
-        Ok(calendar.availability(&busy, from, to, now, self.policy.notice))
+        Ok(mark_taken(slots, &busy))
     }
 }

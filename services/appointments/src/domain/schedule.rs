@@ -229,6 +229,37 @@ impl Slot {
     }
 }
 
+/// The time `slots` keep with their buffers, from the first one's start to the last one's
+/// end: the only bookings that can take one of them overlap it.
+pub fn span(slots: &[Slot]) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let start = slots.iter().map(|slot| slot.blocked().0).min()?;
+    let end = slots.iter().map(|slot| slot.blocked().1).max()?;
+    Some((start, end))
+}
+
+/// Each of `slots`, free or taken by one of `busy` (a slot is taken when it or its buffers
+/// overlap one).
+pub fn mark_taken(
+    slots: Vec<Slot>,
+    busy: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> Vec<(Slot, SlotState)> {
+    slots
+        .into_iter()
+        .map(|slot| {
+            let (from, until) = slot.blocked();
+            let taken = busy
+                .iter()
+                .any(|(start, end)| *start < until && from < *end);
+            let state = if taken {
+                SlotState::Taken
+            } else {
+                SlotState::Free
+            };
+            (slot, state)
+        })
+        .collect()
+}
+
 /// The first real instant of a local time: `None` in a spring-forward gap.
 fn first_instant(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     match zone.from_local_datetime(&local) {
@@ -264,25 +295,23 @@ impl Calendar<'_> {
         now: DateTime<Utc>,
         notice: Duration,
     ) -> Vec<(Slot, SlotState)> {
+        mark_taken(self.offered(from, to, now, notice), busy)
+    }
+
+    /// The slots from `from` to `to` (inclusive local dates) that start at or after
+    /// `now + notice`, in order.
+    pub fn offered(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        now: DateTime<Utc>,
+        notice: Duration,
+    ) -> Vec<Slot> {
         let earliest = now + notice;
         from.iter_days()
             .take_while(|date| *date <= to)
             .flat_map(|date| self.slots_on(date))
             .filter(|slot| slot.starts_at >= earliest)
-            .map(|slot| {
-                let (from, until) = slot.blocked();
-                let taken = busy
-                    .iter()
-                    .any(|(start, end)| *start < until && from < *end);
-                (
-                    slot,
-                    if taken {
-                        SlotState::Taken
-                    } else {
-                        SlotState::Free
-                    },
-                )
-            })
             .collect()
     }
 
@@ -621,6 +650,15 @@ mod tests {
             SlotState::Taken,
             "another visit inside the 08:05 slot's buffer after takes it"
         );
+
+        // The bookings that matter to the day's slots are those over the time the slots
+        // keep: the first one's buffer before to the last one's buffer after.
+        let slots = doctor.offered(monday, monday, now, Duration::zero());
+        assert_eq!(
+            span(&slots),
+            Some((utc("2026-02-02T08:00:00Z"), utc("2026-02-02T12:00:00Z")))
+        );
+        assert_eq!(span(&[]), None, "a day off asks for no bookings");
 
         assert!(Buffers::parse(121, 0).is_err());
         let tight = DayHours::parse(time(8, 0), time(9, 0), 60).unwrap();

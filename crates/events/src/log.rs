@@ -10,8 +10,17 @@ use uuid::Uuid;
 
 /// The schema of the log.
 pub const SCHEMA: &str = "eventbus";
-/// Notified when events are appended.
+/// Notified when events are appended, with the topics they were appended to (joined by
+/// [`TOPIC_SEPARATOR`]) as the payload.
 pub const CHANNEL: &str = "polyclinic_eventbus";
+/// Between the topics of a [`CHANNEL`] notification.
+pub const TOPIC_SEPARATOR: &str = ",";
+
+/// The topics a [`CHANNEL`] notification names; `None` when it names none (every topic may
+/// have events).
+pub fn notified_topics(payload: &str) -> Option<impl Iterator<Item = &str>> {
+    (!payload.is_empty()).then(|| payload.split(TOPIC_SEPARATOR))
+}
 
 /// The log's own migrations, applied in the `eventbus` schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
@@ -68,8 +77,16 @@ pub(crate) async fn append(conn: &mut PgConnection, events: &[LoggedEvent]) -> a
     .bind(&envelopes)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("select pg_notify($1, '')")
+    // The notification names the topics, so that consumers of the others sleep on.
+    let appended: std::collections::BTreeSet<&str> = topics.iter().copied().collect();
+    sqlx::query("select pg_notify($1, $2)")
         .bind(CHANNEL)
+        .bind(
+            appended
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(TOPIC_SEPARATOR),
+        )
         .execute(&mut *conn)
         .await?;
     Ok(())

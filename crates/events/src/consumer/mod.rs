@@ -208,8 +208,13 @@ impl<S: Send + Sync + 'static> Consumer<S> {
         })
     }
 
+    /// Reads the `postgres` bus: a topic when a notification says it has new events, and
+    /// every topic at least once per `poll_interval` (a notification lost with its
+    /// connection, a poll that failed).
     async fn stream_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut listener: Option<PgListener> = None;
+        let mut due: Vec<usize> = (0..self.settings.topics.len()).collect();
+        let mut swept = tokio::time::Instant::now();
         loop {
             if listener.is_none() {
                 listener = async {
@@ -219,28 +224,50 @@ impl<S: Send + Sync + 'static> Consumer<S> {
                 }
                 .await;
             }
-            loop {
-                match self.poll_once().await {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(err) => {
-                        tracing::warn!(consumer = %self.settings.name, error = %format!("{err:#}"), "consuming failed; retrying");
-                        break;
-                    }
+            for &topic in &due {
+                if let Err(err) = self.catch_up(&self.settings.topics[topic]).await {
+                    tracing::warn!(consumer = %self.settings.name, error = %format!("{err:#}"), "consuming failed; retrying");
                 }
             }
             let notified = async {
                 match listener.as_mut() {
-                    Some(listening) => listening.recv().await.map(|_| ()),
+                    Some(listening) => listening.recv().await.map(Some),
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let woken = tokio::select! {
                 () = shutdown.cancelled() => return,
-                received = notified => if received.is_err() { listener = None },
-                () = tokio::time::sleep(self.settings.poll_interval) => {}
-            }
+                received = notified => received.unwrap_or_else(|_| {
+                    listener = None;
+                    None
+                }),
+                () = tokio::time::sleep_until(swept + self.settings.poll_interval) => None,
+            };
+            let sweep = woken.is_none() || swept.elapsed() >= self.settings.poll_interval;
+            due = match (woken, listener.as_mut()) {
+                (Some(first), Some(listening)) if !sweep => {
+                    let mut notifications = vec![first];
+                    notifications.extend(std::iter::from_fn(|| listening.next_buffered()));
+                    topics_named(
+                        &self.settings.topics,
+                        notifications
+                            .iter()
+                            .map(|notification| notification.payload()),
+                    )
+                }
+                _ => {
+                    swept = tokio::time::Instant::now();
+                    (0..self.settings.topics.len()).collect()
+                }
+            };
         }
+    }
+
+    /// Handles `topic`'s events batch by batch until a batch comes back short of a full
+    /// one: the log had no more when it was read, and what is appended later notifies.
+    async fn catch_up(&self, topic: &str) -> anyhow::Result<()> {
+        while self.poll_topic(topic).await? >= self.batch_size() {}
+        Ok(())
     }
 
     async fn kafka_loop(self: Arc<Self>, kafka: &KafkaSettings, shutdown: CancellationToken) {
@@ -371,19 +398,26 @@ impl<S: Send + Sync + 'static> Consumer<S> {
 
     async fn poll_topic_in(&self, topic: &str, isolation: Isolation) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("insert into consumer_positions (consumer, topic) values ($1, $2) on conflict do nothing")
+        // Locking the position row makes instances of one consumer group take turns.
+        let lock = || {
+            sqlx::query_scalar(
+                "select position from consumer_positions where consumer = $1 and topic = $2 for update",
+            )
             .bind(&self.settings.name)
             .bind(topic)
-            .execute(&mut *tx)
-            .await?;
-        // Locking the position row makes instances of one consumer group take turns.
-        let position: i64 = sqlx::query_scalar(
-            "select position from consumer_positions where consumer = $1 and topic = $2 for update",
-        )
-        .bind(&self.settings.name)
-        .bind(topic)
-        .fetch_one(&mut *tx)
-        .await?;
+        };
+        let position: i64 = match lock().fetch_optional(&mut *tx).await? {
+            Some(position) => position,
+            // The group's first read of the topic.
+            None => {
+                sqlx::query("insert into consumer_positions (consumer, topic) values ($1, $2) on conflict do nothing")
+                    .bind(&self.settings.name)
+                    .bind(topic)
+                    .execute(&mut *tx)
+                    .await?;
+                lock().fetch_one(&mut *tx).await?
+            }
+        };
         let events = log::read_after(&mut tx, topic, position, self.settings.batch_size).await?;
         let Some(last) = events.last().map(|event| event.position) else {
             return Ok(0);
@@ -685,6 +719,25 @@ enum Isolation {
 struct HandlerFailed;
 
 /// Splits what one poll brought by partition, each partition's messages in their order.
+/// The indexes of the `topics` that notifications with `payloads` name (all of them when
+/// one names no topic).
+fn topics_named<'a>(topics: &[String], payloads: impl IntoIterator<Item = &'a str>) -> Vec<usize> {
+    let mut named = vec![false; topics.len()];
+    for payload in payloads {
+        match log::notified_topics(payload) {
+            None => named.fill(true),
+            Some(notified) => {
+                for topic in notified {
+                    if let Some(index) = topics.iter().position(|own| own == topic) {
+                        named[index] = true;
+                    }
+                }
+            }
+        }
+    }
+    (0..named.len()).filter(|&index| named[index]).collect()
+}
+
 fn by_partition(
     received: Vec<(LoggedEvent, rdkafka::message::OwnedMessage)>,
 ) -> Vec<(Vec<LoggedEvent>, Vec<rdkafka::message::OwnedMessage>)> {
@@ -707,4 +760,40 @@ fn by_partition(
         .into_iter()
         .map(|(_, events, messages)| (events, messages))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topics_named;
+
+    #[test]
+    fn a_notification_wakes_the_topics_it_names_and_one_naming_none_wakes_all() {
+        let topics = vec![
+            "polyclinic.identity".to_owned(),
+            "polyclinic.appointments".to_owned(),
+            "polyclinic.payments".to_owned(),
+        ];
+        assert_eq!(
+            topics_named(&topics, ["polyclinic.appointments"]),
+            [1],
+            "a busy topic's events leave the others asleep"
+        );
+        assert_eq!(
+            topics_named(
+                &topics,
+                [
+                    "polyclinic.payments,polyclinic.prescriptions",
+                    "polyclinic.identity"
+                ]
+            ),
+            [0, 2],
+            "every notification buffered counts; topics not read are ignored"
+        );
+        assert!(topics_named(&topics, ["polyclinic.prescriptions"]).is_empty());
+        assert_eq!(
+            topics_named(&topics, ["polyclinic.identity", ""]),
+            [0, 1, 2],
+            "a notification that names no topic may be for any"
+        );
+    }
 }

@@ -40,6 +40,9 @@ const SPOOFABLE_PREFIXES: [&str; 8] = [
     "forwarded",
 ];
 
+/// The largest answer passed on whole rather than streamed.
+const WHOLE_BODY_LIMIT: u64 = 256 * 1024;
+
 fn forwardable(name: &HeaderName, connection_listed: &[String]) -> bool {
     let name = name.as_str();
     !HOP_BY_HOP.contains(&name)
@@ -155,6 +158,7 @@ async fn forward_checked(
         HeaderValue::from_static(state.public_scheme),
     );
 
+    let head = parts.method == axum::http::Method::HEAD;
     let upstream = state
         .http
         .request(parts.method, url)
@@ -176,7 +180,18 @@ async fn forward_checked(
             response_headers.append(name.clone(), value.clone());
         }
     }
-    let mut response = Response::new(Body::from_stream(upstream.bytes_stream()));
+    // An answer of known, modest size is passed on whole: its head and body leave in one
+    // write, with its length. Anything else (large, or of unknown length) streams through.
+    let body = match upstream.content_length() {
+        Some(length) if length <= WHOLE_BODY_LIMIT && !head => Body::from(
+            upstream
+                .bytes()
+                .await
+                .map_err(|err| upstream_error(rule, err, state.upstream_timeout))?,
+        ),
+        _ => Body::from_stream(upstream.bytes_stream()),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     Ok(response)

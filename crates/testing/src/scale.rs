@@ -40,59 +40,53 @@ pub struct Scan {
 pub struct Plan(pub Value);
 
 impl Plan {
-    /// Every node that reads a table or an index, outermost first.
-    pub fn scans(&self) -> Vec<Scan> {
-        fn walk(node: &Value, scans: &mut Vec<Scan>) {
-            let text = |key: &str| node.get(key).and_then(Value::as_str).map(str::to_owned);
-            if let Some(kind) = text("Node Type")
-                && (kind.contains("Scan") && kind != "Subquery Scan" && kind != "CTE Scan")
-            {
-                scans.push(Scan {
-                    node: kind,
-                    relation: text("Relation Name"),
-                    index: text("Index Name"),
-                });
-            }
+    /// Every node of the plan, outermost first.
+    pub fn nodes(&self) -> Vec<&Value> {
+        fn walk<'a>(node: &'a Value, nodes: &mut Vec<&'a Value>) {
+            nodes.push(node);
             for child in node
                 .get("Plans")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
             {
-                walk(child, scans);
+                walk(child, nodes);
             }
         }
-        let mut scans = Vec::new();
+        let mut nodes = Vec::new();
         for root in self.0.as_array().into_iter().flatten() {
             if let Some(plan) = root.get("Plan") {
-                walk(plan, &mut scans);
+                walk(plan, &mut nodes);
             }
         }
-        scans
+        nodes
+    }
+
+    /// Every node that reads a table or an index, outermost first.
+    pub fn scans(&self) -> Vec<Scan> {
+        self.nodes()
+            .into_iter()
+            .filter_map(|node| {
+                let text = |key: &str| node.get(key).and_then(Value::as_str).map(str::to_owned);
+                let kind = text("Node Type")?;
+                (kind.contains("Scan") && kind != "Subquery Scan" && kind != "CTE Scan").then(
+                    || Scan {
+                        node: kind,
+                        relation: text("Relation Name"),
+                        index: text("Index Name"),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Every node's filter: the conditions checked on rows after they were read.
     pub fn filters(&self) -> Vec<String> {
-        fn walk(node: &Value, filters: &mut Vec<String>) {
-            if let Some(filter) = node.get("Filter").and_then(Value::as_str) {
-                filters.push(filter.to_owned());
-            }
-            for child in node
-                .get("Plans")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                walk(child, filters);
-            }
-        }
-        let mut filters = Vec::new();
-        for root in self.0.as_array().into_iter().flatten() {
-            if let Some(plan) = root.get("Plan") {
-                walk(plan, &mut filters);
-            }
-        }
-        filters
+        self.nodes()
+            .into_iter()
+            .filter_map(|node| node.get("Filter").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Whether some node reads `index`.
@@ -111,21 +105,9 @@ impl Plan {
 
     /// Whether the plan sorts rows (rather than reading them in order off an index).
     pub fn sorts(&self) -> bool {
-        fn walk(node: &Value) -> bool {
-            node.get("Node Type").and_then(Value::as_str) == Some("Sort")
-                || node
-                    .get("Plans")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .any(walk)
-        }
-        self.0
-            .as_array()
+        self.nodes()
             .into_iter()
-            .flatten()
-            .filter_map(|root| root.get("Plan"))
-            .any(walk)
+            .any(|node| node.get("Node Type").and_then(Value::as_str) == Some("Sort"))
     }
 }
 

@@ -25,6 +25,17 @@ async fn connect(db: &TestDb, schema: &str) -> PgConnection {
     conn
 }
 
+/// A database with every service's schema.
+async fn migrated() -> TestDb {
+    let db = TestDb::create().await;
+    let config = polyclinic_config::Config {
+        database_url: db.url(),
+        ..polyclinic_config::Config::default()
+    };
+    polyclinic::migrate(&config).await.unwrap();
+    db
+}
+
 async fn one(conn: &mut PgConnection, sql: &str) -> Uuid {
     sqlx::query_scalar(sql).fetch_one(conn).await.unwrap()
 }
@@ -64,12 +75,7 @@ fn reads_in_order(what: &str, plan: &Plan, index: &str) {
 
 #[tokio::test]
 async fn every_hot_query_reads_its_index_on_a_clinic_with_statistics() {
-    let db = TestDb::create().await;
-    let config = polyclinic_config::Config {
-        database_url: db.url(),
-        ..polyclinic_config::Config::default()
-    };
-    polyclinic::migrate(&config).await.unwrap();
+    let db = migrated().await;
     scale::seed(&db.url(), 3, "UTC").await.unwrap();
 
     let mut conn = connect(&db, "appointments").await;
@@ -270,12 +276,7 @@ async fn every_hot_query_reads_its_index_on_a_clinic_with_statistics() {
 
 #[tokio::test]
 async fn a_consumer_reads_its_topic_off_the_log_key_even_in_a_generic_plan() {
-    let db = TestDb::create().await;
-    let config = polyclinic_config::Config {
-        database_url: db.url(),
-        ..polyclinic_config::Config::default()
-    };
-    polyclinic::migrate(&config).await.unwrap();
+    let db = migrated().await;
     let mut conn = connect(&db, "eventbus").await;
     // A busy topic and a quiet one, as a clinic's appointments and identity events are.
     sqlx::raw_sql(

@@ -15,8 +15,9 @@ mod proxy;
 mod rate_limit;
 mod status;
 pub mod table;
+mod upstream;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,20 +37,34 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::docs::DocsCache;
 use crate::rate_limit::{Limiter, Limits};
 use crate::table::{Rule, TABLE};
+use crate::upstream::Upstreams;
 
 /// This service's name in configuration, logs and metrics.
 pub const SERVICE: Service = Service::Gateway;
 
-/// What the gateway's handlers share.
+/// What the gateway's handlers share: one reference-counted value, since a handler's
+/// state is cloned for every request.
 #[derive(Clone)]
-pub struct GatewayState {
+pub struct GatewayState(Arc<Shared>);
+
+impl std::ops::Deref for GatewayState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`GatewayState`].
+pub struct Shared {
     verifier: Arc<Verifier>,
+    /// For the gateway's own calls: the status page's probes, the OpenAPI documents.
     http: reqwest::Client,
-    /// Each service's base URL, parsed once (a request's URL is this with its path and query
-    /// set, not a string parsed again).
-    upstreams: Arc<HashMap<Service, reqwest::Url>>,
-    limits: Arc<Limits>,
-    docs: Arc<DocsCache>,
+    /// For forwarding.
+    forwarder: upstream::Forwarder,
+    upstreams: Upstreams,
+    limits: Limits,
+    docs: DocsCache,
     body_limit: usize,
     upstream_timeout: Duration,
     public_scheme: &'static str,
@@ -63,16 +78,7 @@ impl FromRef<GatewayState> for Arc<Verifier> {
 
 impl GatewayState {
     pub fn new(config: &Config, verifier: Arc<Verifier>) -> anyhow::Result<Self> {
-        let upstreams = Service::ALL
-            .into_iter()
-            .map(|service| {
-                let url = config.service_url(service);
-                reqwest::Url::parse(&url)
-                    .map(|parsed| (service, parsed))
-                    .with_context(|| format!("the {service} service's URL `{url}` is not a URL"))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             verifier,
             http: reqwest::Client::builder()
                 .pool_idle_timeout(Duration::from_secs(60))
@@ -81,14 +87,15 @@ impl GatewayState {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .context("building the upstream client")?,
-            upstreams: Arc::new(upstreams),
-            limits: Arc::new(Limits {
+            forwarder: upstream::forwarder(),
+            upstreams: Upstreams::from_config(config)?,
+            limits: Limits {
                 anonymous: Limiter::new(config.rate_limit.anonymous_per_minute),
                 users: Limiter::new(config.rate_limit.user_per_minute),
                 webhooks: Limiter::new(config.rate_limit.webhook_per_minute),
                 feeds: Limiter::new(config.rate_limit.feed_per_minute),
-            }),
-            docs: Arc::new(DocsCache::default()),
+            },
+            docs: DocsCache::default(),
             body_limit: config.http.body_limit_bytes as usize,
             upstream_timeout: Duration::from_secs(config.http.upstream_timeout_secs.into()),
             public_scheme: if config.public_url.starts_with("https://") {
@@ -96,34 +103,12 @@ impl GatewayState {
             } else {
                 "http"
             },
-        })
+        })))
     }
 
+    /// `service`'s base URL, without a trailing slash.
     fn upstream(&self, service: Service) -> String {
-        self.upstreams
-            .get(&service)
-            .map(|url| url.as_str().trim_end_matches('/').to_owned())
-            .unwrap_or_default()
-    }
-
-    /// Where a request for `path_and_query` goes at `service`: its base URL (and any path it
-    /// has) followed by the request's path and query.
-    fn upstream_url(
-        &self,
-        service: Service,
-        path: &str,
-        query: Option<&str>,
-    ) -> Option<reqwest::Url> {
-        let mut url = self.upstreams.get(&service)?.clone();
-        let base = url.path().trim_end_matches('/');
-        if base.is_empty() {
-            url.set_path(path);
-        } else {
-            let joined = format!("{base}{path}");
-            url.set_path(&joined);
-        }
-        url.set_query(query);
-        Some(url)
+        self.upstreams.base_url(service)
     }
 }
 

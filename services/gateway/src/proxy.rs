@@ -6,14 +6,20 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::uri::PathAndQuery;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use polyclinic_auth::{AuthError, Principal, authenticate};
 use polyclinic_http::client_address::limit_key;
 use polyclinic_http::{ApiError, ClientAddress, REQUEST_ID_HEADER, RequestId};
 
+use tower_http::timeout::TimeoutBody;
+
 use crate::GatewayState;
 use crate::table::{Access, Rule};
+use crate::upstream::Failure;
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -130,8 +136,14 @@ async fn forward_checked(
     let body = axum::body::to_bytes(body, state.body_limit)
         .await
         .map_err(|_| polyclinic_http::extract::payload_too_large())?;
-    let url = state
-        .upstream_url(rule.service, parts.uri.path(), parts.uri.query())
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri = state
+        .upstreams
+        .url_for(rule.service, &path_and_query)
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
@@ -140,13 +152,10 @@ async fn forward_checked(
             )
         })?;
 
-    let listed = connection_listed(&parts.headers);
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 3);
-    for (name, value) in &parts.headers {
-        if forwardable(name, &listed) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    // The client's headers, less those that describe its connection or could pose as
+    // someone, then the gateway's own word on who is calling and how.
+    let mut headers = parts.headers;
+    strip(&mut headers, |name, listed| !forwardable(name, listed));
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         headers.insert(REQUEST_ID_HEADER, value);
     }
@@ -157,44 +166,64 @@ async fn forward_checked(
         "x-forwarded-proto",
         HeaderValue::from_static(state.public_scheme),
     );
+    let head = parts.method == Method::HEAD;
+    let mut upstream_request = Request::new(Body::from(body));
+    *upstream_request.method_mut() = parts.method;
+    *upstream_request.uri_mut() = uri;
+    *upstream_request.headers_mut() = headers;
 
-    let head = parts.method == axum::http::Method::HEAD;
-    let upstream = state
-        .http
-        .request(parts.method, url)
-        .headers(headers)
-        .body(body)
-        .timeout(state.upstream_timeout)
-        .send()
-        .await
-        .map_err(|err| upstream_error(rule, err, state.upstream_timeout))?;
+    let timeout = state.upstream_timeout;
+    let answered = tokio::time::timeout(timeout, async {
+        let answer = state
+            .forwarder
+            .request(upstream_request)
+            .await
+            .map_err(|err| Failure::Unreachable(err.into()))?;
+        let (mut answer, incoming) = answer.into_parts();
+        strip(&mut answer.headers, |name, listed| {
+            HOP_BY_HOP.contains(&name.as_str()) || listed.iter().any(|l| l == name.as_str())
+        });
+        // An answer of known, modest size is passed on whole: its head and body leave in
+        // one write. Anything else (large, or of unknown length) streams through, each read
+        // given the upstream timeout (nginx's `proxy_read_timeout`), not the whole stream.
+        let length = incoming.size_hint().exact();
+        let body = match length {
+            Some(length) if length <= WHOLE_BODY_LIMIT && !head => Body::from(
+                incoming
+                    .collect()
+                    .await
+                    .map_err(|err| Failure::Unreachable(err.into()))?
+                    .to_bytes(),
+            ),
+            // Its `Content-Length`, if it has one, stays: the stream does not say it.
+            _ => return Ok((answer, Body::new(TimeoutBody::new(timeout, incoming)))),
+        };
+        answer.headers.remove(header::CONTENT_LENGTH);
+        Ok((answer, body))
+    })
+    .await
+    .unwrap_or(Err(Failure::TimedOut));
+    let (answer, body) = answered.map_err(|failure| unanswered(rule, &failure, timeout))?;
 
-    let status = upstream.status();
-    let listed = connection_listed(upstream.headers());
-    let mut response_headers = HeaderMap::with_capacity(upstream.headers().len());
-    for (name, value) in upstream.headers() {
-        if !HOP_BY_HOP.contains(&name.as_str())
-            && !listed.iter().any(|l| l == name.as_str())
-            && name != "content-length"
-        {
-            response_headers.append(name.clone(), value.clone());
-        }
-    }
-    // An answer of known, modest size is passed on whole: its head and body leave in one
-    // write, with its length. Anything else (large, or of unknown length) streams through.
-    let body = match upstream.content_length() {
-        Some(length) if length <= WHOLE_BODY_LIMIT && !head => Body::from(
-            upstream
-                .bytes()
-                .await
-                .map_err(|err| upstream_error(rule, err, state.upstream_timeout))?,
-        ),
-        _ => Body::from_stream(upstream.bytes_stream()),
-    };
     let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = response_headers;
+    *response.status_mut() = answer.status;
+    *response.headers_mut() = answer.headers;
     Ok(response)
+}
+
+/// Removes from `headers` every header `unwanted` picks, given the names the message's
+/// `Connection` header lists (hop-by-hop for this message alone). Nothing is copied: a
+/// message usually has none to remove.
+fn strip(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName, &[String]) -> bool) {
+    let listed = connection_listed(headers);
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| unwanted(name, &listed))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
 }
 
 fn forwarded_for(client: IpAddr) -> HeaderValue {
@@ -203,26 +232,29 @@ fn forwarded_for(client: IpAddr) -> HeaderValue {
 
 /// The answer to a request the upstream did not answer. The logged error leaves out the URL:
 /// a path may hold a credential (a calendar feed's secret).
-fn upstream_error(rule: Rule, err: reqwest::Error, timeout: Duration) -> ApiError {
+fn unanswered(rule: Rule, failure: &Failure, timeout: Duration) -> ApiError {
     let service = rule.service;
-    let err = err.without_url();
-    if err.is_timeout() {
-        tracing::warn!(%service, error = %err, "upstream timed out");
-        ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            format!(
-                "The {service} service did not answer within {} s.",
-                timeout.as_secs()
-            ),
-        )
-    } else {
-        tracing::warn!(%service, error = %err, "upstream unreachable");
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_unavailable",
-            format!("The {service} service cannot be reached."),
-        )
+    let (status, code) = failure.status_and_code();
+    match failure {
+        Failure::TimedOut => {
+            tracing::warn!(%service, timeout_secs = timeout.as_secs(), "upstream timed out");
+            ApiError::new(
+                status,
+                code,
+                format!(
+                    "The {service} service did not answer within {} s.",
+                    timeout.as_secs()
+                ),
+            )
+        }
+        Failure::Unreachable(err) => {
+            tracing::warn!(%service, error = %err, "upstream unreachable");
+            ApiError::new(
+                status,
+                code,
+                format!("The {service} service cannot be reached."),
+            )
+        }
     }
 }
 

@@ -108,6 +108,53 @@ async fn identity_headers_sent_by_a_client_never_reach_a_service() {
     assert_eq!(seen["baggage"], "clinic.site=north");
 }
 
+/// An upstream with two large answers: 1 MiB of known length on `/api/doctors`, and 1 MiB
+/// streamed in chunks of unknown length on `/api/auth/jwks`.
+async fn large_upstream() -> SocketAddr {
+    let app = Router::new()
+        .route("/api/doctors", any(|| async { large_body() }))
+        .route(
+            "/api/auth/jwks",
+            any(|| async {
+                let chunks = large_body()
+                    .chunks(16 * 1024)
+                    .map(|chunk| Ok::<_, std::io::Error>(chunk.to_vec()))
+                    .collect::<Vec<_>>();
+                axum::body::Body::from_stream(tokio_stream::iter(chunks))
+            }),
+        );
+    serve(app).await
+}
+
+fn large_body() -> Vec<u8> {
+    (0..1024 * 1024).map(|i: u32| (i % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn a_large_answer_streams_through_whole_with_its_length_or_chunked_without_one() {
+    let upstream = large_upstream().await;
+    let platform = gateway_before(upstream, |_| {}).await;
+    let client = platform.client();
+
+    let known = client
+        .get(platform.url(Service::Gateway, "/api/doctors"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(known.status(), StatusCode::OK);
+    assert_eq!(known.headers()["content-length"], "1048576");
+    assert_eq!(known.bytes().await.unwrap(), large_body());
+
+    let streamed = client
+        .get(platform.url(Service::Gateway, "/api/auth/jwks"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), StatusCode::OK);
+    assert_eq!(streamed.headers()["transfer-encoding"], "chunked");
+    assert_eq!(streamed.bytes().await.unwrap(), large_body());
+}
+
 #[tokio::test]
 async fn a_slow_upstream_gives_504_and_an_unreachable_one_502() {
     let slow = slow_upstream().await;

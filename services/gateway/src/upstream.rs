@@ -143,10 +143,7 @@ mod tests {
 
     fn forwarded(base: &str, request: &str) -> String {
         upstreams(base)
-            .url_for(
-                Service::Identity,
-                &PathAndQuery::from_maybe_shared(request.to_owned()).unwrap(),
-            )
+            .url_for(Service::Identity, &request.parse::<PathAndQuery>().unwrap())
             .unwrap()
             .to_string()
     }

@@ -81,12 +81,8 @@ impl GatewayState {
         Ok(Self(Arc::new(Shared {
             verifier,
             http: reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(60))
-                // A redirect is the client's to follow (the authorization endpoint's 303 to
-                // an app), never the gateway's.
-                .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .context("building the upstream client")?,
+                .context("building the HTTP client")?,
             forwarder: upstream::forwarder(),
             upstreams: Upstreams::from_config(config)?,
             limits: Limits {

@@ -14,12 +14,10 @@ use hyper::body::Body as _;
 use polyclinic_auth::{AuthError, Principal, authenticate};
 use polyclinic_http::client_address::limit_key;
 use polyclinic_http::{ApiError, ClientAddress, REQUEST_ID_HEADER, RequestId};
-
 use tower_http::timeout::TimeoutBody;
 
 use crate::GatewayState;
 use crate::table::{Access, Rule};
-use crate::upstream::Failure;
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -49,13 +47,18 @@ const SPOOFABLE_PREFIXES: [&str; 8] = [
 /// The largest answer passed on whole rather than streamed.
 const WHOLE_BODY_LIMIT: u64 = 256 * 1024;
 
-fn forwardable(name: &HeaderName, connection_listed: &[String]) -> bool {
+/// Whether `name` describes one connection: always so, or because the message's `Connection`
+/// header lists it.
+fn hop_by_hop(name: &HeaderName, connection_listed: &[String]) -> bool {
     let name = name.as_str();
-    !HOP_BY_HOP.contains(&name)
+    HOP_BY_HOP.contains(&name) || connection_listed.iter().any(|listed| listed == name)
+}
+
+fn forwardable(name: &HeaderName, connection_listed: &[String]) -> bool {
+    !hop_by_hop(name, connection_listed)
         && !SPOOFABLE_PREFIXES
             .iter()
-            .any(|prefix| name.starts_with(prefix))
-        && !connection_listed.iter().any(|listed| listed == name)
+            .any(|prefix| name.as_str().starts_with(prefix))
         && name != "host"
         && name != "content-length"
 }
@@ -180,26 +183,22 @@ async fn forward_checked(
             .await
             .map_err(|err| Failure::Unreachable(err.into()))?;
         let (mut answer, incoming) = answer.into_parts();
-        strip(&mut answer.headers, |name, listed| {
-            HOP_BY_HOP.contains(&name.as_str()) || listed.iter().any(|l| l == name.as_str())
-        });
+        strip(&mut answer.headers, hop_by_hop);
         // An answer of known, modest size is passed on whole: its head and body leave in
-        // one write. Anything else (large, or of unknown length) streams through, each read
-        // given the upstream timeout (nginx's `proxy_read_timeout`), not the whole stream.
-        let length = incoming.size_hint().exact();
-        let body = match length {
-            Some(length) if length <= WHOLE_BODY_LIMIT && !head => Body::from(
-                incoming
-                    .collect()
-                    .await
-                    .map_err(|err| Failure::Unreachable(err.into()))?
-                    .to_bytes(),
-            ),
-            // Its `Content-Length`, if it has one, stays: the stream does not say it.
-            _ => return Ok((answer, Body::new(TimeoutBody::new(timeout, incoming)))),
-        };
+        // one write. Anything else (large, or of unknown length) streams through with its
+        // `Content-Length` if it has one, each read given the upstream timeout (nginx's
+        // `proxy_read_timeout`), not the whole stream.
+        let whole =
+            matches!(incoming.size_hint().exact(), Some(length) if length <= WHOLE_BODY_LIMIT);
+        if !whole || head {
+            return Ok((answer, Body::new(TimeoutBody::new(timeout, incoming))));
+        }
+        let collected = incoming
+            .collect()
+            .await
+            .map_err(|err| Failure::Unreachable(err.into()))?;
         answer.headers.remove(header::CONTENT_LENGTH);
-        Ok((answer, body))
+        Ok((answer, Body::from(collected.to_bytes())))
     })
     .await
     .unwrap_or(Err(Failure::TimedOut));
@@ -230,17 +229,22 @@ fn forwarded_for(client: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&client.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
+/// Why an upstream gave no answer.
+enum Failure {
+    TimedOut,
+    Unreachable(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// The answer to a request the upstream did not answer. The logged error leaves out the URL:
 /// a path may hold a credential (a calendar feed's secret).
 fn unanswered(rule: Rule, failure: &Failure, timeout: Duration) -> ApiError {
     let service = rule.service;
-    let (status, code) = failure.status_and_code();
     match failure {
         Failure::TimedOut => {
             tracing::warn!(%service, timeout_secs = timeout.as_secs(), "upstream timed out");
             ApiError::new(
-                status,
-                code,
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
                 format!(
                     "The {service} service did not answer within {} s.",
                     timeout.as_secs()
@@ -250,8 +254,8 @@ fn unanswered(rule: Rule, failure: &Failure, timeout: Duration) -> ApiError {
         Failure::Unreachable(err) => {
             tracing::warn!(%service, error = %err, "upstream unreachable");
             ApiError::new(
-                status,
-                code,
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
                 format!("The {service} service cannot be reached."),
             )
         }

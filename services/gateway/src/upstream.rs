@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::body::Body;
+use axum::http::Uri;
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
-use axum::http::{StatusCode, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -23,7 +23,8 @@ use polyclinic_config::{Config, Service};
 /// service's URL says.
 pub type Forwarder = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// A forwarding client whose idle connections are kept for a minute.
+/// A forwarding client whose idle connections are kept for a minute. It never follows a
+/// redirect: that is the client's to follow (the authorization endpoint's 303 to an app).
 pub fn forwarder() -> Forwarder {
     let mut http = HttpConnector::new();
     // The TLS layer above it takes `https` URLs; this one only ever sees plain TCP.
@@ -112,23 +113,6 @@ fn parse_base(url: &str) -> anyhow::Result<Base> {
         authority,
         path: uri.path().trim_end_matches('/').to_owned(),
     })
-}
-
-/// Why an upstream gave no answer.
-#[derive(Debug)]
-pub enum Failure {
-    TimedOut,
-    Unreachable(Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl Failure {
-    /// The status and stable code the client gets.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            Failure::TimedOut => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-            Failure::Unreachable(_) => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -237,8 +237,9 @@ pub fn span(slots: &[Slot]) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     Some((start, end))
 }
 
-/// Each of `slots`, free or taken by one of `busy` (a slot is taken when it or its buffers
-/// overlap one).
+/// Each of `slots`, free or taken by one of `busy` (the UTC ranges active appointments keep,
+/// buffers included): a slot is taken when it or its buffers overlap one. Free/busy only:
+/// nothing says who booked.
 pub fn mark_taken(
     slots: Vec<Slot>,
     busy: &[(DateTime<Utc>, DateTime<Utc>)],
@@ -281,21 +282,6 @@ impl Calendar<'_> {
     /// The slots of `date`.
     pub fn slots_on(&self, date: NaiveDate) -> Vec<Slot> {
         slots_on(self.template, self.unavailability, self.zone, date)
-    }
-
-    /// The slots from `from` to `to` (inclusive local dates), free or taken by one of
-    /// `busy` (the UTC ranges active appointments keep, buffers included): a slot is taken
-    /// when it or its buffers overlap one. Slots that start before `now + notice` are not
-    /// offered. Free/busy only: nothing says who booked.
-    pub fn availability(
-        &self,
-        busy: &[(DateTime<Utc>, DateTime<Utc>)],
-        from: NaiveDate,
-        to: NaiveDate,
-        now: DateTime<Utc>,
-        notice: Duration,
-    ) -> Vec<(Slot, SlotState)> {
-        mark_taken(self.offered(from, to, now, notice), busy)
     }
 
     /// The slots from `from` to `to` (inclusive local dates) that start at or after
@@ -524,12 +510,14 @@ mod tests {
         let zone = chrono_tz::UTC;
         let busy = [(utc("2026-02-02T10:00:00Z"), utc("2026-02-02T11:00:00Z"))];
         let now = utc("2026-02-02T08:30:00Z");
-        let slots = calendar(&template, &[], zone).availability(
+        let slots = mark_taken(
+            calendar(&template, &[], zone).offered(
+                date(2026, 2, 2),
+                date(2026, 2, 3),
+                now,
+                Duration::hours(1),
+            ),
             &busy,
-            date(2026, 2, 2),
-            date(2026, 2, 3),
-            now,
-            Duration::hours(1),
         );
         assert_eq!(
             slots[0].0.starts_at,
@@ -625,11 +613,11 @@ mod tests {
         // slot; the 08:05 one keeps until 09:00, which only touches it.
         let busy = [(utc("2026-02-02T09:00:00Z"), utc("2026-02-02T09:45:00Z"))];
         let now = utc("2026-02-01T00:00:00Z");
-        let states: Vec<SlotState> = doctor
-            .availability(&busy, monday, monday, now, Duration::zero())
-            .into_iter()
-            .map(|(_, state)| state)
-            .collect();
+        let states: Vec<SlotState> =
+            mark_taken(doctor.offered(monday, monday, now, Duration::zero()), &busy)
+                .into_iter()
+                .map(|(_, state)| state)
+                .collect();
         assert_eq!(
             states,
             [
@@ -640,11 +628,13 @@ mod tests {
             ]
         );
         let late_busy = [(utc("2026-02-02T08:55:00Z"), utc("2026-02-02T09:00:00Z"))];
-        let states: Vec<SlotState> = doctor
-            .availability(&late_busy, monday, monday, now, Duration::zero())
-            .into_iter()
-            .map(|(_, state)| state)
-            .collect();
+        let states: Vec<SlotState> = mark_taken(
+            doctor.offered(monday, monday, now, Duration::zero()),
+            &late_busy,
+        )
+        .into_iter()
+        .map(|(_, state)| state)
+        .collect();
         assert_eq!(
             states[0],
             SlotState::Taken,

@@ -134,25 +134,25 @@ fn large_body() -> Vec<u8> {
 async fn a_large_answer_streams_through_whole_with_its_length_or_chunked_without_one() {
     let upstream = large_upstream().await;
     let platform = gateway_before(upstream, |_| {}).await;
-    let client = platform.client();
+    let platform = &platform;
+    let fetch = |path: &'static str| async move {
+        let response = platform
+            .client()
+            .get(platform.url(Service::Gateway, path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        (response.headers().clone(), response.bytes().await.unwrap())
+    };
 
-    let known = client
-        .get(platform.url(Service::Gateway, "/api/doctors"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(known.status(), StatusCode::OK);
-    assert_eq!(known.headers()["content-length"], "1048576");
-    assert_eq!(known.bytes().await.unwrap(), large_body());
+    let (headers, body) = fetch("/api/doctors").await;
+    assert_eq!(headers["content-length"], "1048576");
+    assert_eq!(body, large_body());
 
-    let streamed = client
-        .get(platform.url(Service::Gateway, "/api/auth/jwks"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(streamed.status(), StatusCode::OK);
-    assert_eq!(streamed.headers()["transfer-encoding"], "chunked");
-    assert_eq!(streamed.bytes().await.unwrap(), large_body());
+    let (headers, body) = fetch("/api/auth/jwks").await;
+    assert_eq!(headers["transfer-encoding"], "chunked");
+    assert_eq!(body, large_body());
 }
 
 #[tokio::test]

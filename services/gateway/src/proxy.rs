@@ -177,9 +177,7 @@ async fn forward_checked(
 
     let timeout = state.upstream_timeout;
     let answered = tokio::time::timeout(timeout, async {
-        let answer = state
-            .forwarder
-            .request(upstream_request)
+        let answer = crate::upstream::send(upstream_request)
             .await
             .map_err(|err| Failure::Unreachable(err.into()))?;
         let (mut answer, incoming) = answer.into_parts();

@@ -16,7 +16,6 @@ mod rate_limit;
 mod status;
 pub mod table;
 mod upstream;
-mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,6 +60,8 @@ pub struct Shared {
     verifier: Arc<Verifier>,
     /// For the gateway's own calls: the status page's probes, the OpenAPI documents.
     http: reqwest::Client,
+    /// For forwarding.
+    forwarder: upstream::Forwarder,
     upstreams: Upstreams,
     limits: Limits,
     docs: DocsCache,
@@ -82,6 +83,7 @@ impl GatewayState {
             http: reqwest::Client::builder()
                 .build()
                 .context("building the HTTP client")?,
+            forwarder: upstream::forwarder(),
             upstreams: Upstreams::from_config(config)?,
             limits: Limits {
                 anonymous: Limiter::new(config.rate_limit.anonymous_per_minute),
@@ -261,8 +263,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let verifier = Verifier::new(VerifierSettings::from_config(&config, SERVICE));
     let app = router(&config, GatewayState::new(&config, verifier)?);
-    let workers = workers::count();
-    tracing::info!(service = %SERVICE, address = %listener.local_addr()?, workers, "listening");
+    tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
-    workers::serve(listener, app, shutdown, grace, workers).await
+    polyclinic_http::serve(listener, app, shutdown, grace).await?;
+    Ok(())
 }

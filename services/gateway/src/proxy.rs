@@ -177,7 +177,9 @@ async fn forward_checked(
 
     let timeout = state.upstream_timeout;
     let answered = tokio::time::timeout(timeout, async {
-        let answer = crate::upstream::send(upstream_request)
+        let answer = state
+            .forwarder
+            .request(upstream_request)
             .await
             .map_err(|err| Failure::Unreachable(err.into()))?;
         let (mut answer, incoming) = answer.into_parts();

@@ -14,30 +14,18 @@ use axum::body::Body;
 use axum::http::Uri;
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use axum::http::Request;
-use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use polyclinic_config::{Config, Service};
 
 /// The forwarding client: plain HTTP or TLS (rustls, with the webpki roots), as each
 /// service's URL says.
-type Forwarder = Client<HttpsConnector<HttpConnector>, Body>;
-
-thread_local! {
-    /// Each thread's own client and pool: a gateway worker (see [`crate::workers`]) only
-    /// uses the upstream connections it opened itself.
-    static FORWARDER: Forwarder = forwarder();
-}
-
-/// Sends `request` on this thread's forwarding client.
-pub fn send(request: Request<Body>) -> ResponseFuture {
-    FORWARDER.with(|client| client.request(request))
-}
+pub type Forwarder = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// A forwarding client whose idle connections are kept for a minute. It never follows a
 /// redirect: that is the client's to follow (the authorization endpoint's 303 to an app).
-fn forwarder() -> Forwarder {
+pub fn forwarder() -> Forwarder {
     let mut http = HttpConnector::new();
     // The TLS layer above it takes `https` URLs; this one only ever sees plain TCP.
     http.enforce_http(false);

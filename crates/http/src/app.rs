@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
@@ -470,7 +470,6 @@ impl ServiceApp {
             .fallback(route_not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(self.body_limit))
-            .layer(middleware::map_response(security_headers))
             .layer(axum::Extension(self.trusted_proxies))
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
@@ -490,26 +489,4 @@ async fn method_not_allowed() -> Response {
         "This route does not accept that method.",
     )
     .into_response()
-}
-
-/// Headers every response carries unless its handler chose otherwise: an API response is
-/// never sniffed, framed, cached or allowed to load anything.
-async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    let defaults = [
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ),
-        (header::CACHE_CONTROL, "no-store"),
-    ];
-    for (name, value) in defaults {
-        if !headers.contains_key(&name) {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
-    }
-    response
 }

@@ -4,20 +4,73 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{MatchedPath, State};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+/// A request's labels. Every value is bounded (a method outside HTTP's own is `other`, a
+/// path no route matched is `unmatched`), so no caller can grow the metric families, and
+/// none is copied per request: the route is the router's own shared pattern.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
-    status: String,
+    method: &'static str,
+    route: Route,
+    status: u16,
+}
+
+/// The route a request matched, as the router wrote its pattern, or `unmatched`.
+#[derive(Debug, Clone)]
+pub(crate) struct Route(Option<MatchedPath>);
+
+impl Route {
+    pub(crate) fn of(matched: Option<&MatchedPath>) -> Self {
+        Self(matched.cloned())
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl std::hash::Hash for Route {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.as_str().encode(encoder)
+    }
+}
+
+/// `method`'s label: its name if HTTP defines it, otherwise `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
@@ -50,11 +103,11 @@ impl HttpMetrics {
         Self { requests, latency }
     }
 
-    pub(crate) fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub(crate) fn observe(&self, method: &Method, route: &Route, status: u16, elapsed: Duration) {
         let labels = RequestLabels {
-            method: method.to_owned(),
-            route: route.to_owned(),
-            status: status.to_string(),
+            method: method_label(method),
+            route: route.clone(),
+            status,
         };
         self.latency
             .get_or_create(&labels)

@@ -1,49 +1,61 @@
-//! The outermost middleware of every service: request id, request span, access log line
-//! and HTTP metrics.
+//! The outermost middleware of every service: request id, request span, access log line,
+//! HTTP metrics and the security headers every answer carries.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::metrics::HttpMetrics;
+use crate::metrics::{HttpMetrics, Route};
 
 /// The header that carries the request id in and out of every service.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The id of the current request: the caller's `x-request-id` when it is sane, otherwise
-/// a new UUIDv7. Handlers extract it to pass it on to other services.
+/// a new UUIDv7. Handlers extract it to pass it on to other services. It is kept as the
+/// header value it is sent as, so passing it on copies nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(String);
+pub struct RequestId(HeaderValue);
 
 impl RequestId {
     fn from_headers(headers: &HeaderMap) -> Self {
         headers
             .get(REQUEST_ID_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .filter(|value| is_acceptable_id(value))
-            .map(|value| RequestId(value.to_owned()))
+            .filter(|value| value.to_str().is_ok_and(is_acceptable_id))
+            .map(|value| RequestId(value.clone()))
             .unwrap_or_else(RequestId::generate)
     }
 
     fn generate() -> Self {
-        RequestId(uuid::Uuid::now_v7().to_string())
+        let mut text = uuid::Uuid::encode_buffer();
+        let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+        // A UUID's text is always a valid header value.
+        RequestId(
+            HeaderValue::from_str(text)
+                .unwrap_or_else(|_| HeaderValue::from_static("unidentified")),
+        )
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only plain ASCII is ever kept (`is_acceptable_id`, or a UUID).
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as the `x-request-id` header carries it.
+    pub fn header_value(&self) -> HeaderValue {
+        self.0.clone()
     }
 }
 
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -83,18 +95,14 @@ pub(crate) async fn observe(
     let request_id = RequestId::from_headers(request.headers());
     request.extensions_mut().insert(request_id.clone());
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = Route::of(request.extensions().get::<MatchedPath>());
 
     let span = tracing::info_span!(
         "request",
-        otel.name = %format!("{method} {route}"),
+        otel.name = %format_args!("{method} {}", route.as_str()),
         otel.kind = "server",
         method = %method,
-        route = %route,
+        route = route.as_str(),
         request_id = %request_id,
         status = Empty,
         latency_ms = Empty,
@@ -132,19 +140,36 @@ pub(crate) async fn observe(
     span.in_scope(|| {
         if status.is_server_error() {
             tracing::warn!("request failed");
-        } else if is_polled(&route) {
+        } else if is_polled(route.as_str()) {
             tracing::debug!("request finished");
         } else {
             tracing::info!("request finished");
         }
     });
-    metrics.observe(method.as_str(), &route, status.as_u16(), elapsed);
+    metrics.observe(&method, &route, status.as_u16(), elapsed);
 
-    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID_HEADER, request_id.header_value());
+    for (name, value) in SECURITY_HEADERS {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
     }
     response
 }
+
+/// Headers every response carries unless its handler chose otherwise: an API response is
+/// never sniffed, framed, cached or allowed to load anything.
+const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    (header::CACHE_CONTROL, "no-store"),
+];
 
 /// Routes that probes, scrapers and the services' own pollers call every few seconds: their
 /// answers log at debug, so info stays what an operator wants to read.

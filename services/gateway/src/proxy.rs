@@ -159,9 +159,7 @@ async fn forward_checked(
     // someone, then the gateway's own word on who is calling and how.
     let mut headers = parts.headers;
     strip(&mut headers, |name, listed| !forwardable(name, listed));
-    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
-        headers.insert(REQUEST_ID_HEADER, value);
-    }
+    headers.insert(REQUEST_ID_HEADER, request_id.header_value());
     // The address as the gateway resolved it (the peer, or what its trusted proxies said):
     // the services trust the gateway's word, and only its.
     headers.insert("x-forwarded-for", forwarded_for(client));

@@ -30,6 +30,10 @@ async fn slow() -> &'static str {
     "finished"
 }
 
+async fn panics() -> &'static str {
+    panic!("a bug in a handler")
+}
+
 async fn broken() -> Result<(), ApiError> {
     Err(anyhow::anyhow!("database password is hunter2").into())
 }
@@ -68,6 +72,7 @@ fn api() -> OpenApiRouter {
         .route("/echo", post(echo))
         .route("/slow", get(slow))
         .route("/broken", get(broken))
+        .route("/panics", get(panics))
 }
 
 async fn spawn() -> Served {
@@ -280,6 +285,48 @@ async fn metrics_count_requests_by_route_and_status() {
         text.contains("http_request_duration_seconds_bucket"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn methods_outside_http_share_one_metrics_label_so_callers_cannot_grow_the_metrics() {
+    let app = spawn().await;
+    let client = reqwest::Client::new();
+    for n in 0..5 {
+        let method = reqwest::Method::from_bytes(format!("PROBE{n}").as_bytes()).unwrap();
+        let response = client
+            .request(method, app.url("/no/such/route"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+    }
+
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("PROBE"), "{text}");
+    assert!(
+        text.contains(r#"http_requests_total{method="other",route="unmatched",status="404"} 5"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_a_problem_with_the_security_headers_and_the_request_id() {
+    let app = spawn().await;
+    let response = reqwest::get(app.url("/panics")).await.unwrap();
+    assert_eq!(response.status(), 500);
+    let headers = response.headers().clone();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(headers.contains_key("x-request-id"));
+    let body = problem(response).await;
+    assert_eq!(body["code"], "internal_error");
+    assert!(!body.to_string().contains("a bug in a handler"), "{body}");
 }
 
 #[tokio::test]

@@ -70,7 +70,7 @@ async fn merge(state: &GatewayState) -> Value {
         .into_iter()
         .filter(|service| *service != Service::Gateway)
     {
-        let url = format!("{}/openapi.json", state.upstream(service));
+        let url = format!("{}/openapi.json", state.upstreams.base_url(service));
         let fetched = async {
             state
                 .http

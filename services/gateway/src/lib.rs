@@ -101,11 +101,6 @@ impl GatewayState {
             },
         })))
     }
-
-    /// `service`'s base URL, without a trailing slash.
-    fn upstream(&self, service: Service) -> String {
-        self.upstreams.base_url(service)
-    }
 }
 
 /// The forwarding routes, one per path of the table with a handler per method.

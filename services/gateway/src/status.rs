@@ -36,7 +36,7 @@ pub struct StatusReport {
 }
 
 async fn probe(state: &GatewayState, service: Service) -> UpstreamStatus {
-    let url = state.upstream(service);
+    let url = state.upstreams.base_url(service);
     let started = Instant::now();
     let answer = state
         .http

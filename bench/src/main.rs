@@ -120,25 +120,33 @@ enum Suite {
         #[arg(long)]
         out: std::path::PathBuf,
     },
-    /// The routes a clinic reads all day, on a seeded database, through the gateway
+    /// The routes a clinic reads all day, on each size's seeded database through its own
+    /// platform's gateway, the sizes taking turns
     ScaleMeasure {
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        gateway: String,
-        #[arg(long, env = "DATABASE_URL")]
-        database: String,
+        /// How many times the reference clinic each platform's database holds
+        #[arg(long, value_delimiter = ',', required = true)]
+        factors: Vec<u32>,
+        /// Each size's gateway, in the order of `--factors`
+        #[arg(long, value_delimiter = ',', required = true)]
+        gateways: Vec<String>,
+        /// Each size's database, in the order of `--factors`
+        #[arg(long, value_delimiter = ',', required = true)]
+        databases: Vec<String>,
         #[arg(long, default_value = "admin@polyclinic.local")]
         email: String,
         /// The administrator's password, which every seeded person shares
         #[arg(long, env = "POLYCLINIC_ADMIN_PASSWORD")]
         password: String,
-        #[arg(long)]
-        factor: u32,
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
-        #[arg(long, default_value_t = 5)]
+        /// Seconds each route runs at each size in each round
+        #[arg(long, default_value_t = 4)]
         seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Where `measured-<factor>.json` is written for each size
         #[arg(long)]
-        out: std::path::PathBuf,
+        dir: std::path::PathBuf,
     },
     /// The sizes side by side as markdown, from the files scale-prepare and scale-measure wrote
     ScaleReport {
@@ -498,24 +506,38 @@ async fn main() -> anyhow::Result<()> {
             out,
         } => scale::prepare(&database, factor, &out).await?,
         Suite::ScaleMeasure {
-            gateway,
-            database,
+            factors,
+            gateways,
+            databases,
             email,
             password,
-            factor,
             concurrency,
             seconds,
-            out,
+            rounds,
+            dir,
         } => {
+            anyhow::ensure!(
+                factors.len() == gateways.len() && factors.len() == databases.len(),
+                "give a gateway and a database for each of the factors"
+            );
+            let sizes = factors
+                .into_iter()
+                .zip(gateways)
+                .zip(databases)
+                .map(|((factor, gateway), database)| scale::Size {
+                    factor,
+                    gateway,
+                    database,
+                })
+                .collect();
             scale::measure(&scale::Options {
-                gateway,
-                database,
+                sizes,
                 password,
                 email,
-                factor,
                 concurrency,
                 seconds,
-                out,
+                rounds,
+                dir,
             })
             .await?;
         }

@@ -1,15 +1,18 @@
-//! The scale benchmark: the reference clinic seeded at 1x, 10x and 100x
-//! (`polyclinic_testing::scale`), and at each size what a night's jobs take and what the
-//! routes a clinic reads all day cost, through the gateway. `bench/scale.sh` runs the sizes
-//! one after the other on fresh databases; [`report`] puts them side by side with each
-//! route's p99 growth from the smallest size to the largest.
+//! The scale benchmark: the reference clinic (`polyclinic_testing::scale`) seeded at 1x, 10x
+//! and 100x, and at each size what a night's jobs take and what the routes a clinic reads
+//! all day cost, through the gateway. `bench/scale.sh` seeds a database per size and runs a
+//! platform on each at once; [`report`] puts the sizes side by side with each route's p99
+//! growth from the smallest size to the largest.
 //!
 //! - [`prepare`] seeds a migrated database and then runs the appointments service's jobs
 //!   on it as the service runs them (the minutely expiry and reminders, the nightly
 //!   completion and purge), each timed;
-//! - [`measure`] signs in as the administrator, some patients and some doctors of the seed
-//!   and runs each route with a few closed-loop clients, every request for another patient,
-//!   doctor or actor of the seed.
+//! - [`measure`] signs in as the administrator, some patients and some doctors of each
+//!   size's seed, and runs each route with a few closed-loop clients, every request for
+//!   another patient, doctor or actor of the seed. The sizes take turns route by route, in
+//!   several rounds whose order rotates, and each size's figures come from its rounds
+//!   pooled: a pause of this shared machine lands on every size alike rather than on
+//!   whichever size was being measured minutes apart from the others.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,7 +52,9 @@ pub struct Route {
 pub struct Measured {
     pub factor: u32,
     pub concurrency: usize,
+    /// Seconds each route ran at this size in each round.
     pub seconds: u64,
+    pub rounds: usize,
     pub routes: Vec<Route>,
 }
 
@@ -126,15 +131,23 @@ pub async fn prepare(database: &str, factor: u32, out: &Path) -> anyhow::Result<
     )
 }
 
-pub struct Options {
+/// One size's platform: how many times the reference clinic its database holds, its
+/// gateway, and its database (for choosing whom to sign in as).
+pub struct Size {
+    pub factor: u32,
     pub gateway: String,
     pub database: String,
+}
+
+pub struct Options {
+    pub sizes: Vec<Size>,
     pub password: String,
     pub email: String,
-    pub factor: u32,
     pub concurrency: usize,
     pub seconds: u64,
-    pub out: PathBuf,
+    pub rounds: usize,
+    /// Where `measured-<factor>.json` is written for each size.
+    pub dir: PathBuf,
 }
 
 /// `count` seeded people of `role` (`DOCTOR`, `PATIENT`), chosen at random: (id, email).
@@ -174,14 +187,16 @@ fn rotating(
     })
 }
 
-/// Signs in and runs every route at `options.factor`'s database, writing the figures to
-/// `options.out`.
-pub async fn measure(options: &Options) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(options.concurrency)
-        .build()?;
-    let gateway = options.gateway.as_str();
-    let pool = PgPool::connect(&options.database).await?;
+/// Signs in at `size`'s platform and returns the routes to measure there, each with its
+/// label.
+async fn routes(
+    client: &reqwest::Client,
+    size: &Size,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<Vec<(&'static str, RequestFn)>> {
+    let gateway = size.gateway.as_str();
+    let pool = PgPool::connect(&size.database).await?;
     let doctors = people(&pool, "DOCTOR", 8).await?;
     let patients = people(&pool, "PATIENT", 8).await?;
     let some_doctors: Vec<String> = people(&pool, "DOCTOR", 50)
@@ -196,15 +211,15 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
         .collect();
     pool.close().await;
 
-    let admin = vec![login(&client, gateway, &options.email, &options.password).await?];
+    let admin = vec![login(client, gateway, email, password).await?];
     let mut doctor_tokens = Vec::new();
     for (_, email) in &doctors {
-        doctor_tokens.push(login(&client, gateway, email, &options.password).await?);
+        doctor_tokens.push(login(client, gateway, email, password).await?);
     }
     let mut patient_tokens = Vec::new();
     let mut patient_paths = Vec::new();
     for (id, email) in &patients {
-        patient_tokens.push(login(&client, gateway, email, &options.password).await?);
+        patient_tokens.push(login(client, gateway, email, password).await?);
         patient_paths.push(id.clone());
     }
 
@@ -212,11 +227,11 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
     let last = tomorrow + Span::days(30);
     let (month_from, month_to) = (Utc::now() - Span::days(60), Utc::now() - Span::days(30));
     let stamp = |at: chrono::DateTime<Utc>| at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let routes: Vec<(&str, RequestFn)> = vec![
+    Ok(vec![
         (
             "availability, one doctor, 31 days",
             rotating(
-                &client,
+                client,
                 gateway,
                 &format!("/api/doctors/{{}}/availability?from={tomorrow}&to={last}"),
                 patient_tokens.clone(),
@@ -226,7 +241,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
         (
             "the approval queue (admin)",
             rotating(
-                &client,
+                client,
                 gateway,
                 "/api/appointments/queue?limit=50",
                 admin.clone(),
@@ -236,7 +251,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
         (
             "a patient's appointments",
             rotating(
-                &client,
+                client,
                 gateway,
                 "/api/appointments/mine?limit=50",
                 patient_tokens.clone(),
@@ -246,7 +261,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
         (
             "a doctor's appointments",
             rotating(
-                &client,
+                client,
                 gateway,
                 "/api/appointments/mine?limit=50",
                 doctor_tokens.clone(),
@@ -256,7 +271,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
         (
             "all appointments by status and a month's dates (admin)",
             rotating(
-                &client,
+                client,
                 gateway,
                 &format!(
                     "/api/appointments?status=COMPLETED&from={}&to={}&limit=50",
@@ -270,7 +285,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
         (
             "audit search by patient (admin)",
             rotating(
-                &client,
+                client,
                 gateway,
                 "/api/audit?patient_id={}&limit=50",
                 admin.clone(),
@@ -280,7 +295,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
         (
             "audit search by actor (admin)",
             rotating(
-                &client,
+                client,
                 gateway,
                 "/api/audit?actor_id={}&limit=50",
                 admin.clone(),
@@ -303,7 +318,7 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
         (
             "a patient's notifications inbox",
             rotating(
-                &client,
+                client,
                 gateway,
                 "/api/notifications/me?limit=50",
                 patient_tokens.clone(),
@@ -313,43 +328,84 @@ pub async fn measure(options: &Options) -> anyhow::Result<()> {
         (
             "the event log, first page (admin)",
             rotating(
-                &client,
+                client,
                 gateway,
                 "/api/events?limit=50",
                 admin.clone(),
                 Vec::new(),
             ),
         ),
-    ];
-    let window = Duration::from_secs(options.seconds);
-    let mut measured = Vec::new();
-    for (label, request) in routes {
-        let outcome: Outcome = run_requests(label, options.concurrency, window, request).await;
-        eprintln!(
-            "{}x {label}: {:.0}/s p50 {:.2} ms p99 {:.2} ms errors {}",
-            options.factor,
-            outcome.per_second(),
-            outcome.percentile_ms(0.50),
-            outcome.percentile_ms(0.99),
-            outcome.errors
-        );
-        measured.push(Route {
-            label: label.to_owned(),
-            per_second: outcome.per_second(),
-            p50_ms: outcome.percentile_ms(0.50),
-            p99_ms: outcome.percentile_ms(0.99),
-            errors: outcome.errors,
-        });
+    ])
+}
+
+/// Runs every route at every size in `options.rounds` rounds (the sizes take turns on each
+/// route, starting with another size each round) and writes each size's pooled figures.
+pub async fn measure(options: &Options) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !options.sizes.is_empty() && options.rounds > 0,
+        "nothing to measure: give at least one size and one round"
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.concurrency)
+        .build()?;
+    let mut platforms = Vec::new();
+    for size in &options.sizes {
+        platforms.push(routes(&client, size, &options.email, &options.password).await?);
     }
-    write(
-        &options.out,
-        &Measured {
-            factor: options.factor,
-            concurrency: options.concurrency,
-            seconds: options.seconds,
-            routes: measured,
-        },
-    )
+    let labels: Vec<&str> = platforms[0].iter().map(|(label, _)| *label).collect();
+    // For each size and route: the latencies of every round, and the errors.
+    let mut pooled: Vec<Vec<(Vec<u64>, usize)>> =
+        vec![vec![(Vec::new(), 0); labels.len()]; options.sizes.len()];
+    let window = Duration::from_secs(options.seconds);
+    for round in 0..options.rounds {
+        for (route, label) in labels.iter().enumerate() {
+            for turn in 0..options.sizes.len() {
+                let size = (round + turn) % options.sizes.len();
+                let request = platforms[size][route].1.clone();
+                let outcome = run_requests(label, options.concurrency, window, request).await;
+                eprintln!(
+                    "round {} {}x {label}: {:.0}/s p50 {:.2} ms p99 {:.2} ms errors {}",
+                    round + 1,
+                    options.sizes[size].factor,
+                    outcome.per_second(),
+                    outcome.percentile_ms(0.50),
+                    outcome.percentile_ms(0.99),
+                    outcome.errors
+                );
+                let (latencies, errors) = &mut pooled[size][route];
+                latencies.extend_from_slice(&outcome.latencies_us);
+                *errors += outcome.errors;
+            }
+        }
+    }
+    let measured_for = window * u32::try_from(options.rounds)?;
+    for (size, routes) in options.sizes.iter().zip(pooled) {
+        let routes = labels
+            .iter()
+            .zip(routes)
+            .map(|(label, (latencies, errors))| {
+                let outcome = Outcome::new(label, measured_for, latencies, errors);
+                Route {
+                    label: (*label).to_owned(),
+                    per_second: outcome.per_second(),
+                    p50_ms: outcome.percentile_ms(0.50),
+                    p99_ms: outcome.percentile_ms(0.99),
+                    errors: outcome.errors,
+                }
+            })
+            .collect();
+        write(
+            &options.dir.join(format!("measured-{}.json", size.factor)),
+            &Measured {
+                factor: size.factor,
+                concurrency: options.concurrency,
+                seconds: options.seconds,
+                rounds: options.rounds,
+                routes,
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// The sizes' figures side by side, from `prepared-<factor>.json` and
@@ -442,9 +498,10 @@ pub fn report(dir: &Path, factors: &[u32]) -> anyhow::Result<String> {
         .collect();
     let run = &measured[0];
     lines.push(format!(
-        "{}; {} closed-loop clients, {} s per route after a warm-up, through the gateway; worst p99 growth {first}x to {last}x: {worst:.2}x",
+        "{}; a platform on each size at once, {} closed-loop clients through its gateway, the sizes taking turns on each route for {} rounds of {} s (after a warm-up), pooled; worst p99 growth {first}x to {last}x: {worst:.2}x",
         sizes.join("; "),
         run.concurrency,
+        run.rounds,
         run.seconds
     ));
     Ok(lines.join("\n"))

@@ -421,9 +421,27 @@ impl Publisher {
     }
 }
 
+/// How long a consumer that is stopping waits for the broker to hear that it leaves its
+/// group; past it the service stops anyway, and the group notices at its session timeout.
+pub(crate) const LEAVE_WITHIN: Duration = Duration::from_secs(5);
+
 /// A consumer group member.
+///
+/// Leaving the group is librdkafka's close, which rdkafka runs when the consumer is dropped:
+/// it polls on the dropping thread until the broker has answered, without a bound. On the
+/// async runtime that would stall a worker (and a runtime shutting down, whose other tasks
+/// may be what reaches the broker) for as long as the broker is away. So a member is closed
+/// on a thread of its own: [`GroupMember::leave`] waits for it up to a bound, and a member
+/// dropped otherwise (a rejoin, a cancelled task) hands the close over without waiting.
 pub(crate) struct GroupMember {
-    consumer: Arc<StreamConsumer<BusContext>>,
+    /// `None` once the close has been handed over.
+    consumer: Option<StreamConsumer<BusContext>>,
+}
+
+impl Drop for GroupMember {
+    fn drop(&mut self) {
+        drop(self.close_elsewhere());
+    }
 }
 
 impl GroupMember {
@@ -455,8 +473,49 @@ impl GroupMember {
             .subscribe(&names)
             .context("subscribing to Kafka topics")?;
         Ok(Self {
-            consumer: Arc::new(consumer),
+            consumer: Some(consumer),
         })
+    }
+
+    /// Leaves the group, waiting at most `within` for the broker to hear of it.
+    pub(crate) async fn leave(mut self, within: Duration) {
+        let Some(closed) = self.close_elsewhere() else {
+            return;
+        };
+        if tokio::time::timeout(within, closed).await.is_err() {
+            tracing::warn!(
+                within_secs = within.as_secs_f64(),
+                "the Kafka broker did not hear this consumer leave its group in time; stopping without it"
+            );
+        }
+    }
+
+    /// Hands the consumer to a thread of its own to close; what is returned resolves once it
+    /// has closed.
+    fn close_elsewhere(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let consumer = self.consumer.take()?;
+        let (closed, done) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("kafka-leave".to_owned())
+            .spawn(move || {
+                drop(consumer);
+                // Nobody may be waiting any more.
+                let _ = closed.send(());
+            });
+        match spawned {
+            Ok(_) => Some(done),
+            Err(err) => {
+                // The consumer went down with the refused closure, closed on this thread.
+                tracing::warn!(error = %err, "no thread to close the Kafka consumer on; closed in place");
+                None
+            }
+        }
+    }
+
+    fn consumer(&self) -> anyhow::Result<&StreamConsumer<BusContext>> {
+        self.consumer
+            .as_ref()
+            .context("the Kafka consumer has left its group")
     }
 
     /// The next message as a log event (topic without the prefix), and a way to commit it.
@@ -465,7 +524,7 @@ impl GroupMember {
         settings: &KafkaSettings,
     ) -> anyhow::Result<(LoggedEvent, rdkafka::message::OwnedMessage)> {
         let message = self
-            .consumer
+            .consumer()?
             .recv()
             .await
             .context("reading from Kafka")?
@@ -480,7 +539,7 @@ impl GroupMember {
     ) -> anyhow::Result<Option<(LoggedEvent, rdkafka::message::OwnedMessage)>> {
         // Polled once: a message in the local queue comes back at once, otherwise nothing
         // (the waker is never woken; the next receive registers its own).
-        let mut receive = std::pin::pin!(self.consumer.recv());
+        let mut receive = std::pin::pin!(self.consumer()?.recv());
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         match receive.as_mut().poll(&mut context) {
             std::task::Poll::Ready(message) => Ok(Some(received(
@@ -507,7 +566,7 @@ impl GroupMember {
         for ((topic, partition), offset) in furthest {
             offsets.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset + 1))?;
         }
-        self.consumer
+        self.consumer()?
             .commit(&offsets, CommitMode::Async)
             .context("committing Kafka offsets")?;
         Ok(())

@@ -8,16 +8,16 @@
 use std::time::{Duration, Instant};
 
 use polyclinic_http::{CancellationToken, Check};
-use sqlx::pool::PoolConnection;
+use polyclinic_locks::{LockGuard, Locks};
+use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Postgres};
 use tokio::task::JoinHandle;
 
 use crate::EventMetrics;
 use crate::kafka::{Bus, Publisher};
 use crate::log::{self, LoggedEvent};
 
-/// How the relay works.
+/// Test hooks that make the relay fail on purpose.
 #[derive(Debug, Clone, Default)]
 pub struct RelayFaults {
     /// Test hook: return after publishing a batch and before marking it published, as a
@@ -89,7 +89,7 @@ impl Relay {
     async fn run(self, shutdown: CancellationToken) {
         let channel = format!("polyclinic_outbox_{}", self.schema);
         let mut listener: Option<PgListener> = None;
-        let mut leader: Option<PoolConnection<Postgres>> = None;
+        let mut leader: Option<LockGuard> = None;
         let mut last_purge: Option<Instant> = None;
         loop {
             if listener.is_none() {
@@ -142,23 +142,19 @@ impl Relay {
         Some(listener)
     }
 
-    /// Becomes the schema's relay leader if nobody else is: the lock lives as long as the
-    /// returned connection.
-    async fn try_lead(&self) -> Option<PoolConnection<Postgres>> {
-        let mut conn = self.pool.acquire().await.ok()?;
-        let leading: bool =
-            sqlx::query_scalar("select pg_try_advisory_lock(hashtextextended($1, 0))")
-                .bind(format!("polyclinic-relay:{}", self.schema))
-                .fetch_one(&mut *conn)
-                .await
-                .ok()?;
-        if leading {
-            tracing::debug!(schema = %self.schema, "leading the outbox relay");
-            // Keep the connection out of the pool: the lock is its session's.
-            Some(conn)
-        } else {
-            None
-        }
+    /// Becomes the schema's relay leader if nobody else is. The lead is a session advisory
+    /// lock held for as long as the guard lives; dropping the guard (after a failure, or at
+    /// shutdown) closes its connection rather than handing it back to the pool, where an
+    /// idle connection would go on holding the lead that no relay could then take.
+    async fn try_lead(&self) -> Option<LockGuard> {
+        let key = format!("polyclinic-relay:{}", self.schema);
+        // The TTL bounds Redis locks only; an advisory lock ends with its connection.
+        let lead = Locks::postgres(self.pool.clone())
+            .try_acquire(&key, Duration::ZERO)
+            .await
+            .ok()??;
+        tracing::debug!(schema = %self.schema, "leading the outbox relay");
+        Some(lead)
     }
 
     async fn drain(&self) -> anyhow::Result<()> {

@@ -49,10 +49,18 @@ impl Event for Unknown {
     }
 }
 
-/// The consumer's state: whether events of the aggregate `poison` fail.
+/// The consumer's state: whether events of the aggregate `poison` fail, and a gate that
+/// holds the handler of the aggregate `gated` until the test opens it.
 #[derive(Clone, Default)]
 struct State {
     poison: Arc<AtomicBool>,
+    gate: Arc<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    reached: tokio::sync::Notify,
+    opened: tokio::sync::Notify,
 }
 
 struct Bench {
@@ -172,6 +180,10 @@ async fn record_effect(
     consumer: &str,
 ) -> anyhow::Result<Handled> {
     let counted: Counted = envelope.data_as()?;
+    if counted.key == "gated" {
+        state.gate.reached.notify_one();
+        state.gate.opened.notified().await;
+    }
     if counted.key == "poison" && state.poison.load(Ordering::SeqCst) {
         anyhow::bail!("this aggregate's events cannot be handled yet");
     }
@@ -682,11 +694,130 @@ async fn crash_safe(kind: Kind) {
         .map(|(_, n)| n)
         .collect();
     assert_eq!(seen, [0, 1, 2], "{kind:?}: every effect once, in order");
-    let pending: i64 = sqlx::query_scalar("select count(*) from outbox where published_at is null")
-        .fetch_one(&bench.producer)
+    // Marked once the relay survives.
+    wait_until_published(&bench.producer).await;
+    shutdown.cancel();
+}
+
+async fn pending(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("select count(*) from outbox where published_at is null")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn wait_until_published(pool: &PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = pending(pool).await;
+        if left == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} outbox rows are still unpublished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A consumer on a broker of its own that has just handled an event and sent its offset
+/// commit to the broker, which froze (its connections open, unanswered) a moment before.
+/// Returns the consumer's task and the token that stops it.
+async fn committing_to_a_frozen_broker() -> (
+    Bench,
+    polyclinic_testing::TestBroker,
+    (tokio::task::JoinHandle<()>, CancellationToken),
+) {
+    let broker = polyclinic_testing::TestBroker::start().await;
+    let settings = kafka_settings(broker.address.clone(), Vec::new());
+    polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()])
         .await
         .unwrap();
-    assert_eq!(pending, 0, "{kind:?}: marked once the relay survives");
+    let mut bench = bench().await;
+    bench.bus = Bus::Kafka(settings);
+    let relaying = CancellationToken::new();
+    relay_on(&bench.bus, &bench.producer, RelayFaults::default()).spawn(relaying.clone());
+    let state = State::default();
+    let stopping = CancellationToken::new();
+    let consuming =
+        consumer_on(&bench.bus, &bench.consumer, "group", state.clone()).spawn(stopping.clone());
+    produce(&bench.producer, &[counted("gated", 0)]).await;
+    tokio::time::timeout(Duration::from_secs(240), state.gate.reached.notified())
+        .await
+        .expect("the event reached its handler");
+    relaying.cancel();
+    broker.signal("-STOP");
+    state.gate.opened.notify_one();
+    wait_for(&bench.consumer, "group", 1).await;
+    (bench, broker, (consuming, stopping))
+}
+
+/// Leaving a consumer group waits for what the consumer has in flight with the broker (its
+/// last offset commit), and librdkafka waits without a bound; a consumer stopping while
+/// its broker does not answer must not wait with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_consumer_stops_promptly_when_its_broker_no_longer_answers() {
+    let (_bench, broker, (consuming, stopping)) = committing_to_a_frozen_broker().await;
+    let asked = Instant::now();
+    stopping.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(20), consuming).await;
+    broker.signal("-CONT");
+    assert!(
+        matches!(stopped, Ok(Ok(()))),
+        "the consumer was still stopping {:?} after it was asked to",
+        asked.elapsed()
+    );
+}
+
+/// A runtime shutting down drops its tasks without polling them again: a consumer is
+/// dropped then, with no chance to leave its group first, and must not hold the runtime
+/// (and the process) up while its broker does not answer.
+#[test]
+fn a_runtime_with_a_kafka_consumer_whose_broker_no_longer_answers_shuts_down_promptly() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (bench, broker) = runtime.block_on(async {
+        let (bench, broker, _running) = committing_to_a_frozen_broker().await;
+        (bench, broker)
+    });
+    let (stopped, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(runtime);
+        let _ = stopped.send(());
+    });
+    let shut_down = done.recv_timeout(Duration::from_secs(20));
+    broker.signal("-CONT");
+    assert!(
+        shut_down.is_ok(),
+        "the runtime was still shutting down 20 s later"
+    );
+    drop(bench);
+}
+
+#[tokio::test]
+async fn a_relay_that_failed_lets_go_of_its_lead_so_another_instance_takes_over() {
+    let bench = bench_on(Kind::KafkaMock).await;
+    let shutdown = CancellationToken::new();
+    consumer_on(&bench.bus, &bench.consumer, "group", State::default()).spawn(shutdown.clone());
+    produce(&bench.producer, &[counted("c", 0)]).await;
+    // The first instance publishes and fails before marking, again and again.
+    let faults = RelayFaults::default();
+    faults.crash_after_publish.store(true, Ordering::SeqCst);
+    let first = CancellationToken::new();
+    let failing = relay_on(&bench.bus, &bench.producer, faults).spawn(first.clone());
+    wait_for(&bench.consumer, "group", 1).await;
+    // It stops; its pool (the service's, still serving requests) lives on.
+    first.cancel();
+    failing.await.unwrap();
+    assert_eq!(pending(&bench.producer).await, 1);
+
+    // A second instance of the service, with a pool of its own, takes the lead.
+    let second_pool = polyclinic_db::schema_pool(&bench.db.url(), "producer", 10, "test").unwrap();
+    relay_on(&bench.bus, &second_pool, RelayFaults::default()).spawn(shutdown.clone());
+    wait_until_published(&second_pool).await;
     shutdown.cancel();
 }
 

@@ -165,7 +165,7 @@ pub async fn run(
     let state = AppState::new(&config, pool.clone(), verifier).await?;
 
     let payments = Arc::new(consumer::payment_events(&config, &pool, &backbone));
-    payments.clone().spawn_shared(shutdown.clone());
+    backbone.run(payments.clone());
     let retention = chrono::Duration::days(i64::from(config.booking.retention_days));
     Jobs::new(pool.clone(), zone(&config)?, retention).spawn(shutdown.clone());
     jobs::spawn_waitlist(state.booking.clone(), shutdown.clone());
@@ -173,7 +173,7 @@ pub async fn run(
     let app = router(&config, state, &backbone, vec![payments]);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
-    polyclinic_http::serve(listener, app, shutdown, grace).await?;
+    backbone.serve(listener, app, grace).await?;
     pool.close().await;
     Ok(())
 }

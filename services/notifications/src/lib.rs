@@ -166,12 +166,12 @@ pub async fn run(
     let verifier = Verifier::new(VerifierSettings::from_config(&config, SERVICE));
 
     let event_log = Arc::new(event_log_consumer(&config, &pool, &backbone));
-    event_log.clone().spawn_shared(shutdown.clone());
+    backbone.run(event_log.clone());
     let writing = Arc::new(self::mail(&config)?);
     let mail = Arc::new(mail::consumer(&config, &pool, &backbone, writing.clone()));
-    mail.clone().spawn_shared(shutdown.clone());
+    backbone.run(mail.clone());
     let calendar = Arc::new(calendar::visits::consumer(&config, &pool, &backbone));
-    calendar.clone().spawn_shared(shutdown.clone());
+    backbone.run(calendar.clone());
     let transport = Transport::from_config(&config.email)?;
     Sender::new(pool.clone(), transport, &config.email).spawn(shutdown.clone());
 
@@ -179,7 +179,7 @@ pub async fn run(
     let app = router(&config, state, &backbone, vec![event_log, mail, calendar]);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
-    polyclinic_http::serve(listener, app, shutdown, grace).await?;
+    backbone.serve(listener, app, grace).await?;
     pool.close().await;
     Ok(())
 }

@@ -192,13 +192,13 @@ pub async fn run(
         &backbone,
         state.ledger.clone(),
     ));
-    settlement.clone().spawn_shared(shutdown.clone());
+    backbone.run(settlement.clone());
     spawn_reconciliation(state.ledger.clone(), shutdown.clone());
 
     let app = router(&config, state, &backbone, vec![settlement]);
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
-    polyclinic_http::serve(listener, app, shutdown, grace).await?;
+    backbone.serve(listener, app, grace).await?;
     pool.close().await;
     Ok(())
 }

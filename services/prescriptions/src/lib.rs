@@ -121,7 +121,7 @@ pub async fn run(
     );
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
-    polyclinic_http::serve(listener, app, shutdown, grace).await?;
+    backbone.serve(listener, app, grace).await?;
     pool.close().await;
     Ok(())
 }

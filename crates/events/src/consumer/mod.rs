@@ -13,7 +13,7 @@ use sqlx::{Acquire, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::kafka::{Bus, GroupMember, KafkaSettings};
+use crate::kafka::{Bus, GroupMember, KafkaSettings, LEAVE_WITHIN};
 use crate::log::{self, LoggedEvent};
 mod retry;
 
@@ -295,8 +295,14 @@ impl<S: Send + Sync + 'static> Consumer<S> {
             };
             loop {
                 let next = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    next = member.next(kafka) => next,
+                    () = shutdown.cancelled() => None,
+                    next = member.next(kafka) => Some(next),
+                };
+                let Some(next) = next else {
+                    // Leaving at once hands this member's partitions to the others now,
+                    // rather than at the group's session timeout.
+                    member.leave(LEAVE_WITHIN).await;
+                    return;
                 };
                 let handled = async {
                     // What has arrived with the first message is handled with it.

@@ -21,7 +21,7 @@ pub struct Backbone {
     /// On the Kafka bus: whether the brokers can be reached.
     kafka_check: Option<Check>,
     shutdown: CancellationToken,
-    /// The relay and the consumers, waited for by [`Backbone::stopped`].
+    /// The relay and the consumers, waited for at shutdown by [`Backbone::serve`].
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 

@@ -29,8 +29,8 @@ results=$(mktemp -d)
 pids=()
 
 database() { echo "$SERVER/${DB}_$1"; }
-# The size at position $1 listens on 18180.. , 18280.. and so on.
-gateway_port() { echo $((18180 + 100 * $1)); }
+# The size at position $1 listens on 181xx, the next on 182xx and so on (its gateway on xx=80).
+base_port() { echo $((18100 + 100 * $1)); }
 
 stop_all() {
   for pid in "${pids[@]}"; do
@@ -48,7 +48,8 @@ trap 'stop_all; drop_all; rm -rf "$results"' EXIT
 
 # Starts a platform on the database of the size at position $1.
 start() {
-  local index=$1 base=$((18100 + 100 * $1))
+  local index=$1 base
+  base=$(base_port "$1")
   DATABASE_URL="$(database "${factors[$index]}")" \
     POLYCLINIC_REDIS_KEY_PREFIX="polyclinic-bench-scale-$index:" \
     POLYCLINIC_GATEWAY_PORT=$((base + 80)) POLYCLINIC_IDENTITY_PORT=$((base + 81)) \
@@ -83,7 +84,7 @@ echo "==> the routes at every size, side by side" >&2
 gateways=() databases=()
 for index in "${!factors[@]}"; do
   start "$index"
-  gateways+=("http://127.0.0.1:$(gateway_port "$index")")
+  gateways+=("http://127.0.0.1:$(($(base_port "$index") + 80))")
   databases+=("$(database "${factors[$index]}")")
 done
 join() { local IFS=,; echo "$*"; }

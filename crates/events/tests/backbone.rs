@@ -16,7 +16,7 @@ use polyclinic_events::{
     KafkaSettings, Relay, RelayFaults, RelaySettings, log, outbox,
 };
 use polyclinic_http::CancellationToken;
-use polyclinic_testing::TestDb;
+use polyclinic_testing::{TestBroker, TestDb, eventually_within};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use serde::{Deserialize, Serialize};
@@ -140,6 +140,18 @@ async fn schema(db: &TestDb, name: &str) -> PgPool {
 
 async fn bench() -> Bench {
     bench_on(Kind::Postgres).await
+}
+
+/// A bench whose kafka bus is `broker`, a test broker of the test's own (to stop and freeze).
+async fn bench_on_private_broker(broker: &TestBroker, properties: Vec<(String, String)>) -> Bench {
+    let settings = kafka_settings(broker.address.clone(), properties);
+    polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()])
+        .await
+        .unwrap();
+    Bench {
+        bus: Bus::Kafka(settings),
+        ..bench().await
+    }
 }
 
 async fn bench_on(kind: Kind) -> Bench {
@@ -456,10 +468,7 @@ async fn producers_go_on_while_the_log_is_unavailable_and_everything_arrives_aft
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(effects(&bench.consumer, "group").await.is_empty());
-    let waiting: i64 = sqlx::query_scalar("select count(*) from outbox where published_at is null")
-        .fetch_one(&bench.db_pool().await)
-        .await
-        .unwrap();
+    let waiting = pending(&bench.db_pool().await).await;
     assert_eq!(waiting, 50, "the events wait in the outbox");
 
     blocker.rollback().await.unwrap();
@@ -707,18 +716,12 @@ async fn pending(pool: &PgPool) -> i64 {
 }
 
 async fn wait_until_published(pool: &PgPool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = pending(pool).await;
-        if left == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{left} outbox rows are still unpublished"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_within(
+        Duration::from_secs(60),
+        "every outbox row published",
+        || async { (pending(pool).await == 0).then_some(()) },
+    )
+    .await;
 }
 
 /// A consumer on a broker of its own that has just handled an event and sent its offset
@@ -726,16 +729,11 @@ async fn wait_until_published(pool: &PgPool) {
 /// Returns the consumer's task and the token that stops it.
 async fn committing_to_a_frozen_broker() -> (
     Bench,
-    polyclinic_testing::TestBroker,
+    TestBroker,
     (tokio::task::JoinHandle<()>, CancellationToken),
 ) {
-    let broker = polyclinic_testing::TestBroker::start().await;
-    let settings = kafka_settings(broker.address.clone(), Vec::new());
-    polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()])
-        .await
-        .unwrap();
-    let mut bench = bench().await;
-    bench.bus = Bus::Kafka(settings);
+    let broker = TestBroker::start().await;
+    let bench = bench_on_private_broker(&broker, Vec::new()).await;
     let relaying = CancellationToken::new();
     relay_on(&bench.bus, &bench.producer, RelayFaults::default()).spawn(relaying.clone());
     let state = State::default();
@@ -938,22 +936,9 @@ async fn kafka_bus_on_the_mock_cluster_dead_letters_a_poison_event_without_holdi
 
 #[tokio::test]
 async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrives_after() {
-    let broker = polyclinic_testing::TestBroker::start().await;
-    let settings = KafkaSettings {
-        brokers: broker.address.clone(),
-        properties: vec![("batch.num.messages".into(), "1".into())],
-        partitions: 3,
-        replication_factor: 1,
-        create_topics: true,
-        topic_prefix: String::new(),
-        group_instance_id: None,
-        watch: Default::default(),
-    };
-    polyclinic_events::ensure_topics(&settings, &[Topic::Appointments.as_str()])
-        .await
-        .unwrap();
-    let mut bench = bench().await;
-    bench.bus = Bus::Kafka(settings);
+    let broker = TestBroker::start().await;
+    let bench =
+        bench_on_private_broker(&broker, vec![("batch.num.messages".into(), "1".into())]).await;
     let shutdown = CancellationToken::new();
     relay_on(&bench.bus, &bench.producer, RelayFaults::default()).spawn(shutdown.clone());
     consumer_on(&bench.bus, &bench.consumer, "group", State::default()).spawn(shutdown.clone());
@@ -975,10 +960,7 @@ async fn kafka_producers_go_on_while_the_broker_is_stopped_and_everything_arrive
         1,
         "nothing moves while the broker is stopped"
     );
-    let waiting: i64 = sqlx::query_scalar("select count(*) from outbox where published_at is null")
-        .fetch_one(&bench.producer)
-        .await
-        .unwrap();
+    let waiting = pending(&bench.producer).await;
     assert!(waiting > 0, "events wait in the outbox");
 
     broker.signal("-CONT");
@@ -1016,17 +998,13 @@ async fn the_relay_hands_the_producer_a_whole_batch_before_waiting_for_acknowled
     let started = Instant::now();
     relay_on(&bench.bus, &bench.producer, RelayFaults::default()).spawn(shutdown.clone());
     loop {
-        let pending: i64 =
-            sqlx::query_scalar("select count(*) from outbox where published_at is null")
-                .fetch_one(&bench.producer)
-                .await
-                .unwrap();
-        if pending == 0 {
+        let left = pending(&bench.producer).await;
+        if left == 0 {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(15),
-            "{pending} of 20 events still unpublished after {:?}",
+            "{left} of 20 events still unpublished after {:?}",
             started.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

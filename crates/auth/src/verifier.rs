@@ -130,7 +130,10 @@ pub struct Verifier {
     keys: KeyCache,
     revocations: Revocations,
     http: reqwest::Client,
-    verified: Mutex<HashMap<Arc<str>, Verified>>,
+    /// Keyed by the whole token (some hundreds of bytes) with foldhash: only tokens whose
+    /// signature checked are kept, so no caller chooses the keys, and SipHash (the
+    /// default) cost more than the rest of the lookup.
+    verified: Mutex<HashMap<Arc<str>, Verified, foldhash::fast::RandomState>>,
 }
 
 /// A token whose signature and claims were checked: reused until it expires, so a client
@@ -173,7 +176,7 @@ impl Verifier {
             settings,
             revocations: Revocations::default(),
             http,
-            verified: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::default()),
         });
         if !matches!(verifier.settings.revocations, RevocationFeed::None) {
             tokio::spawn(poll_revocations(Arc::downgrade(&verifier)));

@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::{Router, middleware};
 use polyclinic_config::Service;
 use prometheus_client::registry::Registry;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{
@@ -469,12 +470,18 @@ impl ServiceApp {
             .merge(platform)
             .fallback(route_not_found)
             .method_not_allowed_fallback(method_not_allowed)
-            .layer(DefaultBodyLimit::max(self.body_limit))
-            .layer(axum::Extension(self.trusted_proxies))
-            .layer(CatchPanicLayer::custom(|_| {
-                ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
-            }))
-            .layer(middleware::from_fn_with_state(observer, observe))
+            // One stack, applied in one go: the router boxes every route once per `layer`
+            // call, and calling a route clones its boxes all the way down, so four calls
+            // cost four boxings and their clones on every request.
+            .layer(
+                ServiceBuilder::new()
+                    .layer(middleware::from_fn_with_state(observer, observe))
+                    .layer(CatchPanicLayer::custom(|_| {
+                        ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
+                    }))
+                    .layer(axum::Extension(self.trusted_proxies))
+                    .layer(DefaultBodyLimit::max(self.body_limit)),
+            )
     }
 }
 

@@ -14,8 +14,9 @@ use tracing::field::Empty;
 
 use crate::metrics::{HttpMetrics, Route};
 
-/// The header that carries the request id in and out of every service.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The header that carries the request id in and out of every service. A `HeaderName`, not
+/// a string: a map given a string parses it again on every insert.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The id of the current request: the caller's `x-request-id` when it is sane, otherwise
 /// a new UUIDv7. Handlers extract it to pass it on to other services. It is kept as the
@@ -26,7 +27,7 @@ pub struct RequestId(HeaderValue);
 impl RequestId {
     fn from_headers(headers: &HeaderMap) -> Self {
         headers
-            .get(REQUEST_ID_HEADER)
+            .get(&REQUEST_ID_HEADER)
             .filter(|value| value.to_str().is_ok_and(is_acceptable_id))
             .map(|value| RequestId(value.clone()))
             .unwrap_or_else(RequestId::generate)

@@ -230,24 +230,28 @@ pub fn router(config: &Config, state: GatewayState) -> Router {
         .merge(OpenApiRouter::from(forwarding))
         .merge(OpenApiRouter::from(docs))
         .merge(OpenApiRouter::from(fhir_routes(config)));
-    let mut router = ServiceApp::new(SERVICE, api)
+    let router = ServiceApp::new(SERVICE, api)
         .configured(config)
         .into_router();
-    if let Some(cors) = cors(config) {
-        router = router.layer(cors);
+    let hsts = config.public_url.starts_with("https://").then(|| {
+        axum::middleware::map_response(|mut response: axum::response::Response| async move {
+            response.headers_mut().insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            );
+            response
+        })
+    });
+    let cors = cors(config);
+    if cors.is_none() && hsts.is_none() {
+        return router;
     }
-    if config.public_url.starts_with("https://") {
-        router = router.layer(axum::middleware::map_response(
-            |mut response: axum::response::Response| async move {
-                response.headers_mut().insert(
-                    header::STRICT_TRANSPORT_SECURITY,
-                    HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-                );
-                response
-            },
-        ));
-    }
-    router
+    // One `layer` call for both: each call boxes every route again (see `ServiceApp`).
+    router.layer(
+        tower::ServiceBuilder::new()
+            .option_layer(hsts)
+            .option_layer(cors),
+    )
 }
 
 /// Serves on `listener` until `shutdown` is cancelled.

@@ -44,6 +44,11 @@ const SPOOFABLE_PREFIXES: [&str; 8] = [
     "forwarded",
 ];
 
+/// The headers the gateway sets itself, named once: a map given a name as a string parses it
+/// again on every insert.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// The largest answer passed on whole rather than streamed.
 const WHOLE_BODY_LIMIT: u64 = 256 * 1024;
 
@@ -144,7 +149,7 @@ async fn forward_checked(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let uri = state
+    let (uri, host) = state
         .upstreams
         .url_for(rule.service, &path_and_query)
         .ok_or_else(|| {
@@ -159,12 +164,13 @@ async fn forward_checked(
     // someone, then the gateway's own word on who is calling and how.
     let mut headers = parts.headers;
     strip(&mut headers, |name, listed| !forwardable(name, listed));
+    headers.insert(header::HOST, host);
     headers.insert(REQUEST_ID_HEADER, request_id.header_value());
     // The address as the gateway resolved it (the peer, or what its trusted proxies said):
     // the services trust the gateway's word, and only its.
-    headers.insert("x-forwarded-for", forwarded_for(client));
+    headers.insert(X_FORWARDED_FOR, forwarded_for(client));
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(state.public_scheme),
     );
     let head = parts.method == Method::HEAD;
@@ -223,8 +229,24 @@ fn strip(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName, &[String]) -> b
     }
 }
 
+/// `client` as `X-Forwarded-For` carries it. An IPv4 address, nearly every caller's, is
+/// written out octet by octet: its `Display` goes through the formatting machinery, which
+/// a profile of the gateway showed as a few percent of a proxied request's instructions.
 fn forwarded_for(client: IpAddr) -> HeaderValue {
-    HeaderValue::from_str(&client.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+    let text = match client {
+        IpAddr::V4(address) => {
+            let mut text = String::with_capacity("255.255.255.255".len());
+            for (index, octet) in address.octets().into_iter().enumerate() {
+                if index > 0 {
+                    text.push('.');
+                }
+                text.push_str(itoa::Buffer::new().format(octet));
+            }
+            text
+        }
+        IpAddr::V6(address) => address.to_string(),
+    };
+    HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// Why an upstream gave no answer.
@@ -263,6 +285,26 @@ fn unanswered(rule: Rule, failure: &Failure, timeout: Duration) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_forwarded_address_is_written_as_the_address_displays() {
+        for address in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.3.4",
+            "192.168.100.255",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+        ] {
+            let client: IpAddr = address.parse().unwrap();
+            assert_eq!(
+                forwarded_for(client),
+                client.to_string().as_str(),
+                "{address}"
+            );
+        }
+    }
 
     #[test]
     fn identity_and_hop_by_hop_headers_are_not_forwarded() {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::body::Body;
-use axum::http::Uri;
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
+use axum::http::{HeaderValue, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -48,6 +48,9 @@ struct Base {
     authority: Authority,
     /// The path the service is mounted under, without a trailing slash (usually empty).
     path: String,
+    /// The `Host` header its requests carry: the host, and the port unless it is the
+    /// scheme's own (what the client would write itself, made once here instead).
+    host: HeaderValue,
 }
 
 /// Every service's base URL.
@@ -81,8 +84,13 @@ impl Upstreams {
 
     /// Where a request for `path_and_query` goes at `service`: its base URL followed by the
     /// request's path and query exactly as the client sent them (dot segments and escapes
-    /// untouched, so that the service routes the very path the gateway's table matched).
-    pub fn url_for(&self, service: Service, path_and_query: &PathAndQuery) -> Option<Uri> {
+    /// untouched, so that the service routes the very path the gateway's table matched),
+    /// and the `Host` header that goes with it.
+    pub fn url_for(
+        &self,
+        service: Service,
+        path_and_query: &PathAndQuery,
+    ) -> Option<(Uri, HeaderValue)> {
         let base = self.bases.get(&service)?;
         let path_and_query = if base.path.is_empty() {
             path_and_query.clone()
@@ -95,6 +103,7 @@ impl Upstreams {
             .path_and_query(path_and_query)
             .build()
             .ok()
+            .map(|uri| (uri, base.host.clone()))
     }
 }
 
@@ -108,7 +117,13 @@ fn parse_base(url: &str) -> anyhow::Result<Base> {
     if uri.query().is_some() {
         bail!("a service's URL has no query");
     }
+    let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+    let host = match authority.port_u16() {
+        Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+        _ => authority.host().to_owned(),
+    };
     Ok(Base {
+        host: HeaderValue::try_from(host)?,
         scheme,
         authority,
         path: uri.path().trim_end_matches('/').to_owned(),
@@ -129,6 +144,7 @@ mod tests {
         upstreams(base)
             .url_for(Service::Identity, &request.parse::<PathAndQuery>().unwrap())
             .unwrap()
+            .0
             .to_string()
     }
 
@@ -146,6 +162,22 @@ mod tests {
             upstreams("https://clinic.example/identity/").base_url(Service::Identity),
             "https://clinic.example/identity"
         );
+    }
+
+    #[test]
+    fn the_host_header_names_the_port_only_when_it_is_not_the_schemes_own() {
+        for (base, host) in [
+            ("http://identity:8081", "identity:8081"),
+            ("http://identity:80/", "identity"),
+            ("https://clinic.example:443/identity", "clinic.example"),
+            ("https://clinic.example:8443", "clinic.example:8443"),
+            ("http://[::1]:8081", "[::1]:8081"),
+        ] {
+            let (_, sent) = upstreams(base)
+                .url_for(Service::Identity, &PathAndQuery::from_static("/api"))
+                .unwrap();
+            assert_eq!(sent, host, "{base}");
+        }
     }
 
     #[test]

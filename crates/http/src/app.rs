@@ -1,13 +1,16 @@
 //! [`ServiceApp`]: a service's API router plus everything every service serves and does.
 
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
+use futures_util::FutureExt;
 use polyclinic_config::Service;
 use prometheus_client::registry::Registry;
 use tower::ServiceBuilder;
@@ -20,9 +23,9 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::client_address::TrustedProxies;
 use crate::health::{self, CheckReport, HealthReport, Readiness};
-use crate::metrics::{self, HttpMetrics, MetricsRoute};
-use crate::observe::{Observer, observe};
-use crate::{ApiError, Check, ProblemDetails};
+use crate::metrics::{self, HttpMetrics, MetricsRoute, Route};
+use crate::observe::{Observer, observe, observed};
+use crate::{ApiError, Check, ProblemDetails, RequestId};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -424,7 +427,13 @@ impl ServiceApp {
     }
 
     /// The finished router.
-    pub fn into_router(mut self) -> Router {
+    pub fn into_router(self) -> Router {
+        self.into_router_and_platform().0
+    }
+
+    /// The finished router, and the platform's work on a request for a service that answers
+    /// some requests itself, in front of the router (the gateway's forwarding).
+    pub fn into_router_and_platform(mut self) -> (Router, Platform) {
         let observer = Arc::new(Observer {
             service: self.service.as_str(),
             metrics: HttpMetrics::register(&mut self.registry),
@@ -466,7 +475,12 @@ impl ServiceApp {
             }),
         );
 
-        self.api
+        let handle = Platform {
+            observer: observer.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+        };
+        let router = self
+            .api
             .merge(platform)
             .fallback(route_not_found)
             .method_not_allowed_fallback(method_not_allowed)
@@ -476,12 +490,56 @@ impl ServiceApp {
             .layer(
                 ServiceBuilder::new()
                     .layer(middleware::from_fn_with_state(observer, observe))
-                    .layer(CatchPanicLayer::custom(|_| {
-                        ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
-                    }))
+                    .layer(CatchPanicLayer::custom(|_| panicked()))
                     .layer(axum::Extension(self.trusted_proxies))
                     .layer(DefaultBodyLimit::max(self.body_limit)),
-            )
+            );
+        (router, handle)
+    }
+}
+
+/// What a service answers for a request whose handler panicked.
+fn panicked() -> Response {
+    ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
+}
+
+/// The platform's work on a request that a service answers without its router: what the
+/// router's own layers do for its routes (request id, span, access log, metrics, security
+/// headers, a panic answered as a 500) and the client's address as the service resolves it.
+#[derive(Clone)]
+pub struct Platform {
+    observer: Arc<Observer>,
+    trusted_proxies: TrustedProxies,
+}
+
+impl Platform {
+    /// The address of the client behind a request from `peer` (see [`crate::ClientAddress`]).
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.trusted_proxies.client_address(peer, headers)
+    }
+
+    /// Answers `request` with `answer`, given the request's id, as the router answers a
+    /// request for a route whose pattern is `route`.
+    pub async fn answer<Answer>(
+        &self,
+        route: &'static str,
+        request: Request,
+        answer: impl FnOnce(RequestId, Request) -> Answer,
+    ) -> Response
+    where
+        Answer: Future<Output = Response>,
+    {
+        observed(
+            &self.observer,
+            Route::Pattern(route),
+            request,
+            |id, request| {
+                AssertUnwindSafe(answer(id, request))
+                    .catch_unwind()
+                    .map(|answered| answered.unwrap_or_else(|_| panicked()))
+            },
+        )
+        .await
     }
 }
 

@@ -21,13 +21,13 @@ mod strict;
 pub mod text;
 mod validation;
 
-pub use app::{ServiceApp, document};
+pub use app::{Platform, ServiceApp, document};
 pub use client_address::{ClientAddress, TrustedProxies};
 pub use error::{ApiError, ProblemDetails};
 pub use health::Check;
 pub use observe::{REQUEST_ID_HEADER, RequestId};
 pub use page::{Page, PageQuery, page_limit};
-pub use server::{serve, shutdown_signal};
+pub use server::{serve, serve_connections, shutdown_signal};
 pub use validation::{FieldError, Violations};
 
 /// Re-exported so that services name one version of the router and shutdown types.

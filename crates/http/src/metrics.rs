@@ -23,17 +23,26 @@ struct RequestLabels {
     status: u16,
 }
 
-/// The route a request matched, as the router wrote its pattern, or `unmatched`.
+/// The route a request matched, as the router (or a service answering without it) wrote its
+/// pattern, or `unmatched`.
 #[derive(Debug, Clone)]
-pub(crate) struct Route(Option<MatchedPath>);
+pub(crate) enum Route {
+    Matched(MatchedPath),
+    Pattern(&'static str),
+    Unmatched,
+}
 
 impl Route {
     pub(crate) fn of(matched: Option<&MatchedPath>) -> Self {
-        Self(matched.cloned())
+        matched.map_or(Self::Unmatched, |matched| Self::Matched(matched.clone()))
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+        match self {
+            Self::Matched(matched) => matched.as_str(),
+            Self::Pattern(pattern) => pattern,
+            Self::Unmatched => "unmatched",
+        }
     }
 }
 

@@ -87,16 +87,32 @@ pub(crate) struct Observer {
     pub(crate) metrics: HttpMetrics,
 }
 
+/// The middleware: [`observed`] around the rest of the router, for the route it matched.
 pub(crate) async fn observe(
     State(observer): State<Arc<Observer>>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
+    let route = Route::of(request.extensions().get::<MatchedPath>());
+    observed(&observer, route, request, |_, request| next.run(request)).await
+}
+
+/// The platform's work around answering one request for `route`: its id (given to `answer`,
+/// and put in the request's extensions for extractors), span, access log line, metrics and
+/// security headers.
+pub(crate) async fn observed<Answer>(
+    observer: &Observer,
+    route: Route,
+    mut request: Request,
+    answer: impl FnOnce(RequestId, Request) -> Answer,
+) -> Response
+where
+    Answer: Future<Output = Response>,
+{
     let metrics = &observer.metrics;
     let request_id = RequestId::from_headers(request.headers());
     request.extensions_mut().insert(request_id.clone());
     let method = request.method().clone();
-    let route = Route::of(request.extensions().get::<MatchedPath>());
 
     let span = tracing::info_span!(
         "request",
@@ -129,7 +145,9 @@ pub(crate) async fn observe(
         }
     }
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = answer(request_id.clone(), request)
+        .instrument(span.clone())
+        .await;
     let elapsed = started.elapsed();
     let status = response.status();
 

@@ -1,12 +1,17 @@
 //! Serving a router until shutdown, letting in-flight requests finish.
 
+use std::convert::Infallible;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::Service;
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and
 /// waits up to `grace` for in-flight requests to finish.
@@ -16,12 +21,34 @@ pub async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let server = axum::serve(
+    serve_connections(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
+        shutdown,
+        grace,
     )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-    .into_future();
+    .await
+}
+
+/// [`serve`] for a service other than a router: `connections` makes the service that
+/// answers each accepted connection.
+pub async fn serve_connections<Connections, Answers>(
+    listener: TcpListener,
+    connections: Connections,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()>
+where
+    Connections: for<'a> Service<IncomingStream<'a, TcpListener>, Error = Infallible, Response = Answers>
+        + Send
+        + 'static,
+    for<'a> <Connections as Service<IncomingStream<'a, TcpListener>>>::Future: Send,
+    Answers: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    Answers::Future: Send,
+{
+    let server = axum::serve(listener, connections)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
 
     let deadline = async {
         shutdown.cancelled().await;

@@ -11,6 +11,7 @@
 //! every service's OpenAPI) and `/status`.
 
 mod docs;
+mod front;
 mod proxy;
 mod rate_limit;
 mod status;
@@ -25,6 +26,7 @@ use anyhow::Context;
 use axum::extract::{FromRef, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::{MethodRouter, on};
+use axum::serve::IncomingStream;
 use polyclinic_auth::{Verifier, VerifierSettings};
 use polyclinic_config::{Config, Service};
 use polyclinic_http::axum::Router;
@@ -221,8 +223,9 @@ fn cors(config: &Config) -> Option<CorsLayer> {
     )
 }
 
-/// The gateway's complete router.
-pub fn router(config: &Config, state: GatewayState) -> Router {
+/// The gateway's router, which has every route, and the platform's work on a request, for
+/// the requests [`front`] forwards itself.
+fn router(config: &Config, state: GatewayState) -> (Router, polyclinic_http::Platform) {
     let forwarding = forwarding_routes().with_state(state.clone());
     let docs = docs::router(state.clone());
     let api = api()
@@ -230,28 +233,18 @@ pub fn router(config: &Config, state: GatewayState) -> Router {
         .merge(OpenApiRouter::from(forwarding))
         .merge(OpenApiRouter::from(docs))
         .merge(OpenApiRouter::from(fhir_routes(config)));
-    let router = ServiceApp::new(SERVICE, api)
+    ServiceApp::new(SERVICE, api)
         .configured(config)
-        .into_router();
-    let hsts = config.public_url.starts_with("https://").then(|| {
-        axum::middleware::map_response(|mut response: axum::response::Response| async move {
-            response.headers_mut().insert(
-                header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-            );
-            response
-        })
-    });
-    let cors = cors(config);
-    if cors.is_none() && hsts.is_none() {
-        return router;
-    }
-    // One `layer` call for both: each call boxes every route again (see `ServiceApp`).
-    router.layer(
-        tower::ServiceBuilder::new()
-            .option_layer(hsts)
-            .option_layer(cors),
-    )
+        .into_router_and_platform()
+}
+
+/// Marks an answer as https-only for a year (HSTS), on an https deployment.
+async fn strict_transport(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+    );
+    response
 }
 
 /// Serves on `listener` until `shutdown` is cancelled.
@@ -261,9 +254,25 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let verifier = Verifier::new(VerifierSettings::from_config(&config, SERVICE));
-    let app = router(&config, GatewayState::new(&config, verifier)?);
+    let state = GatewayState::new(&config, verifier)?;
+    let (router, platform) = router(&config, state.clone());
+    let parts = Arc::new(front::Parts::new(router, platform, state)?);
+    // What every answer passes through on its way out, on both of the front's roads: CORS
+    // for the configured origins, and HSTS when the public URL is https.
+    let outermost = tower::ServiceBuilder::new()
+        .option_layer(
+            config
+                .public_url
+                .starts_with("https://")
+                .then(|| axum::middleware::map_response::<_, ()>(strict_transport)),
+        )
+        .option_layer(cors(&config));
+    let connections = tower::service_fn(move |connection: IncomingStream<'_, TcpListener>| {
+        let answers = outermost.service(parts.front(*connection.remote_addr()));
+        std::future::ready(Ok::<_, std::convert::Infallible>(answers))
+    });
     tracing::info!(service = %SERVICE, address = %listener.local_addr()?, "listening");
     let grace = Duration::from_secs(config.http.shutdown_grace_secs.into());
-    polyclinic_http::serve(listener, app, shutdown, grace).await?;
+    polyclinic_http::serve_connections(listener, connections, shutdown, grace).await?;
     Ok(())
 }

@@ -3,8 +3,9 @@
 # connections straight at the identity service, through nginx (`proxy_pass` with upstream
 # keepalive and no checks at all) and through the Polyclinic gateway (token verification,
 # rate limits, header rules), each proxy and the identity service its own process so their
-# CPU can be read from /proc. Both rounds run in one go, release build; prints a markdown
-# table with each proxy's CPU per request and the gateway's share of nginx's throughput.
+# CPU can be read from /proc. The rounds (three unless ROUNDS says), each target in turn,
+# run in one go, release build; prints a markdown table with each proxy's CPU per request
+# and the gateway's share of nginx's throughput.
 # wrk and nginx come from Debian (installed here when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ SERVER="${POLYCLINIC_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB=polyclinic_bench_gateway
 CONNECTIONS="${CONNECTIONS:-32}"
 SECONDS_PER_TARGET="${SECONDS_PER_TARGET:-10}"
+ROUNDS="${ROUNDS:-3}"
 NGINX_PORT=18070
 
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -122,12 +124,12 @@ measure() {
   printf '%s\t%s\t%s\t%s\n' "$label" "$((after - before))" "$#" "$(base64 -w0 "$work/wrk.out")"
 }
 
-# A short warm-up of every path (connections, caches), then two rounds.
+# A short warm-up of every path (connections, caches), then the rounds, each target in turn.
 for url in "http://127.0.0.1:18081" "http://127.0.0.1:$NGINX_PORT" "http://127.0.0.1:18080"; do
   wrk -t2 -c"$CONNECTIONS" -d2s -H "Authorization: Bearer $token" "$url/api/users/me" >/dev/null
 done
 {
-  for round in 1 2; do
+  for _ in $(seq "$ROUNDS"); do
     measure "identity, direct" "http://127.0.0.1:18081/api/users/me"
     # shellcheck disable=SC2046
     measure "nginx, proxy_pass with keepalive" "http://127.0.0.1:$NGINX_PORT/api/users/me" $(nginx_pids)
@@ -135,9 +137,9 @@ done
   done
 } >"$work/rows"
 
-python3 - "$work/rows" "$(getconf CLK_TCK)" "$CONNECTIONS" "$SECONDS_PER_TARGET" <<'PY'
+python3 - "$work/rows" "$(getconf CLK_TCK)" "$CONNECTIONS" "$SECONDS_PER_TARGET" "$ROUNDS" <<'PY'
 import base64, re, sys
-rows_path, hz, connections, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rows_path, hz, connections, seconds, rounds = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 
 def ms(text):
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
@@ -172,9 +174,9 @@ direct, _ = total("identity, direct")
 nginx, nginx_cpu = total("nginx, proxy_pass with keepalive")
 gateway, gateway_cpu = total("the Polyclinic gateway")
 print(
-    f"\nwrk, 2 threads, {connections} connections, {seconds} s per target, two rounds; CPU from /proc "
+    f"\nwrk, 2 threads, {connections} connections, {seconds} s per target, {rounds} rounds; CPU from /proc "
     f"(user + system) of the proxy's processes over each run, divided by its requests. "
-    f"Means of both rounds: nginx {100 * nginx / direct:.0f}% of direct, the gateway "
+    f"Means of the rounds: nginx {100 * nginx / direct:.0f}% of direct, the gateway "
     f"{100 * gateway / direct:.0f}% of direct and **{100 * gateway / nginx:.0f}% of nginx**; CPU per "
     f"request {gateway_cpu:.1f} µs (gateway) against {nginx_cpu:.1f} µs (nginx)."
 )

@@ -475,7 +475,7 @@ impl ServiceApp {
             }),
         );
 
-        let handle = Platform {
+        let outside_the_router = Platform {
             observer: observer.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
         };
@@ -494,7 +494,7 @@ impl ServiceApp {
                     .layer(axum::Extension(self.trusted_proxies))
                     .layer(DefaultBodyLimit::max(self.body_limit)),
             );
-        (router, handle)
+        (router, outside_the_router)
     }
 }
 
@@ -504,8 +504,11 @@ fn panicked() -> Response {
 }
 
 /// The platform's work on a request that a service answers without its router: what the
-/// router's own layers do for its routes (request id, span, access log, metrics, security
-/// headers, a panic answered as a 500) and the client's address as the service resolves it.
+/// router's outermost layers do for its routes (request id, span, access log, metrics,
+/// security headers, a panic answered as a 500) and the client's address as the service
+/// resolves it. The rest is the caller's: no extension is set for extractors (the client's
+/// address, the body limit, the matched path), so an answer reads the body within a limit
+/// of its own and takes the client's address from [`Platform::client_address`].
 #[derive(Clone)]
 pub struct Platform {
     observer: Arc<Observer>,
@@ -518,8 +521,8 @@ impl Platform {
         self.trusted_proxies.client_address(peer, headers)
     }
 
-    /// Answers `request` with `answer`, given the request's id, as the router answers a
-    /// request for a route whose pattern is `route`.
+    /// Answers `request` with `answer`, given the request's id, with the work the router's
+    /// outermost layers do for a route whose pattern is `route`.
     pub async fn answer<Answer>(
         &self,
         route: &'static str,
@@ -534,7 +537,8 @@ impl Platform {
             Route::Pattern(route),
             request,
             |id, request| {
-                AssertUnwindSafe(answer(id, request))
+                // Making the answer's future is inside the catch too, as a layer's `call` is.
+                AssertUnwindSafe(async move { answer(id, request).await })
                     .catch_unwind()
                     .map(|answered| answered.unwrap_or_else(|_| panicked()))
             },

@@ -6,7 +6,11 @@
 //! - [`ServiceApp`]: wraps a service's API router with the platform routes (`/health/live`,
 //!   `/health/ready`, `/metrics`, `/openapi.json`), request ids, tracing, metrics, a body
 //!   limit and problem+json fallbacks.
-//! - [`serve`]: serving with graceful shutdown.
+//!   [`Platform`] is its outermost work on a request (id, span, log, metrics, security
+//!   headers, a panic as a 500), for a service that answers some requests itself, in front
+//!   of its router (the gateway's forwarding).
+//! - [`serve`]: serving with graceful shutdown; [`serve_connections`] for a service other
+//!   than a router.
 
 mod app;
 pub mod client_address;

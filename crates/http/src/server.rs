@@ -1,4 +1,5 @@
-//! Serving a router until shutdown, letting in-flight requests finish.
+//! Serving a router (or any service made per connection) until shutdown, letting in-flight
+//! requests finish.
 
 use std::convert::Infallible;
 use std::future::IntoFuture;

@@ -12,9 +12,11 @@
 //! (`valgrind --tool=callgrind`, instructions per proxied `GET /api/users/me`) showed the
 //! router's matching, per-route boxed services, extractors and middleware futures as about
 //! a tenth of every forwarded request, for no check of the gateway's own. No `/api` path is
-//! the gateway's own (a test holds it to that), so the two roads cannot disagree on which
-//! route a request is for.
+//! the gateway's own, so the two roads cannot disagree on which route a request is for: its
+//! own routes are `/status` (a test holds its documented routes to that), `/docs`, the
+//! FHIR paths and every service's `/health`, `/metrics` and `/openapi.json`.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -71,12 +73,9 @@ struct Forwarded(matchit::Router<Vec<Rule>>);
 
 impl Forwarded {
     fn of(table: &[Rule]) -> anyhow::Result<Self> {
-        let mut by_path: Vec<(&'static str, Vec<Rule>)> = Vec::new();
+        let mut by_path: BTreeMap<&'static str, Vec<Rule>> = BTreeMap::new();
         for rule in table.iter().filter(|rule| rule.path.starts_with("/api/")) {
-            match by_path.iter_mut().find(|(path, _)| *path == rule.path) {
-                Some((_, rules)) => rules.push(*rule),
-                None => by_path.push((rule.path, vec![*rule])),
-            }
+            by_path.entry(rule.path).or_default().push(*rule);
         }
         let mut routes = matchit::Router::new();
         for (path, rules) in by_path {

@@ -9,6 +9,9 @@
 //! gateway's own too) rewritten as OperationOutcomes; the gateway answers `/fhir/metadata`
 //! itself from [`polyclinic_fhir::capability`]. It also serves `/docs` (Swagger UI over
 //! every service's OpenAPI) and `/status`.
+//!
+//! Each connection is answered by a [`front::Front`]: it forwards the table's `/api` routes
+//! itself and hands every other request to the router, which has all the routes.
 
 mod docs;
 mod front;
@@ -210,15 +213,12 @@ fn cors(config: &Config) -> Option<CorsLayer> {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 header::HeaderName::from_static("idempotency-key"),
-                header::HeaderName::from_static("x-request-id"),
+                polyclinic_http::REQUEST_ID_HEADER,
                 header::HeaderName::from_static("traceparent"),
                 header::HeaderName::from_static("tracestate"),
                 header::HeaderName::from_static("baggage"),
             ])
-            .expose_headers([
-                header::HeaderName::from_static("x-request-id"),
-                header::RETRY_AFTER,
-            ])
+            .expose_headers([polyclinic_http::REQUEST_ID_HEADER, header::RETRY_AFTER])
             .max_age(Duration::from_secs(600)),
     )
 }

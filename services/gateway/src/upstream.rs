@@ -37,6 +37,8 @@ pub fn forwarder() -> Forwarder {
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
+        // The gateway sets `Host` itself, from the upstream's URL split once at start-up.
+        .set_host(false)
         .pool_idle_timeout(Duration::from_secs(60))
         .build(connector)
 }

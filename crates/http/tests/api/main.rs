@@ -3,17 +3,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use polyclinic_config::Service;
+use polyclinic_http::axum::extract::Request;
+use polyclinic_http::axum::response::{IntoResponse, Response};
 use polyclinic_http::axum::routing::{get, post};
+use polyclinic_http::axum::serve::IncomingStream;
 use polyclinic_http::extract::Json;
 use polyclinic_http::utoipa_axum::router::OpenApiRouter;
 use polyclinic_http::{ApiError, CancellationToken, Check, ServiceApp};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 
 #[derive(serde::Deserialize, serde::Serialize)]
 struct Greeting {
@@ -65,6 +70,53 @@ async fn serve_app(app: ServiceApp) -> Served {
         shutdown,
         server,
     }
+}
+
+/// A service that answers `/answered/...` itself through [`polyclinic_http::Platform`], as
+/// the gateway's front does, and hands every other request to its router.
+async fn serve_answering_in_front() -> Served {
+    let (router, platform) = ServiceApp::new(Service::Identity, api()).into_router_and_platform();
+    let front = tower::service_fn(move |request: Request| {
+        let router = router.clone();
+        let platform = platform.clone();
+        async move {
+            let path = request.uri().path().to_owned();
+            if !path.starts_with("/answered/") {
+                return router.oneshot(request).await;
+            }
+            let answered = platform
+                .answer("/answered/{what}", request, |id, _| async move {
+                    if path == "/answered/panics" {
+                        panics_in_an_answer().await
+                    } else {
+                        id.to_string().into_response()
+                    }
+                })
+                .await;
+            Ok(answered)
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let connections = tower::service_fn(move |_: IncomingStream<'_, TcpListener>| {
+        std::future::ready(Ok::<_, Infallible>(front.clone()))
+    });
+    let server = tokio::spawn(polyclinic_http::serve_connections(
+        listener,
+        connections,
+        shutdown.clone(),
+        Duration::from_secs(5),
+    ));
+    Served {
+        address,
+        shutdown,
+        server,
+    }
+}
+
+async fn panics_in_an_answer() -> Response {
+    panic!("a bug in an answer")
 }
 
 fn api() -> OpenApiRouter {
@@ -327,6 +379,61 @@ async fn a_panicking_handler_answers_a_problem_with_the_security_headers_and_the
     let body = problem(response).await;
     assert_eq!(body["code"], "internal_error");
     assert!(!body.to_string().contains("a bug in a handler"), "{body}");
+}
+
+#[tokio::test]
+async fn a_request_answered_in_front_of_the_router_gets_the_platforms_id_headers_and_metrics() {
+    let app = serve_answering_in_front().await;
+    let client = reqwest::Client::new();
+    let answered = client
+        .get(app.url("/answered/hello"))
+        .header("x-request-id", "front-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    assert_eq!(answered.headers()["x-request-id"], "front-1");
+    assert_eq!(answered.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(answered.headers()["cache-control"], "no-store");
+    assert_eq!(
+        answered.text().await.unwrap(),
+        "front-1",
+        "the answer was given the id"
+    );
+
+    let panicked = client
+        .get(app.url("/answered/panics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(panicked.status(), 500);
+    assert_eq!(panicked.headers()["x-frame-options"], "DENY");
+    assert!(panicked.headers().contains_key("x-request-id"));
+    let body = problem(panicked).await;
+    assert_eq!(body["code"], "internal_error");
+    assert!(!body.to_string().contains("a bug in an answer"), "{body}");
+
+    let routed = client.get(app.url("/slow")).send().await.unwrap();
+    assert_eq!(
+        routed.text().await.unwrap(),
+        "finished",
+        "the router answers the rest"
+    );
+    let metrics = client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        r#"http_requests_total{method="GET",route="/answered/{what}",status="200"} 1"#,
+        r#"http_requests_total{method="GET",route="/answered/{what}",status="500"} 1"#,
+        r#"http_requests_total{method="GET",route="/slow",status="200"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
 }
 
 #[tokio::test]

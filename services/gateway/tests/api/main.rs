@@ -316,6 +316,55 @@ async fn only_configured_origins_pass_cors() {
             .get("access-control-allow-origin")
             .is_none()
     );
+    // The request itself, which the front forwards without the router, is answered alike.
+    let request = |origin: &'static str| {
+        platform
+            .client()
+            .get(platform.url(Service::Gateway, "/api/doctors"))
+            .header("origin", origin)
+            .send()
+    };
+    let allowed = request("https://app.clinic.example").await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.clinic.example"
+    );
+    let refused = request("https://evil.example").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn an_https_deployment_marks_forwarded_answers_and_the_gateways_own_as_https_only() {
+    let upstream = echo_upstream().await;
+    let platform = gateway_before(upstream, |config| {
+        config.public_url = "https://clinic.example".into();
+    })
+    .await;
+    // Forwarded by the front; answered by the gateway's router; no route at all.
+    for (path, status) in [
+        ("/api/doctors", StatusCode::OK),
+        ("/fhir/metadata", StatusCode::OK),
+        ("/api/no/such/route", StatusCode::NOT_FOUND),
+    ] {
+        let response = platform
+            .client()
+            .get(platform.url(Service::Gateway, path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=31536000; includeSubDomains",
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -69,9 +69,9 @@ url=http://127.0.0.1:18280/api/users/me
 
 # Warm up (connections, caches), zero the counts, measure, and dump what was counted since.
 wrk -t1 -c8 -d5s -H "Authorization: Bearer $token" "$url" >/dev/null
-callgrind_control -z "$gateway" >/dev/null
+callgrind_control -z "$gateway" >/dev/null 2>&1
 wrk -t1 -c8 -d"${SECONDS_MEASURED}s" -H "Authorization: Bearer $token" "$url" >"$work/wrk.out"
-callgrind_control -d "$gateway" >/dev/null
+callgrind_control -d "$gateway" >/dev/null 2>&1
 until ls "$work"/callgrind.out.* >/dev/null 2>&1; do sleep 0.2; done
 sleep 1
 
@@ -103,10 +103,11 @@ for line in open(profile):
     elif line.startswith("calls="):
         call = True
     elif line[:1].isdigit() or line[:1] in "+-*":
+        fields = line.split()
         if call:
             call = False
-        elif function is not None:
-            own[function] += int(line.split()[1])
+        elif function is not None and len(fields) > 1:
+            own[function] += int(fields[1])
 total = sum(own.values())
 print(f"{requests} proxied requests of `GET /api/users/me` under callgrind; "
       f"**{total / requests:,.0f} instructions a request** in the gateway's process (user space).")

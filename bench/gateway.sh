@@ -9,60 +9,17 @@
 # wrk and nginx come from Debian (installed here when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/polyclinic/target}"
-SERVER="${POLYCLINIC_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 DB=polyclinic_bench_gateway
 CONNECTIONS="${CONNECTIONS:-32}"
 SECONDS_PER_TARGET="${SECONDS_PER_TARGET:-10}"
 ROUNDS="${ROUNDS:-3}"
 NGINX_PORT=18070
 
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-need=()
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-[ -x /usr/sbin/nginx ] || need+=(nginx-light)
-if [ ${#need[@]} -gt 0 ]; then
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >&2
-fi
-
-cargo build --release --locked -p polyclinic >&2
-BIN="$CARGO_TARGET_DIR/release"
-
-psql "$SERVER/postgres" -qc "drop database if exists $DB with (force)" >/dev/null
-export DATABASE_URL="$SERVER/$DB"
-export POLYCLINIC_LOG_FILTER=warn
-export POLYCLINIC_ADMIN_PASSWORD="bench first passphrase"
-export POLYCLINIC_RATE_LIMIT_USER_PER_MINUTE=100000000
-export POLYCLINIC_GATEWAY_PORT=18080 POLYCLINIC_IDENTITY_PORT=18081 \
-  POLYCLINIC_APPOINTMENTS_PORT=18083 POLYCLINIC_PAYMENTS_PORT=18084 \
-  POLYCLINIC_NOTIFICATIONS_PORT=18085 POLYCLINIC_PRESCRIPTIONS_PORT=18086 POLYCLINIC_WEB_PORT=18090
-export POLYCLINIC_PUBLIC_URL=http://127.0.0.1:18080
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
+need=(wrk:wrk nginx:nginx-light)
+cleanup_more() {
   [ -f "$work/nginx.pid" ] && kill -QUIT "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  psql "$SERVER/postgres" -qc "drop database if exists $DB with (force)" >/dev/null
-  rm -rf "$work"
 }
-trap cleanup EXIT
-
-ready() {
-  local port=$1 pid=$2 log=$3
-  until curl -fs -o /dev/null "http://127.0.0.1:$port/health/ready"; do
-    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
-    sleep 0.05
-  done
-}
-"$BIN/polyclinic" identity 2>"$work/identity.log" &
-identity=$!; pids+=("$identity")
-ready 18081 "$identity" "$work/identity.log"
-"$BIN/polyclinic" gateway 2>"$work/gateway.log" &
-gateway=$!; pids+=("$gateway")
-ready 18080 "$gateway" "$work/gateway.log"
+source bench/gateway-platform.sh
 
 # nginx as a bare reverse proxy: as many workers as cores, keepalive to the upstream, no
 # access log (nor has the gateway one at this log level), nothing checked.
@@ -97,11 +54,6 @@ EOF
   { cat "$work/nginx/start.log" >&2; exit 1; }
 until curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/health/live"; do sleep 0.05; done
 nginx_pids() { echo "$(cat "$work/nginx.pid") $(pgrep -P "$(cat "$work/nginx.pid")" | tr '\n' ' ')"; }
-
-token=$(curl -fs -X POST "http://127.0.0.1:18081/api/auth/token" \
-  --data-urlencode grant_type=password --data-urlencode username=admin@polyclinic.local \
-  --data-urlencode "password=$POLYCLINIC_ADMIN_PASSWORD" |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 
 # CPU time (user + system, in clock ticks) of the processes given, from /proc.
 ticks() {

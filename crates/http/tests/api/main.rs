@@ -55,21 +55,32 @@ impl Served {
     }
 }
 
-async fn serve_app(app: ServiceApp) -> Served {
+/// Serves on a port of its own what `serving` serves, given the listener and the shutdown.
+async fn served<Serving>(serving: impl FnOnce(TcpListener, CancellationToken) -> Serving) -> Served
+where
+    Serving: Future<Output = std::io::Result<()>> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(polyclinic_http::serve(
-        listener,
-        app.into_router(),
-        shutdown.clone(),
-        Duration::from_secs(5),
-    ));
+    let server = tokio::spawn(serving(listener, shutdown.clone()));
     Served {
         address,
         shutdown,
         server,
     }
+}
+
+async fn serve_app(app: ServiceApp) -> Served {
+    served(|listener, shutdown| {
+        polyclinic_http::serve(
+            listener,
+            app.into_router(),
+            shutdown,
+            Duration::from_secs(5),
+        )
+    })
+    .await
 }
 
 /// A service that answers `/answered/...` itself through [`polyclinic_http::Platform`], as
@@ -96,23 +107,13 @@ async fn serve_answering_in_front() -> Served {
             Ok(answered)
         }
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
     let connections = tower::service_fn(move |_: IncomingStream<'_, TcpListener>| {
         std::future::ready(Ok::<_, Infallible>(front.clone()))
     });
-    let server = tokio::spawn(polyclinic_http::serve_connections(
-        listener,
-        connections,
-        shutdown.clone(),
-        Duration::from_secs(5),
-    ));
-    Served {
-        address,
-        shutdown,
-        server,
-    }
+    served(|listener, shutdown| {
+        polyclinic_http::serve_connections(listener, connections, shutdown, Duration::from_secs(5))
+    })
+    .await
 }
 
 async fn panics_in_an_answer() -> Response {
